@@ -1,0 +1,84 @@
+//! The command line. Each subcommand's arguments become options for the library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lab", version, about = "A disposable Kubernetes storage test lab with one command")]
+pub struct Cli {
+    /// More diagnostic logging (-v debug, -vv trace); also RUST_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the cluster and make its nodes usable.
+    Up(UpArgs),
+    /// Remove the cluster and everything lab created for it.
+    Down(ChangeArgs),
+    /// Show the lab's nodes as the provider sees them now.
+    Status(ScenarioArg),
+    /// Print what `lab up` (or `lab down`) would do, changing nothing.
+    Plan(PlanArgs),
+    /// Check this machine for everything the scenario needs.
+    Doctor(ScenarioArg),
+    /// Open an interactive shell on a node.
+    Shell(ShellArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScenarioArg {
+    /// Scenario file [default: ./lab.yaml, else scenarios/quickstart.yaml]
+    pub scenario: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// Print the plan with its commands and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Keep a half-made lab when a step fails, to look at it (`lab down` removes it).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PlanFor {
+    Up,
+    Down,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// Which command's plan to show.
+    #[arg(long = "for", value_enum, default_value = "up")]
+    pub plan_for: PlanFor,
+    /// Also print the files lab would write (kind config, node list).
+    #[arg(long)]
+    pub files: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    /// Node name, as `lab status` lists it.
+    pub node: String,
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+}

@@ -1,0 +1,14 @@
+use std::process::ExitCode;
+
+use crate::Lab;
+use crate::cli::{PlanArgs, PlanFor};
+
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(args.scenario.scenario)?;
+    let plan = match args.plan_for {
+        PlanFor::Up => lab.up_plan(),
+        PlanFor::Down => lab.down_plan(),
+    };
+    print!("{}", plan.render(lab.provider.as_ref(), args.files));
+    Ok(ExitCode::SUCCESS)
+}

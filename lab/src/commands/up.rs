@@ -1,0 +1,43 @@
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::Lab;
+use crate::cli::UpArgs;
+use crate::plan::execute;
+use crate::progress::Progress;
+
+pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(args.change.scenario.scenario)?;
+    let plan = lab.up_plan();
+    if args.change.dry_run {
+        print!("{}", plan.render(lab.provider.as_ref(), false));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lab.provider.exists().await.context("checking whether the lab is already up")? {
+        anyhow::bail!(
+            "{} is already up: `lab status` shows its nodes; `lab down` removes it before a fresh `lab up`",
+            lab.scenario.cluster_name()
+        );
+    }
+    std::fs::create_dir_all(lab.state.dir()).with_context(|| format!("cannot create {}", lab.state.dir().display()))?;
+    std::fs::write(lab.state.file("plan.txt"), plan.render(lab.provider.as_ref(), true))?;
+
+    let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state.log()).await else {
+        eprintln!("lab {} is up; state in {}", lab.scenario.name(), lab.state.dir().display());
+        if lab.state.kubeconfig().exists() {
+            eprintln!("  export KUBECONFIG={}", lab.state.absolute().join("kubeconfig").display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if args.keep_on_failure {
+        eprintln!("keeping the half-made lab for inspection (--keep-on-failure); log: {}", lab.state.log().display());
+        eprintln!("  `lab status` lists its nodes, `lab down` removes it");
+    } else {
+        eprintln!("cleaning up (use --keep-on-failure to keep the lab for inspection)");
+        if let Err(cleanup) = execute(&lab.down_plan(), lab.provider.as_ref(), progress, &lab.state.log()).await {
+            eprintln!("cleanup failed too: {cleanup:#}");
+        }
+    }
+    Err(error)
+}

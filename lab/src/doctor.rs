@@ -1,0 +1,301 @@
+//! `lab doctor`: every prerequisite a scenario needs on this machine, each
+//! with how to fix it. Reads only; changes nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::provider::existing_kubeconfig_path;
+use crate::scenario::{ProviderKind, Scenario, VagrantProvider};
+use crate::shell::{Cmd, LocalShell, Shell};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    /// Not as it should be, but `lab` or the user can carry on.
+    Warn,
+    /// A required prerequisite is missing: the scenario cannot run.
+    Missing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub check: String,
+    pub level: Level,
+    pub detail: String,
+    pub fix: String,
+}
+
+impl Finding {
+    fn ok(check: &str, detail: impl Into<String>) -> Finding {
+        Finding { check: check.into(), level: Level::Ok, detail: detail.into(), fix: String::new() }
+    }
+    fn warn(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check: check.into(), level: Level::Warn, detail: detail.into(), fix: fix.into() }
+    }
+    fn missing(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check: check.into(), level: Level::Missing, detail: detail.into(), fix: fix.into() }
+    }
+}
+
+/// What the doctor reads of the machine; a seam so tests can describe any machine.
+pub struct Machine<'a> {
+    /// Root under which `/proc` and `/sys` are read (`/` for the real machine).
+    pub root: &'a Path,
+    pub shell: &'a dyn Shell,
+}
+
+impl Machine<'_> {
+    fn read(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(path.trim_start_matches('/'))).ok()
+    }
+
+    fn read_number(&self, path: &str) -> Option<u64> {
+        self.read(path)?.trim().parse().ok()
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.root.join(path.trim_start_matches('/')).exists()
+    }
+
+    /// First line of a tool's version output, or None when it is not installed.
+    async fn version(&self, cmd: Cmd) -> Option<String> {
+        let output = tokio::time::timeout(Duration::from_secs(20), self.shell.exec(&cmd, None)).await.ok()?.ok()?;
+        let text = if output.stdout.trim().is_empty() { output.stderr } else { output.stdout };
+        Some(text.lines().next().unwrap_or("").trim().to_string()).filter(|_| output.status == 0)
+    }
+}
+
+pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
+    let provider = scenario.cluster.provider;
+    let mut findings = Vec::new();
+    if provider == ProviderKind::Kind {
+        findings.push(docker_daemon().await);
+    }
+    for tool in tools_for(scenario) {
+        findings.push(tool_finding(machine, tool).await);
+    }
+    if provider == ProviderKind::Vagrant {
+        findings.push(vagrant_provider(machine, scenario).await);
+    }
+    if provider == ProviderKind::Existing {
+        let path = existing_kubeconfig_path(&scenario.cluster.existing.clone().unwrap_or_default());
+        findings.push(if path.exists() {
+            Finding::ok("kubeconfig", path.display().to_string())
+        } else {
+            Finding::missing("kubeconfig", format!("{} does not exist", path.display()), "set cluster.existing.kubeconfig or KUBECONFIG")
+        });
+    }
+    // kind nodes and the host share this kernel: its pages, modules and CPUs are theirs.
+    let shares_kernel = matches!(provider, ProviderKind::Kind | ProviderKind::Host);
+    let nodes = scenario.planned_nodes();
+    let io_engine = nodes.iter().any(|n| n.group.runs_io_engine());
+    if shares_kernel {
+        if let Some(pages) = nodes.iter().filter_map(|n| n.group.hugepages2_mi).max() {
+            findings.push(hugepages(machine, pages));
+        }
+        let mut modules: Vec<&str> = nodes.iter().flat_map(|n| n.group.modules.iter().map(String::as_str)).collect();
+        modules.sort();
+        modules.dedup();
+        for module in modules {
+            findings.push(kernel_module(machine, module).await);
+        }
+    }
+    if io_engine && provider != ProviderKind::Existing {
+        findings.push(sse4_2(machine));
+    }
+    if io_engine && shares_kernel {
+        let core_list = nodes.iter().any(|n| n.group.io_engine_core_list.is_some());
+        findings.push(cpu_count(machine, core_list));
+    }
+    if provider == ProviderKind::Kind && nodes.len() > 1 {
+        findings.push(inotify(machine));
+    }
+    findings
+}
+
+struct Tool {
+    name: &'static str,
+    version: &'static [&'static str],
+    required: bool,
+    why: &'static str,
+    install: &'static str,
+}
+
+fn tools_for(scenario: &Scenario) -> Vec<Tool> {
+    let kind = Tool {
+        name: "kind",
+        version: &["version"],
+        required: true,
+        why: "creates the cluster",
+        install: "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+    };
+    let kubectl = |required| Tool {
+        name: "kubectl",
+        version: &["version", "--client"],
+        required,
+        why: "waits for nodes and opens node shells",
+        install: "install kubectl (https://kubernetes.io/docs/tasks/tools/)",
+    };
+    let helm = Tool {
+        name: "helm",
+        version: &["version", "--short"],
+        required: false,
+        why: "renders helm chart stack layers",
+        install: "install helm (https://helm.sh/docs/intro/install/) if the stack uses charts",
+    };
+    let vagrant = Tool { name: "vagrant", version: &["--version"], required: true, why: "boots the VMs", install: "apt-get install vagrant" };
+    match scenario.cluster.provider {
+        ProviderKind::Kind => vec![kind, kubectl(false), helm],
+        ProviderKind::Vagrant => vec![vagrant, kubectl(true), helm],
+        ProviderKind::Existing => vec![kubectl(false), helm],
+        ProviderKind::Host => vec![],
+    }
+}
+
+async fn tool_finding(machine: &Machine<'_>, tool: Tool) -> Finding {
+    match machine.version(Cmd::new(tool.name).args(tool.version.iter().copied())).await {
+        Some(version) => Finding::ok(tool.name, version),
+        None if tool.required => Finding::missing(tool.name, format!("not found on PATH ({})", tool.why), tool.install),
+        None => Finding::warn(tool.name, format!("not found on PATH ({})", tool.why), tool.install),
+    }
+}
+
+async fn docker_daemon() -> Finding {
+    let check = "docker daemon";
+    match crate::docker::connect().await {
+        Ok(docker) => match docker.version().await {
+            Ok(v) => Finding::ok(
+                check,
+                format!("Docker {} (API {})", v.version.unwrap_or_default(), v.api_version.unwrap_or_default()),
+            ),
+            Err(e) => Finding::missing(check, e.to_string(), "start the daemon: `systemctl start docker` or `dockerd &`"),
+        },
+        Err(e) => Finding::missing(check, format!("{e:#}"), "apt-get install docker.io, then `systemctl start docker` or `dockerd &`"),
+    }
+}
+
+async fn vagrant_provider(machine: &Machine<'_>, scenario: &Scenario) -> Finding {
+    let provider = scenario.cluster.vagrant.clone().unwrap_or_default().provider;
+    match provider {
+        VagrantProvider::Libvirt => {
+            let plugins = machine.version(Cmd::sh("vagrant plugin list | grep vagrant-libvirt")).await;
+            match plugins {
+                Some(line) => Finding::ok("vagrant-libvirt", line),
+                None => Finding::missing("vagrant-libvirt", "the libvirt provider plugin is not installed", "apt-get install vagrant-libvirt libvirt-daemon-system"),
+            }
+        }
+        VagrantProvider::Virtualbox => match machine.version(Cmd::new("VBoxManage").arg("--version")).await {
+            Some(version) => Finding::ok("virtualbox", version),
+            None => Finding::missing("virtualbox", "VBoxManage not found", "install VirtualBox, or use provider: libvirt"),
+        },
+    }
+}
+
+const HUGEPAGES_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+
+fn hugepages(machine: &Machine<'_>, want: u64) -> Finding {
+    let check = "2 MiB hugepages";
+    let total = machine.read_number(&format!("{HUGEPAGES_DIR}/nr_hugepages"));
+    let free = machine.read_number(&format!("{HUGEPAGES_DIR}/free_hugepages"));
+    match (total, free) {
+        (Some(total), Some(free)) if free >= want => Finding::ok(check, format!("{free} free of {total}, {want} needed")),
+        (Some(total), Some(free)) => Finding::missing(
+            check,
+            format!("{free} free of {total}, {want} needed"),
+            format!("sysctl -w vm.nr_hugepages={}", total + (want - free)),
+        ),
+        _ => Finding::missing(check, format!("{HUGEPAGES_DIR} is not readable"), "use a kernel with 2 MiB hugepage support"),
+    }
+}
+
+async fn kernel_module(machine: &Machine<'_>, module: &str) -> Finding {
+    let check = format!("module {module}");
+    // Built-in modules show in /sys/module too, unlike /proc/modules.
+    if machine.has(&format!("/sys/module/{module}")) {
+        return Finding::ok(&check, "loaded");
+    }
+    let release = machine.read("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let modprobe = machine.version(Cmd::sh("command -v modprobe")).await.is_some();
+    let shipped = machine.has(&format!("/lib/modules/{release}"));
+    match (modprobe, shipped) {
+        (true, true) => Finding::warn(&check, "not loaded", format!("modprobe {module}")),
+        _ => Finding::missing(
+            &check,
+            format!("not loaded, and {} here", if modprobe { format!("/lib/modules/{release} is absent") } else { "modprobe is absent".into() }),
+            format!("install kmod and linux-modules-extra-{release} (or a kernel built with {module}), then modprobe {module}"),
+        ),
+    }
+}
+
+fn sse4_2(machine: &Machine<'_>) -> Finding {
+    let check = "CPU SSE4.2";
+    let flags = machine.read("/proc/cpuinfo").unwrap_or_default();
+    let has = flags.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "sse4_2"));
+    if has {
+        Finding::ok(check, "sse4_2 present")
+    } else {
+        Finding::missing(
+            check,
+            "no sse4_2 flag: io-engine is built for nehalem and dies with SIGILL (exit 132)",
+            "use an x86-64 CPU with SSE4.2 (for VMs, CPU mode host-passthrough)",
+        )
+    }
+}
+
+fn cpu_count(machine: &Machine<'_>, core_list_set: bool) -> Finding {
+    let check = "CPU count";
+    let cpus = machine.read("/proc/cpuinfo").unwrap_or_default().lines().filter(|l| l.starts_with("processor")).count() as u32;
+    let need = crate::scenario::IO_ENGINE_MIN_CPUS;
+    if cpus >= need || core_list_set {
+        Finding::ok(check, format!("{cpus} CPUs"))
+    } else {
+        Finding::missing(
+            check,
+            format!("{cpus} CPUs; io-engine's default core list 1,2 needs {need} (\"EAL: invalid core list\")"),
+            "set `ioEngineCoreList: \"1\"` on the io-engine nodes",
+        )
+    }
+}
+
+fn inotify(machine: &Machine<'_>) -> Finding {
+    let check = "inotify limits";
+    let watches = machine.read_number("/proc/sys/fs/inotify/max_user_watches").unwrap_or(0);
+    let instances = machine.read_number("/proc/sys/fs/inotify/max_user_instances").unwrap_or(0);
+    let detail = format!("max_user_watches={watches}, max_user_instances={instances}");
+    if watches >= 524_288 && instances >= 512 {
+        Finding::ok(check, detail)
+    } else {
+        Finding::warn(
+            check,
+            format!("{detail}: many kind nodes exhaust them (\"too many open files\")"),
+            "sysctl -w fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512",
+        )
+    }
+}
+
+/// The findings as a table; the fix column only where there is something to do.
+pub fn render(findings: &[Finding]) -> String {
+    let check_width = findings.iter().map(|f| f.check.len()).max().unwrap_or(5).max(5);
+    let detail_width = findings.iter().map(|f| f.detail.chars().count()).max().unwrap_or(6).clamp(6, 60);
+    let mut out = String::new();
+    for f in findings {
+        let mark = match f.level {
+            Level::Ok => "✓",
+            Level::Warn => "!",
+            Level::Missing => "✗",
+        };
+        let line = format!("{mark} {:check_width$}  {:detail_width$}", f.check, f.detail);
+        if f.fix.is_empty() {
+            out.push_str(line.trim_end());
+        } else {
+            out.push_str(&format!("{line}  → {}", f.fix));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The real machine.
+pub async fn examine_this_machine(scenario: &Scenario) -> Vec<Finding> {
+    examine(scenario, &Machine { root: Path::new("/"), shell: &LocalShell }).await
+}

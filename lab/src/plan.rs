@@ -1,0 +1,174 @@
+//! A plan: the ordered, named steps a command will take. Built before anything
+//! is touched, printed by `lab plan` and `--dry-run`, executed by `execute`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::progress::Progress;
+use crate::provider::Provider;
+use crate::shell::{Cmd, LocalShell, Output, RunError, Shell};
+
+/// Where a command runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Host,
+    Node(String),
+}
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Run a command; fails on a non-zero exit.
+    Run { on: Target, cmd: Cmd },
+    /// Run `from`, then `to` with `from`'s output on its stdin (`from | to`).
+    Pipe { from: (Target, Cmd), to: (Target, Cmd) },
+    /// Write a file `lab` generated (kind config, node list).
+    WriteFile { path: PathBuf, contents: String },
+    MakeDir { path: PathBuf },
+    RemoveDir { path: PathBuf },
+    /// Find the nodes through the provider (labels, API) and require these names.
+    ExpectNodes { names: Vec<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub title: String,
+    pub action: Action,
+}
+
+impl Step {
+    pub fn new(title: impl Into<String>, action: Action) -> Step {
+        Step { title: title.into(), action }
+    }
+
+    pub fn run(title: impl Into<String>, on: Target, cmd: Cmd) -> Step {
+        Step::new(title, Action::Run { on, cmd })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub title: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The plan as text: numbered steps, each with the pasteable command it runs.
+    /// With `show_files`, generated files are printed in full.
+    pub fn render(&self, provider: &dyn Provider, show_files: bool) -> String {
+        let count = self.steps.len();
+        let mut out = format!("{} ({count} step{})\n", self.title, if count == 1 { "" } else { "s" });
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "{:>3}. {}", i + 1, step.title);
+            let detail = match &step.action {
+                Action::Run { on, cmd } => format!("$ {}", display_command(provider, on, cmd)),
+                Action::Pipe { from, to } => {
+                    format!("$ {} | {}", display_command(provider, &from.0, &from.1), display_command(provider, &to.0, &to.1))
+                }
+                Action::WriteFile { path, contents } if show_files => {
+                    let body: String = contents.lines().map(|l| format!("       | {l}\n")).collect();
+                    format!("$ cat > {} <<'EOF'\n{body}       EOF", crate::shell::quote(&path.display().to_string()))
+                }
+                Action::WriteFile { path, contents } => {
+                    format!("writes {} ({} lines; `lab plan --files` shows it)", path.display(), contents.lines().count())
+                }
+                Action::MakeDir { path } => format!("$ mkdir -p {}", crate::shell::quote(&path.display().to_string())),
+                Action::RemoveDir { path } => format!("$ rm -rf {}", crate::shell::quote(&path.display().to_string())),
+                Action::ExpectNodes { names } if names.is_empty() => "lists the cluster's nodes".to_string(),
+                Action::ExpectNodes { names } => format!("expects nodes: {}", names.join(", ")),
+            };
+            let _ = writeln!(out, "     {detail}");
+        }
+        out
+    }
+}
+
+fn display_command(provider: &dyn Provider, on: &Target, cmd: &Cmd) -> String {
+    shell_for(provider, on).display(cmd)
+}
+
+fn shell_for(provider: &dyn Provider, on: &Target) -> Box<dyn Shell> {
+    match on {
+        Target::Host => Box::new(LocalShell),
+        Target::Node(node) => provider.node_shell(node),
+    }
+}
+
+/// Run the steps in order, one progress line each; stop at the first failure.
+/// Command output goes to `log` (created if its directory exists).
+pub async fn execute(plan: &Plan, provider: &dyn Provider, progress: &Progress, log: &Path) -> anyhow::Result<()> {
+    for (i, step) in plan.steps.iter().enumerate() {
+        let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
+        let spinner = progress.start(&label);
+        let started = Instant::now();
+        let result = run_step(step, provider, log).await;
+        progress.finish(spinner, &label, result.is_ok(), started.elapsed());
+        result.with_context(|| format!("step {} of {} failed: {}", i + 1, plan.steps.len(), step.title))?;
+    }
+    Ok(())
+}
+
+async fn run_step(step: &Step, provider: &dyn Provider, log: &Path) -> anyhow::Result<()> {
+    match &step.action {
+        Action::Run { on, cmd } => {
+            run_logged(shell_for(provider, on).as_ref(), cmd, None, log).await?;
+        }
+        Action::Pipe { from, to } => {
+            let output = run_logged(shell_for(provider, &from.0).as_ref(), &from.1, None, log).await?;
+            run_logged(shell_for(provider, &to.0).as_ref(), &to.1, Some(output.stdout.as_bytes()), log).await?;
+        }
+        Action::WriteFile { path, contents } => {
+            std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Action::MakeDir { path } => {
+            std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        Action::RemoveDir { path } => match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+            }
+            _ => {}
+        },
+        Action::ExpectNodes { names } => {
+            let found: Vec<String> = provider.nodes().await?.into_iter().map(|n| n.name).collect();
+            let missing: Vec<&String> = names.iter().filter(|n| !found.contains(n)).collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "node(s) {} not found; the provider lists: {}",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    if found.is_empty() { "none".to_string() } else { found.join(", ") }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run a command, its output appended to the log whatever the outcome.
+async fn run_logged(shell: &dyn Shell, cmd: &Cmd, stdin: Option<&[u8]>, log: &Path) -> Result<Output, RunError> {
+    append_log(log, &format!("$ {}  # on {}", shell.display(cmd), shell.place()));
+    let result = match shell.exec(cmd, stdin).await {
+        Ok(output) if output.success() => Ok(output),
+        Ok(output) => Err(RunError::Failed { place: shell.place(), command: shell.display(cmd), output }),
+        Err(e) => Err(e),
+    };
+    let output = match &result {
+        Ok(output) => Some(output),
+        Err(err) => err.output(),
+    };
+    if let Some(output) = output {
+        append_log(log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status));
+    }
+    result
+}
+
+fn append_log(log: &Path, text: &str) {
+    if log.parent().is_some_and(Path::is_dir) {
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(file, "{text}");
+        }
+    }
+}

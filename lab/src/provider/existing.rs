@@ -1,0 +1,307 @@
+//! An existing cluster, reached through a kubeconfig and context. `lab` never
+//! creates or deletes it; a node shell is a short-lived privileged pod that
+//! enters the node's namespaces with `nsenter`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, SecurityContext, Toleration};
+use kube::api::{AttachParams, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{NodeStatus, Provider};
+use crate::plan::{Action, Step};
+use crate::scenario::{ExistingOptions, Scenario};
+use crate::shell::{Cmd, Output, RunError, Shell, quote};
+use crate::state::StateDir;
+
+const SHELL_NAMESPACE: &str = "default";
+const POD_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Existing {
+    named_nodes: Vec<String>,
+    options: ExistingOptions,
+    state: StateDir,
+}
+
+impl Existing {
+    pub fn new(scenario: &Scenario, state: &StateDir) -> Existing {
+        Existing {
+            named_nodes: scenario.planned_nodes().into_iter().map(|n| n.name).collect(),
+            options: scenario.cluster.existing.clone().unwrap_or_default(),
+            state: state.clone(),
+        }
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        kubeconfig_path(&self.options)
+    }
+
+    fn kubectl(&self) -> Cmd {
+        let mut cmd = Cmd::new("kubectl").arg("--kubeconfig").arg(self.kubeconfig_path().display().to_string());
+        if let Some(context) = &self.options.context {
+            cmd = cmd.arg("--context").arg(context);
+        }
+        cmd
+    }
+}
+
+/// The kubeconfig file: the scenario's, else `$KUBECONFIG`, else `~/.kube/config`.
+pub fn kubeconfig_path(options: &ExistingOptions) -> PathBuf {
+    if let Some(path) = &options.kubeconfig {
+        return PathBuf::from(path);
+    }
+    if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".kube").join("config")
+}
+
+/// A client for the kubeconfig and context, with the file named in errors.
+async fn client(path: PathBuf, context: Option<String>) -> anyhow::Result<Client> {
+    let kubeconfig =
+        Kubeconfig::read_from(&path).map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
+    let options = KubeConfigOptions { context: context.clone(), ..Default::default() };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| {
+        let context = context.as_deref().unwrap_or("(current)");
+        anyhow::anyhow!("kubeconfig {} context {context}: {e}", path.display())
+    })?;
+    Ok(Client::try_from(config)?)
+}
+
+#[async_trait]
+impl Provider for Existing {
+    fn up_steps(&self) -> Vec<Step> {
+        vec![
+            Step::new(
+                format!("create state directory {}", self.state.dir().display()),
+                Action::MakeDir { path: self.state.dir().to_path_buf() },
+            ),
+            Step::new(
+                format!("reach the cluster through {}", self.kubeconfig_path().display()),
+                Action::ExpectNodes { names: self.named_nodes.clone() },
+            ),
+        ]
+    }
+
+    fn down_steps(&self) -> Vec<Step> {
+        // The cluster is the user's: down removes only what lab created.
+        vec![Step::new(
+            format!("remove state directory {}", self.state.dir().display()),
+            Action::RemoveDir { path: self.state.dir().to_path_buf() },
+        )]
+    }
+
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        let client = client(self.kubeconfig_path(), self.options.context.clone()).await?;
+        let nodes: Api<Node> = Api::all(client);
+        let list = nodes.list(&ListParams::default()).await.map_err(|e| anyhow::anyhow!("listing nodes: {e}"))?;
+        let mut out: Vec<NodeStatus> = list.items.iter().map(node_status).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
+        Box::new(PodShell {
+            node: node.to_string(),
+            image: self.options.node_shell_image.clone(),
+            kubeconfig: self.kubeconfig_path(),
+            context: self.options.context.clone(),
+            kubectl: self.kubectl(),
+        })
+    }
+
+    fn interactive_shell(&self, node: &str) -> Cmd {
+        self.kubectl()
+            .args(["debug", &format!("node/{node}"), "-it", "--profile=sysadmin"])
+            .arg(format!("--image={}", self.options.node_shell_image))
+            .args(["--", "nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "sh"])
+    }
+}
+
+fn node_status(node: &Node) -> NodeStatus {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let role = if labels.contains_key("node-role.kubernetes.io/control-plane") { "control-plane" } else { "worker" };
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| if c.status == "True" { "Ready" } else { "NotReady" })
+        .unwrap_or("Unknown");
+    NodeStatus { name: node.metadata.name.clone().unwrap_or_default(), role: role.into(), state: ready.into() }
+}
+
+/// The pod that gives a root shell on `node`: host PID namespace, privileged,
+/// tolerating every taint so it lands on control-plane nodes too.
+pub fn node_shell_pod(name: &str, node: &str, image: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(SHELL_NAMESPACE.into()),
+            labels: Some([("app.kubernetes.io/managed-by".to_string(), "lab".to_string())].into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_string()),
+            host_pid: Some(true),
+            host_network: Some(true),
+            restart_policy: Some("Never".into()),
+            termination_grace_period_seconds: Some(0),
+            tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
+            containers: vec![Container {
+                name: "shell".into(),
+                image: Some(image.to_string()),
+                command: Some(vec!["sleep".into(), "3600".into()]),
+                security_context: Some(SecurityContext { privileged: Some(true), ..Default::default() }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `nsenter` into the node's namespaces through PID 1.
+fn nsenter(cmd: &Cmd) -> Vec<String> {
+    let mut argv: Vec<String> = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"].map(String::from).to_vec();
+    if !cmd.env.is_empty() {
+        argv.push("env".into());
+        argv.extend(cmd.env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    argv.extend(cmd.argv());
+    argv
+}
+
+pub struct PodShell {
+    node: String,
+    image: String,
+    kubeconfig: PathBuf,
+    context: Option<String>,
+    kubectl: Cmd,
+}
+
+impl PodShell {
+    fn fail(&self, cmd: &Cmd, reason: impl ToString) -> RunError {
+        RunError::Spawn { place: self.place(), command: self.display(cmd), reason: reason.to_string() }
+    }
+
+    async fn exec_in(&self, pods: &Api<Pod>, pod: &str, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        let running = kube::runtime::wait::await_condition(pods.clone(), pod, kube::runtime::conditions::is_pod_running());
+        match tokio::time::timeout(POD_START_TIMEOUT, running).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(self.fail(cmd, format!("waiting for shell pod {pod}: {e}"))),
+            Err(_) => {
+                return Err(self.fail(
+                    cmd,
+                    format!("shell pod {pod} did not start within {}s (can the node pull {}?)", POD_START_TIMEOUT.as_secs(), self.image),
+                ));
+            }
+        }
+        let params = AttachParams::default().stdin(stdin.is_some()).stdout(true).stderr(true);
+        let mut process = pods.exec(pod, nsenter(cmd), &params).await.map_err(|e| self.fail(cmd, e))?;
+        if let (Some(data), Some(mut writer)) = (stdin, process.stdin()) {
+            let _ = writer.write_all(data).await;
+            let _ = writer.shutdown().await;
+        }
+        // Drain both streams together: an unread stderr stalls the process.
+        let (mut out, mut err) = (process.stdout(), process.stderr());
+        let (stdout, stderr) = tokio::join!(read_all(out.take()), read_all(err.take()));
+        let status = match process.take_status() {
+            Some(status) => status.await,
+            None => None,
+        };
+        let _ = process.join().await;
+        let code = match status {
+            Some(s) if s.status.as_deref() == Some("Success") => 0,
+            Some(s) => exit_code(&s).unwrap_or(1),
+            None => -1,
+        };
+        Ok(Output { status: code, stdout: String::from_utf8_lossy(&stdout).into(), stderr: String::from_utf8_lossy(&stderr).into() })
+    }
+}
+
+async fn read_all(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut stream) = stream {
+        let _ = stream.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// The exit code Kubernetes reports in a failed exec's status details.
+fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i64> {
+    status
+        .details
+        .as_ref()?
+        .causes
+        .as_ref()?
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        .and_then(|c| c.message.as_ref()?.parse().ok())
+}
+
+#[async_trait]
+impl Shell for PodShell {
+    fn place(&self) -> String {
+        format!("node {}", self.node)
+    }
+
+    /// The kubectl equivalent of what lab does through the API.
+    fn display(&self, cmd: &Cmd) -> String {
+        let argv: Vec<String> = nsenter(cmd).iter().map(|w| quote(w)).collect();
+        let debug = self
+            .kubectl
+            .clone()
+            .args(["debug", &format!("node/{}", self.node), "--attach", "--quiet", "--profile=sysadmin"])
+            .arg(format!("--image={}", self.image));
+        format!("{debug} -- {}", argv.join(" "))
+    }
+
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        let client = client(self.kubeconfig.clone(), self.context.clone()).await.map_err(|e| self.fail(cmd, e))?;
+        let pods: Api<Pod> = Api::namespaced(client, SHELL_NAMESPACE);
+        let suffix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos());
+        let name = format!("lab-shell-{}", self.node.chars().take(40).collect::<String>().to_lowercase()) + "-" + &suffix;
+        pods.create(&PostParams::default(), &node_shell_pod(&name, &self.node, &self.image))
+            .await
+            .map_err(|e| self.fail(cmd, format!("creating shell pod {name}: {e}")))?;
+        let result = self.exec_in(&pods, &name, cmd, stdin).await;
+        // Always remove the pod, even when the command failed.
+        if let Err(e) = pods.delete(&name, &DeleteParams::default().grace_period(0)).await {
+            tracing::warn!(pod = %name, error = %e, "could not delete node shell pod");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_shell_pod_is_a_valid_privileged_pod_pinned_to_its_node() {
+        let pod = node_shell_pod("lab-shell-n1-1", "n1", "busybox:1.36");
+        // Round-trip through JSON into the typed API: nothing dropped, nothing unknown.
+        let json = serde_json::to_value(&pod).unwrap();
+        let back: Pod = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        let spec = back.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.host_pid, Some(true));
+        assert_eq!(spec.containers[0].security_context.as_ref().unwrap().privileged, Some(true));
+    }
+
+    #[test]
+    fn commands_enter_the_node_namespaces_with_their_environment() {
+        let cmd = Cmd::new("sysctl").arg("vm.nr_hugepages=8").env("LC_ALL", "C");
+        assert_eq!(
+            nsenter(&cmd),
+            ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "env", "LC_ALL=C", "sysctl", "vm.nr_hugepages=8"]
+        );
+    }
+}

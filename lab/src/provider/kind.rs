@@ -1,0 +1,198 @@
+//! kind: nodes are Docker containers on this machine, sharing its kernel.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::{NodeStatus, Provider};
+use crate::docker::{self, DockerExecShell};
+use crate::plan::{Action, Step, Target};
+use crate::scenario::{KindOptions, PlannedNode, Scenario};
+use crate::shell::{Cmd, Shell};
+use crate::state::StateDir;
+
+/// Where io-engine finds a node's pool backing file (the upstream kind lab's path).
+pub const POOL_MOUNT: &str = "/var/local/mayastor";
+
+pub struct Kind {
+    cluster: String,
+    nodes: Vec<PlannedNode>,
+    options: KindOptions,
+    state: StateDir,
+}
+
+impl Kind {
+    pub fn new(scenario: &Scenario, state: &StateDir) -> Kind {
+        Kind {
+            cluster: scenario.cluster_name(),
+            nodes: scenario.planned_nodes(),
+            options: scenario.cluster.kind.clone().unwrap_or_default(),
+            state: state.clone(),
+        }
+    }
+
+    /// The kind `v1alpha4` cluster config for this scenario, as YAML.
+    pub fn config_yaml(&self) -> String {
+        let pools_root = self.state.absolute();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|node| {
+                // Devices and udev state are shared with the host so io-engine
+                // sees real block devices and their properties.
+                let mut mounts = vec![
+                    Mount::host_to_container("/dev", "/dev"),
+                    Mount::host_to_container("/run/udev", "/run/udev"),
+                ];
+                if node.group.pool.is_some() {
+                    let host = pools_root.join("pools").join(&node.name);
+                    mounts.push(Mount { host_path: host.display().to_string(), container_path: POOL_MOUNT.into(), propagation: None });
+                }
+                KindNode {
+                    role: node.group.role.as_str(),
+                    image: self.options.image.clone(),
+                    labels: node.group.labels.clone(),
+                    extra_mounts: mounts,
+                }
+            })
+            .collect();
+        let config = KindConfig {
+            kind: "Cluster",
+            api_version: "kind.x-k8s.io/v1alpha4",
+            name: self.cluster.clone(),
+            nodes,
+            networking: self.options.networking.clone(),
+            feature_gates: self.options.feature_gates.clone(),
+            runtime_config: self.options.runtime_config.clone(),
+            kubeadm_config_patches: self.options.kubeadm_config_patches.clone(),
+            containerd_config_patches: self.options.containerd_config_patches.clone(),
+        };
+        serde_saphyr::to_string(&config).unwrap_or_else(|e| format!("# cannot render kind config: {e}\n"))
+    }
+
+    fn config_path(&self) -> std::path::PathBuf {
+        self.state.file("kind.yaml")
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KindConfig {
+    kind: &'static str,
+    api_version: &'static str,
+    name: String,
+    nodes: Vec<KindNode>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    networking: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    feature_gates: BTreeMap<String, bool>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    runtime_config: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kubeadm_config_patches: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    containerd_config_patches: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KindNode {
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    extra_mounts: Vec<Mount>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Mount {
+    host_path: String,
+    container_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    propagation: Option<&'static str>,
+}
+
+impl Mount {
+    fn host_to_container(host: &str, container: &str) -> Mount {
+        Mount { host_path: host.into(), container_path: container.into(), propagation: Some("HostToContainer") }
+    }
+}
+
+#[async_trait]
+impl Provider for Kind {
+    fn up_steps(&self) -> Vec<Step> {
+        let mut steps = vec![Step::new(
+            format!("create state directory {}", self.state.dir().display()),
+            Action::MakeDir { path: self.state.dir().to_path_buf() },
+        )];
+        for node in self.nodes.iter().filter(|n| n.group.pool.is_some()) {
+            let path = self.state.pool_dir(&node.name);
+            steps.push(Step::new(format!("create pool directory for {}", node.name), Action::MakeDir { path }));
+        }
+        steps.push(Step::new(
+            format!("write kind config {}", self.config_path().display()),
+            Action::WriteFile { path: self.config_path(), contents: self.config_yaml() },
+        ));
+        let create = Cmd::new("kind")
+            .args(["create", "cluster", "--name", &self.cluster])
+            .arg("--config")
+            .arg(self.config_path().display().to_string())
+            .arg("--kubeconfig")
+            .arg(self.state.kubeconfig().display().to_string())
+            .arg("--wait")
+            .arg(&self.options.wait)
+            // lab cleans up itself (unless --keep-on-failure), and kind's own
+            // cleanup would hide the failed nodes from `lab status`.
+            .arg("--retain");
+        steps.push(Step::run(format!("create kind cluster {}", self.cluster), Target::Host, create));
+        let names = self.nodes.iter().map(|n| n.name.clone()).collect();
+        steps.push(Step::new(format!("find the {} node containers by label", self.nodes.len()), Action::ExpectNodes { names }));
+        for node in &self.nodes {
+            let on = Target::Node(node.name.clone());
+            // kind mounts /sys read-only; io-engine and CSI need to write there.
+            steps.push(Step::run(
+                format!("remount /sys read-write on {}", node.name),
+                on.clone(),
+                Cmd::new("mount").args(["-o", "remount,rw", "/sys"]),
+            ));
+            // CSI mounts made inside pods must propagate to the node.
+            steps.push(Step::run(format!("make / rshared on {}", node.name), on, Cmd::new("mount").args(["--make-rshared", "/"])));
+        }
+        steps
+    }
+
+    fn down_steps(&self) -> Vec<Step> {
+        let delete = Cmd::new("kind")
+            .args(["delete", "cluster", "--name", &self.cluster])
+            .arg("--kubeconfig")
+            .arg(self.state.kubeconfig().display().to_string());
+        vec![
+            Step::run(format!("delete kind cluster {}", self.cluster), Target::Host, delete),
+            Step::new(
+                format!("remove state directory {}", self.state.dir().display()),
+                Action::RemoveDir { path: self.state.dir().to_path_buf() },
+            ),
+        ]
+    }
+
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        let docker = docker::connect().await?;
+        let containers = docker::node_containers(&docker, &self.cluster).await?;
+        Ok(containers.into_iter().map(|c| NodeStatus { name: c.name, role: c.role, state: c.state }).collect())
+    }
+
+    async fn exists(&self) -> anyhow::Result<bool> {
+        Ok(!self.nodes().await?.is_empty())
+    }
+
+    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
+        Box::new(DockerExecShell::new(node))
+    }
+
+    fn interactive_shell(&self, node: &str) -> Cmd {
+        Cmd::new("docker").args(["exec", "-it", node, "bash"])
+    }
+}

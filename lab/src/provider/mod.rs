@@ -1,0 +1,56 @@
+//! Where a lab's nodes come from: kind containers, Vagrant VMs, an existing
+//! cluster, or the host alone.
+
+mod existing;
+mod host;
+pub mod kind;
+pub mod vagrant;
+
+use async_trait::async_trait;
+
+use crate::plan::Step;
+use crate::scenario::{ProviderKind, Scenario};
+use crate::shell::{Cmd, Shell};
+use crate::state::StateDir;
+
+pub use existing::{Existing, kubeconfig_path as existing_kubeconfig_path};
+pub use host::Host;
+pub use kind::Kind;
+pub use vagrant::Vagrant;
+
+/// A node as the provider sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Steps that create the cluster and make its nodes usable.
+    fn up_steps(&self) -> Vec<Step>;
+    /// Steps that remove what `up_steps` created.
+    fn down_steps(&self) -> Vec<Step>;
+    /// The nodes that exist now, found by labels or the API, sorted by name.
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>>;
+    /// Whether a cluster of this lab already exists, so `up` never clobbers
+    /// (or, failing, cleans up) one it did not make. Adopted clusters and the
+    /// host are never "made" by lab.
+    async fn exists(&self) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    /// A shell on a node; cheap to make, it connects on first use.
+    fn node_shell(&self, node: &str) -> Box<dyn Shell>;
+    /// The host command that opens an interactive shell on a node.
+    fn interactive_shell(&self, node: &str) -> Cmd;
+}
+
+pub fn for_scenario(scenario: &Scenario, state: &StateDir) -> Box<dyn Provider> {
+    match scenario.cluster.provider {
+        ProviderKind::Kind => Box::new(Kind::new(scenario, state)),
+        ProviderKind::Vagrant => Box::new(Vagrant::new(scenario, state)),
+        ProviderKind::Existing => Box::new(Existing::new(scenario, state)),
+        ProviderKind::Host => Box::new(Host::new(state)),
+    }
+}

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Installs containerd and kubeadm on a Debian VM for a `lab` cluster.
+# Arguments: Kubernetes minor release (v1.33), the node's private IP, node labels.
+set -eu
+k8s_minor=$1
+node_ip=$2
+node_labels=$3
+
+export DEBIAN_FRONTEND=noninteractive
+
+# kubelet refuses to run with swap on.
+swapoff -a
+sed -i '/\sswap\s/ s/^/#/' /etc/fstab
+
+cat > /etc/modules-load.d/k8s.conf <<MODULES
+overlay
+br_netfilter
+MODULES
+modprobe overlay
+modprobe br_netfilter
+cat > /etc/sysctl.d/99-kubernetes.conf <<SYSCTL
+net.bridge.bridge-nf-call-iptables = 1
+net.ipv4.ip_forward = 1
+SYSCTL
+sysctl --system >/dev/null
+
+apt-get update -q
+apt-get install -y -q containerd apt-transport-https ca-certificates curl gpg
+mkdir -p /etc/containerd
+containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml
+systemctl restart containerd
+
+mkdir -p /etc/apt/keyrings
+curl -fsSL "https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/Release.key" \
+  | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/ /" \
+  > /etc/apt/sources.list.d/kubernetes.list
+apt-get update -q
+apt-get install -y -q kubelet kubeadm kubectl
+apt-mark hold kubelet kubeadm kubectl
+
+# Advertise the private network address (eth0 is Vagrant's NAT, the same on every VM).
+extra="--node-ip=${node_ip}"
+[ -n "$node_labels" ] && extra="$extra --node-labels=${node_labels}"
+echo "KUBELET_EXTRA_ARGS=$extra" > /etc/default/kubelet
+systemctl restart kubelet

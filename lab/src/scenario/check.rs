@@ -1,0 +1,280 @@
+//! Checks a parsed scenario for combinations that cannot work. Each finding is
+//! a field path and a message that says what to do; the caller locates it.
+
+use super::{API_VERSION, IO_ENGINE_LABEL, KIND, NodeGroup, ProviderKind, Role, Scenario};
+
+/// Pages io-engine insists on (it exits at start with fewer free).
+pub const IO_ENGINE_MIN_HUGEPAGES: u64 = 1024;
+/// io-engine's default core list `1,2` needs cores 0..=2.
+pub const IO_ENGINE_MIN_CPUS: u32 = 3;
+/// Leaves room for `lab-<name>-control-plane2` within a 63-character hostname.
+const MAX_NAME_LEN: usize = 40;
+
+type Finding = (String, String);
+
+pub fn check(s: &Scenario) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if s.api_version != API_VERSION {
+        out.push(("apiVersion".into(), format!("unsupported apiVersion `{}`: this lab reads `{API_VERSION}`", s.api_version)));
+    }
+    if s.kind != KIND {
+        out.push(("kind".into(), format!("kind must be `{KIND}`, not `{}`", s.kind)));
+    }
+    check_name(&s.metadata.name, &mut out);
+    check_provider_sections(s, &mut out);
+    check_node_counts(s, &mut out);
+    for (i, group) in s.cluster.nodes.iter().enumerate() {
+        check_group(s, i, group, &mut out);
+    }
+    if s.cluster.provider == ProviderKind::Kind {
+        check_one_kernel(s, &mut out);
+    }
+    out
+}
+
+fn check_name(name: &str, out: &mut Vec<Finding>) {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        out.push((
+            "metadata.name".into(),
+            format!(
+                "`{name}` is not a valid lab name: use 1 to {MAX_NAME_LEN} lowercase letters, digits and '-', starting and ending with a letter or digit"
+            ),
+        ));
+    }
+}
+
+fn check_provider_sections(s: &Scenario, out: &mut Vec<Finding>) {
+    let c = &s.cluster;
+    let sections = [
+        ("kind", c.kind.is_some(), ProviderKind::Kind),
+        ("vagrant", c.vagrant.is_some(), ProviderKind::Vagrant),
+        ("existing", c.existing.is_some(), ProviderKind::Existing),
+    ];
+    for (key, present, provider) in sections {
+        if present && c.provider != provider {
+            out.push((
+                format!("cluster.{key}"),
+                format!("`{key}` options are set but the provider is `{}`: remove them or set `provider: {key}`", c.provider),
+            ));
+        }
+    }
+    if let Some(kind) = &c.kind {
+        if parse_duration_secs(&kind.wait).is_none() {
+            out.push(("cluster.kind.wait".into(), format!("`{}` is not a duration: write e.g. 300s, 5m or 1h", kind.wait)));
+        }
+    }
+    if let Some(vagrant) = &c.vagrant {
+        let octets: Vec<&str> = vagrant.network.split('.').collect();
+        if octets.len() != 3 || octets.iter().any(|o| o.parse::<u8>().is_err()) {
+            out.push((
+                "cluster.vagrant.network".into(),
+                format!("`{}` is not the first three octets of a network: write e.g. 192.168.56", vagrant.network),
+            ));
+        }
+    }
+}
+
+fn check_node_counts(s: &Scenario, out: &mut Vec<Finding>) {
+    let nodes = &s.cluster.nodes;
+    let total: u32 = nodes.iter().map(|g| g.count).sum();
+    let control_planes: u32 = nodes.iter().filter(|g| g.role == Role::ControlPlane).map(|g| g.count).sum();
+    match s.cluster.provider {
+        ProviderKind::Kind | ProviderKind::Vagrant if control_planes != 1 => out.push((
+            "cluster.nodes".into(),
+            format!(
+                "a {} cluster needs exactly one control-plane node, this one has {control_planes}: add `- role: control-plane` (or remove the extra ones)",
+                s.cluster.provider
+            ),
+        )),
+        ProviderKind::Host if total > 1 => out.push((
+            "cluster.nodes".into(),
+            format!("the host provider has one node, the local machine; this scenario asks for {total}"),
+        )),
+        _ => {}
+    }
+}
+
+fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
+    let at = |field: &str| format!("cluster.nodes[{i}].{field}");
+    let provider = s.cluster.provider;
+    if g.count == 0 {
+        out.push((at("count"), "count must be at least 1 (remove the entry for no nodes)".into()));
+    }
+    match (&g.name, provider) {
+        (None, ProviderKind::Existing) => out.push((
+            at("role"),
+            "nodes of an existing cluster are named: add `name: <node name as kubectl get nodes shows it>`".into(),
+        )),
+        (Some(_), ProviderKind::Existing) if g.count != 1 => {
+            out.push((at("count"), "a named node is one node: remove `count`".into()))
+        }
+        (Some(_), p) if p != ProviderKind::Existing => out.push((
+            at("name"),
+            format!("`name` selects a node of an existing cluster; {p} names its nodes itself: remove it"),
+        )),
+        _ => {}
+    }
+    for (key, value) in &g.labels {
+        if let Err(why) = check_label(key, value) {
+            out.push((format!("cluster.nodes[{i}].labels.{key}"), why));
+        }
+    }
+    for (m, module) in g.modules.iter().enumerate() {
+        let valid = !module.is_empty() && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid {
+            out.push((format!("cluster.nodes[{i}].modules[{m}]"), format!("`{module}` is not a kernel module name (e.g. nvme_tcp)")));
+        }
+    }
+    if let Some(pool) = &g.pool {
+        if pool.size.bytes() < 64 << 20 {
+            out.push((at("pool.size"), format!("a pool of {} is too small: give at least 64MiB", pool.size)));
+        }
+    }
+    if let Some(list) = &g.io_engine_core_list {
+        if !valid_core_list(list) {
+            out.push((at("ioEngineCoreList"), format!("`{list}` is not a core list: write cores and ranges such as 1 or 1,2 or 1-3")));
+        }
+    }
+    let is_vm = provider == ProviderKind::Vagrant;
+    if !is_vm && (g.cpus.is_some() || g.memory.is_some()) {
+        let field = if g.cpus.is_some() { "cpus" } else { "memory" };
+        out.push((at(field), format!("`{field}` sizes a VM and applies only to provider vagrant; {provider} nodes use what the machine has")));
+    }
+    if g.runs_io_engine() {
+        check_io_engine_node(s, i, g, out);
+    }
+}
+
+/// What Mayastor's io-engine needs of a node labelled for it (MAYASTOR.md).
+fn check_io_engine_node(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
+    let at = |field: &str| format!("cluster.nodes[{i}].{field}");
+    let label = format!("{}={}", IO_ENGINE_LABEL.0, IO_ENGINE_LABEL.1);
+    match g.hugepages2_mi {
+        None => out.push((
+            at("labels"),
+            format!("a node labelled {label} runs io-engine, which needs at least {IO_ENGINE_MIN_HUGEPAGES} 2 MiB hugepages: add `hugepages2Mi: {IO_ENGINE_MIN_HUGEPAGES}`"),
+        )),
+        Some(pages) if pages < IO_ENGINE_MIN_HUGEPAGES => out.push((
+            at("hugepages2Mi"),
+            format!("io-engine refuses to start with fewer than {IO_ENGINE_MIN_HUGEPAGES} free 2 MiB hugepages; {pages} is too few"),
+        )),
+        _ => {}
+    }
+    if let Some(vagrant) = s.cluster.vagrant.clone().or_else(|| (s.cluster.provider == ProviderKind::Vagrant).then(Default::default)) {
+        let cpus = g.cpus.unwrap_or(vagrant.cpus);
+        if cpus < IO_ENGINE_MIN_CPUS && g.io_engine_core_list.is_none() {
+            let field = if g.cpus.is_some() { "cpus" } else { "labels" };
+            out.push((
+                at(field),
+                format!(
+                    "io-engine's default core list 1,2 needs {IO_ENGINE_MIN_CPUS} CPUs and this VM has {cpus} (it would fail with \"EAL: invalid core list\"): give `cpus: {IO_ENGINE_MIN_CPUS}` or set `ioEngineCoreList: \"1\"`"
+                ),
+            ));
+        }
+        let memory = g.memory.unwrap_or(vagrant.memory);
+        let pages_bytes = g.hugepages2_mi.unwrap_or(0) * (2 << 20);
+        if memory.bytes() < pages_bytes + (1 << 30) {
+            let field = if g.memory.is_some() { "memory" } else { "hugepages2Mi" };
+            out.push((
+                at(field),
+                format!(
+                    "the VM has {memory} but its hugepages alone take {}: give it at least 1GiB more than that",
+                    super::ByteSize(pages_bytes)
+                ),
+            ));
+        }
+    }
+}
+
+/// kind nodes share the host kernel, so they share one hugepage count.
+fn check_one_kernel(s: &Scenario, out: &mut Vec<Finding>) {
+    let mut first: Option<(usize, u64)> = None;
+    for (i, g) in s.cluster.nodes.iter().enumerate() {
+        let Some(pages) = g.hugepages2_mi else { continue };
+        match first {
+            None => first = Some((i, pages)),
+            Some((j, want)) if want != pages => out.push((
+                format!("cluster.nodes[{i}].hugepages2Mi"),
+                format!(
+                    "kind nodes share the host's kernel and so its hugepages: nodes[{j}] asks for {want} and this one for {pages}; give them the same count"
+                ),
+            )),
+            _ => {}
+        }
+    }
+}
+
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253 && p.split('.').all(|part| name_ok(part) && !part.contains('_'))
+    });
+    if !prefix_ok || !name_ok(name) {
+        return Err(format!("`{key}` is not a valid Kubernetes label key (optional DNS prefix, '/', then up to 63 of [A-Za-z0-9-_.])"));
+    }
+    if !value.is_empty() && !name_ok(value) {
+        return Err(format!("`{value}` is not a valid label value (up to 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"));
+    }
+    Ok(())
+}
+
+fn valid_core_list(list: &str) -> bool {
+    list.split(',').all(|part| match part.trim().split_once('-') {
+        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
+        None => part.trim().parse::<u32>().is_ok(),
+    })
+}
+
+/// `300s`, `5m`, `1h` → seconds.
+pub fn parse_duration_secs(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_rules_follow_kubernetes() {
+        assert!(check_label("openebs.io/engine", "mayastor").is_ok());
+        assert!(check_label("tier", "").is_ok());
+        assert!(check_label("bad key", "x").is_err());
+        assert!(check_label("a/b/c", "x").is_err());
+        assert!(check_label("ok", "-starts-with-dash").is_err());
+    }
+
+    #[test]
+    fn core_lists_and_durations() {
+        assert!(valid_core_list("1"));
+        assert!(valid_core_list("1,2"));
+        assert!(valid_core_list("1-3,5"));
+        assert!(!valid_core_list("3-1"));
+        assert!(!valid_core_list("one"));
+        assert_eq!(parse_duration_secs("5m"), Some(300));
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("5"), None);
+        assert_eq!(parse_duration_secs("m"), None);
+    }
+}

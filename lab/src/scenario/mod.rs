@@ -1,0 +1,420 @@
+//! The scenario file a user writes: which cluster, which nodes, what they need.
+//!
+//! Loading is strict: unknown fields, wrong types and impossible combinations
+//! are errors that name the file, line, column and field path, before `lab`
+//! touches anything.
+
+mod check;
+mod locate;
+mod size;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use check::{IO_ENGINE_MIN_CPUS, IO_ENGINE_MIN_HUGEPAGES, parse_duration_secs};
+pub use size::ByteSize;
+
+pub const API_VERSION: &str = "lab/v1alpha1";
+pub const KIND: &str = "Scenario";
+
+/// The label that marks a node for Mayastor's io-engine.
+pub const IO_ENGINE_LABEL: (&str, &str) = ("openebs.io/engine", "mayastor");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub cluster: Cluster,
+    /// Where the scenario was read from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    pub provider: ProviderKind,
+    #[serde(default)]
+    pub nodes: Vec<NodeGroup>,
+    #[serde(default)]
+    pub kind: Option<KindOptions>,
+    #[serde(default)]
+    pub vagrant: Option<VagrantOptions>,
+    #[serde(default)]
+    pub existing: Option<ExistingOptions>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Kind,
+    Vagrant,
+    Existing,
+    Host,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Kind => "kind",
+            ProviderKind::Vagrant => "vagrant",
+            ProviderKind::Existing => "existing",
+            ProviderKind::Host => "host",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+impl Role {
+    /// The spelling kind and kubeadm use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// One entry of `cluster.nodes`: `count` nodes alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeGroup {
+    pub role: Role,
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The node's name in an existing cluster (provider `existing` only).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// 2 MiB hugepages the node needs.
+    #[serde(default)]
+    pub hugepages2_mi: Option<u64>,
+    /// Kernel modules the node needs loaded.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// A storage pool backing file or device on each node.
+    #[serde(default)]
+    pub pool: Option<PoolSpec>,
+    /// VM size (vagrant); defaults to `cluster.vagrant.cpus` / `.memory`.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+    /// io-engine core list (e.g. "1"): lets io-engine run on nodes with fewer than 3 CPUs.
+    #[serde(default)]
+    pub io_engine_core_list: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl NodeGroup {
+    /// One node of `role` with no requirements.
+    pub fn plain(role: Role) -> NodeGroup {
+        NodeGroup {
+            role,
+            count: 1,
+            name: None,
+            labels: BTreeMap::new(),
+            hugepages2_mi: None,
+            modules: Vec::new(),
+            pool: None,
+            cpus: None,
+            memory: None,
+            io_engine_core_list: None,
+        }
+    }
+
+    pub fn runs_io_engine(&self) -> bool {
+        self.labels.get(IO_ENGINE_LABEL.0).map(String::as_str) == Some(IO_ENGINE_LABEL.1)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolSpec {
+    pub size: ByteSize,
+    /// A block device on the node to use instead of a backing file (VMs).
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// What kind already offers, passed through into its config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KindOptions {
+    /// Node image, e.g. `kindest/node:v1.33.1`; kind's default when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// How long `kind create cluster --wait` waits for the control plane.
+    #[serde(default = "default_kind_wait")]
+    pub wait: String,
+    #[serde(default)]
+    pub feature_gates: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub runtime_config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub networking: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub kubeadm_config_patches: Vec<String>,
+    #[serde(default)]
+    pub containerd_config_patches: Vec<String>,
+}
+
+fn default_kind_wait() -> String {
+    "5m".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VagrantOptions {
+    #[serde(rename = "box", default = "default_box")]
+    pub box_name: String,
+    #[serde(default)]
+    pub provider: VagrantProvider,
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    /// First three octets of the private network; nodes get .10, .11, …
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Kubernetes minor release installed by kubeadm, e.g. `v1.33`.
+    #[serde(default = "default_kubernetes")]
+    pub kubernetes: String,
+}
+
+impl Default for VagrantOptions {
+    fn default() -> Self {
+        VagrantOptions {
+            box_name: default_box(),
+            provider: VagrantProvider::default(),
+            cpus: default_cpus(),
+            memory: default_memory(),
+            network: default_network(),
+            kubernetes: default_kubernetes(),
+        }
+    }
+}
+
+fn default_box() -> String {
+    "debian/bookworm64".into()
+}
+fn default_cpus() -> u32 {
+    4
+}
+fn default_memory() -> ByteSize {
+    ByteSize(8 << 30)
+}
+fn default_network() -> String {
+    "192.168.56".into()
+}
+fn default_kubernetes() -> String {
+    "v1.33".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VagrantProvider {
+    #[default]
+    Libvirt,
+    Virtualbox,
+}
+
+impl VagrantProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VagrantProvider::Libvirt => "libvirt",
+            VagrantProvider::Virtualbox => "virtualbox",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExistingOptions {
+    /// Defaults to `$KUBECONFIG`, then `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Image of the short-lived privileged pod that gives a shell on a node.
+    #[serde(default = "default_node_shell_image")]
+    pub node_shell_image: String,
+}
+
+fn default_node_shell_image() -> String {
+    "busybox:1.36".into()
+}
+
+/// One problem in a scenario file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    /// Field path, e.g. `cluster.nodes[1].hugepages2Mi`; empty for syntax errors.
+    pub path: String,
+    pub message: String,
+}
+
+/// A scenario that could not be loaded: every problem found, located.
+#[derive(Debug)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub text: String,
+    pub problems: Vec<Problem>,
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        let lines: Vec<&str> = self.text.lines().collect();
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let field = if p.path.is_empty() { String::new() } else { format!("{}: ", p.path) };
+            write!(f, "{file}:{}:{}: {field}{}", p.line, p.column, p.message)?;
+            if let Some(source_line) = p.line.checked_sub(1).and_then(|i| lines.get(i)) {
+                let gutter = p.line.to_string().len();
+                write!(
+                    f,
+                    "\n{:gutter$} |\n{} | {}\n{:gutter$} | {}^",
+                    "",
+                    p.line,
+                    source_line,
+                    "",
+                    " ".repeat(p.column.saturating_sub(1))
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Read, parse and check a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, anyhow::Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read scenario {}: {e}", path.display()))?;
+        Ok(Scenario::parse(path, &text)?)
+    }
+
+    /// Parse and check scenario text; `file` is only used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let fail = |problems| ScenarioError { file: file.to_path_buf(), text: text.to_string(), problems };
+        let mut scenario: Scenario = parse_typed(text).map_err(|p| fail(vec![p]))?;
+        scenario.source = file.to_path_buf();
+        let findings = check::check(&scenario);
+        if findings.is_empty() {
+            return Ok(scenario);
+        }
+        let spans = locate::SpanIndex::build(text);
+        let problems = findings
+            .into_iter()
+            .map(|(path, message)| {
+                let (line, column) = spans.find(&path);
+                Problem { line, column, path, message }
+            })
+            .collect();
+        Err(fail(problems))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The cluster name lab gives the provider: `lab-<name>`.
+    pub fn cluster_name(&self) -> String {
+        format!("lab-{}", self.metadata.name)
+    }
+
+    /// Every node the scenario asks for, expanded from groups and named the
+    /// way the provider names them (kind's scheme: `<cluster>-worker`, `-worker2`).
+    pub fn planned_nodes(&self) -> Vec<PlannedNode> {
+        let cluster = self.cluster_name();
+        let mut per_role: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for group in &self.cluster.nodes {
+            for _ in 0..group.count {
+                let n = per_role.entry(group.role.as_str()).or_default();
+                *n += 1;
+                let name = match (&group.name, self.cluster.provider) {
+                    (Some(name), _) => name.clone(),
+                    (None, ProviderKind::Host) => "host".to_string(),
+                    (None, _) if *n == 1 => format!("{cluster}-{}", group.role.as_str()),
+                    (None, _) => format!("{cluster}-{}{}", group.role.as_str(), n),
+                };
+                nodes.push(PlannedNode { name, group: group.clone() });
+            }
+        }
+        if nodes.is_empty() && self.cluster.provider == ProviderKind::Host {
+            nodes.push(PlannedNode { name: "host".into(), group: NodeGroup::plain(Role::Worker) });
+        }
+        nodes
+    }
+}
+
+/// A node the scenario asks for, with its group's settings.
+#[derive(Debug, Clone)]
+pub struct PlannedNode {
+    pub name: String,
+    pub group: NodeGroup,
+}
+
+/// serde-saphyr parse with the failing field's path.
+fn parse_typed<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Problem> {
+    let mut path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((1, 1));
+        let path = if path == "." { String::new() } else { path };
+        Problem { line, column, path, message: bare_message(&e) }
+    })
+}
+
+/// serde-saphyr's message without its own location prefix and snippet.
+fn bare_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "line 5 column 7: unknown field ..." -> "unknown field ..."
+    match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((_, message)) => message.to_string(),
+        None => first.to_string(),
+    }
+}
+
+/// Where the scenario is when none is named: `./lab.yaml`, else the quickstart.
+pub fn default_path() -> PathBuf {
+    let local = PathBuf::from("lab.yaml");
+    if local.exists() { local } else { PathBuf::from("scenarios/quickstart.yaml") }
+}
