@@ -68,9 +68,9 @@ impl Plan {
                 Action::Pipe { from, to } => {
                     format!("$ {} | {}", display_command(provider, &from.0, &from.1), display_command(provider, &to.0, &to.1))
                 }
+                // Unindented, so the here-document can be pasted as it is.
                 Action::WriteFile { path, contents } if show_files => {
-                    let body: String = contents.lines().map(|l| format!("       | {l}\n")).collect();
-                    format!("$ cat > {} <<'EOF'\n{body}       EOF", crate::shell::quote(&path.display().to_string()))
+                    format!("$ cat > {} <<'EOF'\n{}EOF", crate::shell::quote(&path.display().to_string()), contents)
                 }
                 Action::WriteFile { path, contents } => {
                     format!("writes {} ({} lines; `lab plan --files` shows it)", path.display(), contents.lines().count())

@@ -3,7 +3,6 @@
 //! and what it printed.
 
 use std::fmt;
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 
@@ -181,52 +180,6 @@ impl Shell for LocalShell {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
-    }
-}
-
-/// A shell that runs nothing and answers from a script: for testing what
-/// `lab` would run without running it.
-#[derive(Default)]
-pub struct RecordingShell {
-    pub place: String,
-    /// Commands seen, as displayed.
-    pub seen: Mutex<Vec<String>>,
-    /// Answers by substring of the command; the first match wins, else success.
-    pub answers: Vec<(String, Output)>,
-}
-
-impl RecordingShell {
-    pub fn new(place: &str) -> Self {
-        RecordingShell { place: place.into(), ..Default::default() }
-    }
-
-    pub fn answer(mut self, contains: &str, output: Output) -> Self {
-        self.answers.push((contains.into(), output));
-        self
-    }
-
-    pub fn seen(&self) -> Vec<String> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
-#[async_trait]
-impl Shell for RecordingShell {
-    fn place(&self) -> String {
-        self.place.clone()
-    }
-
-    fn display(&self, cmd: &Cmd) -> String {
-        cmd.to_string()
-    }
-
-    async fn exec(&self, cmd: &Cmd, _stdin: Option<&[u8]>) -> Result<Output, RunError> {
-        let line = cmd.to_string();
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.push(line.clone());
-        }
-        let answer = self.answers.iter().find(|(needle, _)| line.contains(needle.as_str()));
-        Ok(answer.map(|(_, out)| out.clone()).unwrap_or_default())
     }
 }
 

@@ -406,10 +406,14 @@ fn bare_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or_default().trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    // "line 5 column 7: unknown field ..." -> "unknown field ..."
-    match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((_, message)) => message.to_string(),
-        None => first.to_string(),
+    // "line 5 column 7: unknown field ... at line 5, column 7" -> "unknown field ..."
+    let message = match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((_, message)) => message,
+        None => first,
+    };
+    match message.rfind(" at line ") {
+        Some(cut) if message[cut..].contains(", column ") => message[..cut].to_string(),
+        _ => message.to_string(),
     }
 }
 

@@ -23,6 +23,9 @@ impl ByteSize {
         let number: u64 = digits
             .parse()
             .map_err(|_| format!("`{text}` is not a size: write a whole number with a unit, e.g. 1GiB or 512Mi"))?;
+        if unit.starts_with(['.', ',']) {
+            return Err(format!("sizes are whole numbers: write `{text}` in a smaller unit, e.g. 1536MiB for 1.5GiB"));
+        }
         let factor: u64 = match unit.trim() {
             "" | "B" => 1,
             "K" | "KB" | "k" | "kB" => 1_000,
@@ -90,7 +93,7 @@ mod tests {
             ("2G", Ok(2_000_000_000)),
             ("4096", Ok(4096)),
             ("1 GiB", Ok(1 << 30)),
-            ("1.5GiB", Err("not a size")),
+            ("1.5GiB", Err("sizes are whole numbers")),
             ("GiB", Err("not a size")),
             ("3XB", Err("unknown size unit `XB`")),
             ("99999999999TiB", Err("too large")),

@@ -1,0 +1,165 @@
+//! The `lab` binary as a user runs it: help, plans of the shipped scenarios,
+//! generated configs, and every kind of bad scenario. Nothing here needs Docker.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `lab` run from the repository root, as the README shows it.
+fn lab() -> Command {
+    let mut cmd = Command::cargo_bin("lab").unwrap();
+    cmd.current_dir(repo_root()).env_remove("RUST_LOG");
+    cmd
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_lists_every_command() {
+    let help = stdout_of(lab().arg("--help"));
+    for command in ["up", "down", "status", "plan", "doctor", "shell"] {
+        assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
+    }
+    let up = stdout_of(lab().args(["up", "--help"]));
+    assert!(up.contains("--dry-run") && up.contains("--keep-on-failure"), "{up}");
+    let down = stdout_of(lab().args(["down", "--help"]));
+    assert!(down.contains("--dry-run"), "{down}");
+}
+
+#[test]
+fn plans_of_the_shipped_scenarios() {
+    for name in ["quickstart", "vagrant", "host-perf"] {
+        let file = format!("scenarios/{name}.yaml");
+        insta::assert_snapshot!(format!("plan_up_{name}"), stdout_of(lab().args(["plan", &file])));
+        insta::assert_snapshot!(format!("plan_down_{name}"), stdout_of(lab().args(["plan", "--for", "down", &file])));
+    }
+}
+
+#[test]
+fn generated_kind_config_and_vagrant_node_list() {
+    let root = repo_root().display().to_string();
+    let settings = {
+        let mut s = insta::Settings::clone_current();
+        s.add_filter(&regex_escape(&root), "[REPO]");
+        s
+    };
+    settings.bind(|| {
+        insta::assert_snapshot!("files_quickstart", stdout_of(lab().args(["plan", "--files", "scenarios/quickstart.yaml"])));
+        insta::assert_snapshot!("files_vagrant", stdout_of(lab().args(["plan", "--files", "scenarios/vagrant.yaml"])));
+    });
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
+#[test]
+fn dry_runs_print_the_plan_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("scenarios/quickstart.yaml"), dir.path().join("lab.yaml")).unwrap();
+    for args in [&["up", "--dry-run"][..], &["down", "--dry-run"][..]] {
+        let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("kind "), "{args:?} printed no kind command:\n{text}");
+    }
+    // ./lab.yaml was picked as the default scenario, and nothing was written.
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, ["lab.yaml"]);
+}
+
+/// Runs `lab plan` on a scenario written to `<tmp>/<file>` and returns stderr,
+/// asserting a clean failure: exit status 1 and no panic.
+fn plan_error(file: &str, text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(file), text).unwrap();
+    let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["plan", file]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{file}: want exit 1, got {:?}\n{stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{file} panicked:\n{stderr}");
+    assert!(out.stdout.is_empty(), "{file}: a bad scenario printed a plan");
+    stderr
+}
+
+const HEAD: &str = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: bad\n";
+
+#[test]
+fn malformed_scenarios_get_located_errors() {
+    let cases = [
+        ("typo_field.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      cuont: 3\n")),
+        ("wrong_type.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      count: three\n")),
+        ("bad_yaml.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes: [\n")),
+        ("unknown_provider.yaml", format!("{HEAD}cluster:\n  provider: minikube\n")),
+        ("bad_size.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      pool: {{size: 1.5GiB}}\n")),
+        ("missing_metadata.yaml", "apiVersion: lab/v1alpha1\nkind: Scenario\ncluster:\n  provider: host\n".to_string()),
+    ];
+    for (file, text) in cases {
+        insta::assert_snapshot!(format!("error_{}", file.trim_end_matches(".yaml")), plan_error(file, &text));
+    }
+}
+
+#[test]
+fn impossible_scenarios_get_located_errors_that_say_what_to_do() {
+    let cases = [
+        (
+            "few_hugepages.yaml",
+            format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 512\n"),
+        ),
+        (
+            "kernels_disagree.yaml",
+            format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      hugepages2Mi: 1024\n    - role: worker\n      hugepages2Mi: 2048\n"),
+        ),
+        ("no_control_plane.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: worker\n      count: 2\n")),
+        (
+            "wrong_section.yaml",
+            format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n  vagrant:\n    cpus: 2\n"),
+        ),
+        (
+            "small_vm.yaml",
+            format!("{HEAD}cluster:\n  provider: vagrant\n  nodes:\n    - role: control-plane\n    - role: worker\n      cpus: 2\n      memory: 2GiB\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n"),
+        ),
+        (
+            "several_problems.yaml",
+            "apiVersion: lab/v2\nkind: Scenario\nmetadata:\n  name: Bad_Name\ncluster:\n  provider: existing\n  nodes:\n    - role: worker\n      modules: [NVMe-TCP]\n      labels: {\"bad key\": x}\n".to_string(),
+        ),
+    ];
+    for (file, text) in cases {
+        insta::assert_snapshot!(format!("invalid_{}", file.trim_end_matches(".yaml")), plan_error(file, &text));
+    }
+}
+
+#[test]
+fn a_missing_scenario_file_is_named() {
+    let out = lab().args(["plan", "no/such/scenario.yaml"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("cannot read scenario no/such/scenario.yaml"), "{stderr}");
+}
+
+#[test]
+fn doctor_on_the_host_scenario_needs_nothing_and_says_so() {
+    let out = stdout_of(lab().args(["doctor", "scenarios/host-perf.yaml"]));
+    assert!(out.contains("everything this scenario needs is here"), "{out}");
+}
+
+#[test]
+fn doctor_names_what_kind_needs_with_fixes() {
+    let out = lab().args(["doctor", "scenarios/quickstart.yaml"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for check in ["docker daemon", "kind", "kubectl", "2 MiB hugepages", "module nvme_tcp", "CPU SSE4.2", "CPU count", "inotify limits"] {
+        assert!(text.contains(check), "doctor does not report {check}:\n{text}");
+    }
+    let kind_missing = text.lines().any(|l| l.starts_with("✗ kind ") && l.contains("→ install kind"));
+    if kind_missing {
+        assert_eq!(out.status.code(), Some(1), "a missing kind must fail the doctor:\n{text}");
+        assert!(text.contains("required prerequisite(s) missing"), "{text}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Against the real Docker engine: containers carrying kind's labels are found
+//! as a lab's nodes, and commands run in them through the node `Shell`.
+//! Each test removes its containers, even when it fails.
+
+use std::path::Path;
+use std::process::Command as Process;
+
+use lab::docker::{self, CLUSTER_LABEL, DockerExecShell, ROLE_LABEL};
+use lab::shell::{Cmd, Shell};
+
+const BASE_IMAGE: &str = "lab-test-busybox:latest";
+
+/// A busybox image made with `docker import` from Debian's busybox-static:
+/// nothing is pulled.
+fn base_image() {
+    // Tests run in parallel; one import is enough.
+    static IMPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
+    let have = Process::new("docker").args(["image", "inspect", BASE_IMAGE]).output().unwrap();
+    if have.status.success() {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "/bin/busybox is missing: apt-get install busybox-static (.ci/run does)");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
+    for tool in ["sh", "cat", "echo", "sleep", "mount", "ls", "true", "false"] {
+        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).unwrap();
+    }
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(format!("tar -C {} -c . | docker import -c 'ENV PATH=/bin' - {BASE_IMAGE}", root.path().display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker import of the busybox rootfs failed");
+}
+
+/// Node containers of a fake kind cluster, removed on drop.
+struct FakeCluster {
+    containers: Vec<String>,
+}
+
+impl FakeCluster {
+    fn start(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
+        base_image();
+        let mut fake = FakeCluster { containers: Vec::new() };
+        for (name, role) in nodes {
+            let out = Process::new("docker")
+                .args(["run", "-d", "--network", "none", "--name", name])
+                .args(["--label", &format!("{CLUSTER_LABEL}={cluster}"), "--label", &format!("{ROLE_LABEL}={role}")])
+                .args([BASE_IMAGE, "sleep", "600"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "docker run {name}: {}", String::from_utf8_lossy(&out.stderr));
+            fake.containers.push(name.to_string());
+        }
+        fake
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        if !self.containers.is_empty() {
+            let _ = Process::new("docker").args(["rm", "-f"]).args(&self.containers).output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn kind_labelled_containers_are_the_cluster_nodes() {
+    let _fake = FakeCluster::start(
+        "lab-dtest-a",
+        &[("lab-dtest-a-control-plane", "control-plane"), ("lab-dtest-a-worker", "worker"), ("lab-dtest-a-worker2", "worker")],
+    );
+    let _other = FakeCluster::start("lab-dtest-other", &[("lab-dtest-other-worker", "worker")]);
+
+    let docker = docker::connect().await.unwrap();
+    let nodes = docker::node_containers(&docker, "lab-dtest-a").await.unwrap();
+    let got: Vec<(&str, &str, &str)> = nodes.iter().map(|n| (n.name.as_str(), n.role.as_str(), n.state.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("lab-dtest-a-control-plane", "control-plane", "running"),
+            ("lab-dtest-a-worker", "worker", "running"),
+            ("lab-dtest-a-worker2", "worker", "running"),
+        ]
+    );
+}
+
+#[test]
+fn lab_status_lists_the_nodes_of_a_kind_scenario() {
+    let _fake = FakeCluster::start("lab-dtest-b", &[("lab-dtest-b-control-plane", "control-plane"), ("lab-dtest-b-worker", "worker")]);
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-b\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n";
+    std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
+
+    let out = assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("status").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("lab-dtest-b-control-plane  control-plane  running"), "{text}");
+    assert!(text.contains("lab-dtest-b-worker         worker         running"), "{text}");
+
+    // `lab up` refuses to touch a cluster that is already there.
+    let out = assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("up").output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lab-dtest-b is already up"), "{stderr}");
+    assert!(!dir.path().join(".lab").exists(), "a refused `lab up` wrote state");
+}
+
+#[tokio::test]
+async fn node_shell_returns_output_and_status_and_names_the_node_on_failure() {
+    let _fake = FakeCluster::start("lab-dtest-c", &[("lab-dtest-c-worker", "worker")]);
+    let shell = DockerExecShell::new("lab-dtest-c-worker");
+
+    let out = shell.run(&Cmd::sh("echo to-stdout; echo to-stderr >&2").env("GREETING", "hi")).await.unwrap();
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.status), ("to-stdout\n", "to-stderr\n", 0));
+
+    let env = shell.run(&Cmd::sh("echo $GREETING").env("GREETING", "hello node")).await.unwrap();
+    assert_eq!(env.stdout, "hello node\n");
+
+    let fed = shell.exec(&Cmd::new("cat"), Some(b"through stdin")).await.unwrap();
+    assert_eq!(fed.stdout, "through stdin");
+
+    let failed = shell.run(&Cmd::sh("echo no such pool >&2; exit 7")).await.unwrap_err();
+    let text = failed.to_string();
+    assert!(text.starts_with("node lab-dtest-c-worker: `docker exec lab-dtest-c-worker sh -c 'echo no such pool >&2; exit 7'` exited with status 7"), "{text}");
+    assert!(text.contains("| no such pool"), "{text}");
+    assert_eq!(failed.output().map(|o| o.status), Some(7));
+}
+
+#[tokio::test]
+async fn a_missing_node_is_a_clear_error() {
+    let shell = DockerExecShell::new("lab-dtest-no-such-node");
+    let err = shell.run(&Cmd::new("true")).await.unwrap_err().to_string();
+    assert!(err.starts_with("node lab-dtest-no-such-node: could not run `docker exec lab-dtest-no-such-node true`"), "{err}");
+    assert!(err.to_lowercase().contains("no such container"), "{err}");
+}
