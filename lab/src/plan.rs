@@ -172,3 +172,108 @@ fn append_log(log: &Path, text: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::provider::NodeStatus;
+
+    /// Records what ran where; `fails` makes a command containing it exit 1.
+    #[derive(Clone, Default)]
+    struct Journal(Arc<Mutex<Vec<String>>>);
+
+    struct FakeNodeShell {
+        node: String,
+        journal: Journal,
+        fails: &'static str,
+    }
+
+    #[async_trait]
+    impl Shell for FakeNodeShell {
+        fn place(&self) -> String {
+            format!("node {}", self.node)
+        }
+        fn display(&self, cmd: &Cmd) -> String {
+            format!("fake-exec {} {cmd}", self.node)
+        }
+        async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+            let input = stdin.map(|s| format!(" <<< {}", String::from_utf8_lossy(s))).unwrap_or_default();
+            self.journal.0.lock().unwrap().push(format!("{}: {cmd}{input}", self.node));
+            let failed = !self.fails.is_empty() && cmd.to_string().contains(self.fails);
+            Ok(Output { status: i64::from(failed), stdout: format!("out of {}", cmd.program), stderr: String::new() })
+        }
+    }
+
+    struct FakeProvider {
+        journal: Journal,
+        nodes: Vec<&'static str>,
+        fails: &'static str,
+    }
+
+    #[async_trait]
+    impl Provider for FakeProvider {
+        fn up_steps(&self) -> Vec<Step> {
+            Vec::new()
+        }
+        fn down_steps(&self) -> Vec<Step> {
+            Vec::new()
+        }
+        async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+            Ok(self.nodes.iter().map(|n| NodeStatus { name: n.to_string(), role: "worker".into(), state: "running".into() }).collect())
+        }
+        fn node_shell(&self, node: &str) -> Box<dyn Shell> {
+            Box::new(FakeNodeShell { node: node.into(), journal: self.journal.clone(), fails: self.fails })
+        }
+        fn interactive_shell(&self, node: &str) -> Cmd {
+            Cmd::new("fake-shell").arg(node)
+        }
+    }
+
+    fn plan() -> Plan {
+        let node = |n: &str| Target::Node(n.into());
+        Plan {
+            title: "test".into(),
+            steps: vec![
+                Step::new("find nodes", Action::ExpectNodes { names: vec!["a".into(), "b".into()] }),
+                Step::run("first", node("a"), Cmd::new("one")),
+                Step::new("pipe", Action::Pipe { from: (node("a"), Cmd::new("token")), to: (node("b"), Cmd::new("join")) }),
+                Step::run("last", node("b"), Cmd::new("three")),
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_run_in_order_on_their_nodes_and_pipes_feed_stdin() {
+        let journal = Journal::default();
+        let provider = FakeProvider { journal: journal.clone(), nodes: vec!["a", "b"], fails: "" };
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("lab.log");
+        execute(&plan(), &provider, &Progress::new(true), &log).await.unwrap();
+        assert_eq!(*journal.0.lock().unwrap(), ["a: one", "a: token", "b: join <<< out of token", "b: three"]);
+        let logged = std::fs::read_to_string(log).unwrap();
+        assert!(logged.contains("$ fake-exec a one  # on node a\nout of oneexit 0"), "{logged}");
+    }
+
+    #[tokio::test]
+    async fn the_first_failure_stops_the_plan_and_names_step_node_and_command() {
+        let journal = Journal::default();
+        let provider = FakeProvider { journal: journal.clone(), nodes: vec!["a", "b"], fails: "token" };
+        let dir = tempfile::tempdir().unwrap();
+        let err = execute(&plan(), &provider, &Progress::new(true), &dir.path().join("lab.log")).await.unwrap_err();
+        assert_eq!(*journal.0.lock().unwrap(), ["a: one", "a: token"], "steps after the failure ran");
+        let text = format!("{err:#}");
+        assert!(text.starts_with("step 3 of 4 failed: pipe: node a: `fake-exec a token` exited with status 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn missing_nodes_are_named_with_what_the_provider_has() {
+        let provider = FakeProvider { journal: Journal::default(), nodes: vec!["a"], fails: "" };
+        let dir = tempfile::tempdir().unwrap();
+        let err = execute(&plan(), &provider, &Progress::new(true), &dir.path().join("lab.log")).await.unwrap_err();
+        assert_eq!(format!("{err:#}"), "step 1 of 4 failed: find nodes: node(s) b not found; the provider lists: a");
+    }
+}

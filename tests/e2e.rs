@@ -1,0 +1,52 @@
+//! The whole flow with the real kind binary: opt in with `LAB_E2E=1` on a
+//! machine with kind and Docker (CI here has no kind, see the README).
+
+use assert_cmd::Command;
+
+const SCENARIO: &str = "apiVersion: lab/v1alpha1
+kind: Scenario
+metadata:
+  name: e2e
+cluster:
+  provider: kind
+  nodes:
+    - role: control-plane
+    - role: worker
+      pool: {size: 64MiB}
+";
+
+/// Deletes the cluster even when an assertion fails half-way.
+struct Down<'a>(&'a std::path::Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::cargo_bin("lab").unwrap().current_dir(self.0).arg("down").output();
+    }
+}
+
+#[test]
+fn kind_cluster_up_status_down() {
+    if std::env::var("LAB_E2E").as_deref() != Ok("1") {
+        eprintln!("skipped: set LAB_E2E=1 where kind and Docker exist to create a real kind cluster");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), SCENARIO).unwrap();
+    let lab = || {
+        let mut cmd = Command::cargo_bin("lab").unwrap();
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let _down = Down(dir.path());
+
+    lab().arg("up").assert().success();
+    assert!(dir.path().join(".lab/e2e/kubeconfig").exists(), "no kubeconfig written");
+    let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
+    assert!(status.contains("lab-e2e-control-plane") && status.contains("lab-e2e-worker"), "{status}");
+    assert!(status.matches("running").count() == 2, "{status}");
+
+    lab().arg("down").assert().success();
+    let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
+    assert!(status.contains("not up"), "{status}");
+    assert!(!dir.path().join(".lab/e2e").exists(), "state left behind");
+}
