@@ -52,7 +52,10 @@ fn generated_kind_config_and_vagrant_node_list() {
         s
     };
     settings.bind(|| {
-        insta::assert_snapshot!("files_quickstart", stdout_of(lab().args(["plan", "--files", "scenarios/quickstart.yaml"])));
+        insta::assert_snapshot!(
+            "files_quickstart",
+            stdout_of(lab().args(["plan", "--files", "scenarios/quickstart.yaml"]))
+        );
         insta::assert_snapshot!("files_vagrant", stdout_of(lab().args(["plan", "--files", "scenarios/vagrant.yaml"])));
     });
 }
@@ -94,11 +97,24 @@ const HEAD: &str = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name:
 #[test]
 fn malformed_scenarios_get_located_errors() {
     let cases = [
-        ("typo_field.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      cuont: 3\n")),
-        ("wrong_type.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      count: three\n")),
+        (
+            "typo_field.yaml",
+            format!(
+                "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      cuont: 3\n"
+            ),
+        ),
+        (
+            "wrong_type.yaml",
+            format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      count: three\n"),
+        ),
         ("bad_yaml.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes: [\n")),
         ("unknown_provider.yaml", format!("{HEAD}cluster:\n  provider: minikube\n")),
-        ("bad_size.yaml", format!("{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      pool: {{size: 1.5GiB}}\n")),
+        (
+            "bad_size.yaml",
+            format!(
+                "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n      pool: {{size: 1.5GiB}}\n"
+            ),
+        ),
         ("missing_metadata.yaml", "apiVersion: lab/v1alpha1\nkind: Scenario\ncluster:\n  provider: host\n".to_string()),
     ];
     for (file, text) in cases {
@@ -154,7 +170,16 @@ fn doctor_on_the_host_scenario_needs_nothing_and_says_so() {
 fn doctor_names_what_kind_needs_with_fixes() {
     let out = lab().args(["doctor", "scenarios/quickstart.yaml"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for check in ["docker daemon", "kind", "kubectl", "2 MiB hugepages", "module nvme_tcp", "CPU SSE4.2", "CPU count", "inotify limits"] {
+    for check in [
+        "docker daemon",
+        "kind",
+        "kubectl",
+        "2 MiB hugepages",
+        "module nvme_tcp",
+        "CPU SSE4.2",
+        "CPU count",
+        "inotify limits",
+    ] {
         assert!(text.contains(check), "doctor does not report {check}:\n{text}");
     }
     let kind_missing = text.lines().any(|l| l.starts_with("✗ kind ") && l.contains("→ install kind"));

@@ -71,13 +71,18 @@ impl Drop for FakeCluster {
 async fn kind_labelled_containers_are_the_cluster_nodes() {
     let _fake = FakeCluster::start(
         "lab-dtest-a",
-        &[("lab-dtest-a-control-plane", "control-plane"), ("lab-dtest-a-worker", "worker"), ("lab-dtest-a-worker2", "worker")],
+        &[
+            ("lab-dtest-a-control-plane", "control-plane"),
+            ("lab-dtest-a-worker", "worker"),
+            ("lab-dtest-a-worker2", "worker"),
+        ],
     );
     let _other = FakeCluster::start("lab-dtest-other", &[("lab-dtest-other-worker", "worker")]);
 
     let docker = docker::connect().await.unwrap();
     let nodes = docker::node_containers(&docker, "lab-dtest-a").await.unwrap();
-    let got: Vec<(&str, &str, &str)> = nodes.iter().map(|n| (n.name.as_str(), n.role.as_str(), n.state.as_str())).collect();
+    let got: Vec<(&str, &str, &str)> =
+        nodes.iter().map(|n| (n.name.as_str(), n.role.as_str(), n.state.as_str())).collect();
     assert_eq!(
         got,
         [
@@ -90,7 +95,10 @@ async fn kind_labelled_containers_are_the_cluster_nodes() {
 
 #[test]
 fn lab_status_lists_the_nodes_of_a_kind_scenario() {
-    let _fake = FakeCluster::start("lab-dtest-b", &[("lab-dtest-b-control-plane", "control-plane"), ("lab-dtest-b-worker", "worker")]);
+    let _fake = FakeCluster::start(
+        "lab-dtest-b",
+        &[("lab-dtest-b-control-plane", "control-plane"), ("lab-dtest-b-worker", "worker")],
+    );
     let dir = tempfile::tempdir().unwrap();
     let scenario = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-b\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n";
     std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
@@ -134,6 +142,9 @@ async fn node_shell_returns_output_and_status_and_names_the_node_on_failure() {
 async fn a_missing_node_is_a_clear_error() {
     let shell = DockerExecShell::new("lab-dtest-no-such-node");
     let err = shell.run(&Cmd::new("true")).await.unwrap_err().to_string();
-    assert!(err.starts_with("node lab-dtest-no-such-node: could not run `docker exec lab-dtest-no-such-node true`"), "{err}");
+    assert!(
+        err.starts_with("node lab-dtest-no-such-node: could not run `docker exec lab-dtest-no-such-node true`"),
+        "{err}"
+    );
     assert!(err.to_lowercase().contains("no such container"), "{err}");
 }

@@ -20,8 +20,10 @@ pub const ROLE_LABEL: &str = "io.x-k8s.kind.role";
 /// Connect to the local daemon and agree on an API version (Debian's 20.10
 /// daemon speaks 1.41, older than the client's default).
 pub async fn connect() -> anyhow::Result<Docker> {
-    let hint = "is the Docker daemon running? Start it with `systemctl start docker` (or `dockerd &`), and check DOCKER_HOST";
-    let docker = Docker::connect_with_local_defaults().map_err(|e| anyhow::anyhow!("cannot reach the Docker daemon: {e}; {hint}"))?;
+    let hint =
+        "is the Docker daemon running? Start it with `systemctl start docker` (or `dockerd &`), and check DOCKER_HOST";
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| anyhow::anyhow!("cannot reach the Docker daemon: {e}; {hint}"))?;
     docker.negotiate_version().await.map_err(|e| anyhow::anyhow!("cannot reach the Docker daemon: {e}; {hint}"))
 }
 

@@ -82,7 +82,11 @@ pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding>
         findings.push(if path.exists() {
             Finding::ok("kubeconfig", path.display().to_string())
         } else {
-            Finding::missing("kubeconfig", format!("{} does not exist", path.display()), "set cluster.existing.kubeconfig or KUBECONFIG")
+            Finding::missing(
+                "kubeconfig",
+                format!("{} does not exist", path.display()),
+                "set cluster.existing.kubeconfig or KUBECONFIG",
+            )
         });
     }
     // kind nodes and the host share this kernel: its pages, modules and CPUs are theirs.
@@ -143,7 +147,13 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         why: "renders helm chart stack layers",
         install: "install helm (https://helm.sh/docs/intro/install/) if the stack uses charts",
     };
-    let vagrant = Tool { name: "vagrant", version: &["--version"], required: true, why: "boots the VMs", install: "apt-get install vagrant" };
+    let vagrant = Tool {
+        name: "vagrant",
+        version: &["--version"],
+        required: true,
+        why: "boots the VMs",
+        install: "apt-get install vagrant",
+    };
     match scenario.cluster.provider {
         ProviderKind::Kind => vec![kind, kubectl(false), helm],
         ProviderKind::Vagrant => vec![vagrant, kubectl(true), helm],
@@ -168,9 +178,15 @@ async fn docker_daemon() -> Finding {
                 check,
                 format!("Docker {} (API {})", v.version.unwrap_or_default(), v.api_version.unwrap_or_default()),
             ),
-            Err(e) => Finding::missing(check, e.to_string(), "start the daemon: `systemctl start docker` or `dockerd &`"),
+            Err(e) => {
+                Finding::missing(check, e.to_string(), "start the daemon: `systemctl start docker` or `dockerd &`")
+            }
         },
-        Err(e) => Finding::missing(check, format!("{e:#}"), "apt-get install docker.io, then `systemctl start docker` or `dockerd &`"),
+        Err(e) => Finding::missing(
+            check,
+            format!("{e:#}"),
+            "apt-get install docker.io, then `systemctl start docker` or `dockerd &`",
+        ),
     }
 }
 
@@ -181,12 +197,18 @@ async fn vagrant_provider(machine: &Machine<'_>, scenario: &Scenario) -> Finding
             let plugins = machine.version(Cmd::sh("vagrant plugin list | grep vagrant-libvirt")).await;
             match plugins {
                 Some(line) => Finding::ok("vagrant-libvirt", line),
-                None => Finding::missing("vagrant-libvirt", "the libvirt provider plugin is not installed", "apt-get install vagrant-libvirt libvirt-daemon-system"),
+                None => Finding::missing(
+                    "vagrant-libvirt",
+                    "the libvirt provider plugin is not installed",
+                    "apt-get install vagrant-libvirt libvirt-daemon-system",
+                ),
             }
         }
         VagrantProvider::Virtualbox => match machine.version(Cmd::new("VBoxManage").arg("--version")).await {
             Some(version) => Finding::ok("virtualbox", version),
-            None => Finding::missing("virtualbox", "VBoxManage not found", "install VirtualBox, or use provider: libvirt"),
+            None => {
+                Finding::missing("virtualbox", "VBoxManage not found", "install VirtualBox, or use provider: libvirt")
+            }
         },
     }
 }
@@ -198,13 +220,19 @@ fn hugepages(machine: &Machine<'_>, want: u64) -> Finding {
     let total = machine.read_number(&format!("{HUGEPAGES_DIR}/nr_hugepages"));
     let free = machine.read_number(&format!("{HUGEPAGES_DIR}/free_hugepages"));
     match (total, free) {
-        (Some(total), Some(free)) if free >= want => Finding::ok(check, format!("{free} free of {total}, {want} needed")),
+        (Some(total), Some(free)) if free >= want => {
+            Finding::ok(check, format!("{free} free of {total}, {want} needed"))
+        }
         (Some(total), Some(free)) => Finding::missing(
             check,
             format!("{free} free of {total}, {want} needed"),
             format!("sysctl -w vm.nr_hugepages={}", total + (want - free)),
         ),
-        _ => Finding::missing(check, format!("{HUGEPAGES_DIR} is not readable"), "use a kernel with 2 MiB hugepage support"),
+        _ => Finding::missing(
+            check,
+            format!("{HUGEPAGES_DIR} is not readable"),
+            "use a kernel with 2 MiB hugepage support",
+        ),
     }
 }
 
@@ -221,8 +249,13 @@ async fn kernel_module(machine: &Machine<'_>, module: &str) -> Finding {
         (true, true) => Finding::warn(&check, "not loaded", format!("modprobe {module}")),
         _ => Finding::missing(
             &check,
-            format!("not loaded, and {} here", if modprobe { format!("/lib/modules/{release} is absent") } else { "modprobe is absent".into() }),
-            format!("install kmod and linux-modules-extra-{release} (or a kernel built with {module}), then modprobe {module}"),
+            format!(
+                "not loaded, and {} here",
+                if modprobe { format!("/lib/modules/{release} is absent") } else { "modprobe is absent".into() }
+            ),
+            format!(
+                "install kmod and linux-modules-extra-{release} (or a kernel built with {module}), then modprobe {module}"
+            ),
         ),
     }
 }
@@ -244,7 +277,8 @@ fn sse4_2(machine: &Machine<'_>) -> Finding {
 
 fn cpu_count(machine: &Machine<'_>, core_list_set: bool) -> Finding {
     let check = "CPU count";
-    let cpus = machine.read("/proc/cpuinfo").unwrap_or_default().lines().filter(|l| l.starts_with("processor")).count() as u32;
+    let cpus =
+        machine.read("/proc/cpuinfo").unwrap_or_default().lines().filter(|l| l.starts_with("processor")).count() as u32;
     let need = crate::scenario::IO_ENGINE_MIN_CPUS;
     if cpus >= need || core_list_set {
         Finding::ok(check, format!("{cpus} CPUs"))

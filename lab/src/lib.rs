@@ -40,7 +40,12 @@ impl Lab {
 
     fn describe(&self) -> String {
         let nodes = self.scenario.planned_nodes().len();
-        format!("scenario {} ({}, {nodes} node{})", self.scenario.name(), self.scenario.cluster.provider, if nodes == 1 { "" } else { "s" })
+        format!(
+            "scenario {} ({}, {nodes} node{})",
+            self.scenario.name(),
+            self.scenario.cluster.provider,
+            if nodes == 1 { "" } else { "s" }
+        )
     }
 
     pub fn up_plan(&self) -> Plan {

@@ -22,15 +22,30 @@ pub enum Target {
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Run a command; fails on a non-zero exit.
-    Run { on: Target, cmd: Cmd },
+    Run {
+        on: Target,
+        cmd: Cmd,
+    },
     /// Run `from`, then `to` with `from`'s output on its stdin (`from | to`).
-    Pipe { from: (Target, Cmd), to: (Target, Cmd) },
+    Pipe {
+        from: (Target, Cmd),
+        to: (Target, Cmd),
+    },
     /// Write a file `lab` generated (kind config, node list).
-    WriteFile { path: PathBuf, contents: String },
-    MakeDir { path: PathBuf },
-    RemoveDir { path: PathBuf },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
+    MakeDir {
+        path: PathBuf,
+    },
+    RemoveDir {
+        path: PathBuf,
+    },
     /// Find the nodes through the provider (labels, API) and require these names.
-    ExpectNodes { names: Vec<String> },
+    ExpectNodes {
+        names: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -66,14 +81,22 @@ impl Plan {
             let detail = match &step.action {
                 Action::Run { on, cmd } => format!("$ {}", display_command(provider, on, cmd)),
                 Action::Pipe { from, to } => {
-                    format!("$ {} | {}", display_command(provider, &from.0, &from.1), display_command(provider, &to.0, &to.1))
+                    format!(
+                        "$ {} | {}",
+                        display_command(provider, &from.0, &from.1),
+                        display_command(provider, &to.0, &to.1)
+                    )
                 }
                 // Unindented, so the here-document can be pasted as it is.
                 Action::WriteFile { path, contents } if show_files => {
                     format!("$ cat > {} <<'EOF'\n{}EOF", crate::shell::quote(&path.display().to_string()), contents)
                 }
                 Action::WriteFile { path, contents } => {
-                    format!("writes {} ({} lines; `lab plan --files` shows it)", path.display(), contents.lines().count())
+                    format!(
+                        "writes {} ({} lines; `lab plan --files` shows it)",
+                        path.display(),
+                        contents.lines().count()
+                    )
                 }
                 Action::MakeDir { path } => format!("$ mkdir -p {}", crate::shell::quote(&path.display().to_string())),
                 Action::RemoveDir { path } => format!("$ rm -rf {}", crate::shell::quote(&path.display().to_string())),
@@ -166,10 +189,10 @@ async fn run_logged(shell: &dyn Shell, cmd: &Cmd, stdin: Option<&[u8]>, log: &Pa
 }
 
 fn append_log(log: &Path, text: &str) {
-    if log.parent().is_some_and(Path::is_dir) {
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(file, "{text}");
-        }
+    if log.parent().is_some_and(Path::is_dir)
+        && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+    {
+        let _ = writeln!(file, "{text}");
     }
 }
 
@@ -223,7 +246,11 @@ mod tests {
             Vec::new()
         }
         async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-            Ok(self.nodes.iter().map(|n| NodeStatus { name: n.to_string(), role: "worker".into(), state: "running".into() }).collect())
+            Ok(self
+                .nodes
+                .iter()
+                .map(|n| NodeStatus { name: n.to_string(), role: "worker".into(), state: "running".into() })
+                .collect())
         }
         fn node_shell(&self, node: &str) -> Box<dyn Shell> {
             Box::new(FakeNodeShell { node: node.into(), journal: self.journal.clone(), fails: self.fails })
@@ -240,7 +267,10 @@ mod tests {
             steps: vec![
                 Step::new("find nodes", Action::ExpectNodes { names: vec!["a".into(), "b".into()] }),
                 Step::run("first", node("a"), Cmd::new("one")),
-                Step::new("pipe", Action::Pipe { from: (node("a"), Cmd::new("token")), to: (node("b"), Cmd::new("join")) }),
+                Step::new(
+                    "pipe",
+                    Action::Pipe { from: (node("a"), Cmd::new("token")), to: (node("b"), Cmd::new("join")) },
+                ),
                 Step::run("last", node("b"), Cmd::new("three")),
             ],
         }
@@ -266,7 +296,10 @@ mod tests {
         let err = execute(&plan(), &provider, &Progress::new(true), &dir.path().join("lab.log")).await.unwrap_err();
         assert_eq!(*journal.0.lock().unwrap(), ["a: one", "a: token"], "steps after the failure ran");
         let text = format!("{err:#}");
-        assert!(text.starts_with("step 3 of 4 failed: pipe: node a: `fake-exec a token` exited with status 1"), "{text}");
+        assert!(
+            text.starts_with("step 3 of 4 failed: pipe: node a: `fake-exec a token` exited with status 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -52,8 +52,7 @@ impl Cmd {
 impl fmt::Display for Cmd {
     /// Shell-quoted, so the line can be pasted into a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut words: Vec<String> =
-            self.env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+        let mut words: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
         words.extend(self.argv().iter().map(|w| quote(w)));
         f.write_str(&words.join(" "))
     }
@@ -89,7 +88,7 @@ impl Output {
 pub enum RunError {
     #[error("{place}: could not run `{command}`: {reason}")]
     Spawn { place: String, command: String, reason: String },
-    #[error("{place}: `{command}` exited with status {}{}", .output.status, tail(&.output))]
+    #[error("{place}: `{command}` exited with status {}{}", .output.status, tail(output))]
     Failed { place: String, command: String, output: Output },
 }
 

@@ -191,14 +191,19 @@ impl PodShell {
     }
 
     async fn exec_in(&self, pods: &Api<Pod>, pod: &str, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
-        let running = kube::runtime::wait::await_condition(pods.clone(), pod, kube::runtime::conditions::is_pod_running());
+        let running =
+            kube::runtime::wait::await_condition(pods.clone(), pod, kube::runtime::conditions::is_pod_running());
         match tokio::time::timeout(POD_START_TIMEOUT, running).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(self.fail(cmd, format!("waiting for shell pod {pod}: {e}"))),
             Err(_) => {
                 return Err(self.fail(
                     cmd,
-                    format!("shell pod {pod} did not start within {}s (can the node pull {}?)", POD_START_TIMEOUT.as_secs(), self.image),
+                    format!(
+                        "shell pod {pod} did not start within {}s (can the node pull {}?)",
+                        POD_START_TIMEOUT.as_secs(),
+                        self.image
+                    ),
                 ));
             }
         }
@@ -221,7 +226,11 @@ impl PodShell {
             Some(s) => exit_code(&s).unwrap_or(1),
             None => -1,
         };
-        Ok(Output { status: code, stdout: String::from_utf8_lossy(&stdout).into(), stderr: String::from_utf8_lossy(&stderr).into() })
+        Ok(Output {
+            status: code,
+            stdout: String::from_utf8_lossy(&stdout).into(),
+            stderr: String::from_utf8_lossy(&stderr).into(),
+        })
     }
 }
 
@@ -265,8 +274,12 @@ impl Shell for PodShell {
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         let client = client(self.kubeconfig.clone(), self.context.clone()).await.map_err(|e| self.fail(cmd, e))?;
         let pods: Api<Pod> = Api::namespaced(client, SHELL_NAMESPACE);
-        let suffix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos());
-        let name = format!("lab-shell-{}", self.node.chars().take(40).collect::<String>().to_lowercase()) + "-" + &suffix;
+        let suffix = format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos()
+        );
+        let name =
+            format!("lab-shell-{}", self.node.chars().take(40).collect::<String>().to_lowercase()) + "-" + &suffix;
         pods.create(&PostParams::default(), &node_shell_pod(&name, &self.node, &self.image))
             .await
             .map_err(|e| self.fail(cmd, format!("creating shell pod {name}: {e}")))?;
@@ -301,7 +314,21 @@ mod tests {
         let cmd = Cmd::new("sysctl").arg("vm.nr_hugepages=8").env("LC_ALL", "C");
         assert_eq!(
             nsenter(&cmd),
-            ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "env", "LC_ALL=C", "sysctl", "vm.nr_hugepages=8"]
+            [
+                "nsenter",
+                "-t",
+                "1",
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "--",
+                "env",
+                "LC_ALL=C",
+                "sysctl",
+                "vm.nr_hugepages=8"
+            ]
         );
     }
 }

@@ -41,13 +41,15 @@ impl Kind {
             .map(|node| {
                 // Devices and udev state are shared with the host so io-engine
                 // sees real block devices and their properties.
-                let mut mounts = vec![
-                    Mount::host_to_container("/dev", "/dev"),
-                    Mount::host_to_container("/run/udev", "/run/udev"),
-                ];
+                let mut mounts =
+                    vec![Mount::host_to_container("/dev", "/dev"), Mount::host_to_container("/run/udev", "/run/udev")];
                 if node.group.pool.is_some() {
                     let host = pools_root.join("pools").join(&node.name);
-                    mounts.push(Mount { host_path: host.display().to_string(), container_path: POOL_MOUNT.into(), propagation: None });
+                    mounts.push(Mount {
+                        host_path: host.display().to_string(),
+                        container_path: POOL_MOUNT.into(),
+                        propagation: None,
+                    });
                 }
                 KindNode {
                     role: node.group.role.as_str(),
@@ -149,7 +151,10 @@ impl Provider for Kind {
             .arg("--retain");
         steps.push(Step::run(format!("create kind cluster {}", self.cluster), Target::Host, create));
         let names = self.nodes.iter().map(|n| n.name.clone()).collect();
-        steps.push(Step::new(format!("find the {} node containers by label", self.nodes.len()), Action::ExpectNodes { names }));
+        steps.push(Step::new(
+            format!("find the {} node containers by label", self.nodes.len()),
+            Action::ExpectNodes { names },
+        ));
         for node in &self.nodes {
             let on = Target::Node(node.name.clone());
             // kind mounts /sys read-only; io-engine and CSI need to write there.
@@ -159,7 +164,11 @@ impl Provider for Kind {
                 Cmd::new("mount").args(["-o", "remount,rw", "/sys"]),
             ));
             // CSI mounts made inside pods must propagate to the node.
-            steps.push(Step::run(format!("make / rshared on {}", node.name), on, Cmd::new("mount").args(["--make-rshared", "/"])));
+            steps.push(Step::run(
+                format!("make / rshared on {}", node.name),
+                on,
+                Cmd::new("mount").args(["--make-rshared", "/"]),
+            ));
         }
         steps
     }

@@ -107,11 +107,7 @@ impl Vagrant {
     }
 
     fn control_plane(&self) -> (usize, &PlannedNode) {
-        self.nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.group.role == Role::ControlPlane)
-            .unwrap_or((0, &self.nodes[0]))
+        self.nodes.iter().enumerate().find(|(_, n)| n.group.role == Role::ControlPlane).unwrap_or((0, &self.nodes[0]))
     }
 }
 
@@ -124,7 +120,10 @@ impl Provider for Vagrant {
                 format!("create state directory {}", self.state.dir().display()),
                 Action::MakeDir { path: self.state.dir().to_path_buf() },
             ),
-            Step::new("write Vagrantfile", Action::WriteFile { path: self.state.file("Vagrantfile"), contents: VAGRANTFILE.into() }),
+            Step::new(
+                "write Vagrantfile",
+                Action::WriteFile { path: self.state.file("Vagrantfile"), contents: VAGRANTFILE.into() },
+            ),
             Step::new(
                 "write node provisioning script",
                 Action::WriteFile { path: self.state.file("provision.sh"), contents: PROVISION_SCRIPT.into() },
@@ -157,10 +156,19 @@ impl Provider for Vagrant {
         steps.push(Step::run(
             "make flannel use the private network (eth1)",
             Target::Node(cp.name.clone()),
-            Cmd::new("kubectl").args([admin, "-n", "kube-flannel", "set", "env", "daemonset/kube-flannel-ds", "FLANNELD_IFACE=eth1"]),
+            Cmd::new("kubectl").args([
+                admin,
+                "-n",
+                "kube-flannel",
+                "set",
+                "env",
+                "daemonset/kube-flannel-ds",
+                "FLANNELD_IFACE=eth1",
+            ]),
         ));
         for node in self.nodes.iter().filter(|n| n.name != cp.name) {
-            let token = (Target::Node(cp.name.clone()), Cmd::new("kubeadm").args(["token", "create", "--print-join-command"]));
+            let token =
+                (Target::Node(cp.name.clone()), Cmd::new("kubeadm").args(["token", "create", "--print-join-command"]));
             // Reads the join command on stdin; a node that already joined skips it.
             let join = (Target::Node(node.name.clone()), Cmd::sh("test -f /etc/kubernetes/kubelet.conf || sh"));
             steps.push(Step::new(format!("join {} to the cluster", node.name), Action::Pipe { from: token, to: join }));
@@ -170,21 +178,32 @@ impl Provider for Vagrant {
             self.vagrant().args(["ssh", &cp.name, "-c", "sudo cat /etc/kubernetes/admin.conf"]),
             quote(&self.state.kubeconfig().display().to_string())
         );
-        steps.push(Step::run(format!("fetch kubeconfig into {}", self.state.kubeconfig().display()), Target::Host, Cmd::sh(fetch)));
+        steps.push(Step::run(
+            format!("fetch kubeconfig into {}", self.state.kubeconfig().display()),
+            Target::Host,
+            Cmd::sh(fetch),
+        ));
         steps.push(Step::run(
             "wait until every node is Ready",
             Target::Host,
-            Cmd::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(self.state.kubeconfig().display().to_string())
-                .args(["wait", "--for=condition=Ready", "node", "--all", "--timeout=10m"]),
+            Cmd::new("kubectl").arg("--kubeconfig").arg(self.state.kubeconfig().display().to_string()).args([
+                "wait",
+                "--for=condition=Ready",
+                "node",
+                "--all",
+                "--timeout=10m",
+            ]),
         ));
         steps
     }
 
     fn down_steps(&self) -> Vec<Step> {
         vec![
-            Step::run(format!("destroy the VMs of {}", self.cluster), Target::Host, self.vagrant().args(["destroy", "--force"])),
+            Step::run(
+                format!("destroy the VMs of {}", self.cluster),
+                Target::Host,
+                self.vagrant().args(["destroy", "--force"]),
+            ),
             Step::new(
                 format!("remove state directory {}", self.state.dir().display()),
                 Action::RemoveDir { path: self.state.dir().to_path_buf() },
@@ -199,7 +218,12 @@ impl Provider for Vagrant {
         let output = LocalShell.run(&self.vagrant().args(["status", "--machine-readable"])).await?;
         let mut nodes = parse_machine_readable_status(&output.stdout);
         for node in &mut nodes {
-            node.role = self.nodes.iter().find(|n| n.name == node.name).map(|n| n.group.role.as_str().to_string()).unwrap_or_default();
+            node.role = self
+                .nodes
+                .iter()
+                .find(|n| n.name == node.name)
+                .map(|n| n.group.role.as_str().to_string())
+                .unwrap_or_default();
         }
         Ok(nodes)
     }
@@ -259,7 +283,9 @@ impl Shell for VagrantShell {
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         LocalShell.exec(&self.host_command(cmd), stdin).await.map_err(|e| match e {
-            RunError::Spawn { reason, .. } => RunError::Spawn { place: self.place(), command: self.display(cmd), reason },
+            RunError::Spawn { reason, .. } => {
+                RunError::Spawn { place: self.place(), command: self.display(cmd), reason }
+            }
             other => other,
         })
     }

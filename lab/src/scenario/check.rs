@@ -15,7 +15,10 @@ type Finding = (String, String);
 pub fn check(s: &Scenario) -> Vec<Finding> {
     let mut out = Vec::new();
     if s.api_version != API_VERSION {
-        out.push(("apiVersion".into(), format!("unsupported apiVersion `{}`: this lab reads `{API_VERSION}`", s.api_version)));
+        out.push((
+            "apiVersion".into(),
+            format!("unsupported apiVersion `{}`: this lab reads `{API_VERSION}`", s.api_version),
+        ));
     }
     if s.kind != KIND {
         out.push(("kind".into(), format!("kind must be `{KIND}`, not `{}`", s.kind)));
@@ -59,14 +62,17 @@ fn check_provider_sections(s: &Scenario, out: &mut Vec<Finding>) {
         if present && c.provider != provider {
             out.push((
                 format!("cluster.{key}"),
-                format!("`{key}` options are set but the provider is `{}`: remove them or set `provider: {key}`", c.provider),
+                format!(
+                    "`{key}` options are set but the provider is `{}`: remove them or set `provider: {key}`",
+                    c.provider
+                ),
             ));
         }
     }
-    if let Some(kind) = &c.kind {
-        if parse_duration_secs(&kind.wait).is_none() {
-            out.push(("cluster.kind.wait".into(), format!("`{}` is not a duration: write e.g. 300s, 5m or 1h", kind.wait)));
-        }
+    if let Some(kind) = &c.kind
+        && parse_duration_secs(&kind.wait).is_none()
+    {
+        out.push(("cluster.kind.wait".into(), format!("`{}` is not a duration: write e.g. 300s, 5m or 1h", kind.wait)));
     }
     if let Some(vagrant) = &c.vagrant {
         let octets: Vec<&str> = vagrant.network.split('.').collect();
@@ -125,25 +131,37 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
         }
     }
     for (m, module) in g.modules.iter().enumerate() {
-        let valid = !module.is_empty() && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let valid = !module.is_empty()
+            && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !valid {
-            out.push((format!("cluster.nodes[{i}].modules[{m}]"), format!("`{module}` is not a kernel module name (e.g. nvme_tcp)")));
+            out.push((
+                format!("cluster.nodes[{i}].modules[{m}]"),
+                format!("`{module}` is not a kernel module name (e.g. nvme_tcp)"),
+            ));
         }
     }
-    if let Some(pool) = &g.pool {
-        if pool.size.bytes() < 64 << 20 {
-            out.push((at("pool.size"), format!("a pool of {} is too small: give at least 64MiB", pool.size)));
-        }
+    if let Some(pool) = &g.pool
+        && pool.size.bytes() < 64 << 20
+    {
+        out.push((at("pool.size"), format!("a pool of {} is too small: give at least 64MiB", pool.size)));
     }
-    if let Some(list) = &g.io_engine_core_list {
-        if !valid_core_list(list) {
-            out.push((at("ioEngineCoreList"), format!("`{list}` is not a core list: write cores and ranges such as 1 or 1,2 or 1-3")));
-        }
+    if let Some(list) = &g.io_engine_core_list
+        && !valid_core_list(list)
+    {
+        out.push((
+            at("ioEngineCoreList"),
+            format!("`{list}` is not a core list: write cores and ranges such as 1 or 1,2 or 1-3"),
+        ));
     }
     let is_vm = provider == ProviderKind::Vagrant;
     if !is_vm && (g.cpus.is_some() || g.memory.is_some()) {
         let field = if g.cpus.is_some() { "cpus" } else { "memory" };
-        out.push((at(field), format!("`{field}` sizes a VM and applies only to provider vagrant; {provider} nodes use what the machine has")));
+        out.push((
+            at(field),
+            format!(
+                "`{field}` sizes a VM and applies only to provider vagrant; {provider} nodes use what the machine has"
+            ),
+        ));
     }
     if g.runs_io_engine() {
         check_io_engine_node(s, i, g, out);
@@ -165,7 +183,9 @@ fn check_io_engine_node(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Fin
         )),
         _ => {}
     }
-    if let Some(vagrant) = s.cluster.vagrant.clone().or_else(|| (s.cluster.provider == ProviderKind::Vagrant).then(Default::default)) {
+    if let Some(vagrant) =
+        s.cluster.vagrant.clone().or_else(|| (s.cluster.provider == ProviderKind::Vagrant).then(Default::default))
+    {
         let cpus = g.cpus.unwrap_or(vagrant.cpus);
         if cpus < IO_ENGINE_MIN_CPUS && g.io_engine_core_list.is_none() {
             let field = if g.cpus.is_some() { "cpus" } else { "labels" };
@@ -221,14 +241,17 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        p.len() <= 253 && p.split('.').all(|part| name_ok(part) && !part.contains('_'))
-    });
+    let prefix_ok =
+        prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(|part| name_ok(part) && !part.contains('_')));
     if !prefix_ok || !name_ok(name) {
-        return Err(format!("`{key}` is not a valid Kubernetes label key (optional DNS prefix, '/', then up to 63 of [A-Za-z0-9-_.])"));
+        return Err(format!(
+            "`{key}` is not a valid Kubernetes label key (optional DNS prefix, '/', then up to 63 of [A-Za-z0-9-_.])"
+        ));
     }
     if !value.is_empty() && !name_ok(value) {
-        return Err(format!("`{value}` is not a valid label value (up to 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"));
+        return Err(format!(
+            "`{value}` is not a valid label value (up to 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"
+        ));
     }
     Ok(())
 }
