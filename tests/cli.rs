@@ -188,3 +188,58 @@ fn doctor_names_what_kind_needs_with_fixes() {
         assert!(text.contains("required prerequisite(s) missing"), "{text}");
     }
 }
+
+#[test]
+fn up_without_kind_stops_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("scenarios/quickstart.yaml"), dir.path().join("lab.yaml")).unwrap();
+    let out = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("PATH", empty_path.path())
+        .arg("up")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("this machine lacks what kind needs"), "{stderr}");
+    assert!(stderr.contains("✗ kind") && stderr.contains("install kind"), "{stderr}");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, ["lab.yaml"], "lab up wrote something before refusing");
+}
+
+#[test]
+fn shell_opens_the_node_shell_and_passes_its_exit_status() {
+    let out = lab()
+        .args(["shell", "host", "scenarios/host-perf.yaml"])
+        .env("SHELL", "/bin/sh")
+        .write_stdin("echo hello-from-the-node\nexit 3\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "hello-from-the-node\n");
+
+    let out = lab().args(["shell", "nowhere", "scenarios/host-perf.yaml"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("no node nowhere in lab host-perf; its nodes are: host"), "{stderr}");
+}
+
+#[test]
+fn host_lab_goes_up_and_down_for_real() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("scenarios/host-perf.yaml"), dir.path().join("lab.yaml")).unwrap();
+    let run = |args: &[&str]| Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args).output().unwrap();
+
+    let up = run(&["up"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(String::from_utf8_lossy(&up.stderr).contains("✓ [1/1] create state directory .lab/host-perf"));
+    assert!(dir.path().join(".lab/host-perf/plan.txt").exists(), "the resolved plan was not kept");
+
+    let status = String::from_utf8(run(&["status"]).stdout).unwrap();
+    assert!(status.contains("host  host           running"), "{status}");
+
+    assert!(run(&["down"]).status.success());
+    assert!(!dir.path().join(".lab/host-perf").exists(), "lab down left the state directory");
+}

@@ -66,6 +66,13 @@ impl Machine<'_> {
 }
 
 pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
+    let mut findings = provisioning(scenario, machine).await;
+    findings.extend(node_needs(scenario, machine).await);
+    findings
+}
+
+/// What the provider itself needs to create the cluster: daemon, tools, kubeconfig.
+pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
     let provider = scenario.cluster.provider;
     let mut findings = Vec::new();
     if provider == ProviderKind::Kind {
@@ -89,6 +96,13 @@ pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding>
             )
         });
     }
+    findings
+}
+
+/// What the nodes need of this machine's kernel and CPU.
+async fn node_needs(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
+    let provider = scenario.cluster.provider;
+    let mut findings = Vec::new();
     // kind nodes and the host share this kernel: its pages, modules and CPUs are theirs.
     let shares_kernel = matches!(provider, ProviderKind::Kind | ProviderKind::Host);
     let nodes = scenario.planned_nodes();
@@ -329,7 +343,7 @@ pub fn render(findings: &[Finding]) -> String {
     out
 }
 
-/// The real machine.
-pub async fn examine_this_machine(scenario: &Scenario) -> Vec<Finding> {
-    examine(scenario, &Machine { root: Path::new("/"), shell: &LocalShell }).await
+/// This machine.
+pub fn this_machine() -> Machine<'static> {
+    Machine { root: Path::new("/"), shell: &LocalShell }
 }

@@ -2,11 +2,11 @@ use std::process::ExitCode;
 
 use crate::Lab;
 use crate::cli::ScenarioArg;
-use crate::doctor::{Level, examine_this_machine, render};
+use crate::doctor::{Level, examine, render, this_machine};
 
 pub async fn run(args: ScenarioArg) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario)?;
-    let findings = examine_this_machine(&lab.scenario).await;
+    let findings = examine(&lab.scenario, &this_machine()).await;
     println!("lab doctor: scenario {} ({})", lab.scenario.name(), lab.scenario.cluster.provider);
     print!("{}", render(&findings));
     let missing = findings.iter().filter(|f| f.level == Level::Missing).count();

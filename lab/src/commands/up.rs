@@ -4,6 +4,7 @@ use anyhow::Context as _;
 
 use crate::Lab;
 use crate::cli::UpArgs;
+use crate::doctor;
 use crate::plan::execute;
 use crate::progress::Progress;
 
@@ -13,6 +14,20 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
     if args.change.dry_run {
         print!("{}", plan.render(lab.provider.as_ref(), false));
         return Ok(ExitCode::SUCCESS);
+    }
+    // The provider's own tools first: a missing kind should stop `up` before
+    // it writes anything, not half-way.
+    let missing: Vec<_> = doctor::provisioning(&lab.scenario, &doctor::this_machine())
+        .await
+        .into_iter()
+        .filter(|f| f.level == doctor::Level::Missing)
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "this machine lacks what {} needs:\n{}",
+            lab.scenario.cluster.provider,
+            doctor::render(&missing).trim_end()
+        );
     }
     if lab.provider.exists().await.context("checking whether the lab is already up")? {
         anyhow::bail!(
