@@ -97,12 +97,7 @@ impl Provider for Existing {
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        let client = client(self.kubeconfig_path(), self.options.context.clone()).await?;
-        let nodes: Api<Node> = Api::all(client);
-        let list = nodes.list(&ListParams::default()).await.map_err(|e| anyhow::anyhow!("listing nodes: {e}"))?;
-        let mut out: Vec<NodeStatus> = list.items.iter().map(node_status).collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        list_nodes(client(self.kubeconfig_path(), self.options.context.clone()).await?).await
     }
 
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {
@@ -121,6 +116,14 @@ impl Provider for Existing {
             .arg(format!("--image={}", self.options.node_shell_image))
             .args(["--", "nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "sh"])
     }
+}
+
+async fn list_nodes(client: Client) -> anyhow::Result<Vec<NodeStatus>> {
+    let nodes: Api<Node> = Api::all(client);
+    let list = nodes.list(&ListParams::default()).await.map_err(|e| anyhow::anyhow!("listing nodes: {e}"))?;
+    let mut out: Vec<NodeStatus> = list.items.iter().map(node_status).collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn node_status(node: &Node) -> NodeStatus {
@@ -307,6 +310,35 @@ mod tests {
         assert_eq!(spec.node_name.as_deref(), Some("n1"));
         assert_eq!(spec.host_pid, Some(true));
         assert_eq!(spec.containers[0].security_context.as_ref().unwrap().privileged, Some(true));
+    }
+
+    /// The exact request `lab status` makes of an existing cluster, answered
+    /// with a real-shaped NodeList (kube-rs's tower_test mock pattern).
+    #[tokio::test]
+    async fn nodes_come_from_the_api_with_role_and_readiness() {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.expect("no request made");
+            assert_eq!(request.method(), http::Method::GET);
+            assert_eq!(request.uri().path(), "/api/v1/nodes");
+            let list = serde_json::json!({
+                "apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1"},
+                "items": [
+                    {"metadata": {"name": "w1", "labels": {}},
+                     "status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+                    {"metadata": {"name": "cp", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+                     "status": {"conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}]}},
+                ]
+            });
+            let body = kube::client::Body::from(serde_json::to_vec(&list).unwrap());
+            respond.send_response(http::Response::builder().body(body).unwrap());
+        });
+        let nodes = list_nodes(Client::new(service, "default")).await.unwrap();
+        server.await.unwrap();
+        let got: Vec<(&str, &str, &str)> =
+            nodes.iter().map(|n| (n.name.as_str(), n.role.as_str(), n.state.as_str())).collect();
+        assert_eq!(got, [("cp", "control-plane", "Ready"), ("w1", "worker", "NotReady")]);
     }
 
     #[test]
