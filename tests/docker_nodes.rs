@@ -109,11 +109,24 @@ fn lab_status_lists_the_nodes_of_a_kind_scenario() {
     assert!(text.contains("lab-dtest-b-control-plane  control-plane  running"), "{text}");
     assert!(text.contains("lab-dtest-b-worker         worker         running"), "{text}");
 
-    // `lab up` refuses to touch a cluster that is already there.
-    let out = assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("up").output().unwrap();
+    // `lab up` refuses to touch a cluster that is already there, before it
+    // runs kind (a stand-in that only answers `kind version`).
+    let bin = tempfile::tempdir().unwrap();
+    let fake_kind = bin.path().join("kind");
+    std::fs::write(&fake_kind, "#!/bin/sh\n[ \"$1\" = version ] && echo kind v0.0.0-stand-in && exit 0\necho \"must not run: kind $*\" >&2\nexit 99\n").unwrap();
+    std::fs::set_permissions(&fake_kind, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = assert_cmd::Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .arg("up")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("lab-dtest-b is already up"), "{stderr}");
+    assert!(!stderr.contains("must not run"), "{stderr}");
     assert!(!dir.path().join(".lab").exists(), "a refused `lab up` wrote state");
 }
 

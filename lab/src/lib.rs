@@ -16,7 +16,7 @@ pub mod state;
 
 use std::path::PathBuf;
 
-use plan::Plan;
+use plan::{Action, Plan, Step};
 use provider::Provider;
 use scenario::Scenario;
 use state::StateDir;
@@ -48,11 +48,20 @@ impl Lab {
         )
     }
 
+    /// The state directory first, where every later step may write.
     pub fn up_plan(&self) -> Plan {
-        Plan { title: format!("lab up: {}", self.describe()), steps: self.provider.up_steps() }
+        let dir = self.state.dir().to_path_buf();
+        let mut steps =
+            vec![Step::new(format!("create state directory {}", dir.display()), Action::MakeDir { path: dir })];
+        steps.extend(self.provider.up_steps());
+        Plan { title: format!("lab up: {}", self.describe()), steps }
     }
 
+    /// The state directory last: it holds the kubeconfig the steps before use.
     pub fn down_plan(&self) -> Plan {
-        Plan { title: format!("lab down: {}", self.describe()), steps: self.provider.down_steps() }
+        let dir = self.state.dir().to_path_buf();
+        let mut steps = self.provider.down_steps();
+        steps.push(Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir }));
+        Plan { title: format!("lab down: {}", self.describe()), steps }
     }
 }

@@ -16,7 +16,6 @@ use super::{NodeStatus, Provider};
 use crate::plan::{Action, Step};
 use crate::scenario::{ExistingOptions, Scenario};
 use crate::shell::{Cmd, Output, RunError, Shell, quote};
-use crate::state::StateDir;
 
 const SHELL_NAMESPACE: &str = "default";
 const POD_START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -24,15 +23,13 @@ const POD_START_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Existing {
     named_nodes: Vec<String>,
     options: ExistingOptions,
-    state: StateDir,
 }
 
 impl Existing {
-    pub fn new(scenario: &Scenario, state: &StateDir) -> Existing {
+    pub fn new(scenario: &Scenario) -> Existing {
         Existing {
             named_nodes: scenario.planned_nodes().into_iter().map(|n| n.name).collect(),
             options: scenario.cluster.existing.clone().unwrap_or_default(),
-            state: state.clone(),
         }
     }
 
@@ -76,24 +73,15 @@ async fn client(path: PathBuf, context: Option<String>) -> anyhow::Result<Client
 #[async_trait]
 impl Provider for Existing {
     fn up_steps(&self) -> Vec<Step> {
-        vec![
-            Step::new(
-                format!("create state directory {}", self.state.dir().display()),
-                Action::MakeDir { path: self.state.dir().to_path_buf() },
-            ),
-            Step::new(
-                format!("reach the cluster through {}", self.kubeconfig_path().display()),
-                Action::ExpectNodes { names: self.named_nodes.clone() },
-            ),
-        ]
+        vec![Step::new(
+            format!("reach the cluster through {}", self.kubeconfig_path().display()),
+            Action::ExpectNodes { names: self.named_nodes.clone() },
+        )]
     }
 
     fn down_steps(&self) -> Vec<Step> {
         // The cluster is the user's: down removes only what lab created.
-        vec![Step::new(
-            format!("remove state directory {}", self.state.dir().display()),
-            Action::RemoveDir { path: self.state.dir().to_path_buf() },
-        )]
+        vec![]
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {

@@ -3,34 +3,19 @@
 use async_trait::async_trait;
 
 use super::{NodeStatus, Provider};
-use crate::plan::{Action, Step};
+use crate::plan::Step;
 use crate::shell::{Cmd, LocalShell, Shell};
-use crate::state::StateDir;
 
-pub struct Host {
-    state: StateDir,
-}
-
-impl Host {
-    pub fn new(state: &StateDir) -> Host {
-        Host { state: state.clone() }
-    }
-}
+pub struct Host;
 
 #[async_trait]
 impl Provider for Host {
     fn up_steps(&self) -> Vec<Step> {
-        vec![Step::new(
-            format!("create state directory {}", self.state.dir().display()),
-            Action::MakeDir { path: self.state.dir().to_path_buf() },
-        )]
+        vec![]
     }
 
     fn down_steps(&self) -> Vec<Step> {
-        vec![Step::new(
-            format!("remove state directory {}", self.state.dir().display()),
-            Action::RemoveDir { path: self.state.dir().to_path_buf() },
-        )]
+        vec![]
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {

@@ -126,10 +126,7 @@ impl Mount {
 #[async_trait]
 impl Provider for Kind {
     fn up_steps(&self) -> Vec<Step> {
-        let mut steps = vec![Step::new(
-            format!("create state directory {}", self.state.dir().display()),
-            Action::MakeDir { path: self.state.dir().to_path_buf() },
-        )];
+        let mut steps = Vec::new();
         for node in self.nodes.iter().filter(|n| n.group.pool.is_some()) {
             let path = self.state.pool_dir(&node.name);
             steps.push(Step::new(format!("create pool directory for {}", node.name), Action::MakeDir { path }));
@@ -178,13 +175,7 @@ impl Provider for Kind {
             .args(["delete", "cluster", "--name", &self.cluster])
             .arg("--kubeconfig")
             .arg(self.state.kubeconfig().display().to_string());
-        vec![
-            Step::run(format!("delete kind cluster {}", self.cluster), Target::Host, delete),
-            Step::new(
-                format!("remove state directory {}", self.state.dir().display()),
-                Action::RemoveDir { path: self.state.dir().to_path_buf() },
-            ),
-        ]
+        vec![Step::run(format!("delete kind cluster {}", self.cluster), Target::Host, delete)]
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {

@@ -50,7 +50,7 @@ pub fn for_scenario(scenario: &Scenario, state: &StateDir) -> Box<dyn Provider> 
     match scenario.cluster.provider {
         ProviderKind::Kind => Box::new(Kind::new(scenario, state)),
         ProviderKind::Vagrant => Box::new(Vagrant::new(scenario, state)),
-        ProviderKind::Existing => Box::new(Existing::new(scenario, state)),
-        ProviderKind::Host => Box::new(Host::new(state)),
+        ProviderKind::Existing => Box::new(Existing::new(scenario)),
+        ProviderKind::Host => Box::new(Host),
     }
 }

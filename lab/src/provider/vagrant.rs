@@ -117,10 +117,6 @@ impl Provider for Vagrant {
         let json = serde_json::to_string_pretty(&self.node_list()).unwrap_or_default();
         let mut steps = vec![
             Step::new(
-                format!("create state directory {}", self.state.dir().display()),
-                Action::MakeDir { path: self.state.dir().to_path_buf() },
-            ),
-            Step::new(
                 "write Vagrantfile",
                 Action::WriteFile { path: self.state.file("Vagrantfile"), contents: VAGRANTFILE.into() },
             ),
@@ -198,17 +194,11 @@ impl Provider for Vagrant {
     }
 
     fn down_steps(&self) -> Vec<Step> {
-        vec![
-            Step::run(
-                format!("destroy the VMs of {}", self.cluster),
-                Target::Host,
-                self.vagrant().args(["destroy", "--force"]),
-            ),
-            Step::new(
-                format!("remove state directory {}", self.state.dir().display()),
-                Action::RemoveDir { path: self.state.dir().to_path_buf() },
-            ),
-        ]
+        vec![Step::run(
+            format!("destroy the VMs of {}", self.cluster),
+            Target::Host,
+            self.vagrant().args(["destroy", "--force"]),
+        )]
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
