@@ -183,9 +183,8 @@ fn check_io_engine_node(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Fin
         )),
         _ => {}
     }
-    if let Some(vagrant) =
-        s.cluster.vagrant.clone().or_else(|| (s.cluster.provider == ProviderKind::Vagrant).then(Default::default))
-    {
+    if s.cluster.provider == ProviderKind::Vagrant {
+        let vagrant = s.cluster.vagrant.clone().unwrap_or_default();
         let cpus = g.cpus.unwrap_or(vagrant.cpus);
         if cpus < IO_ENGINE_MIN_CPUS && g.io_engine_core_list.is_none() {
             let field = if g.cpus.is_some() { "cpus" } else { "labels" };
