@@ -347,3 +347,44 @@ pub fn render(findings: &[Finding]) -> String {
 pub fn this_machine() -> Machine<'static> {
     Machine { root: Path::new("/"), shell: &LocalShell }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine described by files under a temporary root: 2 CPUs without
+    /// SSE4.2, 100 of 200 hugepages free, nvme_tcp loaded.
+    fn fake_root() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let full = root.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        };
+        write("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu sse2\n\nprocessor\t: 1\nflags\t\t: fpu sse2\n");
+        write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "200\n");
+        write("sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "100\n");
+        std::fs::create_dir_all(root.path().join("sys/module/nvme_tcp")).unwrap();
+        root
+    }
+
+    #[tokio::test]
+    async fn findings_follow_what_the_machine_has() {
+        let root = fake_root();
+        let machine = Machine { root: root.path(), shell: &LocalShell };
+        let text = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: t\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      labels: {openebs.io/engine: mayastor}\n      hugepages2Mi: 1024\n      modules: [nvme_tcp]\n";
+        let scenario = Scenario::parse(Path::new("t.yaml"), text).unwrap();
+        let findings = examine(&scenario, &machine).await;
+        let summary: Vec<(&str, Level, &str)> =
+            findings.iter().map(|f| (f.check.as_str(), f.level, f.fix.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                ("2 MiB hugepages", Level::Missing, "sysctl -w vm.nr_hugepages=1124"),
+                ("module nvme_tcp", Level::Ok, ""),
+                ("CPU SSE4.2", Level::Missing, "use an x86-64 CPU with SSE4.2 (for VMs, CPU mode host-passthrough)"),
+                ("CPU count", Level::Missing, "set `ioEngineCoreList: \"1\"` on the io-engine nodes"),
+            ]
+        );
+    }
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use check::{IO_ENGINE_MIN_CPUS, IO_ENGINE_MIN_HUGEPAGES, parse_duration_secs};
+pub use check::IO_ENGINE_MIN_CPUS;
 pub use size::ByteSize;
 
 pub const API_VERSION: &str = "lab/v1alpha1";
