@@ -21,7 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Create the cluster and make its nodes usable.
     Up(UpArgs),
-    /// Remove the cluster and everything lab created for it.
+    /// Make the nodes ready (hugepages, modules, rshared, labels, CPU checks), verify, record for `down`.
+    Prepare(UpArgs),
+    /// Remove the cluster and everything lab created for it; restore host settings.
     Down(ChangeArgs),
     /// Show the lab's nodes as the provider sees them now.
     Status(ScenarioArg),
@@ -52,7 +54,7 @@ pub struct ChangeArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub change: ChangeArgs,
-    /// Keep a half-made lab when a step fails, to look at it (`lab down` removes it).
+    /// When a step fails, keep what was made or changed, to look at it (`lab down` removes it).
     #[arg(long)]
     pub keep_on_failure: bool,
 }
@@ -60,6 +62,7 @@ pub struct UpArgs {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PlanFor {
     Up,
+    Prepare,
     Down,
 }
 

@@ -111,11 +111,11 @@ async fn node_needs(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> 
         if let Some(pages) = nodes.iter().filter_map(|n| n.group.hugepages2_mi).max() {
             findings.push(hugepages(machine, pages));
         }
-        let mut modules: Vec<&str> = nodes.iter().flat_map(|n| n.group.modules.iter().map(String::as_str)).collect();
+        let mut modules: Vec<String> = nodes.iter().flat_map(|n| n.group.needed_modules()).collect();
         modules.sort();
         modules.dedup();
         for module in modules {
-            findings.push(kernel_module(machine, module).await);
+            findings.push(kernel_module(machine, &module).await);
         }
     }
     if io_engine && provider != ProviderKind::Existing {
@@ -253,7 +253,7 @@ fn hugepages(machine: &Machine<'_>, want: u64) -> Finding {
 async fn kernel_module(machine: &Machine<'_>, module: &str) -> Finding {
     let check = format!("module {module}");
     // Built-in modules show in /sys/module too, unlike /proc/modules.
-    if machine.has(&format!("/sys/module/{module}")) {
+    if machine.has(&format!("/sys/module/{}", crate::prepare::module::sysfs_name(module))) {
         return Finding::ok(&check, "loaded");
     }
     let release = machine.read("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
@@ -276,9 +276,8 @@ async fn kernel_module(machine: &Machine<'_>, module: &str) -> Finding {
 
 fn sse4_2(machine: &Machine<'_>) -> Finding {
     let check = "CPU SSE4.2";
-    let flags = machine.read("/proc/cpuinfo").unwrap_or_default();
-    let has = flags.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "sse4_2"));
-    if has {
+    let cpuinfo = machine.read("/proc/cpuinfo").unwrap_or_default();
+    if crate::prepare::cpu::has_sse4_2(&cpuinfo) != Some(false) {
         Finding::ok(check, "sse4_2 present")
     } else {
         Finding::missing(

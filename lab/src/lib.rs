@@ -8,6 +8,7 @@ pub mod commands;
 pub mod docker;
 pub mod doctor;
 pub mod plan;
+pub mod prepare;
 pub mod progress;
 pub mod provider;
 pub mod scenario;
@@ -48,20 +49,47 @@ impl Lab {
         )
     }
 
-    /// The state directory first, where every later step may write.
-    pub fn up_plan(&self) -> Plan {
+    fn make_state_dir(&self) -> Step {
         let dir = self.state.dir().to_path_buf();
-        let mut steps =
-            vec![Step::new(format!("create state directory {}", dir.display()), Action::MakeDir { path: dir })];
+        Step::new(format!("create state directory {}", dir.display()), Action::MakeDir { path: dir })
+    }
+
+    /// The state directory first, where every later step may write; the
+    /// host's kernel before the cluster, so kubelets start with its pages.
+    pub fn up_plan(&self) -> Plan {
+        let preparation = prepare::plan(&self.scenario);
+        let mut steps = vec![self.make_state_dir()];
+        steps.extend(preparation.before_cluster);
         steps.extend(self.provider.up_steps());
+        steps.extend(preparation.on_nodes);
         Plan { title: format!("lab up: {}", self.describe()), steps }
     }
 
-    /// The state directory last: it holds the kubeconfig the steps before use.
-    pub fn down_plan(&self) -> Plan {
+    /// Preparation alone, on a cluster that is already up.
+    pub fn prepare_plan(&self) -> Plan {
+        let preparation = prepare::plan(&self.scenario);
+        let mut steps = vec![self.make_state_dir()];
+        steps.extend(preparation.before_cluster);
+        if !preparation.on_nodes.is_empty() {
+            let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
+            steps.push(Step::new("find the lab's nodes", Action::ExpectNodes { names }));
+        }
+        steps.extend(preparation.on_nodes);
+        Plan { title: format!("lab prepare: {}", self.describe()), steps }
+    }
+
+    /// Recorded host changes are undone after the cluster is gone (its pods no
+    /// longer hold hugepages); the state directory goes last, as it holds the
+    /// kubeconfig and the record the steps before use.
+    pub fn down_plan(&self) -> anyhow::Result<Plan> {
         let dir = self.state.dir().to_path_buf();
         let mut steps = self.provider.down_steps();
+        steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
         steps.push(Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir }));
-        Plan { title: format!("lab down: {}", self.describe()), steps }
+        Ok(Plan { title: format!("lab down: {}", self.describe()), steps })
+    }
+
+    pub fn undo_log(&self) -> prepare::UndoLog {
+        prepare::UndoLog::new(self.state.changes())
     }
 }

@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
+use crate::prepare::{Detail, Task, UndoLog};
 use crate::progress::Progress;
 use crate::provider::Provider;
 use crate::shell::{Cmd, LocalShell, Output, RunError, Shell};
+use crate::state::StateDir;
 
 /// Where a command runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Target {
     Host,
     Node(String),
@@ -46,6 +49,8 @@ pub enum Action {
     ExpectNodes {
         names: Vec<String>,
     },
+    /// Bring a node (or the host) to a state, checking first and verifying after.
+    Prepare(Task),
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +107,22 @@ impl Plan {
                 Action::RemoveDir { path } => format!("$ rm -rf {}", crate::shell::quote(&path.display().to_string())),
                 Action::ExpectNodes { names } if names.is_empty() => "lists the cluster's nodes".to_string(),
                 Action::ExpectNodes { names } => format!("expects nodes: {}", names.join(", ")),
+                Action::Prepare(task) => {
+                    let lines: Vec<String> = task
+                        .details()
+                        .iter()
+                        .map(|detail| match detail {
+                            Detail::Run { cmd, when: None } => {
+                                format!("$ {}", display_command(provider, &task.target(), cmd))
+                            }
+                            Detail::Run { cmd, when: Some(when) } => {
+                                format!("$ {}  # {when}", display_command(provider, &task.target(), cmd))
+                            }
+                            Detail::Api(text) => format!("api: {text}"),
+                        })
+                        .collect();
+                    lines.join("\n     ")
+                }
             };
             let _ = writeln!(out, "     {detail}");
         }
@@ -121,27 +142,37 @@ fn shell_for(provider: &dyn Provider, on: &Target) -> Box<dyn Shell> {
 }
 
 /// Run the steps in order, one progress line each; stop at the first failure.
-/// Command output goes to `log` (created if its directory exists).
-pub async fn execute(plan: &Plan, provider: &dyn Provider, progress: &Progress, log: &Path) -> anyhow::Result<()> {
+/// Command output goes to the state directory's log (if the directory
+/// exists), host and node changes to its undo log.
+pub async fn execute(
+    plan: &Plan,
+    provider: &dyn Provider,
+    progress: &Progress,
+    state: &StateDir,
+) -> anyhow::Result<()> {
+    let log = state.log();
+    let undo = UndoLog::new(state.changes());
     for (i, step) in plan.steps.iter().enumerate() {
         let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
         let spinner = progress.start(&label);
         let started = Instant::now();
-        let result = run_step(step, provider, log).await;
-        progress.finish(spinner, &label, result.is_ok(), started.elapsed());
+        let result = run_step(step, provider, &log, &undo).await;
+        let note = result.as_ref().ok().and_then(Option::as_deref);
+        progress.finish(spinner, &label, note, result.is_ok(), started.elapsed());
         result.with_context(|| format!("step {} of {} failed: {}", i + 1, plan.steps.len(), step.title))?;
     }
     Ok(())
 }
 
-async fn run_step(step: &Step, provider: &dyn Provider, log: &Path) -> anyhow::Result<()> {
+/// Run one step; some steps say what they found or changed.
+async fn run_step(step: &Step, provider: &dyn Provider, log: &Path, undo: &UndoLog) -> anyhow::Result<Option<String>> {
     match &step.action {
         Action::Run { on, cmd } => {
-            run_logged(shell_for(provider, on).as_ref(), cmd, None, log).await?;
+            LoggedShell::new(provider, on, log).run(cmd).await?;
         }
         Action::Pipe { from, to } => {
-            let output = run_logged(shell_for(provider, &from.0).as_ref(), &from.1, None, log).await?;
-            run_logged(shell_for(provider, &to.0).as_ref(), &to.1, Some(output.stdout.as_bytes()), log).await?;
+            let output = LoggedShell::new(provider, &from.0, log).run(&from.1).await?;
+            LoggedShell::new(provider, &to.0, log).run_with_input(&to.1, Some(output.stdout.as_bytes())).await?;
         }
         Action::WriteFile { path, contents } => {
             std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
@@ -166,26 +197,45 @@ async fn run_step(step: &Step, provider: &dyn Provider, log: &Path) -> anyhow::R
                 );
             }
         }
+        Action::Prepare(task) => {
+            let shell = LoggedShell::new(provider, &task.target(), log);
+            let note = task.run(provider, &shell, undo).await?;
+            append_log(log, &format!("# {}: {note}", step.title));
+            return Ok(Some(note));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Run a command, its output appended to the log whatever the outcome.
-async fn run_logged(shell: &dyn Shell, cmd: &Cmd, stdin: Option<&[u8]>, log: &Path) -> Result<Output, RunError> {
-    append_log(log, &format!("$ {}  # on {}", shell.display(cmd), shell.place()));
-    let result = match shell.exec(cmd, stdin).await {
-        Ok(output) if output.success() => Ok(output),
-        Ok(output) => Err(RunError::Failed { place: shell.place(), command: shell.display(cmd), output }),
-        Err(e) => Err(e),
-    };
-    let output = match &result {
-        Ok(output) => Some(output),
-        Err(err) => err.output(),
-    };
-    if let Some(output) = output {
-        append_log(log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status));
+/// The shell for a target, with every command and its output appended to the lab log.
+struct LoggedShell<'a> {
+    inner: Box<dyn Shell>,
+    log: &'a Path,
+}
+
+impl<'a> LoggedShell<'a> {
+    fn new(provider: &dyn Provider, on: &Target, log: &'a Path) -> LoggedShell<'a> {
+        LoggedShell { inner: shell_for(provider, on), log }
     }
-    result
+}
+
+#[async_trait::async_trait]
+impl Shell for LoggedShell<'_> {
+    fn place(&self) -> String {
+        self.inner.place()
+    }
+    fn display(&self, cmd: &Cmd) -> String {
+        self.inner.display(cmd)
+    }
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        append_log(self.log, &format!("$ {}  # on {}", self.inner.display(cmd), self.inner.place()));
+        let result = self.inner.exec(cmd, stdin).await;
+        match &result {
+            Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
+            Err(e) => append_log(self.log, &e.to_string()),
+        }
+        result
+    }
 }
 
 fn append_log(log: &Path, text: &str) {
@@ -281,10 +331,10 @@ mod tests {
         let journal = Journal::default();
         let provider = FakeProvider { journal: journal.clone(), nodes: vec!["a", "b"], fails: "" };
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("lab.log");
-        execute(&plan(), &provider, &Progress::new(true), &log).await.unwrap();
+        let state = StateDir::at(dir.path());
+        execute(&plan(), &provider, &Progress::new(true), &state).await.unwrap();
         assert_eq!(*journal.0.lock().unwrap(), ["a: one", "a: token", "b: join <<< out of token", "b: three"]);
-        let logged = std::fs::read_to_string(log).unwrap();
+        let logged = std::fs::read_to_string(state.log()).unwrap();
         assert!(logged.contains("$ fake-exec a one  # on node a\nout of oneexit 0"), "{logged}");
     }
 
@@ -293,7 +343,7 @@ mod tests {
         let journal = Journal::default();
         let provider = FakeProvider { journal: journal.clone(), nodes: vec!["a", "b"], fails: "token" };
         let dir = tempfile::tempdir().unwrap();
-        let err = execute(&plan(), &provider, &Progress::new(true), &dir.path().join("lab.log")).await.unwrap_err();
+        let err = execute(&plan(), &provider, &Progress::new(true), &StateDir::at(dir.path())).await.unwrap_err();
         assert_eq!(*journal.0.lock().unwrap(), ["a: one", "a: token"], "steps after the failure ran");
         let text = format!("{err:#}");
         assert!(
@@ -306,7 +356,7 @@ mod tests {
     async fn missing_nodes_are_named_with_what_the_provider_has() {
         let provider = FakeProvider { journal: Journal::default(), nodes: vec!["a"], fails: "" };
         let dir = tempfile::tempdir().unwrap();
-        let err = execute(&plan(), &provider, &Progress::new(true), &dir.path().join("lab.log")).await.unwrap_err();
+        let err = execute(&plan(), &provider, &Progress::new(true), &StateDir::at(dir.path())).await.unwrap_err();
         assert_eq!(format!("{err:#}"), "step 1 of 4 failed: find nodes: node(s) b not found; the provider lists: a");
     }
 }

@@ -28,13 +28,15 @@ impl Progress {
         Some(spinner)
     }
 
-    pub fn finish(&self, spinner: Option<ProgressBar>, label: &str, ok: bool, took: Duration) {
+    /// The step's line: its mark, what it found or changed (`note`), how long it took.
+    pub fn finish(&self, spinner: Option<ProgressBar>, label: &str, note: Option<&str>, ok: bool, took: Duration) {
         if let Some(spinner) = spinner {
             spinner.finish_and_clear();
         }
         if !self.quiet {
             let mark = if ok { "✓" } else { "✗" };
-            eprintln!("{mark} {label} ({:.1}s)", took.as_secs_f64());
+            let note = note.map(|n| format!(": {n}")).unwrap_or_default();
+            eprintln!("{mark} {label}{note} ({:.1}s)", took.as_secs_f64());
         }
     }
 }

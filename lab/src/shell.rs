@@ -127,7 +127,12 @@ pub trait Shell: Send + Sync {
 
     /// Run and require exit status 0.
     async fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let output = self.exec(cmd, None).await?;
+        self.run_with_input(cmd, None).await
+    }
+
+    /// Run with `stdin` fed to the command, and require exit status 0.
+    async fn run_with_input(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        let output = self.exec(cmd, stdin).await?;
         if output.success() {
             Ok(output)
         } else {

@@ -12,7 +12,12 @@ pub struct StateDir {
 
 impl StateDir {
     pub fn new(lab_name: &str) -> StateDir {
-        StateDir { dir: Path::new(".lab").join(lab_name) }
+        StateDir::at(Path::new(".lab").join(lab_name))
+    }
+
+    /// A state directory somewhere else (tests).
+    pub fn at(dir: impl Into<PathBuf>) -> StateDir {
+        StateDir { dir: dir.into() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -34,6 +39,11 @@ impl StateDir {
 
     pub fn log(&self) -> PathBuf {
         self.file("lab.log")
+    }
+
+    /// Host and node changes to undo on `lab down`.
+    pub fn changes(&self) -> PathBuf {
+        self.file("changes.json")
     }
 
     /// The host directory that holds a node's pool backing file.

@@ -7,11 +7,11 @@ use crate::progress::Progress;
 
 pub async fn run(args: ChangeArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario.scenario)?;
-    let plan = lab.down_plan();
+    let plan = lab.down_plan()?;
     if args.dry_run {
         print!("{}", plan.render(lab.provider.as_ref(), false));
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&plan, lab.provider.as_ref(), progress, &lab.state.log()).await?;
+    execute(&plan, lab.provider.as_ref(), progress, &lab.state).await?;
     Ok(ExitCode::SUCCESS)
 }

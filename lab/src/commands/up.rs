@@ -38,7 +38,7 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
     std::fs::create_dir_all(lab.state.dir()).with_context(|| format!("cannot create {}", lab.state.dir().display()))?;
     std::fs::write(lab.state.file("plan.txt"), plan.render(lab.provider.as_ref(), true))?;
 
-    let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state.log()).await else {
+    let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state).await else {
         eprintln!("lab {} is up; state in {}", lab.scenario.name(), lab.state.dir().display());
         if lab.state.kubeconfig().exists() {
             eprintln!("  export KUBECONFIG={}", lab.state.absolute().join("kubeconfig").display());
@@ -50,7 +50,11 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         eprintln!("  `lab status` lists its nodes, `lab down` removes it");
     } else {
         eprintln!("cleaning up (use --keep-on-failure to keep the lab for inspection)");
-        if let Err(cleanup) = execute(&lab.down_plan(), lab.provider.as_ref(), progress, &lab.state.log()).await {
+        let cleanup = match lab.down_plan() {
+            Ok(down) => execute(&down, lab.provider.as_ref(), progress, &lab.state).await,
+            Err(e) => Err(e),
+        };
+        if let Err(cleanup) = cleanup {
             eprintln!("cleanup failed too: {cleanup:#}");
         }
     }

@@ -59,7 +59,7 @@ pub fn kubeconfig_path(options: &ExistingOptions) -> PathBuf {
 }
 
 /// A client for the kubeconfig and context, with the file named in errors.
-async fn client(path: PathBuf, context: Option<String>) -> anyhow::Result<Client> {
+pub async fn client_for(path: PathBuf, context: Option<String>) -> anyhow::Result<Client> {
     let kubeconfig =
         Kubeconfig::read_from(&path).map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
     let options = KubeConfigOptions { context: context.clone(), ..Default::default() };
@@ -85,7 +85,11 @@ impl Provider for Existing {
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        list_nodes(client(self.kubeconfig_path(), self.options.context.clone()).await?).await
+        list_nodes(self.client().await?).await
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        client_for(self.kubeconfig_path(), self.options.context.clone()).await
     }
 
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {
@@ -263,7 +267,7 @@ impl Shell for PodShell {
     }
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
-        let client = client(self.kubeconfig.clone(), self.context.clone()).await.map_err(|e| self.fail(cmd, e))?;
+        let client = client_for(self.kubeconfig.clone(), self.context.clone()).await.map_err(|e| self.fail(cmd, e))?;
         let pods: Api<Pod> = Api::namespaced(client, SHELL_NAMESPACE);
         let suffix = format!(
             "{:x}",

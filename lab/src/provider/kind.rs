@@ -152,21 +152,6 @@ impl Provider for Kind {
             format!("find the {} node containers by label", self.nodes.len()),
             Action::ExpectNodes { names },
         ));
-        for node in &self.nodes {
-            let on = Target::Node(node.name.clone());
-            // kind mounts /sys read-only; io-engine and CSI need to write there.
-            steps.push(Step::run(
-                format!("remount /sys read-write on {}", node.name),
-                on.clone(),
-                Cmd::new("mount").args(["-o", "remount,rw", "/sys"]),
-            ));
-            // CSI mounts made inside pods must propagate to the node.
-            steps.push(Step::run(
-                format!("make / rshared on {}", node.name),
-                on,
-                Cmd::new("mount").args(["--make-rshared", "/"]),
-            ));
-        }
         steps
     }
 
@@ -186,6 +171,10 @@ impl Provider for Kind {
 
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(!self.nodes().await?.is_empty())
+    }
+
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        super::kube_client(self.state.kubeconfig(), None).await
     }
 
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {

@@ -13,7 +13,7 @@ use crate::scenario::{ProviderKind, Scenario};
 use crate::shell::{Cmd, Shell};
 use crate::state::StateDir;
 
-pub use existing::{Existing, kubeconfig_path as existing_kubeconfig_path};
+pub use existing::{Existing, client_for as kube_client, kubeconfig_path as existing_kubeconfig_path};
 pub use host::Host;
 pub use kind::Kind;
 pub use vagrant::Vagrant;
@@ -39,6 +39,10 @@ pub trait Provider: Send + Sync {
     /// host are never "made" by lab.
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(false)
+    }
+    /// A client for the cluster's API server; the host has none.
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        anyhow::bail!("this provider has no Kubernetes API")
     }
     /// A shell on a node; cheap to make, it connects on first use.
     fn node_shell(&self, node: &str) -> Box<dyn Shell>;

@@ -222,6 +222,10 @@ impl Provider for Vagrant {
         Ok(self.nodes().await?.iter().any(|n| n.state != "not_created"))
     }
 
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        super::kube_client(self.state.kubeconfig(), None).await
+    }
+
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {
         Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant() })
     }

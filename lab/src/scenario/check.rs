@@ -130,7 +130,7 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
             out.push((format!("cluster.nodes[{i}].labels.{key}"), why));
         }
     }
-    for (m, module) in g.modules.iter().enumerate() {
+    for (m, module) in g.modules.iter().flatten().enumerate() {
         let valid = !module.is_empty()
             && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !valid {
@@ -146,7 +146,7 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
         out.push((at("pool.size"), format!("a pool of {} is too small: give at least 64MiB", pool.size)));
     }
     if let Some(list) = &g.io_engine_core_list
-        && !valid_core_list(list)
+        && parse_core_list(list).is_none()
     {
         out.push((
             at("ioEngineCoreList"),
@@ -255,11 +255,22 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn valid_core_list(list: &str) -> bool {
-    list.split(',').all(|part| match part.trim().split_once('-') {
-        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
-        None => part.trim().parse::<u32>().is_ok(),
-    })
+/// `1,2` or `1-3,5` → the core ids; None when it is not a core list.
+pub fn parse_core_list(list: &str) -> Option<Vec<u32>> {
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        match part.trim().split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+                if a > b || b - a > 4096 {
+                    return None;
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cores)
 }
 
 /// `300s`, `5m`, `1h` → seconds.
@@ -289,11 +300,11 @@ mod tests {
 
     #[test]
     fn core_lists_and_durations() {
-        assert!(valid_core_list("1"));
-        assert!(valid_core_list("1,2"));
-        assert!(valid_core_list("1-3,5"));
-        assert!(!valid_core_list("3-1"));
-        assert!(!valid_core_list("one"));
+        assert_eq!(parse_core_list("1"), Some(vec![1]));
+        assert_eq!(parse_core_list("1,2"), Some(vec![1, 2]));
+        assert_eq!(parse_core_list("1-3,5"), Some(vec![1, 2, 3, 5]));
+        assert_eq!(parse_core_list("3-1"), None);
+        assert_eq!(parse_core_list("a"), None);
         assert_eq!(parse_duration_secs("5m"), Some(300));
         assert_eq!(parse_duration_secs("90s"), Some(90));
         assert_eq!(parse_duration_secs("5"), None);

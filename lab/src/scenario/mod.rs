@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use check::IO_ENGINE_MIN_CPUS;
+pub use check::{IO_ENGINE_MIN_CPUS, parse_core_list};
 pub use size::ByteSize;
 
 pub const API_VERSION: &str = "lab/v1alpha1";
@@ -22,6 +22,14 @@ pub const KIND: &str = "Scenario";
 
 /// The label that marks a node for Mayastor's io-engine.
 pub const IO_ENGINE_LABEL: (&str, &str) = ("openebs.io/engine", "mayastor");
+
+/// Modules an io-engine node needs when the scenario names none: NVMe-oF over
+/// TCP is how Mayastor exports volumes. (The legacy nexus quickstart also
+/// wanted `nbd` and `xfs`; list them under `modules:` for that.)
+pub const MAYASTOR_MODULES: &[&str] = &["nvme_tcp"];
+
+/// The core list the Mayastor chart renders by default.
+pub const IO_ENGINE_DEFAULT_CORE_LIST: &str = "1,2";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -109,9 +117,10 @@ pub struct NodeGroup {
     /// 2 MiB hugepages the node needs.
     #[serde(default)]
     pub hugepages2_mi: Option<u64>,
-    /// Kernel modules the node needs loaded.
+    /// Kernel modules the node needs loaded; io-engine nodes default to
+    /// [`MAYASTOR_MODULES`], `[]` asks for none.
     #[serde(default)]
-    pub modules: Vec<String>,
+    pub modules: Option<Vec<String>>,
     /// A storage pool backing file or device on each node.
     #[serde(default)]
     pub pool: Option<PoolSpec>,
@@ -138,7 +147,7 @@ impl NodeGroup {
             name: None,
             labels: BTreeMap::new(),
             hugepages2_mi: None,
-            modules: Vec::new(),
+            modules: None,
             pool: None,
             cpus: None,
             memory: None,
@@ -148,6 +157,15 @@ impl NodeGroup {
 
     pub fn runs_io_engine(&self) -> bool {
         self.labels.get(IO_ENGINE_LABEL.0).map(String::as_str) == Some(IO_ENGINE_LABEL.1)
+    }
+
+    /// The modules to load: the scenario's list, else the stack's default set.
+    pub fn needed_modules(&self) -> Vec<String> {
+        match &self.modules {
+            Some(modules) => modules.clone(),
+            None if self.runs_io_engine() => MAYASTOR_MODULES.iter().map(|m| m.to_string()).collect(),
+            None => Vec::new(),
+        }
     }
 }
 

@@ -1,0 +1,105 @@
+//! 2 MiB hugepages: io-engine refuses to start unless `nr_hugepages` and
+//! `free_hugepages` both reach what it needs.
+
+use super::undo::{Change, Recorder};
+use super::{Detail, read_file, write_file};
+use crate::shell::{Cmd, Shell};
+
+pub const NR_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+pub const FREE_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+/// Read at boot by systemd-sysctl; `vm.nr_hugepages` is the 2 MiB pool on
+/// x86-64, whose default hugepage size is 2 MiB.
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-lab-hugepages.conf";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub total: u64,
+    pub free: u64,
+}
+
+pub fn read_cmd() -> Cmd {
+    Cmd::new("cat").args([NR_HUGEPAGES, FREE_HUGEPAGES])
+}
+
+fn set_cmd(total: u64) -> Cmd {
+    Cmd::sh(format!("echo {total} > {NR_HUGEPAGES}"))
+}
+
+fn sysctl_text(total: u64) -> String {
+    format!("# written by lab; `lab down` removes it\nvm.nr_hugepages = {total}\n")
+}
+
+/// The commands `ensure` may run, for `--dry-run`.
+pub fn ensure_details(pages: u64, persist: bool) -> Vec<Detail> {
+    let mut details = vec![
+        Detail::run(read_cmd()),
+        Detail::when(set_cmd(pages), "when fewer are free: in-use pages plus the pages wanted"),
+        Detail::when(read_cmd(), "verify"),
+    ];
+    if persist {
+        details.push(Detail::when(write_file(SYSCTL_FILE, &sysctl_text(pages)), "unless it already says so"));
+    }
+    details
+}
+
+/// Read the 2 MiB pool as the kernel reports it.
+pub async fn read(shell: &dyn Shell) -> anyhow::Result<Pool> {
+    let output = shell.run(&read_cmd()).await?;
+    let numbers: Vec<u64> = output.stdout.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    match numbers[..] {
+        [total, free] => Ok(Pool { total, free }),
+        _ => anyhow::bail!("{}: cannot read the 2 MiB hugepage pool from {:?}", shell.place(), output.stdout),
+    }
+}
+
+/// Make `pages` free 2 MiB pages available, verify the kernel granted them,
+/// and (`persist`) keep the count across reboots. Never shrinks the pool.
+pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recorder<'_>) -> anyhow::Result<String> {
+    let before = read(shell).await?;
+    let mut note = if before.free >= pages {
+        format!("already {} pages, {} free; unchanged", before.total, before.free)
+    } else {
+        // Pages in use (by io-engine, say) stay in use: grow by what is missing.
+        let target = before.total - before.free + pages;
+        record.remember(Change::Setting { path: NR_HUGEPAGES.into(), was: before.total.to_string() })?;
+        shell.run(&set_cmd(target)).await?;
+        let after = read(shell).await?;
+        if after.free < pages {
+            anyhow::bail!(
+                "{}: asked the kernel for {target} 2 MiB hugepages and it granted {} ({} free, {pages} needed); \
+                 memory is too fragmented or too small. Free memory (drop caches, stop workloads) and run again, \
+                 or reserve them at boot with `hugepagesz=2M hugepages={target}` on the kernel command line",
+                shell.place(),
+                after.total,
+                after.free
+            );
+        }
+        format!("{} → {} pages, {} free", before.total, after.total, after.free)
+    };
+    if persist {
+        let current = read_file(shell, SYSCTL_FILE).await?;
+        let total = read(shell).await?.total;
+        let wanted = sysctl_text(total);
+        if current.as_deref() != Some(wanted.as_str()) {
+            record.remember(Change::File { path: SYSCTL_FILE.into(), was: current })?;
+            shell.run(&write_file(SYSCTL_FILE, &wanted)).await?;
+            note.push_str(&format!("; persisted in {SYSCTL_FILE}"));
+        }
+    }
+    Ok(note)
+}
+
+/// A node sharing another's kernel (kind) must see the pages set there.
+pub async fn verify(shell: &dyn Shell, pages: u64) -> anyhow::Result<String> {
+    let pool = read(shell).await?;
+    if pool.free < pages {
+        anyhow::bail!(
+            "{} sees {} free 2 MiB hugepages of {}, and {pages} are needed; \
+             they were set on the host, so something else took them meanwhile",
+            shell.place(),
+            pool.free,
+            pool.total
+        );
+    }
+    Ok(format!("sees {} pages, {} free", pool.total, pool.free))
+}

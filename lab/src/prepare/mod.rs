@@ -1,0 +1,247 @@
+//! Node preparation: CPU preflight, kernel modules, 2 MiB hugepages, mount
+//! propagation, labels and the kubelet's view of hugepages. Each task is a
+//! plan step over a node's `Shell` (or the API), idempotent: a second run
+//! changes nothing and says so. Host and node state is recorded in the
+//! [`UndoLog`] before it changes, so `lab down` can restore it.
+
+pub mod cpu;
+pub mod hugepages;
+pub mod kubelet;
+pub mod label;
+pub mod module;
+pub mod propagation;
+pub mod undo;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::plan::{Action, Step, Target};
+use crate::provider::Provider;
+use crate::scenario::{PlannedNode, ProviderKind, Scenario};
+use crate::shell::{Cmd, Shell, quote};
+use undo::Recorder;
+pub use undo::UndoLog;
+
+/// How long a node's kubelet gets to report the hugepages after a restart.
+const ALLOCATABLE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One thing a task may do, as `--dry-run` shows it.
+#[derive(Clone, Debug)]
+pub enum Detail {
+    /// A command, with the condition under which it runs (`None`: always).
+    Run { cmd: Cmd, when: Option<&'static str> },
+    /// A Kubernetes API request.
+    Api(String),
+}
+
+impl Detail {
+    pub fn run(cmd: Cmd) -> Detail {
+        Detail::Run { cmd, when: None }
+    }
+    pub fn when(cmd: Cmd, when: &'static str) -> Detail {
+        Detail::Run { cmd, when: Some(when) }
+    }
+    pub fn api(text: impl Into<String>) -> Detail {
+        Detail::Api(text.into())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Task {
+    CpuPreflight { on: Target, cores: Vec<u32>, core_list: String },
+    LoadModules { on: Target, modules: Vec<String>, persist: bool },
+    SeesModules { on: Target, modules: Vec<String> },
+    Hugepages { on: Target, pages: u64, persist: bool },
+    SeesHugepages { on: Target, pages: u64 },
+    Rshared { on: Target },
+    Labels { node: String, labels: BTreeMap<String, String> },
+    Allocatable { node: String, pages: u64 },
+}
+
+impl Task {
+    /// Where the task's commands run.
+    pub fn target(&self) -> Target {
+        match self {
+            Task::CpuPreflight { on, .. }
+            | Task::LoadModules { on, .. }
+            | Task::SeesModules { on, .. }
+            | Task::Hugepages { on, .. }
+            | Task::SeesHugepages { on, .. }
+            | Task::Rshared { on } => on.clone(),
+            Task::Labels { node, .. } | Task::Allocatable { node, .. } => Target::Node(node.clone()),
+        }
+    }
+
+    pub fn details(&self) -> Vec<Detail> {
+        match self {
+            Task::CpuPreflight { .. } => cpu::details(),
+            Task::LoadModules { modules, persist, .. } => module::ensure_details(modules, *persist),
+            Task::SeesModules { modules, .. } => module::verify_details(modules),
+            Task::Hugepages { pages, persist, .. } => hugepages::ensure_details(*pages, *persist),
+            Task::SeesHugepages { .. } => vec![Detail::run(hugepages::read_cmd())],
+            Task::Rshared { .. } => propagation::details(),
+            Task::Labels { node, labels } => vec![Detail::api(label::describe(node, labels))],
+            Task::Allocatable { node, .. } => kubelet::details(node),
+        }
+    }
+
+    /// Do it; the result says what changed, or that nothing needed to.
+    pub async fn run(&self, provider: &dyn Provider, shell: &dyn Shell, undo: &UndoLog) -> anyhow::Result<String> {
+        let record = Recorder { log: undo, on: self.target() };
+        match self {
+            Task::CpuPreflight { cores, core_list, .. } => cpu::preflight(shell, cores, core_list).await,
+            Task::LoadModules { modules, persist, .. } => module::ensure(shell, modules, *persist, &record).await,
+            Task::SeesModules { modules, .. } => module::verify(shell, modules).await,
+            Task::Hugepages { pages, persist, .. } => hugepages::ensure(shell, *pages, *persist, &record).await,
+            Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
+            Task::Rshared { .. } => propagation::make_rshared(shell).await,
+            Task::Labels { node, labels } => label::apply(provider.client().await?, node, labels).await,
+            Task::Allocatable { node, pages } => {
+                let client = provider.client().await?;
+                let poll = Duration::from_secs(2);
+                kubelet::make_hugepages_allocatable(client, shell, node, *pages, poll, ALLOCATABLE_TIMEOUT).await
+            }
+        }
+    }
+}
+
+/// The preparation of a scenario, in two parts: what is done before the
+/// cluster exists (on the host, whose kernel kind nodes share, so the kubelet
+/// starts with the pages in place) and what is done on its nodes.
+pub struct Preparation {
+    pub before_cluster: Vec<Step>,
+    pub on_nodes: Vec<Step>,
+}
+
+fn step(title: String, task: Task) -> Step {
+    Step::new(title, Action::Prepare(task))
+}
+
+pub fn plan(scenario: &Scenario) -> Preparation {
+    let provider = scenario.cluster.provider;
+    let nodes = scenario.planned_nodes();
+    match provider {
+        // One kernel for all: set it on the host, then check each node sees it.
+        ProviderKind::Kind | ProviderKind::Host => {
+            let persist = provider == ProviderKind::Host;
+            let before_cluster = kernel_steps(&nodes, Target::Host, "host", persist);
+            let mut on_nodes = Vec::new();
+            if provider == ProviderKind::Kind {
+                for node in &nodes {
+                    on_nodes.extend(kind_node_steps(node));
+                    on_nodes.extend(api_steps(node));
+                }
+            }
+            Preparation { before_cluster, on_nodes }
+        }
+        ProviderKind::Vagrant | ProviderKind::Existing => {
+            let mut on_nodes = Vec::new();
+            for node in &nodes {
+                let on = Target::Node(node.name.clone());
+                on_nodes.extend(kernel_steps(std::slice::from_ref(node), on.clone(), &node.name, true));
+                on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
+                on_nodes.extend(api_steps(node));
+            }
+            Preparation { before_cluster: Vec::new(), on_nodes }
+        }
+    }
+}
+
+/// CPU preflight, modules and hugepages for `nodes`, all done on `on`.
+fn kernel_steps(nodes: &[PlannedNode], on: Target, place: &str, persist: bool) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut core_lists: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.group.runs_io_engine())
+        .map(|n| n.group.io_engine_core_list.clone().unwrap_or(crate::scenario::IO_ENGINE_DEFAULT_CORE_LIST.into()))
+        .collect();
+    core_lists.sort();
+    core_lists.dedup();
+    for list in core_lists {
+        let cores = crate::scenario::parse_core_list(&list).unwrap_or_default();
+        steps.push(step(
+            format!("check {place}'s CPU for io-engine (SSE4.2, cores {list})"),
+            Task::CpuPreflight { on: on.clone(), cores, core_list: list },
+        ));
+    }
+    let mut modules: Vec<String> = nodes.iter().flat_map(|n| n.group.needed_modules()).collect();
+    modules.sort();
+    modules.dedup();
+    if !modules.is_empty() {
+        steps.push(step(
+            format!("load kernel modules {} on {place}", modules.join(", ")),
+            Task::LoadModules { on: on.clone(), modules, persist },
+        ));
+    }
+    if let Some(pages) = nodes.iter().filter_map(|n| n.group.hugepages2_mi).max() {
+        steps.push(step(format!("reserve {pages} 2 MiB hugepages on {place}"), Task::Hugepages { on, pages, persist }));
+    }
+    steps
+}
+
+/// A kind node: its /sys made writable, / rshared, and the host's kernel
+/// settings checked from inside it.
+fn kind_node_steps(node: &PlannedNode) -> Vec<Step> {
+    let on = Target::Node(node.name.clone());
+    let name = &node.name;
+    // kind mounts /sys read-only; io-engine and CSI need to write there.
+    let mut steps = vec![
+        Step::run(
+            format!("remount /sys read-write on {name}"),
+            on.clone(),
+            Cmd::new("mount").args(["-o", "remount,rw", "/sys"]),
+        ),
+        step(format!("make / rshared on {name}"), Task::Rshared { on: on.clone() }),
+    ];
+    let modules = node.group.needed_modules();
+    if !modules.is_empty() {
+        steps.push(step(
+            format!("check {name} sees modules {}", modules.join(", ")),
+            Task::SeesModules { on: on.clone(), modules },
+        ));
+    }
+    if let Some(pages) = node.group.hugepages2_mi {
+        steps.push(step(format!("check {name} sees {pages} free hugepages"), Task::SeesHugepages { on, pages }));
+    }
+    steps
+}
+
+/// Labels and the kubelet's allocatable hugepages, through the API.
+fn api_steps(node: &PlannedNode) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let name = &node.name;
+    if !node.group.labels.is_empty() {
+        let labels = node.group.labels.clone();
+        steps.push(step(format!("label node {name}"), Task::Labels { node: name.clone(), labels }));
+    }
+    if let Some(pages) = node.group.hugepages2_mi {
+        steps.push(step(
+            format!("make {pages} hugepages allocatable on {name}"),
+            Task::Allocatable { node: name.clone(), pages },
+        ));
+    }
+    steps
+}
+
+/// A file's contents, or `None` when it does not exist.
+pub async fn read_file(shell: &dyn Shell, path: &str) -> anyhow::Result<Option<String>> {
+    let exists = shell.exec(&Cmd::new("test").args(["-e", path]), None).await?;
+    if !exists.success() {
+        return Ok(None);
+    }
+    Ok(Some(shell.run(&Cmd::new("cat").arg(path)).await?.stdout))
+}
+
+/// Writes `text` to `path`, creating its directory.
+pub fn write_file(path: &str, text: &str) -> Cmd {
+    let dir = std::path::Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_else(|| "/".into());
+    Cmd::sh(format!("mkdir -p {} && printf %s {} > {}", quote(&dir), quote(text), quote(path)))
+}
+
+/// Steps that undo what preparation recorded; see [`UndoLog::restore_steps`].
+pub fn restore_steps(undo: &UndoLog, provider: ProviderKind) -> anyhow::Result<Vec<Step>> {
+    // The host and an existing cluster's nodes outlive the lab; kind
+    // containers and VMs take their changes with them.
+    let nodes_outlive_lab = matches!(provider, ProviderKind::Host | ProviderKind::Existing);
+    Ok(UndoLog::restore_steps(&undo.entries()?, nodes_outlive_lab))
+}
