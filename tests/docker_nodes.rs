@@ -6,9 +6,11 @@ use std::path::Path;
 use std::process::Command as Process;
 
 use lab::docker::{self, CLUSTER_LABEL, DockerExecShell, ROLE_LABEL};
+use lab::prepare::{cpu, hugepages, module, propagation};
 use lab::shell::{Cmd, Shell};
 
-const BASE_IMAGE: &str = "lab-test-busybox:latest";
+/// The tag changes with the applets the image links, so an older import is not reused.
+const BASE_IMAGE: &str = "lab-test-busybox:2";
 
 /// A busybox image made with `docker import` from Debian's busybox-static:
 /// nothing is pulled.
@@ -25,7 +27,7 @@ fn base_image() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("bin")).unwrap();
     std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
-    for tool in ["sh", "cat", "echo", "sleep", "mount", "ls", "true", "false"] {
+    for tool in ["sh", "cat", "echo", "sleep", "mount", "ls", "true", "false", "test", "mkdir", "printf", "uname"] {
         std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).unwrap();
     }
     let status = Process::new("sh")
@@ -48,6 +50,9 @@ impl FakeCluster {
         for (name, role) in nodes {
             let out = Process::new("docker")
                 .args(["run", "-d", "--network", "none", "--name", name])
+                // What kind nodes need to remount /sys and change propagation;
+                // --privileged is refused on these machines.
+                .args(["--cap-add", "SYS_ADMIN", "--security-opt", "apparmor=unconfined"])
                 .args(["--label", &format!("{CLUSTER_LABEL}={cluster}"), "--label", &format!("{ROLE_LABEL}={role}")])
                 .args([BASE_IMAGE, "sleep", "600"])
                 .output()
@@ -160,4 +165,63 @@ async fn a_missing_node_is_a_clear_error() {
         "{err}"
     );
     assert!(err.to_lowercase().contains("no such container"), "{err}");
+}
+
+#[tokio::test]
+async fn preparation_runs_inside_node_containers_and_failures_name_the_node() {
+    let _fake = FakeCluster::start("lab-dtest-p", &[("lab-dtest-p-worker", "worker")]);
+    let shell = DockerExecShell::new("lab-dtest-p-worker");
+
+    // Docker makes a container's / private; lab makes it shared, once.
+    let first = propagation::make_rshared(&shell).await.unwrap();
+    assert_eq!(first, "made / rshared");
+    assert_eq!(propagation::make_rshared(&shell).await.unwrap(), "/ is already shared");
+
+    // The node shares the host's kernel: it sees the host's modules and pool.
+    assert_eq!(module::verify(&shell, &["loop".into()]).await.unwrap(), "sees loop");
+    let err = module::verify(&shell, &["loop".into(), "nbd".into()]).await.unwrap_err();
+    assert_eq!(err.to_string(), "node lab-dtest-p-worker does not see module(s) nbd in /sys/module");
+    let host = hugepages::read(&lab::shell::LocalShell).await.unwrap();
+    assert_eq!(hugepages::read(&shell).await.unwrap(), host);
+    let err = hugepages::verify(&shell, host.free + 1).await.unwrap_err().to_string();
+    assert!(err.starts_with("node lab-dtest-p-worker sees "), "{err}");
+
+    assert!(cpu::preflight(&shell, &[0], "0").await.unwrap().contains("core list 0 fits"));
+    let err = cpu::preflight(&shell, &[1, 4095], "1,4095").await.unwrap_err().to_string();
+    assert!(err.starts_with("node lab-dtest-p-worker: io-engine's core list 1,4095 needs core(s) 4095"), "{err}");
+    assert!(err.contains("EAL: invalid core list"), "{err}");
+}
+
+#[test]
+fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
+    let _fake = FakeCluster::start(
+        "lab-dtest-q",
+        &[
+            ("lab-dtest-q-control-plane", "control-plane"),
+            ("lab-dtest-q-worker", "worker"),
+            ("lab-dtest-q-worker2", "worker"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-q\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      count: 2\n      modules: [loop]\n";
+    std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
+    let prepare = || assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("prepare").output().unwrap();
+
+    let out = prepare();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    for line in [
+        "load kernel modules loop on host: loop already loaded",
+        "remount /sys read-write on lab-dtest-q-worker (",
+        "make / rshared on lab-dtest-q-worker: made / rshared",
+        "check lab-dtest-q-worker2 sees modules loop: sees loop",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+    let log = std::fs::read_to_string(dir.path().join(".lab/dtest-q/lab.log")).unwrap();
+    assert!(log.contains("$ docker exec lab-dtest-q-worker2 mount --make-rshared /  # on node lab-dtest-q-worker2"), "{log}");
+
+    // Idempotent: the second run changes nothing and says so.
+    let again = String::from_utf8(prepare().stderr).unwrap();
+    assert!(again.contains("make / rshared on lab-dtest-q-worker: / is already shared"), "{again}");
 }

@@ -232,10 +232,12 @@ pub async fn read_file(shell: &dyn Shell, path: &str) -> anyhow::Result<Option<S
     Ok(Some(shell.run(&Cmd::new("cat").arg(path)).await?.stdout))
 }
 
-/// Writes `text` to `path`, creating its directory.
+/// Writes the lines of `text` to `path`, creating its directory; one line of
+/// shell however many lines the file has, so `--dry-run` stays readable.
 pub fn write_file(path: &str, text: &str) -> Cmd {
     let dir = std::path::Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_else(|| "/".into());
-    Cmd::sh(format!("mkdir -p {} && printf %s {} > {}", quote(&dir), quote(text), quote(path)))
+    let lines: Vec<String> = text.lines().map(quote).collect();
+    Cmd::sh(format!("mkdir -p {} && printf '%s\\n' {} > {}", quote(&dir), lines.join(" "), quote(path)))
 }
 
 /// Steps that undo what preparation recorded; see [`UndoLog::restore_steps`].
