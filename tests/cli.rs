@@ -25,7 +25,7 @@ fn stdout_of(cmd: &mut Command) -> String {
 #[test]
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
-    for command in ["up", "down", "status", "plan", "doctor", "shell"] {
+    for command in ["up", "prepare", "down", "status", "plan", "doctor", "shell"] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
     let up = stdout_of(lab().args(["up", "--help"]));
@@ -36,9 +36,19 @@ fn help_lists_every_command() {
 
 #[test]
 fn plans_of_the_shipped_scenarios() {
-    for name in ["quickstart", "vagrant", "host-perf"] {
+    for name in ["quickstart", "vagrant", "existing", "host-perf"] {
         let file = format!("scenarios/{name}.yaml");
+        // The existing provider's commands name the kubeconfig.
+        let lab = || {
+            let mut cmd = lab();
+            cmd.env("KUBECONFIG", "/home/dev/.kube/config");
+            cmd
+        };
         insta::assert_snapshot!(format!("plan_up_{name}"), stdout_of(lab().args(["plan", &file])));
+        insta::assert_snapshot!(
+            format!("plan_prepare_{name}"),
+            stdout_of(lab().args(["plan", "--for", "prepare", &file]))
+        );
         insta::assert_snapshot!(format!("plan_down_{name}"), stdout_of(lab().args(["plan", "--for", "down", &file])));
     }
 }
@@ -160,9 +170,23 @@ fn a_missing_scenario_file_is_named() {
     assert!(stderr.contains("cannot read scenario no/such/scenario.yaml"), "{stderr}");
 }
 
+/// A host lab with no node needs, which changes nothing on this machine.
+const PLAIN_HOST: &str =
+    "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: plain\ncluster:\n  provider: host\n";
+
 #[test]
-fn doctor_on_the_host_scenario_needs_nothing_and_says_so() {
+fn doctor_on_a_plain_host_scenario_needs_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), PLAIN_HOST).unwrap();
+    let out = stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("doctor"));
+    assert!(out.contains("everything this scenario needs is here"), "{out}");
+}
+
+#[test]
+fn doctor_leaves_hugepages_to_lab_prepare() {
     let out = stdout_of(lab().args(["doctor", "scenarios/host-perf.yaml"]));
+    let line = out.lines().find(|l| l.contains("2 MiB hugepages")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with('✓') || line.contains("→ `lab prepare` (or `lab up`) reserves them"), "{out}");
     assert!(out.contains("everything this scenario needs is here"), "{out}");
 }
 
@@ -228,18 +252,19 @@ fn shell_opens_the_node_shell_and_passes_its_exit_status() {
 
 #[test]
 fn host_lab_goes_up_and_down_for_real() {
+    // host_prepare.rs covers a host lab that changes the kernel.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_root().join("scenarios/host-perf.yaml"), dir.path().join("lab.yaml")).unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), PLAIN_HOST).unwrap();
     let run = |args: &[&str]| Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args).output().unwrap();
 
     let up = run(&["up"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    assert!(String::from_utf8_lossy(&up.stderr).contains("✓ [1/1] create state directory .lab/host-perf"));
-    assert!(dir.path().join(".lab/host-perf/plan.txt").exists(), "the resolved plan was not kept");
+    assert!(String::from_utf8_lossy(&up.stderr).contains("✓ [1/1] create state directory .lab/plain"));
+    assert!(dir.path().join(".lab/plain/plan.txt").exists(), "the resolved plan was not kept");
 
     let status = String::from_utf8(run(&["status"]).stdout).unwrap();
     assert!(status.contains("host  host           running"), "{status}");
 
     assert!(run(&["down"]).status.success());
-    assert!(!dir.path().join(".lab/host-perf").exists(), "lab down left the state directory");
+    assert!(!dir.path().join(".lab/plain").exists(), "lab down left the state directory");
 }

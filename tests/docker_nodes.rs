@@ -205,7 +205,8 @@ fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-q\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      count: 2\n      modules: [loop]\n";
     std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
-    let prepare = || assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("prepare").output().unwrap();
+    let prepare =
+        || assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("prepare").output().unwrap();
 
     let out = prepare();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -219,7 +220,10 @@ fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
         assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
     }
     let log = std::fs::read_to_string(dir.path().join(".lab/dtest-q/lab.log")).unwrap();
-    assert!(log.contains("$ docker exec lab-dtest-q-worker2 mount --make-rshared /  # on node lab-dtest-q-worker2"), "{log}");
+    assert!(
+        log.contains("$ docker exec lab-dtest-q-worker2 mount --make-rshared /  # on node lab-dtest-q-worker2"),
+        "{log}"
+    );
 
     // Idempotent: the second run changes nothing and says so.
     let again = String::from_utf8(prepare().stderr).unwrap();

@@ -71,7 +71,10 @@ fn prepare_reserves_hugepages_verifies_them_and_down_restores_them() {
     let (ok, stderr) = lab(dir.path(), &["prepare"]);
     assert!(ok, "{stderr}");
     let expected = total - free + want;
-    assert!(stderr.contains(&format!("{total} → {expected} pages, {want} free; persisted in {SYSCTL_FILE}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{total} → {expected} pages, {want} free; persisted in {SYSCTL_FILE}")),
+        "{stderr}"
+    );
     assert_eq!((number(NR), number(FREE)), (expected, want), "sysfs");
     assert_eq!((meminfo("HugePages_Total:"), meminfo("HugePages_Free:")), (expected, want), "/proc/meminfo");
     let persisted = std::fs::read_to_string(SYSCTL_FILE).unwrap();

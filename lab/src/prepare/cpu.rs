@@ -8,9 +8,10 @@ fn cpuinfo_cmd() -> Cmd {
     Cmd::new("cat").arg("/proc/cpuinfo")
 }
 
-/// `cat` reports its own affinity, which is the node's (container cpuset, VM).
+/// The affinity of the node's init, which io-engine inherits through the
+/// kubelet (a container's cpuset, a VM's CPUs), not that of a debug pod.
 fn allowed_cmd() -> Cmd {
-    Cmd::new("cat").arg("/proc/self/status")
+    Cmd::new("cat").arg("/proc/1/status")
 }
 
 pub fn details() -> Vec<Detail> {
@@ -45,7 +46,7 @@ pub async fn preflight(shell: &dyn Shell, cores: &[u32], core_list: &str) -> any
     };
     let status = shell.run(&allowed_cmd()).await?.stdout;
     let Some(allowed) = allowed_cpus(&status) else {
-        anyhow::bail!("{place}: /proc/self/status has no readable Cpus_allowed_list");
+        anyhow::bail!("{place}: /proc/1/status has no readable Cpus_allowed_list");
     };
     let unavailable: Vec<String> = cores.iter().filter(|c| !allowed.contains(c)).map(u32::to_string).collect();
     if !unavailable.is_empty() {
