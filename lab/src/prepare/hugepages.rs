@@ -103,3 +103,59 @@ pub async fn verify(shell: &dyn Shell, pages: u64) -> anyhow::Result<String> {
     }
     Ok(format!("sees {} pages, {} free", pool.total, pool.free))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::plan::Target;
+    use crate::prepare::UndoLog;
+    use crate::shell::{Output, RunError};
+
+    /// A kernel that has `pool` and grants at most `limit` pages.
+    struct Kernel {
+        pool: Mutex<Pool>,
+        limit: u64,
+    }
+
+    #[async_trait]
+    impl Shell for Kernel {
+        fn place(&self) -> String {
+            "node vm".into()
+        }
+        fn display(&self, cmd: &Cmd) -> String {
+            cmd.to_string()
+        }
+        async fn exec(&self, cmd: &Cmd, _stdin: Option<&[u8]>) -> Result<Output, RunError> {
+            let mut pool = self.pool.lock().unwrap();
+            if *cmd == read_cmd() {
+                return Ok(Output { stdout: format!("{}\n{}\n", pool.total, pool.free), ..Output::default() });
+            }
+            let asked: u64 = cmd.args[1].split_whitespace().nth(1).unwrap().parse().unwrap();
+            let used = pool.total - pool.free;
+            pool.total = asked.min(self.limit);
+            pool.free = pool.total - used;
+            Ok(Output::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_in_use_stay_in_use_and_a_short_grant_is_reported_not_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = UndoLog::new(dir.path().join("changes.json"));
+        let record = Recorder { log: &log, on: Target::Node("vm".into()) };
+
+        let kernel = Kernel { pool: Mutex::new(Pool { total: 100, free: 40 }), limit: 10_000 };
+        assert_eq!(ensure(&kernel, 64, false, &record).await.unwrap(), "100 → 124 pages, 64 free");
+
+        let fragmented = Kernel { pool: Mutex::new(Pool { total: 0, free: 0 }), limit: 300 };
+        let err = ensure(&fragmented, 1024, false, &record).await.unwrap_err().to_string();
+        assert!(err.starts_with("node vm: asked the kernel for 1024 2 MiB hugepages and it granted 300"), "{err}");
+        assert!(err.contains("hugepages=1024"), "{err}");
+        let recorded = log.entries().unwrap();
+        assert_eq!(recorded.len(), 1, "the original count is recorded once: {recorded:?}");
+    }
+}

@@ -100,3 +100,83 @@ mod tests {
         assert_eq!(quantity_bytes("1.5Gi"), None);
     }
 }
+
+#[cfg(test)]
+mod api_tests {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::shell::{Output, RunError};
+
+    #[derive(Default, Clone)]
+    struct Recording(Arc<Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl Shell for Recording {
+        fn place(&self) -> String {
+            "node w1".into()
+        }
+        fn display(&self, cmd: &Cmd) -> String {
+            cmd.to_string()
+        }
+        async fn exec(&self, cmd: &Cmd, _stdin: Option<&[u8]>) -> Result<Output, RunError> {
+            self.0.lock().unwrap().push(cmd.to_string());
+            Ok(Output::default())
+        }
+    }
+
+    /// Answers each GET of node w1 with the next allocatable quantity.
+    fn serve(answers: Vec<&'static str>) -> (Client, tokio::task::JoinHandle<usize>) {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let server = tokio::spawn(async move {
+            let mut served = 0;
+            for hugepages in answers {
+                let Some((request, respond)) = handle.next_request().await else { break };
+                assert_eq!((request.method(), request.uri().path()), (&http::Method::GET, "/api/v1/nodes/w1"));
+                let node = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Node", "metadata": {"name": "w1"},
+                    "status": {"allocatable": {"cpu": "4", "hugepages-2Mi": hugepages}}
+                });
+                serde_json::from_value::<Node>(node.clone()).unwrap();
+                let body = kube::client::Body::from(serde_json::to_vec(&node).unwrap());
+                respond.send_response(http::Response::builder().body(body).unwrap());
+                served += 1;
+            }
+            served
+        });
+        (Client::new(service, "default"), server)
+    }
+
+    #[tokio::test]
+    async fn the_kubelet_is_restarted_only_when_allocatable_is_short_and_then_awaited() {
+        let shell = Recording::default();
+        let (client, server) = serve(vec!["0", "0", "2Gi"]);
+        let note = make_hugepages_allocatable(client, &shell, "w1", 1024, Duration::ZERO, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(note, "kubelet restarted; allocatable 0 → 1024 pages");
+        assert_eq!(*shell.0.lock().unwrap(), ["systemctl restart kubelet"]);
+        assert_eq!(server.await.unwrap(), 3);
+
+        let shell = Recording::default();
+        let (client, _server) = serve(vec!["2Gi"]);
+        let note =
+            make_hugepages_allocatable(client, &shell, "w1", 1024, Duration::ZERO, Duration::ZERO).await.unwrap();
+        assert_eq!(note, "allocatable already 1024 pages");
+        assert!(shell.0.lock().unwrap().is_empty(), "restarted a kubelet that saw the pages");
+    }
+
+    #[tokio::test]
+    async fn a_kubelet_that_never_reports_the_pages_is_an_error_naming_the_node() {
+        let (client, _server) = serve(vec!["0", "0", "128Mi"]);
+        let err = make_hugepages_allocatable(client, &Recording::default(), "w1", 1024, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("node w1: allocatable hugepages-2Mi is 0 pages"), "{err}");
+        assert!(err.contains("journalctl -u kubelet"), "{err}");
+    }
+}
