@@ -2,7 +2,7 @@
 //! `free_hugepages` both reach what it needs.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, read_file, write_file};
+use super::{Detail, persist_details, read_file, write_file};
 use crate::shell::{Cmd, Shell};
 
 pub const NR_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
@@ -37,7 +37,7 @@ pub fn ensure_details(pages: u64, persist: bool) -> Vec<Detail> {
         Detail::when(read_cmd(), "verify"),
     ];
     if persist {
-        details.push(Detail::when(write_file(SYSCTL_FILE, &sysctl_text(pages)), "unless it already says so"));
+        details.extend(persist_details(SYSCTL_FILE, &sysctl_text(pages)));
     }
     details
 }
@@ -56,6 +56,7 @@ pub async fn read(shell: &dyn Shell) -> anyhow::Result<Pool> {
 /// and (`persist`) keep the count across reboots. Never shrinks the pool.
 pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recorder<'_>) -> anyhow::Result<String> {
     let before = read(shell).await?;
+    let mut total = before.total;
     let mut note = if before.free >= pages {
         format!("already {} pages, {} free; unchanged", before.total, before.free)
     } else {
@@ -74,11 +75,11 @@ pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recor
                 after.free
             );
         }
+        total = after.total;
         format!("{} → {} pages, {} free", before.total, after.total, after.free)
     };
     if persist {
         let current = read_file(shell, SYSCTL_FILE).await?;
-        let total = read(shell).await?.total;
         let wanted = sysctl_text(total);
         if current.as_deref() != Some(wanted.as_str()) {
             record.remember(Change::File { path: SYSCTL_FILE.into(), was: current })?;

@@ -225,11 +225,24 @@ fn api_steps(node: &PlannedNode) -> Vec<Step> {
 
 /// A file's contents, or `None` when it does not exist.
 pub async fn read_file(shell: &dyn Shell, path: &str) -> anyhow::Result<Option<String>> {
-    let exists = shell.exec(&Cmd::new("test").args(["-e", path]), None).await?;
+    let exists = shell.exec(&exists_cmd(path), None).await?;
     if !exists.success() {
         return Ok(None);
     }
     Ok(Some(shell.run(&Cmd::new("cat").arg(path)).await?.stdout))
+}
+
+fn exists_cmd(path: &str) -> Cmd {
+    Cmd::new("test").args(["-e", path])
+}
+
+/// What persisting `text` in `path` runs: read what is there, write when it differs.
+pub fn persist_details(path: &str, text: &str) -> Vec<Detail> {
+    vec![
+        Detail::run(exists_cmd(path)),
+        Detail::when(Cmd::new("cat").arg(path), "when it exists"),
+        Detail::when(write_file(path, text), "unless it already says so"),
+    ]
 }
 
 /// Writes the lines of `text` to `path`, creating its directory; one line of

@@ -3,7 +3,7 @@
 //! `/etc/modules-load.d/`.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, read_file, write_file};
+use super::{Detail, persist_details, read_file, write_file};
 use crate::shell::{Cmd, Shell, quote};
 
 pub const PERSIST_FILE: &str = "/etc/modules-load.d/lab.conf";
@@ -44,7 +44,7 @@ pub fn ensure_details(modules: &[String], persist: bool) -> Vec<Detail> {
     details.extend(modules.iter().map(|m| Detail::when(load_cmd(m), "when missing")));
     details.push(Detail::when(missing_cmd(modules), "verify"));
     if persist {
-        details.push(Detail::when(write_file(PERSIST_FILE, &persist_text(modules)), "unless it already says so"));
+        details.extend(persist_details(PERSIST_FILE, &persist_text(modules)));
     }
     details
 }
