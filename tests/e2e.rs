@@ -1,5 +1,8 @@
 //! The whole flow with the real kind binary: opt in with `LAB_E2E=1` on a
 //! machine with kind and Docker (CI here has no kind, see the README).
+//! Preparation runs for real too: hugepages on the host (restored by
+//! `lab down`), a module check, labels through the API, the kubelet's
+//! allocatable hugepages.
 
 use assert_cmd::Command;
 
@@ -13,6 +16,9 @@ cluster:
     - role: control-plane
     - role: worker
       pool: {size: 64MiB}
+      labels: {lab.test/tier: fast}
+      modules: [overlay]
+      hugepages2Mi: 16
 ";
 
 /// Deletes the cluster even when an assertion fails half-way.
@@ -38,8 +44,17 @@ fn kind_cluster_up_status_down() {
         cmd
     };
     let _down = Down(dir.path());
+    let pages = || std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap();
+    let pages_before = pages();
 
     lab().arg("up").assert().success();
+    // Everything is in place: a second preparation only confirms it.
+    let again = lab().arg("prepare").output().unwrap();
+    let again_text = String::from_utf8(again.stderr).unwrap();
+    assert!(again.status.success(), "{again_text}");
+    for note in ["unchanged", "/ is already shared", "already has 1 label(s)", "allocatable already"] {
+        assert!(again_text.contains(note), "missing {note:?}:\n{again_text}");
+    }
     assert!(dir.path().join(".lab/e2e/kubeconfig").exists(), "no kubeconfig written");
     let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
     assert!(status.contains("lab-e2e-control-plane") && status.contains("lab-e2e-worker"), "{status}");
@@ -49,4 +64,5 @@ fn kind_cluster_up_status_down() {
     let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
     assert!(status.contains("not up"), "{status}");
     assert!(!dir.path().join(".lab/e2e").exists(), "state left behind");
+    assert_eq!(pages(), pages_before, "lab down did not restore the host's hugepages");
 }
