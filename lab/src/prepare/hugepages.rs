@@ -2,7 +2,7 @@
 //! `free_hugepages` both reach what it needs.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, persist_details, read_file, write_file};
+use super::{Detail, persist_details, write_if_different};
 use crate::shell::{Cmd, Shell};
 
 pub const NR_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
@@ -78,14 +78,8 @@ pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recor
         total = after.total;
         format!("{} → {} pages, {} free", before.total, after.total, after.free)
     };
-    if persist {
-        let current = read_file(shell, SYSCTL_FILE).await?;
-        let wanted = sysctl_text(total);
-        if current.as_deref() != Some(wanted.as_str()) {
-            record.remember(Change::File { path: SYSCTL_FILE.into(), was: current })?;
-            shell.run(&write_file(SYSCTL_FILE, &wanted)).await?;
-            note.push_str(&format!("; persisted in {SYSCTL_FILE}"));
-        }
+    if persist && write_if_different(shell, SYSCTL_FILE, &sysctl_text(total), record).await? {
+        note.push_str(&format!("; persisted in {SYSCTL_FILE}"));
     }
     Ok(note)
 }

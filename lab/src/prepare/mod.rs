@@ -224,7 +224,7 @@ fn api_steps(node: &PlannedNode) -> Vec<Step> {
 }
 
 /// A file's contents, or `None` when it does not exist.
-pub async fn read_file(shell: &dyn Shell, path: &str) -> anyhow::Result<Option<String>> {
+async fn read_file(shell: &dyn Shell, path: &str) -> anyhow::Result<Option<String>> {
     let exists = shell.exec(&exists_cmd(path), None).await?;
     if !exists.success() {
         return Ok(None);
@@ -236,7 +236,23 @@ fn exists_cmd(path: &str) -> Cmd {
     Cmd::new("test").args(["-e", path])
 }
 
-/// What persisting `text` in `path` runs: read what is there, write when it differs.
+/// Make `path` hold `text`, recording what it held before; false when it already did.
+pub async fn write_if_different(
+    shell: &dyn Shell,
+    path: &str,
+    text: &str,
+    record: &Recorder<'_>,
+) -> anyhow::Result<bool> {
+    let current = read_file(shell, path).await?;
+    if current.as_deref() == Some(text) {
+        return Ok(false);
+    }
+    record.remember(undo::Change::File { path: path.into(), was: current })?;
+    shell.run(&write_file(path, text)).await?;
+    Ok(true)
+}
+
+/// What [`write_if_different`] runs: read what is there, write when it differs.
 pub fn persist_details(path: &str, text: &str) -> Vec<Detail> {
     vec![
         Detail::run(exists_cmd(path)),

@@ -3,7 +3,7 @@
 //! `/etc/modules-load.d/`.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, persist_details, read_file, write_file};
+use super::{Detail, persist_details, write_if_different};
 use crate::shell::{Cmd, Shell, quote};
 
 pub const PERSIST_FILE: &str = "/etc/modules-load.d/lab.conf";
@@ -136,14 +136,8 @@ pub async fn ensure(
         }
         format!("loaded {names}")
     };
-    if persist {
-        let current = read_file(shell, PERSIST_FILE).await?;
-        let wanted = persist_text(modules);
-        if current.as_deref() != Some(wanted.as_str()) {
-            record.remember(Change::File { path: PERSIST_FILE.into(), was: current })?;
-            shell.run(&write_file(PERSIST_FILE, &wanted)).await?;
-            note.push_str(&format!("; listed in {PERSIST_FILE}"));
-        }
+    if persist && write_if_different(shell, PERSIST_FILE, &persist_text(modules), record).await? {
+        note.push_str(&format!("; listed in {PERSIST_FILE}"));
     }
     Ok(note)
 }
