@@ -229,3 +229,32 @@ fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
     let again = String::from_utf8(prepare().stderr).unwrap();
     assert!(again.contains("make / rshared on lab-dtest-q-worker: / is already shared"), "{again}");
 }
+
+#[test]
+fn lab_prepare_on_a_kind_lab_that_is_not_up_changes_nothing_on_the_host() {
+    const NR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+    /// Puts the pool back should preparation reach the host after all.
+    struct Pool(String);
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            let _ = std::fs::write(NR, &self.0);
+        }
+    }
+    let pool = Pool(std::fs::read_to_string(NR).unwrap());
+    let free: u64 = std::fs::read_to_string(NR.replace("nr_", "free_")).unwrap().trim().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-r\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      hugepages2Mi: {}\n",
+        free + 8
+    );
+    std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
+    let out = assert_cmd::Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("prepare").output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("find the lab's nodes: node(s) lab-dtest-r-control-plane, lab-dtest-r-worker not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hugepages on host"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(NR).unwrap(), pool.0, "the host's hugepages changed");
+}

@@ -65,15 +65,16 @@ impl Lab {
         Plan { title: format!("lab up: {}", self.describe()), steps }
     }
 
-    /// Preparation alone, on a cluster that is already up.
+    /// Preparation alone, on a cluster that is already up: its nodes are
+    /// found first, so a lab that is not up changes nothing on the host.
     pub fn prepare_plan(&self) -> Plan {
         let preparation = prepare::plan(&self.scenario);
         let mut steps = vec![self.make_state_dir()];
-        steps.extend(preparation.before_cluster);
         if !preparation.on_nodes.is_empty() {
             let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
             steps.push(Step::new("find the lab's nodes", Action::ExpectNodes { names }));
         }
+        steps.extend(preparation.before_cluster);
         steps.extend(preparation.on_nodes);
         Plan { title: format!("lab prepare: {}", self.describe()), steps }
     }
