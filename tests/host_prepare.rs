@@ -27,21 +27,30 @@ fn meminfo(field: &str) -> u64 {
 /// Puts the pool and lab's /etc files back as they were, whatever happens.
 struct HostState {
     pages: u64,
-    absent: Vec<&'static str>,
+    /// Each file lab may write, with what it held (`None`: absent).
+    files: Vec<(&'static str, Option<String>)>,
 }
 
 impl HostState {
     fn save() -> HostState {
-        let absent = [SYSCTL_FILE, MODULES_FILE].into_iter().filter(|f| !Path::new(f).exists()).collect();
-        HostState { pages: number(NR), absent }
+        let files = [SYSCTL_FILE, MODULES_FILE].into_iter().map(|f| (f, std::fs::read_to_string(f).ok())).collect();
+        HostState { pages: number(NR), files }
+    }
+
+    /// The files that differ from what they held before.
+    fn changed_files(&self) -> Vec<&'static str> {
+        self.files.iter().filter(|(f, was)| std::fs::read_to_string(f).ok() != *was).map(|(f, _)| *f).collect()
     }
 }
 
 impl Drop for HostState {
     fn drop(&mut self) {
         let _ = std::fs::write(NR, self.pages.to_string());
-        for file in &self.absent {
-            let _ = std::fs::remove_file(file);
+        for (file, was) in &self.files {
+            let _ = match was {
+                Some(text) => std::fs::write(file, text),
+                None => std::fs::remove_file(file),
+            };
         }
     }
 }
@@ -88,7 +97,7 @@ fn prepare_reserves_hugepages_verifies_them_and_down_restores_them() {
     let (ok, stderr) = lab(dir.path(), &["down"]);
     assert!(ok, "{stderr}");
     assert_eq!(number(NR), saved.pages, "lab down did not restore the pool");
-    assert!(!Path::new(SYSCTL_FILE).exists() || !saved.absent.contains(&SYSCTL_FILE), "{SYSCTL_FILE} left behind");
+    assert_eq!(saved.changed_files(), Vec::<&str>::new(), "lab down left files changed");
     assert!(!dir.path().join(".lab/hosttest").exists(), "state directory left behind");
 }
 
@@ -114,7 +123,5 @@ fn modules_this_kernel_cannot_load_stop_preparation_with_a_fix_and_no_change() {
     assert!(stderr.contains("CONFIG_BLK_DEV_NBD, CONFIG_NVME_TCP"), "{stderr}");
     assert!(!stderr.contains("✓ [2/3]") && !stderr.contains("[3/3]"), "later steps ran or were reported:\n{stderr}");
     assert_eq!(number(NR), saved.pages, "hugepages changed although preparation failed");
-    for file in &saved.absent {
-        assert!(!Path::new(file).exists(), "{file} was written although preparation failed");
-    }
+    assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files written although preparation failed");
 }

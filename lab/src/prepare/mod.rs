@@ -237,7 +237,7 @@ fn exists_cmd(path: &str) -> Cmd {
 }
 
 /// Make `path` hold `text`, recording what it held before; false when it already did.
-pub async fn write_if_different(
+async fn write_if_different(
     shell: &dyn Shell,
     path: &str,
     text: &str,
@@ -253,7 +253,7 @@ pub async fn write_if_different(
 }
 
 /// What [`write_if_different`] runs: read what is there, write when it differs.
-pub fn persist_details(path: &str, text: &str) -> Vec<Detail> {
+fn persist_details(path: &str, text: &str) -> Vec<Detail> {
     vec![
         Detail::run(exists_cmd(path)),
         Detail::when(Cmd::new("cat").arg(path), "when it exists"),
@@ -263,7 +263,7 @@ pub fn persist_details(path: &str, text: &str) -> Vec<Detail> {
 
 /// Writes the lines of `text` to `path`, creating its directory; one line of
 /// shell however many lines the file has, so `--dry-run` stays readable.
-pub fn write_file(path: &str, text: &str) -> Cmd {
+fn write_file(path: &str, text: &str) -> Cmd {
     let dir = std::path::Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_else(|| "/".into());
     let lines: Vec<String> = text.lines().map(quote).collect();
     Cmd::sh(format!("mkdir -p {} && printf '%s\\n' {} > {}", quote(&dir), lines.join(" "), quote(path)))
