@@ -237,12 +237,7 @@ fn exists_cmd(path: &str) -> Cmd {
 }
 
 /// Make `path` hold `text`, recording what it held before; false when it already did.
-async fn write_if_different(
-    shell: &dyn Shell,
-    path: &str,
-    text: &str,
-    record: &Recorder<'_>,
-) -> anyhow::Result<bool> {
+async fn write_if_different(shell: &dyn Shell, path: &str, text: &str, record: &Recorder<'_>) -> anyhow::Result<bool> {
     let current = read_file(shell, path).await?;
     if current.as_deref() == Some(text) {
         return Ok(false);
