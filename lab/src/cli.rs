@@ -23,6 +23,10 @@ pub enum Command {
     Up(UpArgs),
     /// Make the nodes ready (hugepages, modules, rshared, labels, CPU checks), verify, record for `down`.
     Prepare(UpArgs),
+    /// Build the scenario's components into images tagged by a hash of their inputs.
+    Build(ComponentArgs),
+    /// Put the built images into every node, sending only what each lacks.
+    Load(ComponentArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
     Down(ChangeArgs),
     /// Show the lab's nodes as the provider sees them now.
@@ -59,10 +63,21 @@ pub struct UpArgs {
     pub keep_on_failure: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ComponentArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Only this component (its `name` in the scenario).
+    #[arg(long, short)]
+    pub component: Option<String>,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PlanFor {
     Up,
     Prepare,
+    Build,
+    Load,
     Down,
 }
 

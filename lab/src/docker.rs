@@ -84,10 +84,35 @@ impl Shell for DockerExecShell {
     }
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        let input = stdin.map(|data| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(bytes::Bytes::copy_from_slice(data));
+            rx
+        });
+        self.exec_with(cmd, input).await
+    }
+
+    async fn exec_streamed(
+        &self,
+        cmd: &Cmd,
+        input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<Output, RunError> {
+        self.exec_with(cmd, Some(input)).await
+    }
+}
+
+impl DockerExecShell {
+    /// `docker exec`, with stdin streamed from `input` while output is read,
+    /// so neither side stalls on a full pipe.
+    async fn exec_with(
+        &self,
+        cmd: &Cmd,
+        input: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    ) -> Result<Output, RunError> {
         tracing::debug!(node = %self.container, command = %cmd, "docker exec");
         let docker = self.docker.get_or_try_init(connect).await.map_err(|e| self.fail(cmd, e))?;
         let options = CreateExecOptions {
-            attach_stdin: Some(stdin.is_some()),
+            attach_stdin: Some(input.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             env: Some(cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -96,17 +121,15 @@ impl Shell for DockerExecShell {
         };
         let exec = docker.create_exec(&self.container, options).await.map_err(|e| self.fail(cmd, e))?;
         let started = docker.start_exec(&exec.id, None).await.map_err(|e| self.fail(cmd, e))?;
-        let StartExecResults::Attached { mut output, mut input } = started else {
+        let StartExecResults::Attached { mut output, input: mut stdin } = started else {
             return Err(self.fail(cmd, "exec started detached"));
         };
-        // Feed stdin while reading output, so neither side stalls on a full pipe.
-        let data = stdin.map(<[u8]>::to_vec);
         let writer = async move {
-            if let Some(data) = data {
-                // The command may exit without reading; that is its business.
-                let _ = input.write_all(&data).await;
-                let _ = input.shutdown().await;
+            let Some(mut input) = input else { return Ok(()) };
+            while let Some(chunk) = input.recv().await {
+                stdin.write_all(&chunk).await?;
             }
+            stdin.shutdown().await
         };
         let reader = async {
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -118,13 +141,21 @@ impl Shell for DockerExecShell {
             }
             Ok::<_, RunError>((stdout, stderr))
         };
-        let ((), read) = tokio::join!(writer, reader);
+        let (written, read) = tokio::join!(writer, reader);
         let (stdout, stderr) = read?;
         let inspect = docker.inspect_exec(&exec.id).await.map_err(|e| self.fail(cmd, e))?;
-        Ok(Output {
+        let output = Output {
             status: inspect.exit_code.unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        })
+        };
+        // A command may exit without reading all its input; that is only an
+        // error if it also failed, and then its status and output say why.
+        if let Err(e) = written
+            && output.success()
+        {
+            tracing::debug!(node = %self.container, "stdin closed early: {e}");
+        }
+        Ok(output)
     }
 }

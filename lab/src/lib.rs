@@ -3,10 +3,12 @@
 //! Commands (`commands/`) are thin: they open a [`Lab`], ask it for a
 //! [`plan::Plan`] and print or execute it.
 
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod docker;
 pub mod doctor;
+pub mod load;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
@@ -56,13 +58,49 @@ impl Lab {
 
     /// The state directory first, where every later step may write; the
     /// host's kernel before the cluster, so kubelets start with its pages.
-    pub fn up_plan(&self) -> Plan {
+    /// Images are built before the cluster exists, so a broken build leaves
+    /// nothing behind; they are loaded once the nodes are ready.
+    pub fn up_plan(&self) -> anyhow::Result<Plan> {
         let preparation = prepare::plan(&self.scenario);
+        let builds = build::resolve(&self.scenario, &self.state, None)?;
         let mut steps = vec![self.make_state_dir()];
+        steps.extend(build::steps(&builds));
         steps.extend(preparation.before_cluster);
         steps.extend(self.provider.up_steps());
         steps.extend(preparation.on_nodes);
-        Plan { title: format!("lab up: {}", self.describe()), steps }
+        steps.extend(self.load_steps(&builds));
+        Ok(Plan { title: format!("lab up: {}", self.describe()), steps })
+    }
+
+    /// `lab build`: every component, or the one named.
+    pub fn build_plan(&self, component: Option<&str>) -> anyhow::Result<Plan> {
+        let builds = build::resolve(&self.scenario, &self.state, component)?;
+        let mut steps = vec![self.make_state_dir()];
+        steps.extend(build::steps(&builds));
+        Ok(Plan { title: format!("lab build: {}", self.describe()), steps })
+    }
+
+    /// `lab load`: the images already built, into the nodes that are up.
+    pub fn load_plan(&self, component: Option<&str>) -> anyhow::Result<Plan> {
+        let builds = build::resolve(&self.scenario, &self.state, component)?;
+        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+            anyhow::bail!("scenario {} runs on the host alone: there are no nodes to load images into", self.scenario.name());
+        }
+        let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
+        let mut steps = vec![Step::new("find the lab's nodes", Action::ExpectNodes { names })];
+        steps.extend(self.load_steps(&builds));
+        Ok(Plan { title: format!("lab load: {}", self.describe()), steps })
+    }
+
+    /// On the host alone, Docker already has what was built.
+    fn load_steps(&self, builds: &[std::sync::Arc<build::Build>]) -> Vec<Step> {
+        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+            return Vec::new();
+        }
+        builds
+            .iter()
+            .map(|b| Step::new(format!("load component {} into the nodes", b.name()), Action::Load(b.clone())))
+            .collect()
     }
 
     /// Preparation alone, on a cluster that is already up: its nodes are

@@ -4,10 +4,12 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 
+use crate::build::Build;
 use crate::prepare::{Detail, Task, UndoLog};
 use crate::progress::Progress;
 use crate::provider::Provider;
@@ -51,6 +53,10 @@ pub enum Action {
     },
     /// Bring a node (or the host) to a state, checking first and verifying after.
     Prepare(Task),
+    /// Build a component's images, unless Docker has them at their content tag.
+    Build(Arc<Build>),
+    /// Put a component's images into every node, sending only what is missing.
+    Load(Arc<Build>),
 }
 
 #[derive(Clone, Debug)]
@@ -107,27 +113,28 @@ impl Plan {
                 Action::RemoveDir { path } => format!("$ rm -rf {}", crate::shell::quote(&path.display().to_string())),
                 Action::ExpectNodes { names } if names.is_empty() => "lists the cluster's nodes".to_string(),
                 Action::ExpectNodes { names } => format!("expects nodes: {}", names.join(", ")),
-                Action::Prepare(task) => {
-                    let lines: Vec<String> = task
-                        .details()
-                        .iter()
-                        .map(|detail| match detail {
-                            Detail::Run { cmd, when: None } => {
-                                format!("$ {}", display_command(provider, &task.target(), cmd))
-                            }
-                            Detail::Run { cmd, when: Some(when) } => {
-                                format!("$ {}  # {when}", display_command(provider, &task.target(), cmd))
-                            }
-                            Detail::Api(text) => format!("api: {text}"),
-                        })
-                        .collect();
-                    lines.join("\n     ")
-                }
+                Action::Prepare(task) => render_details(provider, &task.target(), &task.details()),
+                Action::Build(build) => render_details(provider, &Target::Host, &build.details()),
+                Action::Load(build) => render_details(provider, &Target::Host, &crate::load::details(build)),
             };
             let _ = writeln!(out, "     {detail}");
         }
         out
     }
+}
+
+/// A task's details, one per line, commands as they would run on `target`.
+fn render_details(provider: &dyn Provider, target: &Target, details: &[Detail]) -> String {
+    let lines: Vec<String> = details
+        .iter()
+        .map(|detail| match detail {
+            Detail::Run { cmd, when: None } => format!("$ {}", display_command(provider, target, cmd)),
+            Detail::Run { cmd, when: Some(when) } => format!("$ {}  # {when}", display_command(provider, target, cmd)),
+            Detail::Api(text) => format!("api: {text}"),
+            Detail::Note(text) => text.clone(),
+        })
+        .collect();
+    lines.join("\n     ")
 }
 
 fn display_command(provider: &dyn Provider, on: &Target, cmd: &Cmd) -> String {
@@ -156,7 +163,7 @@ pub async fn execute(
         let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
         let spinner = progress.start(&label);
         let started = Instant::now();
-        let result = run_step(step, provider, &log, &undo).await;
+        let result = run_step(step, provider, &log, &undo, spinner.as_ref()).await;
         let note = result.as_ref().ok().and_then(Option::as_deref);
         progress.finish(spinner, &label, note, result.is_ok(), started.elapsed());
         result.with_context(|| format!("step {} of {} failed: {}", i + 1, plan.steps.len(), step.title))?;
@@ -165,7 +172,13 @@ pub async fn execute(
 }
 
 /// Run one step; some steps say what they found or changed.
-async fn run_step(step: &Step, provider: &dyn Provider, log: &Path, undo: &UndoLog) -> anyhow::Result<Option<String>> {
+async fn run_step(
+    step: &Step,
+    provider: &dyn Provider,
+    log: &Path,
+    undo: &UndoLog,
+    spinner: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<Option<String>> {
     match &step.action {
         Action::Run { on, cmd } => {
             LoggedShell::new(provider, on, log).run(cmd).await?;
@@ -203,6 +216,26 @@ async fn run_step(step: &Step, provider: &dyn Provider, log: &Path, undo: &UndoL
             append_log(log, &format!("# {}: {note}", step.title));
             return Ok(Some(note));
         }
+        Action::Build(build) => {
+            let note = build.run(spinner).await?;
+            append_log(log, &format!("# {}: {note}", step.title));
+            return Ok(Some(note));
+        }
+        Action::Load(build) => {
+            let nodes: Vec<crate::load::Node<'_>> = provider
+                .nodes()
+                .await?
+                .into_iter()
+                .filter(|n| n.state == "running" || n.state == "Ready")
+                .map(|n| crate::load::Node {
+                    shell: Box::new(LoggedShell::new(provider, &Target::Node(n.name.clone()), log)),
+                    name: n.name,
+                })
+                .collect();
+            let note = crate::load::load(build, &nodes, spinner).await?;
+            append_log(log, &format!("# {}: {note}", step.title));
+            return Ok(Some(note));
+        }
     }
     Ok(None)
 }
@@ -230,6 +263,19 @@ impl Shell for LoggedShell<'_> {
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         append_log(self.log, &format!("$ {}  # on {}", self.inner.display(cmd), self.inner.place()));
         let result = self.inner.exec(cmd, stdin).await;
+        match &result {
+            Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
+            Err(e) => append_log(self.log, &e.to_string()),
+        }
+        result
+    }
+    async fn exec_streamed(
+        &self,
+        cmd: &Cmd,
+        input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<Output, RunError> {
+        append_log(self.log, &format!("$ {}  # on {}, input streamed", self.inner.display(cmd), self.inner.place()));
+        let result = self.inner.exec_streamed(cmd, input).await;
         match &result {
             Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
             Err(e) => append_log(self.log, &e.to_string()),

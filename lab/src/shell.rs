@@ -125,6 +125,21 @@ pub trait Shell: Send + Sync {
     /// Run to completion; `stdin` is fed to the command when given.
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError>;
 
+    /// Run with stdin fed from `input` as chunks arrive (large transfers such
+    /// as image imports). This default gathers the input first; shells that
+    /// can stream override it.
+    async fn exec_streamed(
+        &self,
+        cmd: &Cmd,
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<Output, RunError> {
+        let mut data = Vec::new();
+        while let Some(chunk) = input.recv().await {
+            data.extend_from_slice(&chunk);
+        }
+        self.exec(cmd, Some(&data)).await
+    }
+
     /// Run and require exit status 0.
     async fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         self.run_with_input(cmd, None).await

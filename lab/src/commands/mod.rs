@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns arguments into library calls.
 
+pub mod build;
 pub mod doctor;
 pub mod down;
 pub mod plan;
@@ -17,10 +18,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args, &progress).await,
         Command::Prepare(args) => prepare::run(args, &progress).await,
+        Command::Build(args) => build::build(args, &progress).await,
+        Command::Load(args) => build::load(args, &progress).await,
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::Plan(args) => plan::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Shell(args) => shell::run(args).await,
     }
+}
+
+/// Print the plan (`--dry-run`) or execute it.
+async fn run_or_show(
+    lab: &crate::Lab,
+    plan: &crate::plan::Plan,
+    dry_run: bool,
+    progress: &crate::progress::Progress,
+) -> anyhow::Result<ExitCode> {
+    if dry_run {
+        print!("{}", plan.render(lab.provider.as_ref(), false));
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,10 @@ use crate::cli::{PlanArgs, PlanFor};
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario.scenario)?;
     let plan = match args.plan_for {
-        PlanFor::Up => lab.up_plan(),
+        PlanFor::Up => lab.up_plan()?,
         PlanFor::Prepare => lab.prepare_plan(),
+        PlanFor::Build => lab.build_plan(None)?,
+        PlanFor::Load => lab.load_plan(None)?,
         PlanFor::Down => lab.down_plan()?,
     };
     print!("{}", plan.render(lab.provider.as_ref(), args.files));

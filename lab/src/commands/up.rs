@@ -10,7 +10,7 @@ use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
-    let plan = lab.up_plan();
+    let plan = lab.up_plan()?;
     if args.change.dry_run {
         print!("{}", plan.render(lab.provider.as_ref(), false));
         return Ok(ExitCode::SUCCESS);

@@ -32,6 +32,8 @@ pub enum Detail {
     Run { cmd: Cmd, when: Option<&'static str> },
     /// A Kubernetes API request.
     Api(String),
+    /// Anything else worth showing: where a build happens, what a load skips.
+    Note(String),
 }
 
 impl Detail {

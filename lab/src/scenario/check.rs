@@ -1,7 +1,9 @@
 //! Checks a parsed scenario for combinations that cannot work. Each finding is
 //! a field path and a message that says what to do; the caller locates it.
 
-use super::{API_VERSION, IO_ENGINE_LABEL, KIND, NodeGroup, ProviderKind, Role, Scenario};
+use std::path::Path;
+
+use super::{API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source};
 
 /// Pages io-engine insists on (it exits at start with fewer free).
 pub const IO_ENGINE_MIN_HUGEPAGES: u64 = 1024;
@@ -32,7 +34,106 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
     if s.cluster.provider == ProviderKind::Kind {
         check_one_kernel(s, &mut out);
     }
+    check_components(s, &mut out);
     out
+}
+
+fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
+    let mut names = std::collections::BTreeSet::new();
+    let mut images = std::collections::BTreeMap::new();
+    for (i, c) in s.components.iter().enumerate() {
+        let at = |field: &str| format!("components[{i}].{field}");
+        let valid_name = !c.name.is_empty()
+            && c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            && !c.name.starts_with('-');
+        if !valid_name {
+            out.push((at("name"), format!("`{}` is not a valid component name: use lowercase letters, digits and '-'", c.name)));
+        } else if !names.insert(c.name.as_str()) {
+            out.push((at("name"), format!("component `{}` is defined twice: names must be unique", c.name)));
+        }
+        let image_names = c.image.names();
+        if image_names.is_empty() {
+            out.push((at("image"), "name at least one image the build produces".into()));
+        }
+        for image in &image_names {
+            if let Err(why) = check_image_name(image) {
+                out.push((at("image"), why));
+            } else if let Some(other) = images.insert(image.clone(), c.name.clone()) {
+                out.push((at("image"), format!("`{image}` is also produced by component `{other}`")));
+            }
+        }
+        let checkout = match &c.source {
+            Source::Path(path) => {
+                let dir = s.path_of(path);
+                if !dir.is_dir() {
+                    out.push((at("source"), format!("checkout `{}` is not a directory: clone it there or fix the path (relative paths start at the scenario's folder)", dir.display())));
+                    None
+                } else {
+                    Some(dir)
+                }
+            }
+            Source::Git(git) => {
+                if git.git.trim().is_empty() {
+                    out.push((at("source.git"), "the git URL is empty".into()));
+                }
+                if git.reference.trim().is_empty() {
+                    out.push((at("source.ref"), "name a branch, tag or commit to check out".into()));
+                }
+                None
+            }
+        };
+        match &c.build {
+            BuildRecipe::Dockerfile(build) => {
+                if Path::new(&build.dockerfile).is_absolute() || build.dockerfile.split('/').any(|p| p == "..") {
+                    out.push((at("build.dockerfile"), format!("`{}` must be a path inside the checkout (it is the build context)", build.dockerfile)));
+                } else if let Some(dir) = &checkout
+                    && !dir.join(&build.dockerfile).is_file()
+                {
+                    out.push((at("build.dockerfile"), format!("no Dockerfile at `{}`", dir.join(&build.dockerfile).display())));
+                }
+            }
+            BuildRecipe::Command(build) => {
+                if build.command.trim().is_empty() {
+                    out.push((at("build.command"), "the build command is empty".into()));
+                }
+            }
+        }
+        for (j, o) in c.overrides.iter().enumerate() {
+            let dir = s.path_of(o.path());
+            let (manifest, what) = match o {
+                Override::Cargo(_) => ("Cargo.toml", "a Cargo [patch]"),
+                Override::Go(_) => ("go.mod", "a Go replace"),
+            };
+            if !dir.join(manifest).is_file() {
+                out.push((format!("components[{i}].overrides[{j}].path"), format!("`{}` has no {manifest}: point it at the checkout of `{}`", dir.display(), o.target())));
+            }
+            if let Some(checkout) = &checkout
+                && !checkout.join(manifest).is_file()
+            {
+                out.push((format!("components[{i}].overrides[{j}]"), format!("{what} needs {manifest} at the checkout's top, and `{}` has none", checkout.display())));
+            }
+        }
+    }
+}
+
+/// A Docker repository name without tag or digest: `lab` adds the tag.
+fn check_image_name(image: &str) -> Result<(), String> {
+    let last = image.rsplit('/').next().unwrap_or_default();
+    if image.contains('@') || last.contains(':') {
+        return Err(format!("`{image}`: give the image without a tag or digest; lab tags it with a hash of its inputs"));
+    }
+    let path = match image.split_once('/') {
+        // A registry host (with a dot, a port or `localhost`) may use upper case and ':'.
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest,
+        _ => image,
+    };
+    let valid = !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+        });
+    if valid { Ok(()) } else { Err(format!("`{image}` is not a valid image name: use lowercase letters, digits, '.', '_', '-' and '/'")) }
 }
 
 fn check_name(name: &str, out: &mut Vec<Finding>) {

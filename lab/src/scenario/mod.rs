@@ -5,6 +5,7 @@
 //! touches anything.
 
 mod check;
+pub mod component;
 mod locate;
 mod size;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use check::{IO_ENGINE_MIN_CPUS, parse_core_list};
+pub use component::{BuildRecipe, Component, Images, Override, Source};
 pub use size::ByteSize;
 
 pub const API_VERSION: &str = "lab/v1alpha1";
@@ -38,6 +40,9 @@ pub struct Scenario {
     pub kind: String,
     pub metadata: Metadata,
     pub cluster: Cluster,
+    /// Images built from local checkouts, loaded into every node.
+    #[serde(default)]
+    pub components: Vec<Component>,
     /// Where the scenario was read from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -363,6 +368,11 @@ impl Scenario {
 
     pub fn name(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// A path written in the scenario: relative ones are relative to its folder.
+    pub fn path_of(&self, written: &str) -> PathBuf {
+        component::resolve(&self.source, written)
     }
 
     /// The cluster name lab gives the provider: `lab-<name>`.
