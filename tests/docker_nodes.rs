@@ -2,75 +2,13 @@
 //! as a lab's nodes, and commands run in them through the node `Shell`.
 //! Each test removes its containers, even when it fails.
 
-use std::path::Path;
-use std::process::Command as Process;
 
-use lab::docker::{self, CLUSTER_LABEL, DockerExecShell, ROLE_LABEL};
+use lab::docker::{self, DockerExecShell};
 use lab::prepare::{cpu, hugepages, module, propagation};
 use lab::shell::{Cmd, Shell};
 
-/// The tag changes with the applets the image links, so an older import is not reused.
-const BASE_IMAGE: &str = "lab-test-busybox:2";
-
-/// A busybox image made with `docker import` from Debian's busybox-static:
-/// nothing is pulled.
-fn base_image() {
-    // Tests run in parallel; one import is enough.
-    static IMPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
-    let have = Process::new("docker").args(["image", "inspect", BASE_IMAGE]).output().unwrap();
-    if have.status.success() {
-        return;
-    }
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "/bin/busybox is missing: apt-get install busybox-static (.ci/run does)");
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("bin")).unwrap();
-    std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
-    for tool in ["sh", "cat", "echo", "sleep", "mount", "ls", "true", "false", "test", "mkdir", "printf", "uname"] {
-        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).unwrap();
-    }
-    let status = Process::new("sh")
-        .arg("-c")
-        .arg(format!("tar -C {} -c . | docker import -c 'ENV PATH=/bin' - {BASE_IMAGE}", root.path().display()))
-        .status()
-        .unwrap();
-    assert!(status.success(), "docker import of the busybox rootfs failed");
-}
-
-/// Node containers of a fake kind cluster, removed on drop.
-struct FakeCluster {
-    containers: Vec<String>,
-}
-
-impl FakeCluster {
-    fn start(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
-        base_image();
-        let mut fake = FakeCluster { containers: Vec::new() };
-        for (name, role) in nodes {
-            let out = Process::new("docker")
-                .args(["run", "-d", "--network", "none", "--name", name])
-                // What kind nodes need to remount /sys and change propagation;
-                // --privileged is refused on these machines.
-                .args(["--cap-add", "SYS_ADMIN", "--security-opt", "apparmor=unconfined"])
-                .args(["--label", &format!("{CLUSTER_LABEL}={cluster}"), "--label", &format!("{ROLE_LABEL}={role}")])
-                .args([BASE_IMAGE, "sleep", "600"])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "docker run {name}: {}", String::from_utf8_lossy(&out.stderr));
-            fake.containers.push(name.to_string());
-        }
-        fake
-    }
-}
-
-impl Drop for FakeCluster {
-    fn drop(&mut self) {
-        if !self.containers.is_empty() {
-            let _ = Process::new("docker").args(["rm", "-f"]).args(&self.containers).output();
-        }
-    }
-}
+mod support;
+use support::FakeCluster;
 
 #[tokio::test]
 async fn kind_labelled_containers_are_the_cluster_nodes() {

@@ -8,7 +8,6 @@ pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use indicatif::ProgressBar;
@@ -216,7 +215,6 @@ impl Build {
         if missing_images(&docker, &refs).await?.is_empty() {
             return Ok(format!("cached: {} (inputs unchanged)", refs.join(", ")));
         }
-        let started = Instant::now();
         std::fs::create_dir_all(&self.work_dir)
             .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
         let context = if self.needs_copy() { self.isolated_copy()? } else { self.checkout.clone() };
@@ -241,7 +239,7 @@ impl Build {
                 missing.join(", ")
             );
         }
-        Ok(format!("built {} in {:.1}s", refs.join(", "), started.elapsed().as_secs_f64()))
+        Ok(format!("built {}", refs.join(", ")))
     }
 
     /// A fresh copy of the checkout with the overrides applied.

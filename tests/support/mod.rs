@@ -1,0 +1,177 @@
+//! What the Docker tests share: base images made without pulling anything,
+//! and kind-like node containers that are removed even when a test fails.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use lab::docker::{CLUSTER_LABEL, ROLE_LABEL};
+
+/// The tag changes with the applets the image links, so an older import is not reused.
+pub const BASE_IMAGE: &str = "lab-test-busybox:2";
+/// busybox plus Debian's containerd and ctr: a node that can import images as kind's do.
+pub const CONTAINERD_IMAGE: &str = "lab-test-containerd-node:1";
+
+const APPLETS: &[&str] =
+    &["sh", "cat", "echo", "sleep", "mount", "ls", "true", "false", "test", "mkdir", "printf", "uname", "rm", "ps"];
+
+/// Serialises image imports across the tests of one binary.
+static IMPORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn have_image(image: &str) -> bool {
+    Process::new("docker").args(["image", "inspect", image]).output().unwrap().status.success()
+}
+
+/// A busybox rootfs with `extra` host files copied in at the same paths.
+fn import_rootfs(image: &str, extra: &[&str]) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "/bin/busybox is missing: apt-get install busybox-static (.ci/run does)");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::copy(busybox, root.path().join("bin/busybox")).unwrap();
+    for tool in APPLETS {
+        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(tool)).unwrap();
+    }
+    for dir in ["tmp", "run", "etc", "var/lib", "var/log"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    for file in extra {
+        let source = Path::new(file);
+        assert!(source.exists(), "{file} is missing: apt-get install containerd (.ci/run does)");
+        let dest = root.path().join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(source, dest).unwrap();
+    }
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c . | docker import -c 'ENV PATH=/usr/bin:/bin' - {image}",
+            root.path().display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker import of the {image} rootfs failed");
+}
+
+/// A busybox image made with `docker import` from Debian's busybox-static: nothing is pulled.
+pub fn base_image() {
+    let _once = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
+    if !have_image(BASE_IMAGE) {
+        import_rootfs(BASE_IMAGE, &[]);
+    }
+}
+
+/// The containerd node image: Debian's containerd and ctr with the C library they link.
+pub fn containerd_image() {
+    let _once = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
+    if !have_image(CONTAINERD_IMAGE) {
+        let libs = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"];
+        let mut files = vec!["/usr/bin/containerd", "/usr/bin/ctr"];
+        files.extend(libs);
+        import_rootfs(CONTAINERD_IMAGE, &files);
+    }
+}
+
+/// Node containers of a fake kind cluster, removed (with their volumes) on drop.
+pub struct FakeCluster {
+    pub containers: Vec<String>,
+}
+
+impl FakeCluster {
+    /// Plain busybox nodes that sleep.
+    pub fn start(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
+        base_image();
+        FakeCluster::run(cluster, nodes, &[], &[BASE_IMAGE, "sleep", "600"])
+    }
+
+    /// Nodes running containerd, ready for `ctr` when this returns.
+    pub fn with_containerd(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
+        containerd_image();
+        // containerd's root on a volume: overlayfs snapshots cannot live on the container's overlay root.
+        let fake = FakeCluster::run(
+            cluster,
+            nodes,
+            &["-v", "/var/lib/containerd"],
+            &[CONTAINERD_IMAGE, "sh", "-c", "exec containerd >/var/log/containerd.log 2>&1"],
+        );
+        for name in &fake.containers {
+            let started = Instant::now();
+            loop {
+                let out = Process::new("docker").args(["exec", name, "ctr", "version"]).output().unwrap();
+                if out.status.success() {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "containerd in {name} did not answer");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        fake
+    }
+
+    fn run(cluster: &str, nodes: &[(&str, &str)], extra: &[&str], image_and_command: &[&str]) -> FakeCluster {
+        let mut fake = FakeCluster { containers: Vec::new() };
+        for (name, role) in nodes {
+            let _ = Process::new("docker").args(["rm", "-f", "-v", name]).output();
+            let out = Process::new("docker")
+                .args(["run", "-d", "--network", "none", "--name", name])
+                // What kind nodes need to remount /sys, change propagation and
+                // mount snapshots; --privileged is refused on these machines.
+                .args(["--cap-add", "SYS_ADMIN", "--security-opt", "apparmor=unconfined"])
+                .args(["--label", &format!("{CLUSTER_LABEL}={cluster}"), "--label", &format!("{ROLE_LABEL}={role}")])
+                .args(extra)
+                .args(image_and_command)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "docker run {name}: {}", String::from_utf8_lossy(&out.stderr));
+            fake.containers.push(name.to_string());
+        }
+        fake
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        if !self.containers.is_empty() {
+            let _ = Process::new("docker").args(["rm", "-f", "-v"]).args(&self.containers).output();
+        }
+    }
+}
+
+/// Images removed on drop.
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            let _ = Process::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+/// Every file under `root` with its mode and content: two equal listings mean an identical tree.
+pub fn tree_listing(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if meta.is_dir() {
+                out.push((rel, meta.permissions().mode(), Vec::new()));
+                stack.push(path);
+            } else {
+                let content = if meta.file_type().is_symlink() {
+                    std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes()
+                } else {
+                    std::fs::read(&path).unwrap()
+                };
+                out.push((rel, meta.permissions().mode(), content));
+            }
+        }
+    }
+    out.sort();
+    out
+}
