@@ -2,7 +2,6 @@
 //! as a lab's nodes, and commands run in them through the node `Shell`.
 //! Each test removes its containers, even when it fails.
 
-
 use lab::docker::{self, DockerExecShell};
 use lab::prepare::{cpu, hugepages, module, propagation};
 use lab::shell::{Cmd, Shell};

@@ -172,7 +172,12 @@ fn build_failures_name_the_component_the_step_and_the_last_lines() {
 
     let failed_step = build("{dockerfile: Dockerfile}");
     assert!(!failed_step.ok);
-    for want in ["component app: the Docker build failed at Step 2/2 : RUN echo compiling && exit 3", "| compiling", "non-zero code: 3", "build.log"] {
+    for want in [
+        "component app: the Docker build failed at Step 2/2 : RUN echo compiling && exit 3",
+        "| compiling",
+        "non-zero code: 3",
+        "build.log",
+    ] {
         assert!(failed_step.stderr.contains(want), "lacks {want:?}:\n{}", failed_step.stderr);
     }
 
@@ -184,14 +189,192 @@ fn build_failures_name_the_component_the_step_and_the_last_lines() {
 
     let produced_nothing = build("{command: 'true'}");
     assert!(!produced_nothing.ok);
-    assert!(produced_nothing.stderr.contains("the build finished but Docker has no lab-test-broken/app:lab-"), "{}", produced_nothing.stderr);
+    assert!(
+        produced_nothing.stderr.contains("the build finished but Docker has no lab-test-broken/app:lab-"),
+        "{}",
+        produced_nothing.stderr
+    );
 
     let no_dockerfile = build("{dockerfile: docker/Missing.Dockerfile}");
     assert!(!no_dockerfile.ok);
-    assert!(no_dockerfile.stderr.contains("lab.yaml:12:25: components[0].build.dockerfile: no Dockerfile at"), "{}", no_dockerfile.stderr);
+    assert!(
+        no_dockerfile.stderr.contains("lab.yaml:12:25: components[0].build.dockerfile: no Dockerfile at"),
+        "{}",
+        no_dockerfile.stderr
+    );
 
-    let scenario = one_component(dir.path(), "broken", ONE_NODE, &source, "{dockerfile: Dockerfile}", "lab-test-broken/app");
-    let no_daemon = run(lab(dir.path()).arg("build").arg(&scenario).env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
+    let scenario =
+        one_component(dir.path(), "broken", ONE_NODE, &source, "{dockerfile: Dockerfile}", "lab-test-broken/app");
+    let no_daemon =
+        run(lab(dir.path()).arg("build").arg(&scenario).env("DOCKER_HOST", "unix:///nonexistent/docker.sock"));
     assert!(!no_daemon.ok);
     assert!(no_daemon.stderr.contains("component app: cannot reach the Docker daemon"), "{}", no_daemon.stderr);
+}
+
+/// Node names as the scenario plans them: `lab-<name>-control-plane`, `-worker`, `-worker2`.
+fn three_nodes(name: &str) -> (Vec<String>, &'static str) {
+    let names = ["control-plane", "worker", "worker2"].iter().map(|r| format!("lab-{name}-{r}")).collect();
+    (names, "    - role: control-plane\n    - role: worker\n      count: 2\n")
+}
+
+fn start_nodes(cluster: &str, names: &[String]) -> FakeCluster {
+    let nodes: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), if n.ends_with("control-plane") { "control-plane" } else { "worker" }))
+        .collect();
+    FakeCluster::with_containerd(cluster, &nodes)
+}
+
+/// The names in a node's containerd `k8s.io` namespace.
+fn node_images(node: &str) -> Vec<String> {
+    docker(&["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]).lines().map(str::to_string).collect()
+}
+
+fn write_random(path: &Path, bytes: usize) {
+    use std::io::Read as _;
+    let mut data = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// The bytes a load step reported for `node`, e.g. "lab-x-worker 2.1 MiB sent".
+fn sent_to(stderr: &str, node: &str) -> Option<f64> {
+    let at = stderr.rfind(&format!("{node} "))?;
+    let rest = &stderr[at + node.len() + 1..];
+    let mut words = rest.split_whitespace();
+    let (number, unit, verb) = (words.next()?, words.next()?, words.next()?.trim_end_matches([',', ';']));
+    if verb != "sent" {
+        return None;
+    }
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
+#[test]
+fn load_streams_into_every_containerd_node_then_sends_nothing_then_only_the_changed_layer() {
+    let (names, nodes) = three_nodes("loadtest");
+    let _cluster = start_nodes("lab-loadtest", &names);
+    let _images = Repositories::clean(vec!["lab-test-load/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\nCOPY small /small\n").unwrap();
+    write_random(&source.join("big"), 4 << 20);
+    std::fs::write(source.join("small"), "one").unwrap();
+    let scenario =
+        one_component(dir.path(), "loadtest", nodes, &source, "{dockerfile: Dockerfile}", "lab-test-load/app");
+    let build_and_load = || {
+        let built = run(lab(dir.path()).arg("build").arg(&scenario));
+        assert!(built.ok, "{}", built.stderr);
+        let loaded = run(lab(dir.path()).arg("load").arg(&scenario));
+        assert!(loaded.ok, "{}", loaded.stderr);
+        (tag_in(&built.stderr, "lab-test-load/app"), loaded.stderr)
+    };
+
+    // Cold: every node gets the whole image, and shows it.
+    let (tag, cold) = build_and_load();
+    for node in &names {
+        assert!(
+            node_images(node).contains(&format!("docker.io/lab-test-load/app:{tag}")),
+            "{node}: {:?}",
+            node_images(node)
+        );
+        let sent = sent_to(&cold, node).unwrap_or_else(|| panic!("no bytes for {node} in:\n{cold}"));
+        assert!(sent > 4.0 * 1024.0 * 1024.0, "{node} got {sent} bytes of a 4 MiB+ image");
+    }
+
+    // Warm: every node has the image ID, nothing is sent.
+    let (_, warm) = build_and_load();
+    for node in &names {
+        assert!(warm.contains(&format!("{node} had it")), "{warm}");
+    }
+
+    // A rebuild that changes only the top layer sends about that layer.
+    std::fs::write(source.join("small"), "two").unwrap();
+    let (new_tag, delta) = build_and_load();
+    assert_ne!(tag, new_tag);
+    for node in &names {
+        let sent = sent_to(&delta, node).unwrap_or_else(|| panic!("no bytes for {node} in:\n{delta}"));
+        assert!(sent < 64.0 * 1024.0, "{node} was sent {sent} bytes for a 3-byte change:\n{delta}");
+        let images = node_images(node);
+        assert!(images.contains(&format!("docker.io/lab-test-load/app:{new_tag}")), "{node}: {images:?}");
+    }
+    // The new image is whole: a container filesystem can be made from it.
+    let unpacked = docker(&["exec", &names[1], "ctr", "-n", "k8s.io", "images", "check"]);
+    assert!(unpacked.lines().filter(|l| l.contains(&new_tag)).all(|l| l.contains("complete")), "{unpacked}");
+}
+
+#[test]
+fn an_image_present_under_another_name_is_retagged_not_sent() {
+    let (names, nodes) = three_nodes("retagtest");
+    let _cluster = start_nodes("lab-retagtest", &names[..1]);
+    let _images = Repositories::clean(vec!["lab-test-retagged/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY data /data\n").unwrap();
+    std::fs::write(source.join("data"), "x").unwrap();
+    let one_node = &nodes[..nodes.find("    - role: worker").unwrap()];
+    let scenario =
+        one_component(dir.path(), "retagtest", one_node, &source, "{dockerfile: Dockerfile}", "lab-test-retagged/app");
+    let built = run(lab(dir.path()).arg("build").arg(&scenario));
+    assert!(built.ok, "{}", built.stderr);
+    let image = format!("lab-test-retagged/app:{}", tag_in(&built.stderr, "lab-test-retagged/app"));
+    // The same image arrives under another name, as an earlier `kind load` would leave it.
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(format!("docker tag {image} lab-test-retagged/app:other && docker save lab-test-retagged/app:other | docker exec -i {} ctr -n k8s.io images import -", names[0]))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let loaded = run(lab(dir.path()).arg("load").arg(&scenario));
+    assert!(loaded.ok, "{}", loaded.stderr);
+    assert!(loaded.stderr.contains(&format!("{} retagged", names[0])), "{}", loaded.stderr);
+    assert!(node_images(&names[0]).contains(&format!("docker.io/{image}")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_dies_mid_import_is_named_and_not_reported_as_loaded() {
+    use lab::docker::DockerExecShell;
+    use lab::load::{LayerNames, Node, load_image};
+
+    let (names, _) = three_nodes("dietest");
+    let _cluster = start_nodes("lab-dietest", &names[..2]);
+    let _images = Repositories::clean(vec!["lab-test-die/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\n").unwrap();
+    write_random(&dir.path().join("big"), 200 << 20);
+    docker(&["build", "-q", "-t", "lab-test-die/app:1", &dir.path().display().to_string()]);
+
+    let docker = lab::docker::connect().await.unwrap();
+    let nodes: Vec<Node<'_>> =
+        names[..2].iter().map(|n| Node { name: n.clone(), shell: Box::new(DockerExecShell::new(n.clone())) }).collect();
+    let victim = names[1].clone();
+    let killer = tokio::spawn(async move {
+        // Kill once the import is under way: its ctr process is running.
+        loop {
+            let ps = Process::new("docker").args(["exec", &victim, "ps"]).output().unwrap();
+            if String::from_utf8_lossy(&ps.stdout).contains("import") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Process::new("docker").args(["kill", &victim]).output().unwrap();
+    });
+    let mut layer_names = LayerNames::default();
+    let result = load_image(&docker, "lab-test-die/app:1", &nodes, &mut layer_names).await;
+    killer.await.unwrap();
+    let err = format!("{:#}", result.expect_err("a load into a dead node succeeded"));
+    assert!(err.contains(&format!("node {}", names[1])), "the dead node is not named: {err}");
+    let loaded = err.split("loaded: ").nth(1).unwrap_or_default();
+    assert!(!loaded.contains(&names[1]), "the dead node is reported as loaded: {err}");
+    assert!(loaded.contains(&format!("{} ", names[0])), "the live node's load is not reported: {err}");
+    assert!(node_images(&names[0]).contains(&"docker.io/lab-test-die/app:1".to_string()));
 }

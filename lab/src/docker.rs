@@ -141,7 +141,13 @@ impl DockerExecShell {
             }
             Ok::<_, RunError>((stdout, stderr))
         };
-        let (written, read) = tokio::join!(writer, reader);
+        // When the command ends (or its node dies) the writer may be stuck on
+        // a connection nobody reads: stop feeding it then.
+        tokio::pin!(writer, reader);
+        let (written, read) = tokio::select! {
+            read = &mut reader => (None, read),
+            written = &mut writer => (Some(written), reader.await),
+        };
         let (stdout, stderr) = read?;
         let inspect = docker.inspect_exec(&exec.id).await.map_err(|e| self.fail(cmd, e))?;
         let output = Output {
@@ -151,7 +157,7 @@ impl DockerExecShell {
         };
         // A command may exit without reading all its input; that is only an
         // error if it also failed, and then its status and output say why.
-        if let Err(e) = written
+        if let Some(Err(e)) = written
             && output.success()
         {
             tracing::debug!(node = %self.container, "stdin closed early: {e}");

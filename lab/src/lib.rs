@@ -84,7 +84,10 @@ impl Lab {
     pub fn load_plan(&self, component: Option<&str>) -> anyhow::Result<Plan> {
         let builds = build::resolve(&self.scenario, &self.state, component)?;
         if self.scenario.cluster.provider == scenario::ProviderKind::Host {
-            anyhow::bail!("scenario {} runs on the host alone: there are no nodes to load images into", self.scenario.name());
+            anyhow::bail!(
+                "scenario {} runs on the host alone: there are no nodes to load images into",
+                self.scenario.name()
+            );
         }
         let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
         let mut steps = vec![Step::new("find the lab's nodes", Action::ExpectNodes { names })];

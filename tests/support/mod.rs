@@ -45,10 +45,7 @@ fn import_rootfs(image: &str, extra: &[&str]) {
     }
     let status = Process::new("sh")
         .arg("-c")
-        .arg(format!(
-            "tar -C {} -c . | docker import -c 'ENV PATH=/usr/bin:/bin' - {image}",
-            root.path().display()
-        ))
+        .arg(format!("tar -C {} -c . | docker import -c 'ENV PATH=/usr/bin:/bin' - {image}", root.path().display()))
         .status()
         .unwrap();
     assert!(status.success(), "docker import of the {image} rootfs failed");

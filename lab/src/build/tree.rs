@@ -143,9 +143,8 @@ mod tests {
         std::fs::write(root.join(".git/HEAD"), "ref: refs/heads/main").unwrap();
         std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
 
-        let names = |git| -> Vec<String> {
-            entries(root, git).unwrap().iter().map(|e| e.path.display().to_string()).collect()
-        };
+        let names =
+            |git| -> Vec<String> { entries(root, git).unwrap().iter().map(|e| e.path.display().to_string()).collect() };
         assert_eq!(names(Git::Skip), ["link", "src", "src/main.rs", "sub", "sub/.lab"]);
         assert_eq!(names(Git::Keep), [".git", ".git/HEAD", "link", "src", "src/main.rs", "sub", "sub/.lab"]);
     }

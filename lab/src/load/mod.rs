@@ -14,7 +14,8 @@ use indicatif::ProgressBar;
 use crate::build::Build;
 use crate::prepare::Detail;
 use crate::shell::{Cmd, Shell};
-use stream::{ImageFacts, LayerNames, Receiver};
+pub use stream::LayerNames;
+use stream::{ImageFacts, Receiver};
 
 /// Kubernetes' images live in containerd's `k8s.io` namespace.
 const NAMESPACE: &str = "k8s.io";
@@ -53,9 +54,7 @@ const INVENTORY_SEPARATOR: &str = "--- lab: blobs ---";
 
 /// One command lists both, so each node costs one round trip.
 pub fn inventory_command() -> Cmd {
-    Cmd::sh(format!(
-        "ctr -n {NAMESPACE} images ls && echo '{INVENTORY_SEPARATOR}' && ctr -n {NAMESPACE} content ls -q"
-    ))
+    Cmd::sh(format!("ctr -n {NAMESPACE} images ls && echo '{INVENTORY_SEPARATOR}' && ctr -n {NAMESPACE} content ls -q"))
 }
 
 pub fn parse_inventory(output: &str) -> Inventory {
@@ -275,7 +274,8 @@ pub async fn load_image(
         }
     }
     // Trust nothing reported: each node that changed must now show the name at the ID.
-    let changed: Vec<&Node<'_>> = nodes.iter().filter(|n| matches!(outcomes.get(&n.name), Some(o) if *o != Outcome::Present)).collect();
+    let changed: Vec<&Node<'_>> =
+        nodes.iter().filter(|n| matches!(outcomes.get(&n.name), Some(o) if *o != Outcome::Present)).collect();
     let checks = join_all(changed.iter().map(|n| inventory(n))).await;
     for (node, check) in changed.into_iter().zip(checks) {
         let fine = matches!(&check, Ok(inv) if decide(inv, &image.containerd_ref, &image.id) == Need::Nothing);

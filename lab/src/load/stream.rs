@@ -49,7 +49,8 @@ pub struct LayerNames {
 
 impl LayerNames {
     pub fn load(path: PathBuf) -> LayerNames {
-        let digests = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let digests =
+            std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
         LayerNames { path: Some(path), digests }
     }
 
@@ -396,7 +397,12 @@ mod tests {
         (blobs, index)
     }
 
-    async fn run(archive: Vec<u8>, image: &ImageFacts, has: Vec<HashSet<String>>, names: &mut LayerNames) -> (Sent, Vec<Vec<u8>>) {
+    async fn run(
+        archive: Vec<u8>,
+        image: &ImageFacts,
+        has: Vec<HashSet<String>>,
+        names: &mut LayerNames,
+    ) -> (Sent, Vec<Vec<u8>>) {
         let export = futures_util::stream::iter(
             archive.chunks(700).map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
         );

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use super::{API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source};
+use super::{
+    API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source,
+};
 
 /// Pages io-engine insists on (it exits at start with fewer free).
 pub const IO_ENGINE_MIN_HUGEPAGES: u64 = 1024;
@@ -47,7 +49,10 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
             && c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
             && !c.name.starts_with('-');
         if !valid_name {
-            out.push((at("name"), format!("`{}` is not a valid component name: use lowercase letters, digits and '-'", c.name)));
+            out.push((
+                at("name"),
+                format!("`{}` is not a valid component name: use lowercase letters, digits and '-'", c.name),
+            ));
         } else if !names.insert(c.name.as_str()) {
             out.push((at("name"), format!("component `{}` is defined twice: names must be unique", c.name)));
         }
@@ -85,11 +90,17 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
         match &c.build {
             BuildRecipe::Dockerfile(build) => {
                 if Path::new(&build.dockerfile).is_absolute() || build.dockerfile.split('/').any(|p| p == "..") {
-                    out.push((at("build.dockerfile"), format!("`{}` must be a path inside the checkout (it is the build context)", build.dockerfile)));
+                    out.push((
+                        at("build.dockerfile"),
+                        format!("`{}` must be a path inside the checkout (it is the build context)", build.dockerfile),
+                    ));
                 } else if let Some(dir) = &checkout
                     && !dir.join(&build.dockerfile).is_file()
                 {
-                    out.push((at("build.dockerfile"), format!("no Dockerfile at `{}`", dir.join(&build.dockerfile).display())));
+                    out.push((
+                        at("build.dockerfile"),
+                        format!("no Dockerfile at `{}`", dir.join(&build.dockerfile).display()),
+                    ));
                 }
             }
             BuildRecipe::Command(build) => {
@@ -105,12 +116,18 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                 Override::Go(_) => ("go.mod", "a Go replace"),
             };
             if !dir.join(manifest).is_file() {
-                out.push((format!("components[{i}].overrides[{j}].path"), format!("`{}` has no {manifest}: point it at the checkout of `{}`", dir.display(), o.target())));
+                out.push((
+                    format!("components[{i}].overrides[{j}].path"),
+                    format!("`{}` has no {manifest}: point it at the checkout of `{}`", dir.display(), o.target()),
+                ));
             }
             if let Some(checkout) = &checkout
                 && !checkout.join(manifest).is_file()
             {
-                out.push((format!("components[{i}].overrides[{j}]"), format!("{what} needs {manifest} at the checkout's top, and `{}` has none", checkout.display())));
+                out.push((
+                    format!("components[{i}].overrides[{j}]"),
+                    format!("{what} needs {manifest} at the checkout's top, and `{}` has none", checkout.display()),
+                ));
             }
         }
     }
@@ -120,7 +137,9 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
 fn check_image_name(image: &str) -> Result<(), String> {
     let last = image.rsplit('/').next().unwrap_or_default();
     if image.contains('@') || last.contains(':') {
-        return Err(format!("`{image}`: give the image without a tag or digest; lab tags it with a hash of its inputs"));
+        return Err(format!(
+            "`{image}`: give the image without a tag or digest; lab tags it with a hash of its inputs"
+        ));
     }
     let path = match image.split_once('/') {
         // A registry host (with a dot, a port or `localhost`) may use upper case and ':'.
@@ -133,7 +152,11 @@ fn check_image_name(image: &str) -> Result<(), String> {
                 && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
                 && part.starts_with(|c: char| c.is_ascii_alphanumeric())
         });
-    if valid { Ok(()) } else { Err(format!("`{image}` is not a valid image name: use lowercase letters, digits, '.', '_', '-' and '/'")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{image}` is not a valid image name: use lowercase letters, digits, '.', '_', '-' and '/'"))
+    }
 }
 
 fn check_name(name: &str, out: &mut Vec<Finding>) {
