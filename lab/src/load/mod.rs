@@ -235,8 +235,9 @@ pub async fn load_image(
         let mut receivers = Vec::new();
         let mut imports = Vec::new();
         for (node, has) in to_import {
-            // A few chunks in flight per node: memory stays small, the slowest node sets the pace.
-            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            // Up to 32 MiB in flight per node: a node that pauses briefly does
+            // not hold the others back, and memory stays bounded.
+            let (tx, rx) = tokio::sync::mpsc::channel(32);
             receivers.push(Receiver { node: node.name.clone(), has, tx });
             imports.push(async move { (node, node.shell.exec_streamed(&import_command(), rx).await) });
         }
