@@ -25,7 +25,7 @@ fn stdout_of(cmd: &mut Command) -> String {
 #[test]
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
-    for command in ["up", "prepare", "down", "status", "plan", "doctor", "shell"] {
+    for command in ["up", "prepare", "build", "load", "down", "status", "plan", "doctor", "shell"] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
     let up = stdout_of(lab().args(["up", "--help"]));
@@ -160,6 +160,49 @@ fn impossible_scenarios_get_located_errors_that_say_what_to_do() {
     for (file, text) in cases {
         insta::assert_snapshot!(format!("invalid_{}", file.trim_end_matches(".yaml")), plan_error(file, &text));
     }
+}
+
+#[test]
+fn bad_components_get_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("dep")).unwrap();
+    let cluster = "cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n";
+    let cases = [
+        (
+            "component_recipe",
+            format!("{HEAD}{cluster}components:\n  - name: app\n    source: app\n    build: {{dockerfiel: Dockerfile}}\n    image: x/app\n"),
+        ),
+        (
+            "component_problems",
+            format!(
+                "{HEAD}{cluster}components:\n  - name: app\n    source: app\n    build: {{dockerfile: Missing}}\n    image: x/app:v1\n  - name: app\n    source: nowhere\n    overrides:\n      - {{cargo: dep, path: dep}}\n    build: {{command: make}}\n    image: x/other\n"
+            ),
+        ),
+    ];
+    for (name, text) in cases {
+        std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
+        let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["build", "lab.yaml"]).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        insta::assert_snapshot!(name, stderr);
+    }
+}
+
+#[test]
+fn build_and_load_plans_show_tags_copies_overrides_and_commands() {
+    let plan = |what: &str| {
+        let mut cmd = lab();
+        cmd.env("LAB_CACHE_DIR", "/home/dev/.cache/lab").args(["plan", "--for", what, "tests/fixtures/build/lab.yaml"]);
+        stdout_of(&mut cmd)
+    };
+    insta::assert_snapshot!("plan_build_fixtures", plan("build"));
+    insta::assert_snapshot!("plan_load_fixtures", plan("load"));
+    // `lab build --dry-run` prints the same plan and builds nothing.
+    let mut dry = lab();
+    dry.env("LAB_CACHE_DIR", "/home/dev/.cache/lab").args(["build", "--dry-run", "tests/fixtures/build/lab.yaml"]);
+    assert_eq!(stdout_of(&mut dry), plan("build"));
 }
 
 #[test]

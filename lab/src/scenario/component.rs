@@ -24,7 +24,7 @@ pub struct Component {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "a checkout path, or `{git: URL, ref: BRANCH-TAG-OR-COMMIT}`")]
+#[serde(untagged, expecting = "expected a checkout path, or `{git: URL, ref: BRANCH-TAG-OR-COMMIT}`")]
 pub enum Source {
     Path(String),
     Git(GitSource),
@@ -39,8 +39,8 @@ pub struct GitSource {
 }
 
 /// A dependency replaced by a local checkout: a Cargo `[patch]` entry or a Go `replace`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "`{cargo: CRATE, path: DIR}` or `{go: MODULE, path: DIR}`")]
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum Override {
     Cargo(CargoOverride),
     Go(GoOverride),
@@ -84,8 +84,8 @@ impl Override {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "`{dockerfile: PATH, args: {...}}` or `{command: \"... {tag} ...\"}`")]
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum BuildRecipe {
     Dockerfile(DockerfileBuild),
     Command(CommandBuild),
@@ -112,7 +112,7 @@ pub struct CommandBuild {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged, expecting = "an image name, or a list of them")]
+#[serde(untagged, expecting = "expected an image name, or a list of them")]
 pub enum Images {
     One(String),
     Many(Vec<String>),
@@ -124,6 +124,50 @@ impl Images {
             Images::One(name) => vec![name.clone()],
             Images::Many(names) => names.clone(),
         }
+    }
+}
+
+/// Which variant a map is, chosen by the key that names it, so a typo is
+/// reported as the unknown field it is rather than as "no variant matched".
+fn by_key<'de, D, T>(deserializer: D, choices: &[(&str, fn(serde_json::Value) -> Result<T, serde_json::Error>)], what: &str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    for (key, parse) in choices {
+        if map.contains_key(*key) {
+            return parse(serde_json::Value::Object(map)).map_err(D::Error::custom);
+        }
+    }
+    let wanted: Vec<String> = choices.iter().map(|(k, _)| format!("`{k}`")).collect();
+    Err(D::Error::custom(format!("{what} needs one of {}; found {}", wanted.join(" or "), if keys.is_empty() { "nothing".into() } else { keys.join(", ") })))
+}
+
+impl<'de> Deserialize<'de> for BuildRecipe {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        by_key(
+            deserializer,
+            &[
+                ("dockerfile", |v| serde_json::from_value(v).map(BuildRecipe::Dockerfile)),
+                ("command", |v| serde_json::from_value(v).map(BuildRecipe::Command)),
+            ],
+            "a build (`dockerfile:` built through the Docker API, or `command:` run in the checkout)",
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Override {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        by_key(
+            deserializer,
+            &[
+                ("cargo", |v| serde_json::from_value(v).map(Override::Cargo)),
+                ("go", |v| serde_json::from_value(v).map(Override::Go)),
+            ],
+            "an override (`cargo: CRATE` or `go: MODULE`, with `path: DIR`)",
+        )
     }
 }
 
