@@ -378,3 +378,57 @@ async fn a_node_that_dies_mid_import_is_named_and_not_reported_as_loaded() {
     assert!(loaded.contains(&format!("{} ", names[0])), "the live node's load is not reported: {err}");
     assert!(node_images(&names[0]).contains(&"docker.io/lab-test-die/app:1".to_string()));
 }
+
+#[test]
+fn a_git_source_is_cloned_into_the_cache_with_submodules_and_built_at_its_ref() {
+    support::base_image();
+    let _images = Repositories::clean(vec!["lab-test-git/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let git = |cwd: &Path, args: &[&str]| {
+        let out = Process::new("git")
+            .current_dir(cwd)
+            .args(["-c", "user.name=lab", "-c", "user.email=lab@example.com", "-c", "protocol.file.allow=always"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // A submodule, then the component's repository using it.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    git(&sub, &["init", "-q", "-b", "main"]);
+    std::fs::write(sub.join("part"), "from the submodule").unwrap();
+    git(&sub, &["add", "."]);
+    git(&sub, &["commit", "-q", "-m", "part"]);
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY . /src\n").unwrap();
+    git(&repo, &["submodule", "add", "-q", &format!("file://{}", sub.display()), "sub"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    git(&repo, &["tag", "v1"]);
+    std::fs::write(repo.join("later"), "after v1").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "second"]);
+
+    let scenario = dir.path().join("lab.yaml");
+    std::fs::write(
+        &scenario,
+        format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: gitsrc\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: {{git: 'file://{}', ref: v1}}\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test-git/app\n", repo.display()),
+    )
+    .unwrap();
+    let built = run(lab(dir.path()).arg("build").arg(&scenario).env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", "protocol.file.allow").env("GIT_CONFIG_VALUE_0", "always"));
+    assert!(built.ok, "{}", built.stderr);
+    let image = format!("lab-test-git/app:{}", tag_in(&built.stderr, "lab-test-git/app"));
+    let listing = docker(&["run", "--rm", "--network", "none", &image, "sh", "-c", "cat /src/sub/part; ls /src"]);
+    assert!(listing.starts_with("from the submodule"), "{listing}");
+    assert!(!listing.contains("later"), "built the branch head, not the tag: {listing}");
+    assert!(dir.path().join("cache/sources").read_dir().unwrap().count() == 1, "one clone in the cache");
+
+    let bad_ref = std::fs::read_to_string(&scenario).unwrap().replace("ref: v1", "ref: v9");
+    std::fs::write(&scenario, bad_ref).unwrap();
+    let failed = run(lab(dir.path()).arg("build").arg(&scenario));
+    assert!(!failed.ok);
+    assert!(failed.stderr.contains("fetch file://") && failed.stderr.contains("v9"), "{}", failed.stderr);
+}
