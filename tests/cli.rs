@@ -172,7 +172,9 @@ fn bad_components_get_located_errors() {
     let cases = [
         (
             "component_recipe",
-            format!("{HEAD}{cluster}components:\n  - name: app\n    source: app\n    build: {{dockerfiel: Dockerfile}}\n    image: x/app\n"),
+            format!(
+                "{HEAD}{cluster}components:\n  - name: app\n    source: app\n    build: {{dockerfiel: Dockerfile}}\n    image: x/app\n"
+            ),
         ),
         (
             "component_problems",
@@ -183,7 +185,8 @@ fn bad_components_get_located_errors() {
     ];
     for (name, text) in cases {
         std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
-        let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["build", "lab.yaml"]).output().unwrap();
+        let out =
+            Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["build", "lab.yaml"]).output().unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         insta::assert_snapshot!(name, stderr);
@@ -203,6 +206,20 @@ fn build_and_load_plans_show_tags_copies_overrides_and_commands() {
     let mut dry = lab();
     dry.env("LAB_CACHE_DIR", "/home/dev/.cache/lab").args(["build", "--dry-run", "tests/fixtures/build/lab.yaml"]);
     assert_eq!(stdout_of(&mut dry), plan("build"));
+}
+
+#[test]
+fn registry_mode_starts_wires_advertises_and_removes_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\nimages:\n  load: registry\n"
+    );
+    std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
+    let plan = |args: &[&str]| stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args));
+    insta::assert_snapshot!("plan_up_registry", plan(&["plan", "lab.yaml"]));
+    insta::assert_snapshot!("plan_down_registry", plan(&["plan", "--for", "down", "lab.yaml"]));
+    let config = plan(&["plan", "--files", "lab.yaml"]);
+    assert!(config.contains("config_path = \"/etc/containerd/certs.d\""), "{config}");
 }
 
 #[test]

@@ -418,7 +418,12 @@ fn a_git_source_is_cloned_into_the_cache_with_submodules_and_built_at_its_ref() 
         format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: gitsrc\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: {{git: 'file://{}', ref: v1}}\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test-git/app\n", repo.display()),
     )
     .unwrap();
-    let built = run(lab(dir.path()).arg("build").arg(&scenario).env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", "protocol.file.allow").env("GIT_CONFIG_VALUE_0", "always"));
+    let built = run(lab(dir.path())
+        .arg("build")
+        .arg(&scenario)
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "protocol.file.allow")
+        .env("GIT_CONFIG_VALUE_0", "always"));
     assert!(built.ok, "{}", built.stderr);
     let image = format!("lab-test-git/app:{}", tag_in(&built.stderr, "lab-test-git/app"));
     let listing = docker(&["run", "--rm", "--network", "none", &image, "sh", "-c", "cat /src/sub/part; ls /src"]);
@@ -431,4 +436,108 @@ fn a_git_source_is_cloned_into_the_cache_with_submodules_and_built_at_its_ref() 
     let failed = run(lab(dir.path()).arg("build").arg(&scenario));
     assert!(!failed.ok);
     assert!(failed.stderr.contains("fetch file://") && failed.stderr.contains("v9"), "{}", failed.stderr);
+}
+
+/// Debian's docker-registry (the distribution registry) on 127.0.0.1, stopped on drop.
+struct LocalRegistry {
+    child: std::process::Child,
+    _storage: tempfile::TempDir,
+}
+
+impl LocalRegistry {
+    fn start(port: u16) -> LocalRegistry {
+        let storage = tempfile::tempdir().unwrap();
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        assert!(Path::new("/usr/bin/docker-registry").exists(), "apt-get install docker-registry (.ci/run does)");
+        let child = Process::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = LocalRegistry { child, _storage: storage };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 20, "the registry did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layers() {
+    const PORT: u16 = 55001;
+    let _registry = LocalRegistry::start(PORT);
+    let (names, _) = three_nodes("regtest");
+    let nodes: Vec<(&str, &str)> = names[..2].iter().map(|n| (n.as_str(), "worker")).collect();
+    let _cluster = FakeCluster::with_containerd_on("lab-regtest", &nodes, "host");
+    let _images = Repositories::clean(vec!["lab-test-reg/app".into(), format!("127.0.0.1:{PORT}/lab-test-reg/app")]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\nCOPY small /small\n").unwrap();
+    write_random(&source.join("big"), 1 << 20);
+    std::fs::write(source.join("small"), "one").unwrap();
+    let scenario = dir.path().join("lab.yaml");
+    std::fs::write(
+        &scenario,
+        format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: regtest\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\ncomponents:\n  - name: app\n    source: {}\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test-reg/app\nimages:\n  load: registry\n  registry: {{address: '127.0.0.1:{PORT}', start: false}}\n", source.display()),
+    )
+    .unwrap();
+    let plan = run(lab(dir.path()).args(["load", "--dry-run"]).arg(&scenario));
+    assert!(plan.ok, "{}", plan.stderr);
+
+    let build_and_push = || {
+        let built = run(lab(dir.path()).arg("build").arg(&scenario));
+        assert!(built.ok, "{}", built.stderr);
+        let pushed = run(lab(dir.path()).arg("load").arg(&scenario));
+        (tag_in(&built.stderr, "lab-test-reg/app"), pushed)
+    };
+    let (tag, first) = build_and_push();
+    assert!(first.ok, "{}", first.stderr);
+    assert!(first.stderr.contains("3 layer(s) pushed, 0 already there"), "{}", first.stderr);
+
+    // Each node's containerd pulls through the hosts file lab wrote, as the kubelet would.
+    let image = format!("127.0.0.1:{PORT}/lab-test-reg/app:{tag}");
+    for node in &names[..2] {
+        let hosts = docker(&["exec", node, "cat", &format!("/etc/containerd/certs.d/127.0.0.1:{PORT}/hosts.toml")]);
+        assert!(hosts.contains(&format!("server = \"http://127.0.0.1:{PORT}\"")), "{hosts}");
+        docker(&[
+            "exec",
+            node,
+            "ctr",
+            "-n",
+            "k8s.io",
+            "images",
+            "pull",
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            &image,
+        ]);
+        assert!(node_images(node).contains(&image), "{node}: {:?}", node_images(node));
+    }
+
+    // A rebuild that changes the top layer pushes that layer alone.
+    std::fs::write(source.join("small"), "two").unwrap();
+    let (new_tag, second) = build_and_push();
+    assert!(second.ok, "{}", second.stderr);
+    assert_ne!(tag, new_tag);
+    assert!(second.stderr.contains("1 layer(s) pushed, 2 already there"), "{}", second.stderr);
 }

@@ -19,6 +19,7 @@ pub mod state;
 
 use std::path::PathBuf;
 
+use load::registry::Registry;
 use plan::{Action, Plan, Step};
 use provider::Provider;
 use scenario::Scenario;
@@ -63,12 +64,14 @@ impl Lab {
     pub fn up_plan(&self) -> anyhow::Result<Plan> {
         let preparation = prepare::plan(&self.scenario);
         let builds = build::resolve(&self.scenario, &self.state, None)?;
+        let registry = Registry::of(&self.scenario);
         let mut steps = vec![self.make_state_dir()];
         steps.extend(build::steps(&builds));
+        steps.extend(registry.as_ref().and_then(Registry::start_step));
         steps.extend(preparation.before_cluster);
         steps.extend(self.provider.up_steps());
         steps.extend(preparation.on_nodes);
-        steps.extend(self.load_steps(&builds));
+        steps.extend(self.load_steps(&builds, true));
         Ok(Plan { title: format!("lab up: {}", self.describe()), steps })
     }
 
@@ -91,19 +94,40 @@ impl Lab {
         }
         let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
         let mut steps = vec![Step::new("find the lab's nodes", Action::ExpectNodes { names })];
-        steps.extend(self.load_steps(&builds));
+        steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::start_step));
+        steps.extend(self.load_steps(&builds, false));
         Ok(Plan { title: format!("lab load: {}", self.describe()), steps })
     }
 
-    /// On the host alone, Docker already has what was built.
-    fn load_steps(&self, builds: &[std::sync::Arc<build::Build>]) -> Vec<Step> {
+    /// On the host alone, Docker already has what was built. Through a
+    /// registry: the nodes are pointed at it, then the images are pushed; a
+    /// new cluster also advertises it (`advertise`).
+    fn load_steps(&self, builds: &[std::sync::Arc<build::Build>], advertise: bool) -> Vec<Step> {
         if self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return Vec::new();
         }
-        builds
-            .iter()
-            .map(|b| Step::new(format!("load component {} into the nodes", b.name()), Action::Load(b.clone())))
-            .collect()
+        let Some(registry) = Registry::of(&self.scenario) else {
+            return builds
+                .iter()
+                .map(|b| Step::new(format!("load component {} into the nodes", b.name()), Action::Load(b.clone())))
+                .collect();
+        };
+        let mut steps = Vec::new();
+        if self.scenario.cluster.provider == scenario::ProviderKind::Kind {
+            steps.extend(registry.connect_step());
+        }
+        steps.extend(self.scenario.planned_nodes().iter().map(|n| registry.node_step(&n.name)));
+        if advertise {
+            steps.push(registry.hosting_step());
+        }
+        let registry = std::sync::Arc::new(registry);
+        steps.extend(builds.iter().map(|b| {
+            Step::new(
+                format!("push component {} to registry {}", b.name(), registry.address),
+                Action::Push { build: b.clone(), registry: registry.clone() },
+            )
+        }));
+        steps
     }
 
     /// Preparation alone, on a cluster that is already up: its nodes are
@@ -126,6 +150,7 @@ impl Lab {
     pub fn down_plan(&self) -> anyhow::Result<Plan> {
         let dir = self.state.dir().to_path_buf();
         let mut steps = self.provider.down_steps();
+        steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::stop_step));
         steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
         steps.push(Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir }));
         Ok(Plan { title: format!("lab down: {}", self.describe()), steps })

@@ -10,11 +10,13 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::build::Build;
+use crate::load::registry::Registry;
 use crate::prepare::{Detail, Task, UndoLog};
 use crate::progress::Progress;
 use crate::provider::Provider;
 use crate::shell::{Cmd, LocalShell, Output, RunError, Shell};
 use crate::state::StateDir;
+use k8s_openapi::api::core::v1::ConfigMap;
 
 /// Where a command runs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +59,13 @@ pub enum Action {
     Build(Arc<Build>),
     /// Put a component's images into every node, sending only what is missing.
     Load(Arc<Build>),
+    /// Push a component's images to the lab's registry.
+    Push {
+        build: Arc<Build>,
+        registry: Arc<Registry>,
+    },
+    /// Server-side apply of a ConfigMap (field manager `lab`).
+    ApplyConfigMap(Box<ConfigMap>),
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +125,20 @@ impl Plan {
                 Action::Prepare(task) => render_details(provider, &task.target(), &task.details()),
                 Action::Build(build) => render_details(provider, &Target::Host, &build.details()),
                 Action::Load(build) => render_details(provider, &Target::Host, &crate::load::details(build)),
+                Action::Push { build, registry } => {
+                    let refs = build.refs().unwrap_or_default();
+                    let names: Vec<String> = refs.iter().map(|r| registry.name_of(r)).collect();
+                    format!(
+                        "$ docker tag IMAGE {0} && docker push {0}  # for each of: {1}",
+                        "REGISTRY/IMAGE",
+                        names.join(", ")
+                    )
+                }
+                Action::ApplyConfigMap(map) => format!(
+                    "api: server-side apply ConfigMap {}/{} (field manager lab)",
+                    map.metadata.namespace.as_deref().unwrap_or("default"),
+                    map.metadata.name.as_deref().unwrap_or_default()
+                ),
             };
             let _ = writeln!(out, "     {detail}");
         }
@@ -235,6 +258,14 @@ async fn run_step(
             let note = crate::load::load(build, &nodes, spinner).await?;
             append_log(log, &format!("# {}: {note}", step.title));
             return Ok(Some(note));
+        }
+        Action::Push { build, registry } => {
+            let note = crate::load::registry::push(build, registry, spinner).await?;
+            append_log(log, &format!("# {}: {note}", step.title));
+            return Ok(Some(note));
+        }
+        Action::ApplyConfigMap(map) => {
+            crate::load::registry::apply_config_map(provider.client().await?, map).await?;
         }
     }
     Ok(None)

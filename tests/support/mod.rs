@@ -79,17 +79,22 @@ impl FakeCluster {
     /// Plain busybox nodes that sleep.
     pub fn start(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
         base_image();
-        FakeCluster::run(cluster, nodes, &[], &[BASE_IMAGE, "sleep", "600"])
+        FakeCluster::run(cluster, nodes, &["--network", "none"], &[BASE_IMAGE, "sleep", "600"])
     }
 
     /// Nodes running containerd, ready for `ctr` when this returns.
     pub fn with_containerd(cluster: &str, nodes: &[(&str, &str)]) -> FakeCluster {
+        FakeCluster::with_containerd_on(cluster, nodes, "none")
+    }
+
+    /// The same on a given Docker network (`host`: they reach servers on 127.0.0.1).
+    pub fn with_containerd_on(cluster: &str, nodes: &[(&str, &str)], network: &str) -> FakeCluster {
         containerd_image();
         // containerd's root on a volume: overlayfs snapshots cannot live on the container's overlay root.
         let fake = FakeCluster::run(
             cluster,
             nodes,
-            &["-v", "/var/lib/containerd"],
+            &["-v", "/var/lib/containerd", "--network", network],
             &[CONTAINERD_IMAGE, "sh", "-c", "exec containerd >/var/log/containerd.log 2>&1"],
         );
         for name in &fake.containers {
@@ -111,7 +116,7 @@ impl FakeCluster {
         for (name, role) in nodes {
             let _ = Process::new("docker").args(["rm", "-f", "-v", name]).output();
             let out = Process::new("docker")
-                .args(["run", "-d", "--network", "none", "--name", name])
+                .args(["run", "-d", "--name", name])
                 // What kind nodes need to remount /sys, change propagation and
                 // mount snapshots; --privileged is refused on these machines.
                 .args(["--cap-add", "SYS_ADMIN", "--security-opt", "apparmor=unconfined"])

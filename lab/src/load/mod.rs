@@ -3,6 +3,7 @@
 //! that has the image ID is skipped, one that has it under another name is
 //! retagged, the rest get the layers missing from their content store.
 
+pub mod registry;
 pub mod stream;
 
 use std::collections::{BTreeMap, HashSet};

@@ -27,7 +27,13 @@ impl Kind {
         Kind {
             cluster: scenario.cluster_name(),
             nodes: scenario.planned_nodes(),
-            options: scenario.cluster.kind.clone().unwrap_or_default(),
+            options: {
+                let mut options = scenario.cluster.kind.clone().unwrap_or_default();
+                if crate::load::registry::Registry::of(scenario).is_some() {
+                    options.containerd_config_patches.push(crate::load::registry::CONTAINERD_PATCH.into());
+                }
+                options
+            },
             state: state.clone(),
         }
     }

@@ -37,7 +37,38 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
         check_one_kernel(s, &mut out);
     }
     check_components(s, &mut out);
+    check_images(s, &mut out);
     out
+}
+
+fn check_images(s: &Scenario, out: &mut Vec<Finding>) {
+    let options = &s.images;
+    if options.load == super::LoadMode::Registry && s.cluster.provider == ProviderKind::Host {
+        out.push(("images.load".into(), "the host alone has no nodes to load into: remove `load: registry`".into()));
+    }
+    if let Some(registry) = &options.registry {
+        let port_ok = registry
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            out.push((
+                "images.registry.address".into(),
+                format!("`{}` is not host:port, e.g. localhost:5001", registry.address),
+            ));
+        }
+        if let Some(endpoint) = &registry.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            out.push(("images.registry.endpoint".into(), format!("`{endpoint}` is not a URL: write http://host:port")));
+        }
+        if options.load != super::LoadMode::Registry {
+            out.push((
+                "images.registry".into(),
+                "a registry is set but `load` is not `registry`: add `load: registry` or remove it".into(),
+            ));
+        }
+    }
 }
 
 fn check_components(s: &Scenario, out: &mut Vec<Finding>) {

@@ -129,7 +129,11 @@ impl Images {
 
 /// Which variant a map is, chosen by the key that names it, so a typo is
 /// reported as the unknown field it is rather than as "no variant matched".
-fn by_key<'de, D, T>(deserializer: D, choices: &[(&str, fn(serde_json::Value) -> Result<T, serde_json::Error>)], what: &str) -> Result<T, D::Error>
+fn by_key<'de, D, T>(
+    deserializer: D,
+    choices: &[(&str, fn(serde_json::Value) -> Result<T, serde_json::Error>)],
+    what: &str,
+) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -142,7 +146,11 @@ where
         }
     }
     let wanted: Vec<String> = choices.iter().map(|(k, _)| format!("`{k}`")).collect();
-    Err(D::Error::custom(format!("{what} needs one of {}; found {}", wanted.join(" or "), if keys.is_empty() { "nothing".into() } else { keys.join(", ") })))
+    Err(D::Error::custom(format!(
+        "{what} needs one of {}; found {}",
+        wanted.join(" or "),
+        if keys.is_empty() { "nothing".into() } else { keys.join(", ") }
+    )))
 }
 
 impl<'de> Deserialize<'de> for BuildRecipe {

@@ -43,6 +43,9 @@ pub struct Scenario {
     /// Images built from local checkouts, loaded into every node.
     #[serde(default)]
     pub components: Vec<Component>,
+    /// How built images reach the nodes.
+    #[serde(default)]
+    pub images: ImageOptions,
     /// Where the scenario was read from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -184,7 +187,7 @@ pub struct PoolSpec {
 }
 
 /// What kind already offers, passed through into its config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KindOptions {
     /// Node image, e.g. `kindest/node:v1.33.1`; kind's default when absent.
@@ -203,6 +206,21 @@ pub struct KindOptions {
     pub kubeadm_config_patches: Vec<String>,
     #[serde(default)]
     pub containerd_config_patches: Vec<String>,
+}
+
+impl Default for KindOptions {
+    /// As if the section were written empty: serde's defaults, not the types'.
+    fn default() -> Self {
+        KindOptions {
+            image: None,
+            wait: default_kind_wait(),
+            feature_gates: BTreeMap::new(),
+            runtime_config: BTreeMap::new(),
+            networking: BTreeMap::new(),
+            kubeadm_config_patches: Vec::new(),
+            containerd_config_patches: Vec::new(),
+        }
+    }
 }
 
 fn default_kind_wait() -> String {
@@ -289,6 +307,65 @@ pub struct ExistingOptions {
 
 fn default_node_shell_image() -> String {
     "busybox:1.36".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageOptions {
+    #[serde(default)]
+    pub load: LoadMode,
+    /// The registry for `load: registry`; lab starts one unless `start: false`.
+    #[serde(default)]
+    pub registry: Option<RegistryOptions>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// `docker save` streamed into each node's containerd, missing layers only.
+    #[default]
+    Stream,
+    /// Pushed to a local registry the nodes pull from: only changed layers move.
+    Registry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryOptions {
+    /// `host:port` that `docker push` uses and image names carry.
+    #[serde(default = "default_registry_address")]
+    pub address: String,
+    /// Where the nodes' containerd reaches it; defaults to the registry
+    /// container lab starts on kind's network, else `http://<address>`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Whether lab starts (and `lab down` removes) a registry container.
+    #[serde(default = "yes")]
+    pub start: bool,
+    /// The image of the registry lab starts.
+    #[serde(default = "default_registry_image")]
+    pub image: String,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            address: default_registry_address(),
+            endpoint: None,
+            start: true,
+            image: default_registry_image(),
+        }
+    }
+}
+
+fn default_registry_address() -> String {
+    "localhost:5001".into()
+}
+fn default_registry_image() -> String {
+    "registry:2".into()
+}
+fn yes() -> bool {
+    true
 }
 
 /// One problem in a scenario file, located.
