@@ -127,13 +127,12 @@ impl Images {
     }
 }
 
+/// Reads one variant from the map's value.
+type ParseVariant<T> = fn(serde_json::Value) -> Result<T, serde_json::Error>;
+
 /// Which variant a map is, chosen by the key that names it, so a typo is
 /// reported as the unknown field it is rather than as "no variant matched".
-fn by_key<'de, D, T>(
-    deserializer: D,
-    choices: &[(&str, fn(serde_json::Value) -> Result<T, serde_json::Error>)],
-    what: &str,
-) -> Result<T, D::Error>
+fn by_key<'de, D, T>(deserializer: D, choices: &[(&str, ParseVariant<T>)], what: &str) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
