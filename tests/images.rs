@@ -541,3 +541,60 @@ fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layer
     assert_ne!(tag, new_tag);
     assert!(second.stderr.contains("1 layer(s) pushed, 2 already there"), "{}", second.stderr);
 }
+
+#[test]
+fn the_image_preflight_names_missing_images_with_fixes_until_lab_load_puts_them_there() {
+    let (names, _) = three_nodes("pretest");
+    let _cluster = start_nodes("lab-pretest", &names[..2]);
+    let _images = Repositories::clean(vec!["lab-test-pre/app".into(), "lab-test-pre/tool".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY data /data\n").unwrap();
+    std::fs::write(source.join("data"), "x").unwrap();
+    // A tool image the tests would use, present in Docker but on no node (upstream's alpine-sh case).
+    docker(&["tag", "lab-test-busybox:2", "lab-test-pre/tool:1"]);
+    let scenario = dir.path().join("lab.yaml");
+    let write = |preload: &str| {
+        std::fs::write(
+            &scenario,
+            format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: pretest\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\ncomponents:\n  - name: app\n    source: {}\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test-pre/app\nimages:\n  preload: [{preload}]\n", source.display()),
+        )
+        .unwrap();
+    };
+    write("'lab-test-pre/tool:1', 'lab-test-pre/absent:1'");
+    let images = |extra: &[&str]| {
+        let out = lab(dir.path()).arg("images").args(extra).arg(&scenario).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, report, _) = images(&["--offline"]);
+    assert!(!ok, "missing images passed the preflight:\n{report}");
+    let both = format!("missing on {}, {}; not checked for pulling (--offline)", names[0], names[1]);
+    assert!(report.contains("✗ lab-test-pre/app:lab-") && report.contains(&both), "{report}");
+    assert!(report.contains("(component app)") && report.contains("→ `lab build`, then `lab load`"), "{report}");
+    assert!(report.contains("✗ lab-test-pre/tool:1 (images.preload)") && report.contains("→ `lab load`"), "{report}");
+    assert!(report.contains("→ `docker pull lab-test-pre/absent:1`"), "{report}");
+    // Online, Docker asks the registry, which does not have them (or cannot be reached here).
+    let (_, report, _) = images(&[]);
+    assert!(report.contains("not pullable: "), "{report}");
+
+    write("'lab-test-pre/tool:1'");
+    let built = run(lab(dir.path()).arg("build").arg(&scenario));
+    assert!(built.ok, "{}", built.stderr);
+    let loaded = run(lab(dir.path()).arg("load").arg(&scenario));
+    assert!(loaded.ok, "{}", loaded.stderr);
+    assert!(
+        loaded.stderr.contains("load the preloaded images into the nodes: lab-test-pre/tool:1:"),
+        "{}",
+        loaded.stderr
+    );
+    let (ok, report, stderr) = images(&["--offline"]);
+    assert!(ok, "{report}{stderr}");
+    assert!(report.contains("lab-test-pre/tool:1 (images.preload): on every node"), "{report}");
+    assert!(report.contains("(component app): on every node"), "{report}");
+}

@@ -27,6 +27,8 @@ pub enum Command {
     Build(ComponentArgs),
     /// Put the built images into every node, sending only what each lacks.
     Load(ComponentArgs),
+    /// Check that every image the lab references is on every node or pullable.
+    Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
     Down(ChangeArgs),
     /// Show the lab's nodes as the provider sees them now.
@@ -70,6 +72,15 @@ pub struct ComponentArgs {
     /// Only this component (its `name` in the scenario).
     #[arg(long, short)]
     pub component: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// Do not ask registries whether missing images could be pulled.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

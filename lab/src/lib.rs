@@ -72,6 +72,7 @@ impl Lab {
         steps.extend(self.provider.up_steps());
         steps.extend(preparation.on_nodes);
         steps.extend(self.load_steps(&builds, true));
+        steps.extend(self.preflight_step(&builds));
         Ok(Plan { title: format!("lab up: {}", self.describe()), steps })
     }
 
@@ -99,6 +100,43 @@ impl Lab {
         Ok(Plan { title: format!("lab load: {}", self.describe()), steps })
     }
 
+    /// Every image the lab references must reach the nodes before anything is deployed.
+    fn preflight_step(&self, builds: &[std::sync::Arc<build::Build>]) -> Option<Step> {
+        let nothing = builds.is_empty() && self.scenario.images.preload.is_empty();
+        if nothing || self.scenario.cluster.provider == scenario::ProviderKind::Host {
+            return None;
+        }
+        Some(Step::new(
+            "check every image the lab references reaches the nodes",
+            Action::ImagePreflight {
+                builds: builds.to_vec(),
+                registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
+                preload: self.scenario.images.preload.clone(),
+            },
+        ))
+    }
+
+    /// `lab images`: where each referenced image stands, and what to do about missing ones.
+    pub async fn image_report(
+        &self,
+        offline: bool,
+    ) -> anyhow::Result<Vec<(load::preflight::Wanted, load::preflight::Verdict)>> {
+        let builds = build::resolve(&self.scenario, &self.state, None)?;
+        let docker = docker::connect().await?;
+        let registry = Registry::of(&self.scenario);
+        let wanted =
+            load::preflight::wanted(&docker, &builds, registry.as_ref(), &self.scenario.images.preload).await?;
+        let log = self.state.log();
+        let nodes = plan::running_nodes(self.provider.as_ref(), &log).await?;
+        if nodes.is_empty() {
+            anyhow::bail!(
+                "{} has no running nodes: `lab up` first (`lab status` shows them)",
+                self.scenario.cluster_name()
+            );
+        }
+        load::preflight::check(&docker, &wanted, &nodes, offline).await
+    }
+
     /// On the host alone, Docker already has what was built. Through a
     /// registry: the nodes are pointed at it, then the images are pushed; a
     /// new cluster also advertises it (`advertise`).
@@ -106,13 +144,24 @@ impl Lab {
         if self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return Vec::new();
         }
+        // Preloaded images keep their own names, so they are always streamed.
+        let preload = (!self.scenario.images.preload.is_empty()).then(|| {
+            let images = load::ImageSource::Preloaded(self.scenario.images.preload.clone());
+            Step::new("load the preloaded images into the nodes", Action::Load(std::sync::Arc::new(images)))
+        });
         let Some(registry) = Registry::of(&self.scenario) else {
-            return builds
+            let mut steps: Vec<Step> = builds
                 .iter()
-                .map(|b| Step::new(format!("load component {} into the nodes", b.name()), Action::Load(b.clone())))
+                .map(|b| {
+                    let images = std::sync::Arc::new(load::ImageSource::Built(b.clone()));
+                    Step::new(format!("load component {} into the nodes", b.name()), Action::Load(images))
+                })
                 .collect();
+            steps.extend(preload);
+            return steps;
         };
         let mut steps = Vec::new();
+        steps.extend(preload);
         if self.scenario.cluster.provider == scenario::ProviderKind::Kind {
             steps.extend(registry.connect_step());
         }

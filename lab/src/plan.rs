@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::build::Build;
+use crate::load::ImageSource;
 use crate::load::registry::Registry;
 use crate::prepare::{Detail, Task, UndoLog};
 use crate::progress::Progress;
@@ -57,8 +58,8 @@ pub enum Action {
     Prepare(Task),
     /// Build a component's images, unless Docker has them at their content tag.
     Build(Arc<Build>),
-    /// Put a component's images into every node, sending only what is missing.
-    Load(Arc<Build>),
+    /// Put images into every node, sending only what is missing.
+    Load(Arc<ImageSource>),
     /// Push a component's images to the lab's registry.
     Push {
         build: Arc<Build>,
@@ -66,6 +67,12 @@ pub enum Action {
     },
     /// Server-side apply of a ConfigMap (field manager `lab`).
     ApplyConfigMap(Box<ConfigMap>),
+    /// Fail unless every image the lab references is on every node or pullable.
+    ImagePreflight {
+        builds: Vec<Arc<Build>>,
+        registry: Option<Arc<Registry>>,
+        preload: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -124,7 +131,7 @@ impl Plan {
                 Action::ExpectNodes { names } => format!("expects nodes: {}", names.join(", ")),
                 Action::Prepare(task) => render_details(provider, &task.target(), &task.details()),
                 Action::Build(build) => render_details(provider, &Target::Host, &build.details()),
-                Action::Load(build) => render_details(provider, &Target::Host, &crate::load::details(build)),
+                Action::Load(images) => render_details(provider, &Target::Host, &crate::load::details(images)),
                 Action::Push { build, registry } => {
                     let refs = build.refs().unwrap_or_default();
                     let names: Vec<String> = refs.iter().map(|r| registry.name_of(r)).collect();
@@ -133,6 +140,9 @@ impl Plan {
                         "REGISTRY/IMAGE",
                         names.join(", ")
                     )
+                }
+                Action::ImagePreflight { .. } => {
+                    "checks each image is on every node (ctr images ls) or pullable (Docker asks its registry); `lab images` shows the same".to_string()
                 }
                 Action::ApplyConfigMap(map) => format!(
                     "api: server-side apply ConfigMap {}/{} (field manager lab)",
@@ -244,18 +254,9 @@ async fn run_step(
             append_log(log, &format!("# {}: {note}", step.title));
             return Ok(Some(note));
         }
-        Action::Load(build) => {
-            let nodes: Vec<crate::load::Node<'_>> = provider
-                .nodes()
-                .await?
-                .into_iter()
-                .filter(|n| n.state == "running" || n.state == "Ready")
-                .map(|n| crate::load::Node {
-                    shell: Box::new(LoggedShell::new(provider, &Target::Node(n.name.clone()), log)),
-                    name: n.name,
-                })
-                .collect();
-            let note = crate::load::load(build, &nodes, spinner).await?;
+        Action::Load(images) => {
+            let nodes = running_nodes(provider, log).await?;
+            let note = crate::load::load(images, &nodes, spinner).await?;
             append_log(log, &format!("# {}: {note}", step.title));
             return Ok(Some(note));
         }
@@ -267,8 +268,40 @@ async fn run_step(
         Action::ApplyConfigMap(map) => {
             crate::load::registry::apply_config_map(provider.client().await?, map).await?;
         }
+        Action::ImagePreflight { builds, registry, preload } => {
+            use crate::load::preflight;
+            let docker = crate::docker::connect().await?;
+            let wanted = preflight::wanted(&docker, builds, registry.as_deref(), preload).await?;
+            let nodes = running_nodes(provider, log).await?;
+            let verdicts = preflight::check(&docker, &wanted, &nodes, false).await?;
+            let missing = verdicts.iter().filter(|(_, v)| matches!(v, preflight::Verdict::Missing { .. })).count();
+            if missing > 0 {
+                anyhow::bail!(
+                    "{missing} image(s) the lab references cannot reach the nodes:\n{}",
+                    preflight::render(&verdicts).trim_end()
+                );
+            }
+            return Ok(Some(format!("all {} image(s) on every node or pullable", verdicts.len())));
+        }
     }
     Ok(None)
+}
+
+/// The nodes that are up, each with a logged shell.
+pub async fn running_nodes<'a>(
+    provider: &'a dyn Provider,
+    log: &'a Path,
+) -> anyhow::Result<Vec<crate::load::Node<'a>>> {
+    Ok(provider
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.state == "running" || n.state == "Ready")
+        .map(|n| crate::load::Node {
+            shell: Box::new(LoggedShell::new(provider, &Target::Node(n.name.clone()), log)),
+            name: n.name,
+        })
+        .collect())
 }
 
 /// The shell for a target, with every command and its output appended to the lab log.

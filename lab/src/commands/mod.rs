@@ -20,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prepare(args) => prepare::run(args, &progress).await,
         Command::Build(args) => build::build(args, &progress).await,
         Command::Load(args) => build::load(args, &progress).await,
+        Command::Images(args) => build::images(args).await,
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::Plan(args) => plan::run(args),

@@ -3,10 +3,12 @@
 //! that has the image ID is skipped, one that has it under another name is
 //! retagged, the rest get the layers missing from their content store.
 
+pub mod preflight;
 pub mod registry;
 pub mod stream;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use futures_util::future::join_all;
@@ -100,9 +102,45 @@ pub fn decide(inventory: &Inventory, name: &str, id: &str) -> Need {
     Need::Retag { from }
 }
 
-/// What `--dry-run` shows for loading a component.
-pub fn details(build: &Build) -> Vec<Detail> {
-    let refs = build.refs().map(|r| r.join(", ")).unwrap_or_else(|_| format!("{}'s images", build.name()));
+/// Images to put into the nodes: a component's, or ones the scenario preloads
+/// from the local Docker (images the stack or tests use that nodes cannot pull).
+#[derive(Debug)]
+pub enum ImageSource {
+    Built(Arc<Build>),
+    Preloaded(Vec<String>),
+}
+
+impl ImageSource {
+    /// The Docker references, tags included.
+    pub fn refs(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            ImageSource::Built(build) => build.refs(),
+            ImageSource::Preloaded(refs) => Ok(refs.clone()),
+        }
+    }
+
+    /// For messages: "component io-engine", "preloaded images".
+    pub fn label(&self) -> String {
+        match self {
+            ImageSource::Built(build) => format!("component {}", build.name()),
+            ImageSource::Preloaded(_) => "preloaded images".into(),
+        }
+    }
+
+    /// What to do when Docker lacks one of them.
+    fn fix(&self, reference: &str) -> String {
+        match self {
+            ImageSource::Built(_) => "build it first (`lab build`)".into(),
+            ImageSource::Preloaded(_) => {
+                format!("pull it where a registry is reachable (`docker pull {reference}`), or `docker load` it")
+            }
+        }
+    }
+}
+
+/// What `--dry-run` shows for loading images.
+pub fn details(images: &ImageSource) -> Vec<Detail> {
+    let refs = images.refs().map(|r| r.join(", ")).unwrap_or_else(|_| format!("{}'s images", images.label()));
     vec![
         Detail::Note(format!("images: {refs}")),
         Detail::Run { cmd: inventory_command(), when: Some("on every node: what it already has") },
@@ -131,21 +169,25 @@ pub enum Outcome {
     Sent(u64),
 }
 
-/// Load a component's images into every node; returns the line for the step.
-pub async fn load(build: &Build, nodes: &[Node<'_>], spinner: Option<&ProgressBar>) -> anyhow::Result<String> {
+/// Load images into every node; returns the line for the step.
+pub async fn load(images: &ImageSource, nodes: &[Node<'_>], spinner: Option<&ProgressBar>) -> anyhow::Result<String> {
+    let label = images.label();
     if nodes.is_empty() {
-        bail!("component {}: there are no running nodes to load into; is the lab up (`lab status`)?", build.name());
+        bail!("{label}: there are no running nodes to load into; is the lab up (`lab status`)?");
     }
-    let docker = crate::docker::connect().await.with_context(|| format!("component {}", build.name()))?;
+    let docker = crate::docker::connect().await.with_context(|| label.clone())?;
     let mut names = LayerNames::load(crate::build::cache_root().join("docker-layer-digests.json"));
     let mut lines = Vec::new();
-    for reference in build.refs()? {
+    for reference in images.refs()? {
         if let Some(spinner) = spinner {
             spinner.set_message(format!("loading {reference}"));
         }
+        if crate::build::missing_images(&docker, std::slice::from_ref(&reference)).await?.len() == 1 {
+            bail!("{label}: Docker has no image {reference}: {}", images.fix(&reference));
+        }
         let outcomes = load_image(&docker, &reference, nodes, &mut names)
             .await
-            .with_context(|| format!("component {}: loading {reference}", build.name()))?;
+            .with_context(|| format!("{label}: loading {reference}"))?;
         lines.push(format!("{reference}: {}", describe(&outcomes)));
     }
     names.save();
@@ -191,7 +233,7 @@ pub async fn image_facts(docker: &bollard::Docker, reference: &str) -> anyhow::R
     })
 }
 
-async fn inventory(node: &Node<'_>) -> anyhow::Result<Inventory> {
+pub(crate) async fn inventory(node: &Node<'_>) -> anyhow::Result<Inventory> {
     let output = node.shell.run(&inventory_command()).await?;
     Ok(parse_inventory(&output.stdout))
 }

@@ -43,6 +43,18 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
 
 fn check_images(s: &Scenario, out: &mut Vec<Finding>) {
     let options = &s.images;
+    for (i, reference) in options.preload.iter().enumerate() {
+        let last = reference.rsplit('/').next().unwrap_or_default();
+        if !last.contains(':') && !reference.contains('@') {
+            out.push((
+                format!("images.preload[{i}]"),
+                format!("`{reference}` has no tag: pin one, e.g. `{reference}:1.36`"),
+            ));
+        }
+        if s.cluster.provider == ProviderKind::Host {
+            out.push((format!("images.preload[{i}]"), "the host alone has no nodes to preload into".into()));
+        }
+    }
     if options.load == super::LoadMode::Registry && s.cluster.provider == ProviderKind::Host {
         out.push(("images.load".into(), "the host alone has no nodes to load into: remove `load: registry`".into()));
     }

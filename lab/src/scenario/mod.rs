@@ -317,6 +317,10 @@ pub struct ImageOptions {
     /// The registry for `load: registry`; lab starts one unless `start: false`.
     #[serde(default)]
     pub registry: Option<RegistryOptions>,
+    /// Images from the local Docker put into every node under their own
+    /// names, for nodes that cannot pull them (e.g. `alpine-sh` for tests).
+    #[serde(default)]
+    pub preload: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

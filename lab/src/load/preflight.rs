@@ -1,0 +1,195 @@
+//! Image preflight: every image the lab will reference is either on every
+//! node already or pullable, checked before anything is deployed, so a pod
+//! never sits in ImagePullBackOff for an image nobody can fetch. Missing ones
+//! are listed with what to do.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
+
+use super::{Inventory, Node, containerd_ref, inventory};
+
+/// Where an image the lab references comes from, which decides the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Built by lab from a component.
+    Component(String),
+    /// Listed under `images.preload`.
+    Preload,
+    /// Referenced by the deployed stack.
+    Stack,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// The name as the nodes will ask for it (after tag rewriting).
+    pub reference: String,
+    pub origin: Origin,
+    /// Whether the local Docker has it (under this name, or before a registry prefix).
+    pub in_docker: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    OnEveryNode,
+    /// Not on every node, but the registry answers for it: the kubelet will pull it.
+    Pullable,
+    Missing {
+        nodes: Vec<String>,
+        why: String,
+        fix: String,
+    },
+}
+
+/// Judge one image from the nodes' inventories and the registry's answer
+/// (`None` when offline).
+pub fn judge(
+    wanted: &Wanted,
+    inventories: &BTreeMap<String, Inventory>,
+    pullable: Option<Result<(), String>>,
+) -> Verdict {
+    let name = containerd_ref(&wanted.reference);
+    let without: Vec<String> =
+        inventories.iter().filter(|(_, inv)| !inv.images.contains_key(&name)).map(|(node, _)| node.clone()).collect();
+    if without.is_empty() {
+        return Verdict::OnEveryNode;
+    }
+    let why = match pullable {
+        Some(Ok(())) => return Verdict::Pullable,
+        Some(Err(e)) => format!("not pullable: {e}"),
+        None => "not checked for pulling (--offline)".to_string(),
+    };
+    let fix = match (&wanted.origin, wanted.in_docker) {
+        (Origin::Component(_), true) => "`lab load`".to_string(),
+        (Origin::Component(_), false) => "`lab build`, then `lab load`".to_string(),
+        (Origin::Preload, true) => "`lab load`".to_string(),
+        (Origin::Preload, false) => format!(
+            "`docker pull {}` where a registry is reachable (or `docker load` it), then `lab load`",
+            wanted.reference
+        ),
+        (Origin::Stack, true) => format!("add `{}` to `images.preload`, then `lab load`", wanted.reference),
+        (Origin::Stack, false) => format!(
+            "`docker pull {}` (or `docker load` it), add it to `images.preload`, then `lab load`",
+            wanted.reference
+        ),
+    };
+    Verdict::Missing { nodes: without, why, fix }
+}
+
+/// Every image the lab references: the components' (as the nodes will name
+/// them, through the registry in registry mode) and the preloaded ones.
+/// (The deployed stack's images join here once the stack is deployed by lab.)
+pub async fn wanted(
+    docker: &bollard::Docker,
+    builds: &[std::sync::Arc<crate::build::Build>],
+    registry: Option<&super::registry::Registry>,
+    preload: &[String],
+) -> anyhow::Result<Vec<Wanted>> {
+    let mut out = Vec::new();
+    for build in builds {
+        for reference in build.refs()? {
+            let in_docker = crate::build::missing_images(docker, std::slice::from_ref(&reference)).await?.is_empty();
+            let reference = registry.map(|r| r.name_of(&reference)).unwrap_or(reference);
+            out.push(Wanted { reference, origin: Origin::Component(build.name().to_string()), in_docker });
+        }
+    }
+    for reference in preload {
+        let in_docker = crate::build::missing_images(docker, std::slice::from_ref(reference)).await?.is_empty();
+        out.push(Wanted { reference: reference.clone(), origin: Origin::Preload, in_docker });
+    }
+    Ok(out)
+}
+
+/// Check every wanted image against every node and, unless offline, the registry.
+pub async fn check(
+    docker: &bollard::Docker,
+    wanted: &[Wanted],
+    nodes: &[Node<'_>],
+    offline: bool,
+) -> anyhow::Result<Vec<(Wanted, Verdict)>> {
+    let found = join_all(nodes.iter().map(inventory)).await;
+    let mut inventories = BTreeMap::new();
+    for (node, inventory) in nodes.iter().zip(found) {
+        inventories.insert(node.name.clone(), inventory?);
+    }
+    let mut verdicts = Vec::new();
+    for item in wanted {
+        let on_every_node = judge(item, &inventories, None) == Verdict::OnEveryNode;
+        let pullable = if on_every_node || offline {
+            None
+        } else {
+            // The daemon asks the registry for the manifest, with its own proxy and credentials.
+            Some(docker.inspect_registry_image(&item.reference, None).await.map(drop).map_err(|e| short(&e)))
+        };
+        verdicts.push((item.clone(), judge(item, &inventories, pullable)));
+    }
+    Ok(verdicts)
+}
+
+fn short(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The report: one line per image; missing ones with nodes, reason and fix.
+pub fn render(verdicts: &[(Wanted, Verdict)]) -> String {
+    let mut out = String::new();
+    for (wanted, verdict) in verdicts {
+        let from = match &wanted.origin {
+            Origin::Component(name) => format!("component {name}"),
+            Origin::Preload => "images.preload".into(),
+            Origin::Stack => "the stack".into(),
+        };
+        match verdict {
+            Verdict::OnEveryNode => out.push_str(&format!("✓ {} ({from}): on every node\n", wanted.reference)),
+            Verdict::Pullable => out.push_str(&format!("✓ {} ({from}): pullable\n", wanted.reference)),
+            Verdict::Missing { nodes, why, fix } => out.push_str(&format!(
+                "✗ {} ({from}): missing on {}; {why}\n    → {fix}\n",
+                wanted.reference,
+                nodes.join(", ")
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventories(with: &[(&str, &[&str])]) -> BTreeMap<String, Inventory> {
+        with.iter()
+            .map(|(node, images)| {
+                let images = images.iter().map(|i| (i.to_string(), "sha256:m".to_string())).collect();
+                (node.to_string(), Inventory { images, ..Inventory::default() })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_image_on_every_node_or_pullable_passes_and_others_get_their_fix() {
+        let nodes = inventories(&[("w1", &["docker.io/library/alpine-sh:4.1.0"]), ("w2", &[])]);
+        let wanted = |origin, in_docker| Wanted { reference: "alpine-sh:4.1.0".into(), origin, in_docker };
+        let everywhere = inventories(&[("w1", &["docker.io/library/alpine-sh:4.1.0"])]);
+        assert_eq!(judge(&wanted(Origin::Stack, false), &everywhere, None), Verdict::OnEveryNode);
+        assert_eq!(judge(&wanted(Origin::Stack, false), &nodes, Some(Ok(()))), Verdict::Pullable);
+        let Verdict::Missing { nodes: without, why, fix } =
+            judge(&wanted(Origin::Stack, true), &nodes, Some(Err("no such host".into())))
+        else {
+            panic!("judged present");
+        };
+        assert_eq!(without, ["w2"]);
+        assert_eq!(why, "not pullable: no such host");
+        assert_eq!(fix, "add `alpine-sh:4.1.0` to `images.preload`, then `lab load`");
+        let Verdict::Missing { fix, why, .. } = judge(&wanted(Origin::Component("x".into()), false), &nodes, None)
+        else {
+            panic!("judged present");
+        };
+        assert_eq!(
+            (fix.as_str(), why.as_str()),
+            ("`lab build`, then `lab load`", "not checked for pulling (--offline)")
+        );
+    }
+}
