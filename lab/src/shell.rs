@@ -171,35 +171,69 @@ impl Shell for LocalShell {
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         use tokio::io::AsyncWriteExt;
-        tracing::debug!(place = "host", command = %cmd, "run");
-        let mut command = tokio::process::Command::new(&cmd.program);
-        command
-            .args(&cmd.args)
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let spawn_error = |e: std::io::Error| RunError::Spawn {
-            place: "host".into(),
-            command: cmd.to_string(),
-            reason: match e.kind() {
-                std::io::ErrorKind::NotFound => format!("`{}` is not installed or not on PATH", cmd.program),
-                _ => e.to_string(),
-            },
-        };
-        let mut child = command.spawn().map_err(spawn_error)?;
+        let mut child = spawn_local(cmd, stdin.is_some())?;
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A command that exits without reading its input is not an error here.
             let _ = pipe.write_all(data).await;
         }
-        let out = child.wait_with_output().await.map_err(spawn_error)?;
-        Ok(Output {
-            status: out.status.code().map(i64::from).unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        finish_local(cmd, child.wait_with_output().await)
     }
+
+    /// Input is written as it arrives while the output is read, so a large
+    /// transfer never sits whole in memory.
+    async fn exec_streamed(
+        &self,
+        cmd: &Cmd,
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<Output, RunError> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = spawn_local(cmd, true)?;
+        let pipe = child.stdin.take();
+        let writer = async move {
+            if let Some(mut pipe) = pipe {
+                while let Some(chunk) = input.recv().await {
+                    if pipe.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        };
+        let ((), output) = tokio::join!(writer, child.wait_with_output());
+        finish_local(cmd, output)
+    }
+}
+
+fn local_spawn_error(cmd: &Cmd, e: std::io::Error) -> RunError {
+    RunError::Spawn {
+        place: "host".into(),
+        command: cmd.to_string(),
+        reason: match e.kind() {
+            std::io::ErrorKind::NotFound => format!("`{}` is not installed or not on PATH", cmd.program),
+            _ => e.to_string(),
+        },
+    }
+}
+
+fn spawn_local(cmd: &Cmd, with_stdin: bool) -> Result<tokio::process::Child, RunError> {
+    tracing::debug!(place = "host", command = %cmd, "run");
+    tokio::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if with_stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| local_spawn_error(cmd, e))
+}
+
+fn finish_local(cmd: &Cmd, output: std::io::Result<std::process::Output>) -> Result<Output, RunError> {
+    let out = output.map_err(|e| local_spawn_error(cmd, e))?;
+    Ok(Output {
+        status: out.status.code().map(i64::from).unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -246,5 +280,30 @@ mod tests {
     async fn local_shell_feeds_stdin() {
         let out = LocalShell.exec(&Cmd::new("cat"), Some(b"hello")).await.unwrap();
         assert_eq!(out.stdout, "hello");
+    }
+
+    #[tokio::test]
+    async fn local_shell_streams_stdin_as_it_arrives() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let feeder = tokio::spawn(async move {
+            for piece in ["one ", "two ", "three"] {
+                tx.send(bytes::Bytes::from(piece)).await.unwrap();
+            }
+        });
+        let out = LocalShell.exec_streamed(&Cmd::new("cat"), rx).await.unwrap();
+        feeder.await.unwrap();
+        assert_eq!(out.stdout, "one two three");
+        // A command that stops reading ends the stream instead of stalling it.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let feeder = tokio::spawn(async move {
+            let mut sent = 0;
+            while tx.send(bytes::Bytes::from(vec![0u8; 65536])).await.is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let out = LocalShell.exec_streamed(&Cmd::new("true"), rx).await.unwrap();
+        assert!(out.success());
+        assert!(feeder.await.unwrap() < 1000, "the input kept flowing into a finished command");
     }
 }

@@ -27,7 +27,11 @@ sysctl --system >/dev/null
 apt-get update -q
 apt-get install -y -q containerd apt-transport-https ca-certificates curl gpg
 mkdir -p /etc/containerd
-containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml
+# config_path: registry hosts files under certs.d, as lab's registry mode writes them.
+containerd config default \
+  | sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
+        -e 's|config_path = ""|config_path = "/etc/containerd/certs.d"|' \
+  > /etc/containerd/config.toml
 systemctl restart containerd
 
 mkdir -p /etc/apt/keyrings

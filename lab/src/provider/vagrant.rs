@@ -276,12 +276,28 @@ impl Shell for VagrantShell {
     }
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
-        LocalShell.exec(&self.host_command(cmd), stdin).await.map_err(|e| match e {
+        LocalShell.exec(&self.host_command(cmd), stdin).await.map_err(|e| self.on_node(cmd, e))
+    }
+
+    /// Image imports stream through `vagrant ssh` instead of gathering in memory.
+    async fn exec_streamed(
+        &self,
+        cmd: &Cmd,
+        input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<Output, RunError> {
+        LocalShell.exec_streamed(&self.host_command(cmd), input).await.map_err(|e| self.on_node(cmd, e))
+    }
+}
+
+impl VagrantShell {
+    /// A spawn failure is reported where the command was meant to run.
+    fn on_node(&self, cmd: &Cmd, e: RunError) -> RunError {
+        match e {
             RunError::Spawn { reason, .. } => {
                 RunError::Spawn { place: self.place(), command: self.display(cmd), reason }
             }
             other => other,
-        })
+        }
     }
 }
 
