@@ -2,7 +2,8 @@
 //! machine with kind and Docker (CI here has no kind, see the README).
 //! Preparation runs for real too: hugepages on the host (restored by
 //! `lab down`), a module check, labels through the API, the kubelet's
-//! allocatable hugepages.
+//! allocatable hugepages. A component built `FROM scratch` (nothing to pull)
+//! is built and loaded into the real kind nodes.
 
 use assert_cmd::Command;
 
@@ -19,6 +20,11 @@ cluster:
       labels: {lab.test/tier: fast}
       modules: [overlay]
       hugepages2Mi: 16
+components:
+  - name: app
+    source: app
+    build: {dockerfile: Dockerfile}
+    image: lab-e2e/app
 ";
 
 /// Deletes the cluster even when an assertion fails half-way.
@@ -38,6 +44,9 @@ fn kind_cluster_up_status_down() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("lab.yaml"), SCENARIO).unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\nCOPY data /data\n").unwrap();
+    std::fs::write(dir.path().join("app/data"), "e2e").unwrap();
     let lab = || {
         let mut cmd = Command::cargo_bin("lab").unwrap();
         cmd.current_dir(dir.path());
@@ -59,6 +68,15 @@ fn kind_cluster_up_status_down() {
     let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
     assert!(status.contains("lab-e2e-control-plane") && status.contains("lab-e2e-worker"), "{status}");
     assert!(status.matches("running").count() == 2, "{status}");
+
+    // The component is in every node's containerd, where the kubelet finds it; a second load sends nothing.
+    for node in ["lab-e2e-control-plane", "lab-e2e-worker"] {
+        let out = std::process::Command::new("docker").args(["exec", node, "crictl", "images"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("docker.io/lab-e2e/app"), "{node} lacks the image");
+    }
+    let reload = lab().arg("load").output().unwrap();
+    let reload_text = String::from_utf8(reload.stderr).unwrap();
+    assert!(reload.status.success() && reload_text.matches(" had it").count() == 2, "{reload_text}");
 
     lab().arg("down").assert().success();
     let status = String::from_utf8(lab().arg("status").output().unwrap().stdout).unwrap();
