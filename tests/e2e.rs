@@ -27,12 +27,15 @@ components:
     image: lab-e2e/app
 ";
 
-/// Deletes the cluster even when an assertion fails half-way.
+/// Deletes the cluster and the built image even when an assertion fails half-way.
 struct Down<'a>(&'a std::path::Path);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = Command::cargo_bin("lab").unwrap().current_dir(self.0).arg("down").output();
+        let _ = std::process::Command::new("sh")
+            .args(["-c", "docker images -q lab-e2e/app | sort -u | xargs -r docker rmi -f"])
+            .output();
     }
 }
 
