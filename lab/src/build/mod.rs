@@ -74,10 +74,17 @@ impl Build {
 
     /// `lab-` and 12 hex digits of a hash over everything the image is made
     /// from: the recipe, the checkout's files and each override's files.
+    /// Computed once per run, at the build (or load) itself, never from a
+    /// clone that a fetch step has yet to update.
     pub fn tag(&self) -> anyhow::Result<String> {
         if let Some(tag) = self.tag.get() {
             return Ok(tag.clone());
         }
+        let tag = self.compute_tag()?;
+        Ok(self.tag.get_or_init(|| tag).clone())
+    }
+
+    fn compute_tag(&self) -> anyhow::Result<String> {
         let mut hasher = Sha256::new();
         hasher.update(TAG_SCHEME);
         let recipe = serde_json::json!({
@@ -94,8 +101,7 @@ impl Build {
                 .with_context(|| format!("component {}: hashing override `{}`", self.name(), o.target()))?;
         }
         let digest = format!("{:x}", hasher.finalize());
-        let tag = format!("lab-{}", &digest[..12]);
-        Ok(self.tag.get_or_init(|| tag).clone())
+        Ok(format!("lab-{}", &digest[..12]))
     }
 
     /// `image:tag` for every image the component produces.
@@ -162,10 +168,10 @@ impl Build {
 
     /// What `--dry-run` shows: where it builds, the tag, the equivalent commands.
     pub fn details(&self) -> Vec<Detail> {
-        let tag = match (&self.component.source, self.tag()) {
-            (_, Ok(tag)) => tag,
-            (Source::Git(_), Err(_)) => "computed once the source is fetched".into(),
-            (_, Err(e)) => format!("unknown ({e:#})"),
+        // Shown, not kept: the build computes it again from what it builds.
+        let tag = match &self.component.source {
+            Source::Git(_) => "{computed once the source is fetched}".to_string(),
+            Source::Path(_) => self.compute_tag().unwrap_or_else(|e| format!("{{unknown: {e:#}}}")),
         };
         let mut out = vec![Detail::Note(format!("source {} → tag {tag}", self.checkout.display()))];
         let context = if self.needs_copy() {

@@ -58,6 +58,17 @@ fn check_images(s: &Scenario, out: &mut Vec<Finding>) {
     if options.load == super::LoadMode::Registry && s.cluster.provider == ProviderKind::Host {
         out.push(("images.load".into(), "the host alone has no nodes to load into: remove `load: registry`".into()));
     }
+    let off_host = matches!(s.cluster.provider, ProviderKind::Vagrant | ProviderKind::Existing);
+    let endpoint = options.registry.as_ref().and_then(|r| r.endpoint.as_ref());
+    if options.load == super::LoadMode::Registry && off_host && endpoint.is_none() {
+        out.push((
+            "images.load".into(),
+            format!(
+                "{} nodes cannot reach a registry on this host's loopback: set `images.registry.endpoint` to the URL they reach it at (e.g. http://192.168.56.1:5001)",
+                s.cluster.provider
+            ),
+        ));
+    }
     if let Some(registry) = &options.registry {
         let port_ok = registry
             .address
