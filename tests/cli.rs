@@ -153,6 +153,10 @@ fn impossible_scenarios_get_located_errors_that_say_what_to_do() {
             format!("{HEAD}cluster:\n  provider: vagrant\n  nodes:\n    - role: control-plane\n    - role: worker\n      cpus: 2\n      memory: 2GiB\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n"),
         ),
         (
+            "image_options.yaml",
+            format!("{HEAD}cluster:\n  provider: vagrant\n  nodes:\n    - role: control-plane\nimages:\n  load: registry\n  registry: {{address: localhost}}\n  preload: [busybox]\n"),
+        ),
+        (
             "several_problems.yaml",
             "apiVersion: lab/v2\nkind: Scenario\nmetadata:\n  name: Bad_Name\ncluster:\n  provider: existing\n  nodes:\n    - role: worker\n      modules: [NVMe-TCP]\n      labels: {\"bad key\": x}\n".to_string(),
         ),
