@@ -76,6 +76,27 @@ fn tag_in(stderr: &str, image: &str) -> String {
     rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
 }
 
+/// A checkout `dir/src` holding `files` (name, content), Dockerfile among them.
+fn checkout(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+    let source = dir.join("src");
+    std::fs::create_dir(&source).unwrap();
+    for (name, content) in files {
+        std::fs::write(source.join(name), content).unwrap();
+    }
+    source
+}
+
+/// Random bytes, so no two builds share the layer by accident.
+fn random(bytes: usize) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut data = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
+    data
+}
+
+const DATA_DOCKERFILE: &[u8] = b"FROM lab-test-busybox:2\nCOPY data /data\n";
+const BIG_AND_SMALL_DOCKERFILE: &[u8] = b"FROM lab-test-busybox:2\nCOPY big /big\nCOPY small /small\n";
+
 /// A scenario in `dir` with one Dockerfile component built from `source`.
 fn one_component(dir: &Path, name: &str, nodes: &str, source: &Path, build: &str, image: &str) -> PathBuf {
     let file = dir.join("lab.yaml");
@@ -139,10 +160,7 @@ fn a_changed_input_gets_a_new_tag_and_only_that_component_is_built() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-retag/app".into()]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY data /data\n").unwrap();
-    std::fs::write(source.join("data"), "one").unwrap();
+    let source = checkout(dir.path(), &[("Dockerfile", DATA_DOCKERFILE), ("data", b"one")]);
     let scenario =
         one_component(dir.path(), "retag", ONE_NODE, &source, "{dockerfile: Dockerfile}", "lab-test-retag/app");
 
@@ -162,9 +180,7 @@ fn build_failures_name_the_component_the_step_and_the_last_lines() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-broken/app".into()]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nRUN echo compiling && exit 3\n").unwrap();
+    let source = checkout(dir.path(), &[("Dockerfile", b"FROM lab-test-busybox:2\nRUN echo compiling && exit 3\n")]);
     let build = |how: &str| {
         let scenario = one_component(dir.path(), "broken", ONE_NODE, &source, how, "lab-test-broken/app");
         run(lab(dir.path()).arg("build").arg(&scenario))
@@ -230,13 +246,6 @@ fn node_images(node: &str) -> Vec<String> {
     docker(&["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]).lines().map(str::to_string).collect()
 }
 
-fn write_random(path: &Path, bytes: usize) {
-    use std::io::Read as _;
-    let mut data = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
 /// The bytes a load step reported for `node`, e.g. "lab-x-worker 2.1 MiB sent".
 fn sent_to(stderr: &str, node: &str) -> Option<f64> {
     let at = stderr.rfind(&format!("{node} "))?;
@@ -262,11 +271,8 @@ fn load_streams_into_every_containerd_node_then_sends_nothing_then_only_the_chan
     let _cluster = start_nodes("lab-loadtest", &names);
     let _images = Repositories::clean(vec!["lab-test-load/app".into()]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\nCOPY small /small\n").unwrap();
-    write_random(&source.join("big"), 4 << 20);
-    std::fs::write(source.join("small"), "one").unwrap();
+    let big = random(4 << 20);
+    let source = checkout(dir.path(), &[("Dockerfile", BIG_AND_SMALL_DOCKERFILE), ("big", &big), ("small", b"one")]);
     let scenario =
         one_component(dir.path(), "loadtest", nodes, &source, "{dockerfile: Dockerfile}", "lab-test-load/app");
     let build_and_load = || {
@@ -316,10 +322,7 @@ fn an_image_present_under_another_name_is_retagged_not_sent() {
     let _cluster = start_nodes("lab-retagtest", &names[..1]);
     let _images = Repositories::clean(vec!["lab-test-retagged/app".into()]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY data /data\n").unwrap();
-    std::fs::write(source.join("data"), "x").unwrap();
+    let source = checkout(dir.path(), &[("Dockerfile", DATA_DOCKERFILE), ("data", b"x")]);
     let one_node = &nodes[..nodes.find("    - role: worker").unwrap()];
     let scenario =
         one_component(dir.path(), "retagtest", one_node, &source, "{dockerfile: Dockerfile}", "lab-test-retagged/app");
@@ -350,7 +353,7 @@ async fn a_node_that_dies_mid_import_is_named_and_not_reported_as_loaded() {
     let _images = Repositories::clean(vec!["lab-test-die/app".into()]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\n").unwrap();
-    write_random(&dir.path().join("big"), 200 << 20);
+    std::fs::write(dir.path().join("big"), random(200 << 20)).unwrap();
     docker(&["build", "-q", "-t", "lab-test-die/app:1", &dir.path().display().to_string()]);
 
     let docker = lab::docker::connect().await.unwrap();
@@ -490,11 +493,8 @@ fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layer
     let _cluster = FakeCluster::with_containerd_on("lab-regtest", &nodes, "host");
     let _images = Repositories::clean(vec!["lab-test-reg/app".into(), format!("127.0.0.1:{PORT}/lab-test-reg/app")]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY big /big\nCOPY small /small\n").unwrap();
-    write_random(&source.join("big"), 1 << 20);
-    std::fs::write(source.join("small"), "one").unwrap();
+    let big = random(1 << 20);
+    let source = checkout(dir.path(), &[("Dockerfile", BIG_AND_SMALL_DOCKERFILE), ("big", &big), ("small", b"one")]);
     let scenario = dir.path().join("lab.yaml");
     std::fs::write(
         &scenario,
@@ -548,10 +548,7 @@ fn the_image_preflight_names_missing_images_with_fixes_until_lab_load_puts_them_
     let _cluster = start_nodes("lab-pretest", &names[..2]);
     let _images = Repositories::clean(vec!["lab-test-pre/app".into(), "lab-test-pre/tool".into()]);
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("src");
-    std::fs::create_dir(&source).unwrap();
-    std::fs::write(source.join("Dockerfile"), "FROM lab-test-busybox:2\nCOPY data /data\n").unwrap();
-    std::fs::write(source.join("data"), "x").unwrap();
+    let source = checkout(dir.path(), &[("Dockerfile", DATA_DOCKERFILE), ("data", b"x")]);
     // A tool image the tests would use, present in Docker but on no node (upstream's alpine-sh case).
     docker(&["tag", "lab-test-busybox:2", "lab-test-pre/tool:1"]);
     let scenario = dir.path().join("lab.yaml");

@@ -326,12 +326,7 @@ impl Shell for LoggedShell<'_> {
     }
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         append_log(self.log, &format!("$ {}  # on {}", self.inner.display(cmd), self.inner.place()));
-        let result = self.inner.exec(cmd, stdin).await;
-        match &result {
-            Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
-            Err(e) => append_log(self.log, &e.to_string()),
-        }
-        result
+        self.logged(self.inner.exec(cmd, stdin).await)
     }
     async fn exec_streamed(
         &self,
@@ -339,7 +334,13 @@ impl Shell for LoggedShell<'_> {
         input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     ) -> Result<Output, RunError> {
         append_log(self.log, &format!("$ {}  # on {}, input streamed", self.inner.display(cmd), self.inner.place()));
-        let result = self.inner.exec_streamed(cmd, input).await;
+        self.logged(self.inner.exec_streamed(cmd, input).await)
+    }
+}
+
+impl LoggedShell<'_> {
+    /// Append what a command printed (or why it could not run) to the log.
+    fn logged(&self, result: Result<Output, RunError>) -> Result<Output, RunError> {
         match &result {
             Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
             Err(e) => append_log(self.log, &e.to_string()),
