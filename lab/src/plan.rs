@@ -133,13 +133,15 @@ impl Plan {
                 Action::Build(build) => render_details(provider, &Target::Host, &build.details()),
                 Action::Load(images) => render_details(provider, &Target::Host, &crate::load::details(images)),
                 Action::Push { build, registry } => {
-                    let refs = build.refs().unwrap_or_default();
-                    let names: Vec<String> = refs.iter().map(|r| registry.name_of(r)).collect();
-                    format!(
-                        "$ docker tag IMAGE {0} && docker push {0}  # for each of: {1}",
-                        "REGISTRY/IMAGE",
-                        names.join(", ")
-                    )
+                    let lines: Vec<String> = build
+                        .refs_for_plan()
+                        .iter()
+                        .map(|image| {
+                            let target = crate::shell::quote(&registry.name_of(image));
+                            format!("$ docker tag {} {target} && docker push {target}", crate::shell::quote(image))
+                        })
+                        .collect();
+                    lines.join("\n     ")
                 }
                 Action::ImagePreflight { .. } => {
                     "checks each image is on every node (ctr images ls) or pullable (Docker asks its registry); `lab images` shows the same".to_string()

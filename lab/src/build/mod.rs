@@ -166,13 +166,24 @@ impl Build {
             .env("CCACHE_DIR", cache.join("ccache").display().to_string())
     }
 
-    /// What `--dry-run` shows: where it builds, the tag, the equivalent commands.
-    pub fn details(&self) -> Vec<Detail> {
-        // Shown, not kept: the build computes it again from what it builds.
-        let tag = match &self.component.source {
+    /// The tag as a plan shows it: computed but not kept (the build computes
+    /// it again from what it builds), a placeholder before a git fetch.
+    fn tag_for_plan(&self) -> String {
+        match &self.component.source {
             Source::Git(_) => "{computed once the source is fetched}".to_string(),
             Source::Path(_) => self.compute_tag().unwrap_or_else(|e| format!("{{unknown: {e:#}}}")),
-        };
+        }
+    }
+
+    /// `image:tag` for every image, as a plan shows them.
+    pub fn refs_for_plan(&self) -> Vec<String> {
+        let tag = self.tag_for_plan();
+        self.component.image.names().into_iter().map(|image| format!("{image}:{tag}")).collect()
+    }
+
+    /// What `--dry-run` shows: where it builds, the tag, the equivalent commands.
+    pub fn details(&self) -> Vec<Detail> {
+        let tag = self.tag_for_plan();
         let mut out = vec![Detail::Note(format!("source {} → tag {tag}", self.checkout.display()))];
         let context = if self.needs_copy() {
             out.push(Detail::Note(format!("copied to {} (the checkout stays untouched)", self.copy_dir().display())));

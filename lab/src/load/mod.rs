@@ -119,6 +119,14 @@ impl ImageSource {
         }
     }
 
+    /// As a plan shows them, without fixing a tag before its build.
+    pub fn refs_for_plan(&self) -> Vec<String> {
+        match self {
+            ImageSource::Built(build) => build.refs_for_plan(),
+            ImageSource::Preloaded(refs) => refs.clone(),
+        }
+    }
+
     /// For messages: "component io-engine", "preloaded images".
     pub fn label(&self) -> String {
         match self {
@@ -140,7 +148,7 @@ impl ImageSource {
 
 /// What `--dry-run` shows for loading images.
 pub fn details(images: &ImageSource) -> Vec<Detail> {
-    let refs = images.refs().map(|r| r.join(", ")).unwrap_or_else(|_| format!("{}'s images", images.label()));
+    let refs = images.refs_for_plan().join(", ");
     vec![
         Detail::Note(format!("images: {refs}")),
         Detail::Run { cmd: inventory_command(), when: Some("on every node: what it already has") },
