@@ -579,6 +579,11 @@ fn the_image_preflight_names_missing_images_with_fixes_until_lab_load_puts_them_
     // Online, Docker asks the registry, which does not have them (or cannot be reached here).
     let (_, report, _) = images(&[]);
     assert!(report.contains("not pullable: "), "{report}");
+    // Loading what was never built says so, and what to do.
+    let unbuilt = run(lab(dir.path()).arg("load").arg(&scenario));
+    assert!(!unbuilt.ok);
+    assert!(unbuilt.stderr.contains("component app: Docker has no image lab-test-pre/app:lab-"), "{}", unbuilt.stderr);
+    assert!(unbuilt.stderr.contains("build it first (`lab build`)"), "{}", unbuilt.stderr);
 
     write("'lab-test-pre/tool:1'");
     let built = run(lab(dir.path()).arg("build").arg(&scenario));

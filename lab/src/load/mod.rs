@@ -190,12 +190,10 @@ pub async fn load(images: &ImageSource, nodes: &[Node<'_>], spinner: Option<&Pro
         if let Some(spinner) = spinner {
             spinner.set_message(format!("loading {reference}"));
         }
-        if crate::build::missing_images(&docker, std::slice::from_ref(&reference)).await?.len() == 1 {
-            bail!("{label}: Docker has no image {reference}: {}", images.fix(&reference));
-        }
-        let outcomes = load_image(&docker, &reference, nodes, &mut names)
-            .await
-            .with_context(|| format!("{label}: loading {reference}"))?;
+        let outcomes = match load_image(&docker, &reference, nodes, &mut names).await {
+            Err(e) if e.is::<NotInDocker>() => bail!("{label}: {e}: {}", images.fix(&reference)),
+            other => other.with_context(|| format!("{label}: loading {reference}"))?,
+        };
         lines.push(format!("{reference}: {}", describe(&outcomes)));
     }
     names.save();
@@ -223,12 +221,17 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Docker's facts about an image; a missing one means it was never built.
+/// The local Docker lacks an image (the caller knows the fix).
+#[derive(Debug, thiserror::Error)]
+#[error("Docker has no image {0}")]
+pub struct NotInDocker(String);
+
+/// Docker's facts about an image.
 pub async fn image_facts(docker: &bollard::Docker, reference: &str) -> anyhow::Result<ImageFacts> {
     let inspect = match docker.inspect_image(reference).await {
         Ok(inspect) => inspect,
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-            bail!("Docker has no image {reference}: build it first (`lab build`)")
+            return Err(NotInDocker(reference.to_string()).into());
         }
         Err(e) => return Err(e).with_context(|| format!("inspecting {reference}")),
     };
