@@ -15,6 +15,7 @@ pub mod progress;
 pub mod provider;
 pub mod scenario;
 pub mod shell;
+pub mod stack;
 pub mod state;
 
 use std::path::PathBuf;

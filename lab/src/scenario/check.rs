@@ -38,7 +38,40 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
     }
     check_components(s, &mut out);
     check_images(s, &mut out);
+    check_stack(s, &mut out);
     out
+}
+
+fn check_stack(s: &Scenario, out: &mut Vec<Finding>) {
+    let Some(stack) = &s.stack else { return };
+    if s.cluster.provider == ProviderKind::Host {
+        out.push(("stack".into(), "the host alone has no Kubernetes to deploy a stack on: remove `stack`".into()));
+    }
+    if stack.layers.is_empty() {
+        out.push(("stack.layers".into(), "list at least one layer: `{manifests: DIR}` or a chart".into()));
+    }
+    for (i, layer) in stack.layers.iter().enumerate() {
+        if let super::Layer::Manifests(m) = layer
+            && !s.path_of(&m.manifests).is_dir()
+        {
+            out.push((
+                format!("stack.layers[{i}].manifests"),
+                format!(
+                    "`{}` is not a folder (relative paths start at the scenario's folder)",
+                    s.path_of(&m.manifests).display()
+                ),
+            ));
+        }
+    }
+    let t = &stack.timeouts;
+    for (key, value) in [("crds", &t.crds), ("ready", &t.ready), ("pools", &t.pools), ("teardown", &t.teardown)] {
+        if parse_duration_secs(value).is_none() {
+            out.push((
+                format!("stack.timeouts.{key}"),
+                format!("`{value}` is not a duration: write e.g. 90s, 10m or 1h"),
+            ));
+        }
+    }
 }
 
 fn check_images(s: &Scenario, out: &mut Vec<Finding>) {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use check::{IO_ENGINE_MIN_CPUS, parse_core_list};
+pub use check::{IO_ENGINE_MIN_CPUS, parse_core_list, parse_duration_secs};
 pub use component::{BuildRecipe, Component, Images, Override, Source};
 pub use size::ByteSize;
 
@@ -46,6 +46,9 @@ pub struct Scenario {
     /// How built images reach the nodes.
     #[serde(default)]
     pub images: ImageOptions,
+    /// The storage stack `lab deploy` applies, layer by layer.
+    #[serde(default)]
+    pub stack: Option<StackSpec>,
     /// Where the scenario was read from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -307,6 +310,75 @@ pub struct ExistingOptions {
 
 fn default_node_shell_image() -> String {
     "busybox:1.36".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StackSpec {
+    /// Applied in order; removed in reverse.
+    pub layers: Vec<Layer>,
+    #[serde(default)]
+    pub timeouts: StackTimeouts,
+}
+
+/// A folder of YAML files, or a Helm chart rendered with `helm template`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected `{manifests: DIR}` or `{chart: CHART, release: NAME, namespace: NS, values: {...}}`"
+)]
+pub enum Layer {
+    Manifests(ManifestsLayer),
+    Chart(ChartLayer),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestsLayer {
+    pub manifests: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartLayer {
+    /// A chart folder, a `.tgz`, or `repo/name` known to helm.
+    pub chart: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub release: String,
+    pub namespace: String,
+    #[serde(default)]
+    pub values: serde_json::Value,
+}
+
+/// How long each stage of a deploy (and its teardown) may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StackTimeouts {
+    #[serde(default = "one_minute")]
+    pub crds: String,
+    #[serde(default = "ten_minutes")]
+    pub ready: String,
+    #[serde(default = "five_minutes")]
+    pub pools: String,
+    #[serde(default = "five_minutes")]
+    pub teardown: String,
+}
+
+impl Default for StackTimeouts {
+    fn default() -> Self {
+        StackTimeouts { crds: one_minute(), ready: ten_minutes(), pools: five_minutes(), teardown: five_minutes() }
+    }
+}
+
+fn one_minute() -> String {
+    "1m".into()
+}
+fn five_minutes() -> String {
+    "5m".into()
+}
+fn ten_minutes() -> String {
+    "10m".into()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

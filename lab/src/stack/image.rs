@@ -1,0 +1,110 @@
+//! The images a stack references, and rewriting them to the ones `lab`
+//! built: every container and init container of every workload kind.
+
+use serde_json::Value;
+
+use super::manifest::Object;
+
+/// Where a kind keeps its pod spec.
+fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "Job" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        "Pod" => Some("/spec"),
+        _ => None,
+    }
+}
+
+/// The repository of a reference, without registry default, tag or digest:
+/// `docker.io/openebs/x:v1` and `openebs/x` are both `openebs/x`.
+pub fn repository(reference: &str) -> String {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last_slash = without_digest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let without_tag = match without_digest[last_slash..].find(':') {
+        Some(colon) => &without_digest[..last_slash + colon],
+        None => without_digest,
+    };
+    let trimmed = without_tag.strip_prefix("docker.io/").unwrap_or(without_tag);
+    trimmed.strip_prefix("library/").unwrap_or(trimmed).to_string()
+}
+
+fn for_each_image(object: &mut Object, mut visit: impl FnMut(&mut Value)) {
+    let Some(pointer) = pod_spec_pointer(object.kind()) else { return };
+    let Some(spec) = object.value.pointer_mut(pointer) else { return };
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        if let Some(Value::Array(containers)) = spec.get_mut(list) {
+            for container in containers {
+                if let Some(image) = container.get_mut("image") {
+                    visit(image);
+                }
+            }
+        }
+    }
+}
+
+/// Every image the objects reference, in order, without repeats.
+pub fn images(objects: &[Object]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for object in objects {
+        let mut copy = object.clone();
+        for_each_image(&mut copy, |image| {
+            if let Some(name) = image.as_str()
+                && !out.iter().any(|seen| seen == name)
+            {
+                out.push(name.to_string());
+            }
+        });
+    }
+    out
+}
+
+/// Replace each image whose repository matches one of `replacements`
+/// (`(repository, new reference)`); returns how many were replaced.
+pub fn rewrite(objects: &mut [Object], replacements: &[(String, String)]) -> usize {
+    let mut replaced = 0;
+    for object in objects {
+        for_each_image(object, |image| {
+            let Some(current) = image.as_str() else { return };
+            let repo = repository(current);
+            if let Some((_, new)) = replacements.iter().find(|(wanted, _)| repository(wanted) == repo) {
+                *image = Value::String(new.clone());
+                replaced += 1;
+            }
+        });
+    }
+    replaced
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::manifest::parse;
+
+    #[test]
+    fn repositories_ignore_the_default_registry_tags_and_digests() {
+        for (reference, repo) in [
+            ("docker.io/openebs/mayastor-io-engine:v2.8.0", "openebs/mayastor-io-engine"),
+            ("openebs/mayastor-io-engine", "openebs/mayastor-io-engine"),
+            ("busybox@sha256:abc", "busybox"),
+            ("docker.io/library/busybox:1", "busybox"),
+            ("localhost:5001/openebs/x:lab-1", "localhost:5001/openebs/x"),
+            ("registry.k8s.io/sig-storage/csi-attacher:v4.3.0", "registry.k8s.io/sig-storage/csi-attacher"),
+        ] {
+            assert_eq!(repository(reference), repo, "{reference}");
+        }
+    }
+
+    #[test]
+    fn containers_and_init_containers_of_every_workload_are_rewritten() {
+        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      initContainers: [{name: i, image: 'docker.io/openebs/tool:1'}]\n      containers: [{name: c, image: 'docker.io/openebs/engine:v2'}, {name: s, image: 'other/side:1'}]\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata: {name: j}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers: [{name: c, image: 'openebs/engine'}]\n";
+        let mut objects = parse(Path::new("t.yaml"), text).unwrap();
+        let replacements = vec![
+            ("openebs/engine".to_string(), "openebs/engine:lab-123".to_string()),
+            ("openebs/tool".to_string(), "localhost:5001/openebs/tool:lab-9".to_string()),
+        ];
+        assert_eq!(rewrite(&mut objects, &replacements), 3);
+        assert_eq!(images(&objects), ["localhost:5001/openebs/tool:lab-9", "openebs/engine:lab-123", "other/side:1"]);
+    }
+}

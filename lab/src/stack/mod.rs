@@ -1,0 +1,209 @@
+//! The storage stack a scenario deploys: its layers read (manifest folders,
+//! Helm charts rendered with `helm template`), every object checked against
+//! the typed API, images pointed at what `lab` built, applied in order.
+
+pub mod image;
+pub mod manifest;
+pub mod order;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use crate::build::Build;
+use crate::load::registry::Registry;
+use crate::scenario::{ChartLayer, Layer, Scenario};
+use manifest::{Object, Problems};
+
+/// Which images replace the stack's: each component's, under the registry's
+/// name in registry mode. Resolved when the stack is applied (after the build).
+#[derive(Debug, Default)]
+pub struct ImageMap {
+    pub builds: Vec<Arc<Build>>,
+    pub registry: Option<Arc<Registry>>,
+}
+
+impl ImageMap {
+    fn pairs(&self, refs_of: impl Fn(&Build) -> anyhow::Result<Vec<String>>) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for build in &self.builds {
+            for reference in refs_of(build)? {
+                let (repository, _) = reference.rsplit_once(':').unwrap_or((&reference, ""));
+                let target = self.registry.as_ref().map(|r| r.name_of(&reference)).unwrap_or_else(|| reference.clone());
+                out.push((repository.to_string(), target));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(repository, reference)` with the tags the builds produce.
+    pub fn replacements(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.pairs(Build::refs)
+    }
+
+    /// The same as a plan shows them, without fixing a tag before its build.
+    pub fn replacements_for_plan(&self) -> Vec<(String, String)> {
+        self.pairs(|b| Ok(b.refs_for_plan())).unwrap_or_default()
+    }
+}
+
+/// Every object of every layer, in layer order, checked; nothing is applied here.
+pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
+    let Some(stack) = &scenario.stack else {
+        bail!(
+            "{} has no `stack:` to deploy; add e.g. `stack: {{layers: [{{manifests: ../manifests/mayastor}}]}}`",
+            scenario.source.display()
+        );
+    };
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    for layer in &stack.layers {
+        let found = match layer {
+            Layer::Manifests(m) => manifest::load_dir(&scenario.path_of(&m.manifests)),
+            Layer::Chart(chart) => render_chart(scenario, chart)?,
+        };
+        match found {
+            Ok(found) => objects.extend(found),
+            Err(Problems(found)) => problems.extend(found),
+        }
+    }
+    problems.extend(validate::check_all(&objects));
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
+    Ok(objects)
+}
+
+/// `helm template` renders a chart without a cluster; `lab` applies, waits
+/// and tears down the result like any other layer.
+fn render_chart(scenario: &Scenario, chart: &ChartLayer) -> anyhow::Result<Result<Vec<Object>, Problems>> {
+    let values = tempfile_with(&serde_json::to_string(&chart.values)?)?;
+    let chart_ref = if Path::new(&chart.chart).exists() || chart.chart.starts_with('.') {
+        scenario.path_of(&chart.chart).display().to_string()
+    } else {
+        chart.chart.clone()
+    };
+    let mut cmd = std::process::Command::new("helm");
+    cmd.args(["template", &chart.release, &chart_ref, "--namespace", &chart.namespace, "--include-crds"]);
+    cmd.arg("--values").arg(&values.0);
+    if let Some(version) = &chart.version {
+        cmd.args(["--version", version]);
+    }
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "chart layer {}: `helm` is not installed; install it, or render the chart into a manifests folder",
+                chart.chart
+            )
+        }
+        Err(e) => return Err(e).context("running helm template"),
+    };
+    if !output.status.success() {
+        bail!(
+            "chart layer {}: `helm template` failed:\n{}",
+            chart.chart,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    let source = PathBuf::from(format!("helm template {} {}", chart.release, chart.chart));
+    let mut found = manifest::parse(&source, &String::from_utf8_lossy(&output.stdout));
+    // Namespaced objects helm leaves without a namespace belong to the release's.
+    if let Ok(objects) = &mut found {
+        for object in objects.iter_mut() {
+            if object.namespace().is_none()
+                && order::Phase::of(object) != order::Phase::ClusterWide
+                && !matches!(object.kind(), "Namespace" | "CustomResourceDefinition")
+                && let Some(meta) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut())
+            {
+                meta.insert("namespace".into(), chart.namespace.clone().into());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A values file for helm, removed when dropped.
+struct TempValues(PathBuf);
+
+impl Drop for TempValues {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_with(text: &str) -> anyhow::Result<TempValues> {
+    let path = std::env::temp_dir().join(format!("lab-values-{}-{}.json", std::process::id(), rand_suffix()));
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(TempValues(path))
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_manifests() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests/mayastor")
+    }
+
+    #[test]
+    fn the_shipped_mayastor_manifests_are_valid_kubernetes_objects() {
+        let objects = manifest::load_dir(&repo_manifests()).unwrap();
+        let problems = validate::check_all(&objects);
+        assert!(problems.is_empty(), "{}", Problems(problems));
+        let kinds: Vec<&str> = objects.iter().map(|o| o.kind()).collect();
+        for kind in [
+            "Namespace",
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "StatefulSet",
+            "DaemonSet",
+            "StorageClass",
+            "CSIDriver",
+        ] {
+            assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+        }
+        let images = image::images(&objects);
+        assert!(images.iter().all(|i| i.contains(':')), "every image is pinned by tag: {images:?}");
+        assert!(images.contains(&"docker.io/openebs/mayastor-io-engine:v2.8.0".to_string()), "{images:?}");
+    }
+
+    #[test]
+    fn disk_pools_are_checked_against_the_crds_own_schema() {
+        let mut objects = manifest::load_dir(&repo_manifests()).unwrap();
+        let pool = |spec: &str| {
+            let text = format!(
+                "apiVersion: openebs.io/v1beta2\nkind: DiskPool\nmetadata: {{name: p, namespace: mayastor}}\n{spec}"
+            );
+            manifest::parse(Path::new("pool.yaml"), &text).unwrap().remove(0)
+        };
+        objects.push(pool("spec: {node: w1, disks: ['aio:///var/local/mayastor/pool.img']}\n"));
+        assert!(validate::check_all(&objects).is_empty());
+        let cases = [
+            ("spec: {node: w1}\n", "spec.disks: required"),
+            ("spec: {node: w1, disks: [a, b]}\n", "spec.disks: allows at most 1 item(s), has 2"),
+            ("spec: {node: w1, disks: [a], size: 1}\n", "spec.size: unknown field (not in the CRD's schema)"),
+            ("spec: {node: 7, disks: [a]}\n", "spec.node: expected a string, found 7"),
+            (
+                "spec: {node: w1, disks: [a]}\nstatus: {cr_state: Gone, capacity: 0, used: 0, available: 0}\n",
+                "status.cr_state: \"Gone\" is not one of",
+            ),
+        ];
+        for (spec, want) in cases {
+            let mut with_bad = objects.clone();
+            with_bad.pop();
+            with_bad.push(pool(spec));
+            let problems: Vec<String> = validate::check_all(&with_bad).iter().map(|p| p.to_string()).collect();
+            assert!(
+                problems.len() == 1 && problems[0].starts_with(&format!("pool.yaml:1: DiskPool mayastor/p: {want}")),
+                "{spec}: {problems:?}"
+            );
+        }
+    }
+}
