@@ -2,6 +2,7 @@
 //! Helm charts rendered with `helm template`), every object checked against
 //! the typed API, images pointed at what `lab` built, applied in order.
 
+pub mod apply;
 pub mod image;
 pub mod manifest;
 pub mod order;

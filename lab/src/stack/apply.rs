@@ -1,0 +1,207 @@
+//! Server-side apply, as field manager `lab`: each object's kind is resolved
+//! through discovery of its own group version (so a kind whose CRD was just
+//! created resolves too), and re-applying an unchanged stack changes nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
+
+use super::manifest::Object;
+
+pub const FIELD_MANAGER: &str = "lab";
+
+/// Where objects of a kind live in the API, found once per kind.
+#[derive(Default)]
+pub struct Kinds(HashMap<(String, String), (ApiResource, ApiCapabilities)>);
+
+impl Kinds {
+    pub async fn api(&mut self, client: &Client, object: &Object) -> anyhow::Result<Api<DynamicObject>> {
+        let key = (object.api_version().to_string(), object.kind().to_string());
+        if !self.0.contains_key(&key) {
+            let (group, version) = object.api_version().split_once('/').unwrap_or(("", object.api_version()));
+            let gvk = GroupVersionKind::gvk(group, version, object.kind());
+            let found = discovery::pinned_kind(client, &gvk).await.with_context(|| {
+                format!(
+                    "{} ({}): the API server does not serve {} {}; is its CRD installed?",
+                    object.describe(),
+                    object.location(),
+                    object.api_version(),
+                    object.kind()
+                )
+            })?;
+            self.0.insert(key.clone(), found);
+        }
+        let (resource, capabilities) = &self.0[&key];
+        Ok(match capabilities.scope {
+            Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), object.namespace().unwrap_or("default"), resource)
+            }
+            Scope::Cluster => Api::all_with(client.clone(), resource),
+        })
+    }
+}
+
+/// Apply each object in turn; the first failure names the object and where it was written.
+pub async fn apply(client: &Client, objects: &[Object], kinds: &mut Kinds) -> anyhow::Result<()> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for object in objects {
+        let api = kinds.api(client, object).await?;
+        let body: DynamicObject = serde_json::from_value(object.value.clone())
+            .with_context(|| format!("{} ({})", object.describe(), object.location()))?;
+        api.patch(object.name(), &params, &Patch::Apply(&body))
+            .await
+            .with_context(|| format!("applying {} ({})", object.describe(), object.location()))?;
+    }
+    Ok(())
+}
+
+/// Poll until every named CRD is Established; on timeout, say which are not and why.
+pub async fn wait_established(
+    client: &Client,
+    names: &[String],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let started = Instant::now();
+    loop {
+        let mut pending = Vec::new();
+        for name in names {
+            let crd = crds.get_opt(name).await.with_context(|| format!("reading CRD {name}"))?;
+            let condition = crd
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|conds| conds.iter().find(|c| c.type_ == "Established").cloned());
+            match condition {
+                Some(c) if c.status == "True" => {}
+                Some(c) => pending.push(format!("{name} ({})", c.message.unwrap_or(c.reason.unwrap_or_default()))),
+                None if crd.is_none() => pending.push(format!("{name} (not found)")),
+                None => pending.push(format!("{name} (no Established condition yet)")),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bail!("after {}s these CRDs are not Established: {}", timeout.as_secs(), pending.join(", "));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::stack::manifest::parse;
+
+    pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    /// The discovery answer for a group version, as the API server gives it.
+    pub fn resource_list(group_version: &str, resources: &[(&str, &str, bool)]) -> serde_json::Value {
+        let resources: Vec<_> = resources
+            .iter()
+            .map(|(name, kind, namespaced)| {
+                json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+            })
+            .collect();
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+    }
+
+    pub fn respond(send: tower_test::mock::SendResponse<Response<Body>>, body: serde_json::Value) {
+        send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+    }
+
+    /// The requests a test's fake API server saw, `METHOD path?query`.
+    pub async fn next(handle: &mut Handle) -> (String, Vec<u8>, tower_test::mock::SendResponse<Response<Body>>) {
+        let (request, send) = handle.next_request().await.expect("the client stopped asking");
+        let line = format!("{} {}", request.method(), request.uri());
+        let body = request.into_body().collect_bytes().await.unwrap().to_vec();
+        (line, body, send)
+    }
+
+    #[tokio::test]
+    async fn objects_are_server_side_applied_by_lab_after_discovering_their_kind_once() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: mayastor}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a, namespace: mayastor}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: b, namespace: mayastor}\n";
+        let objects = parse(Path::new("t.yaml"), text).unwrap();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                let (line, body, send) = next(&mut handle).await;
+                let answer = if line == "GET /api/v1" {
+                    resource_list("v1", &[("namespaces", "Namespace", false)])
+                } else if line == "GET /apis/apps/v1" {
+                    resource_list("apps/v1", &[("daemonsets", "DaemonSet", true)])
+                } else {
+                    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    sent
+                };
+                respond(send, answer);
+                seen.push(line);
+            }
+            seen
+        });
+        apply(&Client::new(service, "default"), &objects, &mut Kinds::default()).await.unwrap();
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /api/v1",
+                "PATCH /api/v1/namespaces/mayastor?&force=true&fieldManager=lab",
+                "GET /apis/apps/v1",
+                "PATCH /apis/apps/v1/namespaces/mayastor/daemonsets/a?&force=true&fieldManager=lab",
+                "PATCH /apis/apps/v1/namespaces/mayastor/daemonsets/b?&force=true&fieldManager=lab",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crd_is_awaited_until_established_and_a_stuck_one_is_named() {
+        let crd = |established: &str| {
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "diskpools.openebs.io"},
+                   "spec": {"group": "openebs.io", "scope": "Namespaced", "versions": [],
+                            "names": {"plural": "diskpools", "kind": "DiskPool"}},
+                   "status": {"conditions": [{"type": "Established", "status": established, "reason": "Installing", "message": "the initial names have not been accepted"}]}})
+        };
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            for state in ["False", "True"] {
+                let (line, _, send) = next(&mut handle).await;
+                assert_eq!(line, "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/diskpools.openebs.io");
+                respond(send, crd(state));
+            }
+        });
+        let client = Client::new(service, "default");
+        let names = vec!["diskpools.openebs.io".to_string()];
+        wait_established(&client, &names, Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
+        server.await.unwrap();
+
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                respond(send, crd("False"));
+            }
+        });
+        let client = Client::new(service, "default");
+        let err =
+            wait_established(&client, &names, Duration::from_millis(20), Duration::from_millis(5)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "after 0s these CRDs are not Established: diskpools.openebs.io (the initial names have not been accepted)"
+        );
+    }
+}
