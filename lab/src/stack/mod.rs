@@ -6,6 +6,7 @@ pub mod apply;
 pub mod image;
 pub mod manifest;
 pub mod order;
+pub mod ready;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
