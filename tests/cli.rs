@@ -70,6 +70,13 @@ fn generated_kind_config_and_vagrant_node_list() {
     });
 }
 
+/// The quickstart as `./lab.yaml` in `dir`, its stack still found in this repository.
+fn copy_quickstart(dir: &Path) {
+    let text = std::fs::read_to_string(repo_root().join("scenarios/quickstart.yaml")).unwrap();
+    let manifests = repo_root().join("manifests/mayastor").display().to_string();
+    std::fs::write(dir.join("lab.yaml"), text.replace("../manifests/mayastor", &manifests)).unwrap();
+}
+
 fn regex_escape(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
 }
@@ -77,7 +84,7 @@ fn regex_escape(text: &str) -> String {
 #[test]
 fn dry_runs_print_the_plan_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_root().join("scenarios/quickstart.yaml"), dir.path().join("lab.yaml")).unwrap();
+    copy_quickstart(dir.path());
     for args in [&["up", "--dry-run"][..], &["down", "--dry-run"][..]] {
         let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -227,6 +234,42 @@ fn registry_mode_starts_wires_advertises_and_removes_the_registry() {
 }
 
 #[test]
+fn deploy_plans_show_the_ordered_stack_with_local_tags() {
+    insta::assert_snapshot!(
+        "plan_deploy_quickstart",
+        stdout_of(lab().args(["deploy", "--dry-run", "scenarios/quickstart.yaml"]))
+    );
+    let fixture = stdout_of(lab().args(["plan", "--for", "deploy", "tests/fixtures/stack/lab.yaml"]));
+    insta::assert_snapshot!("plan_deploy_local_io_engine", fixture);
+    assert!(fixture.contains("image openebs/mayastor-io-engine:lab-"), "{fixture}");
+    assert!(!fixture.contains("mayastor-io-engine:v2.8.0"), "{fixture}");
+}
+
+#[test]
+fn bad_manifests_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("stack")).unwrap();
+    std::fs::write(
+        dir.path().join("stack/app.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: a}\nspec:\n  replicas: one\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - manifests: stack\n"
+    );
+    std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
+    let out = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["deploy", "--dry-run", "lab.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    insta::assert_snapshot!("error_bad_manifests", stderr);
+}
+
+#[test]
 fn a_missing_scenario_file_is_named() {
     let out = lab().args(["plan", "no/such/scenario.yaml"]).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -281,7 +324,7 @@ fn doctor_names_what_kind_needs_with_fixes() {
 fn up_without_kind_stops_before_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let empty_path = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_root().join("scenarios/quickstart.yaml"), dir.path().join("lab.yaml")).unwrap();
+    copy_quickstart(dir.path());
     let out = Command::cargo_bin("lab")
         .unwrap()
         .current_dir(dir.path())

@@ -27,6 +27,8 @@ pub enum Command {
     Build(ComponentArgs),
     /// Put the built images into every node, sending only what each lacks.
     Load(ComponentArgs),
+    /// Apply the storage stack in order, wait until it is ready, create the pools.
+    Deploy(ChangeArgs),
     /// Check that every image the lab references is on every node or pullable.
     Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
@@ -89,6 +91,7 @@ pub enum PlanFor {
     Prepare,
     Build,
     Load,
+    Deploy,
     Down,
 }
 

@@ -73,8 +73,89 @@ impl Lab {
         steps.extend(self.provider.up_steps());
         steps.extend(preparation.on_nodes);
         steps.extend(self.load_steps(&builds, true));
-        steps.extend(self.preflight_step(&builds));
+        let stack_objects = match &self.scenario.stack {
+            Some(_) => stack::load(&self.scenario)?,
+            None => Vec::new(),
+        };
+        steps.extend(self.preflight_step(&builds, &stack_objects));
+        if !stack_objects.is_empty() {
+            steps.extend(self.deploy_plan()?.steps);
+        }
         Ok(Plan { title: format!("lab up: {}", self.describe()), steps })
+    }
+
+    /// `lab deploy`: the stack in apply order (CRDs established first), its
+    /// workloads ready, then a DiskPool per io-engine node, Online.
+    pub fn deploy_plan(&self) -> anyhow::Result<Plan> {
+        let objects = stack::load(&self.scenario)?;
+        let timeouts = self.scenario.stack.as_ref().map(|s| s.timeouts.clone()).unwrap_or_default();
+        let seconds = |text: &str| std::time::Duration::from_secs(scenario::parse_duration_secs(text).unwrap_or(60));
+        let images = std::sync::Arc::new(stack::ImageMap {
+            builds: build::resolve(&self.scenario, &self.state, None)?,
+            registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
+        });
+        let mut steps = Vec::new();
+        for (phase, group) in stack::order::apply_order(&objects) {
+            let establish_within = (phase == stack::order::Phase::Crds).then(|| seconds(&timeouts.crds));
+            steps.push(Step::new(
+                format!("apply {} ({})", phase.title(), group.len()),
+                Action::Apply { objects: group, images: images.clone(), establish_within },
+            ));
+        }
+        steps.push(Step::new(
+            "wait until the stack's workloads are ready",
+            Action::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
+        ));
+        let pools = stack::pools(&self.scenario, &objects)?;
+        if !pools.is_empty() {
+            steps.extend(stack::pool::backing_file_steps(&self.scenario, &self.state));
+            steps.push(Step::new(
+                format!("create {} DiskPool(s)", pools.len()),
+                Action::Apply { objects: pools.clone(), images: images.clone(), establish_within: None },
+            ));
+            steps.push(Step::new(
+                "wait until the pools are Online",
+                Action::WaitPools { pools, timeout: seconds(&timeouts.pools) },
+            ));
+        }
+        Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
+    }
+
+    /// The stack comes off before the cluster, in the order its finalizers
+    /// need: volume users, claims, pools, the stack in reverse, CRDs last.
+    fn teardown_steps(&self) -> anyhow::Result<Vec<Step>> {
+        let Some(spec) = &self.scenario.stack else { return Ok(Vec::new()) };
+        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+            return Ok(Vec::new());
+        }
+        // A stack that no longer reads (its files moved) must not keep the cluster alive.
+        let objects = match stack::load(&self.scenario) {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!("the stack cannot be read, so it is not removed object by object: {e:#}");
+                return Ok(Vec::new());
+            }
+        };
+        let timeout =
+            std::time::Duration::from_secs(scenario::parse_duration_secs(&spec.timeouts.teardown).unwrap_or(300));
+        let mut steps = vec![Step::new(
+            "remove the workloads using the lab's volumes, then their claims",
+            Action::RemoveVolumes { classes: stack::teardown::storage_classes(&objects), timeout },
+        )];
+        let pools = stack::pools(&self.scenario, &objects).unwrap_or_default();
+        if !pools.is_empty() {
+            steps.push(Step::new(
+                format!("remove {} DiskPool(s)", pools.len()),
+                Action::Delete { objects: pools, timeout },
+            ));
+        }
+        for (phase, group) in stack::order::apply_order(&objects).into_iter().rev() {
+            steps.push(Step::new(
+                format!("remove {} ({})", phase.title(), group.len()),
+                Action::Delete { objects: group, timeout },
+            ));
+        }
+        Ok(steps)
     }
 
     /// `lab build`: every component, or the one named.
@@ -102,8 +183,12 @@ impl Lab {
     }
 
     /// Every image the lab references must reach the nodes before anything is deployed.
-    fn preflight_step(&self, builds: &[std::sync::Arc<build::Build>]) -> Option<Step> {
-        let nothing = builds.is_empty() && self.scenario.images.preload.is_empty();
+    fn preflight_step(
+        &self,
+        builds: &[std::sync::Arc<build::Build>],
+        stack: &[stack::manifest::Object],
+    ) -> Option<Step> {
+        let nothing = builds.is_empty() && self.scenario.images.preload.is_empty() && stack.is_empty();
         if nothing || self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return None;
         }
@@ -113,8 +198,18 @@ impl Lab {
                 builds: builds.to_vec(),
                 registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
                 preload: self.scenario.images.preload.clone(),
+                stack: self.stack_images(builds, stack),
             },
         ))
+    }
+
+    /// The images the stack runs that lab does not build.
+    fn stack_images(&self, builds: &[std::sync::Arc<build::Build>], stack: &[stack::manifest::Object]) -> Vec<String> {
+        let built: Vec<String> = builds.iter().flat_map(|b| b.component.image.names()).collect();
+        stack::image::images(stack)
+            .into_iter()
+            .filter(|image| !built.iter().any(|b| stack::image::repository(b) == stack::image::repository(image)))
+            .collect()
     }
 
     /// `lab images`: where each referenced image stands, and what to do about missing ones.
@@ -125,8 +220,14 @@ impl Lab {
         let builds = build::resolve(&self.scenario, &self.state, None)?;
         let docker = docker::connect().await?;
         let registry = Registry::of(&self.scenario);
+        let stack_objects = match &self.scenario.stack {
+            Some(_) => stack::load(&self.scenario)?,
+            None => Vec::new(),
+        };
+        let stack_images = self.stack_images(&builds, &stack_objects);
         let wanted =
-            load::preflight::wanted(&docker, &builds, registry.as_ref(), &self.scenario.images.preload).await?;
+            load::preflight::wanted(&docker, &builds, registry.as_ref(), &self.scenario.images.preload, &stack_images)
+                .await?;
         let log = self.state.log();
         let nodes = plan::running_nodes(self.provider.as_ref(), &log).await?;
         if nodes.is_empty() {
@@ -199,7 +300,8 @@ impl Lab {
     /// kubeconfig and the record the steps before use.
     pub fn down_plan(&self) -> anyhow::Result<Plan> {
         let dir = self.state.dir().to_path_buf();
-        let mut steps = self.provider.down_steps();
+        let mut steps = self.teardown_steps()?;
+        steps.extend(self.provider.down_steps());
         steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::stop_step));
         steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
         steps.push(Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir }));

@@ -67,11 +67,41 @@ pub enum Action {
     },
     /// Server-side apply of a ConfigMap (field manager `lab`).
     ApplyConfigMap(Box<ConfigMap>),
+    /// Server-side apply objects (images pointed at lab's builds); for CRDs,
+    /// wait until they are Established.
+    Apply {
+        objects: Vec<crate::stack::manifest::Object>,
+        images: Arc<crate::stack::ImageMap>,
+        establish_within: Option<std::time::Duration>,
+    },
+    /// Wait until the workloads among these objects are ready.
+    WaitReady {
+        objects: Vec<crate::stack::manifest::Object>,
+        timeout: std::time::Duration,
+    },
+    /// Wait until these DiskPools are Online.
+    WaitPools {
+        pools: Vec<crate::stack::manifest::Object>,
+        timeout: std::time::Duration,
+    },
+    /// Remove the workloads using these storage classes' claims, then the
+    /// claims, until their volumes are gone.
+    RemoveVolumes {
+        classes: Vec<String>,
+        timeout: std::time::Duration,
+    },
+    /// Delete objects and wait until they are gone.
+    Delete {
+        objects: Vec<crate::stack::manifest::Object>,
+        timeout: std::time::Duration,
+    },
     /// Fail unless every image the lab references is on every node or pullable.
     ImagePreflight {
         builds: Vec<Arc<Build>>,
         registry: Option<Arc<Registry>>,
         preload: Vec<String>,
+        /// The stack's images other than lab's builds.
+        stack: Vec<String>,
     },
 }
 
@@ -142,6 +172,44 @@ impl Plan {
                         })
                         .collect();
                     lines.join("\n     ")
+                }
+                Action::Apply { objects, images, establish_within } => {
+                    let mut objects = objects.clone();
+                    crate::stack::image::rewrite(&mut objects, &images.replacements_for_plan());
+                    let mut lines: Vec<String> = Vec::new();
+                    for object in &objects {
+                        let at = if object.line == 0 { "generated".to_string() } else { object.location() };
+                        lines.push(format!("{}  ({at})", object.describe()));
+                        for image in crate::stack::image::images(std::slice::from_ref(object)) {
+                            lines.push(format!("  image {image}"));
+                        }
+                    }
+                    lines.push(format!("api: server-side apply, field manager {}", crate::stack::apply::FIELD_MANAGER));
+                    if let Some(within) = establish_within {
+                        lines.push(format!("waits until Established (at most {}s)", within.as_secs()));
+                    }
+                    lines.join("\n     ")
+                }
+                Action::WaitReady { objects, timeout } => {
+                    let names: Vec<String> = objects
+                        .iter()
+                        .filter(|o| matches!(o.kind(), "Deployment" | "DaemonSet" | "StatefulSet"))
+                        .map(|o| o.describe())
+                        .collect();
+                    format!("at most {}s for: {}", timeout.as_secs(), names.join(", "))
+                }
+                Action::WaitPools { pools, timeout } => {
+                    let names: Vec<String> = pools.iter().map(|o| o.describe()).collect();
+                    format!("pool_status Online within {}s: {}", timeout.as_secs(), names.join(", "))
+                }
+                Action::RemoveVolumes { classes, timeout } => format!(
+                    "api: the pods (by their controllers) using claims of {}, then the claims; waits for the volumes (at most {}s each)",
+                    classes.join(", "),
+                    timeout.as_secs()
+                ),
+                Action::Delete { objects, timeout } => {
+                    let names: Vec<String> = objects.iter().map(|o| o.describe()).collect();
+                    format!("api: delete {}; waits until gone (at most {}s)", names.join(", "), timeout.as_secs())
                 }
                 Action::ImagePreflight { .. } => {
                     "checks each image is on every node (ctr images ls) or pullable (Docker asks its registry); `lab images` shows the same".to_string()
@@ -270,10 +338,48 @@ async fn run_step(
         Action::ApplyConfigMap(map) => {
             crate::load::registry::apply_config_map(provider.client().await?, map).await?;
         }
-        Action::ImagePreflight { builds, registry, preload } => {
+        Action::Apply { objects, images, establish_within } => {
+            let mut objects = objects.clone();
+            let replaced = crate::stack::image::rewrite(&mut objects, &images.replacements()?);
+            let client = provider.client().await?;
+            crate::stack::apply::apply(&client, &objects, &mut crate::stack::apply::Kinds::default()).await?;
+            if let Some(within) = establish_within {
+                let names: Vec<String> = objects.iter().map(|o| o.name().to_string()).collect();
+                crate::stack::apply::wait_established(&client, &names, *within, std::time::Duration::from_millis(500))
+                    .await?;
+            }
+            let images = if replaced > 0 { format!(", {replaced} image(s) from lab's builds") } else { String::new() };
+            return Ok(Some(format!("{} object(s) applied{images}", objects.len())));
+        }
+        Action::WaitReady { objects, timeout } => {
+            let client = provider.client().await?;
+            let note = crate::stack::ready::wait(&client, objects, *timeout, std::time::Duration::from_secs(2)).await?;
+            return Ok(Some(note));
+        }
+        Action::WaitPools { pools, timeout } => {
+            let client = provider.client().await?;
+            let note =
+                crate::stack::pool::wait_online(&client, pools, *timeout, std::time::Duration::from_secs(2)).await?;
+            return Ok(Some(note));
+        }
+        Action::RemoveVolumes { classes, timeout } => {
+            let Some(client) = reachable(provider).await else {
+                return Ok(Some("no API server answers; skipped".into()));
+            };
+            let poll = std::time::Duration::from_secs(2);
+            return Ok(Some(crate::stack::teardown::remove_volumes(&client, classes, *timeout, poll).await?));
+        }
+        Action::Delete { objects, timeout } => {
+            let Some(client) = reachable(provider).await else {
+                return Ok(Some("no API server answers; skipped".into()));
+            };
+            let poll = std::time::Duration::from_secs(2);
+            return Ok(Some(crate::stack::teardown::delete_and_wait(&client, objects, *timeout, poll).await?));
+        }
+        Action::ImagePreflight { builds, registry, preload, stack } => {
             use crate::load::preflight;
             let docker = crate::docker::connect().await?;
-            let wanted = preflight::wanted(&docker, builds, registry.as_deref(), preload).await?;
+            let wanted = preflight::wanted(&docker, builds, registry.as_deref(), preload, stack).await?;
             let nodes = running_nodes(provider, log).await?;
             let verdicts = preflight::check(&docker, &wanted, &nodes, false).await?;
             let missing = verdicts.iter().filter(|(_, v)| matches!(v, preflight::Verdict::Missing { .. })).count();
@@ -287,6 +393,14 @@ async fn run_step(
         }
     }
     Ok(None)
+}
+
+/// A client, if the cluster's API server answers: a teardown of a lab whose
+/// cluster never came up (or is gone) has nothing to remove.
+async fn reachable(provider: &dyn Provider) -> Option<kube::Client> {
+    let client = provider.client().await.ok()?;
+    client.apiserver_version().await.ok()?;
+    Some(client)
 }
 
 /// The nodes that are up, each with a logged shell.

@@ -21,6 +21,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::build(args, &progress).await,
         Command::Load(args) => build::load(args, &progress).await,
         Command::Images(args) => build::images(args).await,
+        Command::Deploy(args) => {
+            let lab = crate::Lab::open(args.scenario.scenario)?;
+            let plan = lab.deploy_plan()?;
+            run_or_show(&lab, &plan, args.dry_run, &progress).await
+        }
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::Plan(args) => plan::run(args),

@@ -10,6 +10,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFor::Prepare => lab.prepare_plan(),
         PlanFor::Build => lab.build_plan(None)?,
         PlanFor::Load => lab.load_plan(None)?,
+        PlanFor::Deploy => lab.deploy_plan()?,
         PlanFor::Down => lab.down_plan()?,
     };
     print!("{}", plan.render(lab.provider.as_ref(), args.files));

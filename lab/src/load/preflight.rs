@@ -77,13 +77,14 @@ pub fn judge(
 }
 
 /// Every image the lab references: the components' (as the nodes will name
-/// them, through the registry in registry mode) and the preloaded ones.
-/// (The deployed stack's images join here once the stack is deployed by lab.)
+/// them, through the registry in registry mode), the preloaded ones, and the
+/// rest of what the stack's workloads run (`stack`, after tag rewriting).
 pub async fn wanted(
     docker: &bollard::Docker,
     builds: &[std::sync::Arc<crate::build::Build>],
     registry: Option<&super::registry::Registry>,
     preload: &[String],
+    stack: &[String],
 ) -> anyhow::Result<Vec<Wanted>> {
     let mut out = Vec::new();
     for build in builds {
@@ -96,6 +97,13 @@ pub async fn wanted(
     for reference in preload {
         let in_docker = crate::build::missing_images(docker, std::slice::from_ref(reference)).await?.is_empty();
         out.push(Wanted { reference: reference.clone(), origin: Origin::Preload, in_docker });
+    }
+    for reference in stack {
+        let known = out.iter().any(|w| containerd_ref(&w.reference) == containerd_ref(reference));
+        if !known {
+            let in_docker = crate::build::missing_images(docker, std::slice::from_ref(reference)).await?.is_empty();
+            out.push(Wanted { reference: reference.clone(), origin: Origin::Stack, in_docker });
+        }
     }
     Ok(out)
 }

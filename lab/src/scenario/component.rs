@@ -184,5 +184,22 @@ pub fn resolve(scenario_file: &Path, path: &str) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
-    scenario_file.parent().unwrap_or(Path::new(".")).join(path)
+    tidy(&scenario_file.parent().unwrap_or(Path::new(".")).join(path))
+}
+
+/// `scenarios/../manifests` is `manifests`: `..` after a plain folder name is
+/// dropped with it (lexically, as messages should show it).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() { PathBuf::from(".") } else { out.iter().collect() }
 }

@@ -6,7 +6,9 @@ pub mod apply;
 pub mod image;
 pub mod manifest;
 pub mod order;
+pub mod pool;
 pub mod ready;
+pub mod teardown;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -71,11 +73,62 @@ pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
             Err(Problems(found)) => problems.extend(found),
         }
     }
+    apply_core_list(scenario, &mut objects);
     problems.extend(validate::check_all(&objects));
     if !problems.is_empty() {
         return Err(Problems(problems).into());
     }
     Ok(objects)
+}
+
+/// The scenario's DiskPools, checked against the DiskPool CRD the stack carries.
+pub fn pools(scenario: &Scenario, objects: &[Object]) -> anyhow::Result<Vec<Object>> {
+    let pools = pool::disk_pools(scenario, &pool::namespace(objects));
+    let mut all = objects.to_vec();
+    all.extend(pools.iter().cloned());
+    let problems: Vec<_> =
+        validate::check_all(&all).into_iter().filter(|p| p.file == scenario.source && p.line == 0).collect();
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
+    Ok(pools)
+}
+
+/// The scenario's io-engine core list (`ioEngineCoreList`) replaces the
+/// chart's `-l1,2`, with as many CPUs requested as cores listed, so
+/// io-engine starts on nodes with fewer than 3 CPUs. Returns whether it did.
+pub fn apply_core_list(scenario: &Scenario, objects: &mut [Object]) -> bool {
+    let Some(list) = scenario.cluster.nodes.iter().find_map(|g| g.io_engine_core_list.clone()) else { return false };
+    let cores = crate::scenario::parse_core_list(&list).map(|c| c.len()).unwrap_or(1).to_string();
+    let mut changed = false;
+    for object in objects.iter_mut().filter(|o| o.kind() == "DaemonSet") {
+        let Some(containers) =
+            object.value.pointer_mut("/spec/template/spec/containers").and_then(|c| c.as_array_mut())
+        else {
+            continue;
+        };
+        for container in containers.iter_mut() {
+            let is_engine = container
+                .get("image")
+                .and_then(|i| i.as_str())
+                .is_some_and(|i| image::repository(i).ends_with("/mayastor-io-engine"));
+            if !is_engine {
+                continue;
+            }
+            if let Some(args) = container.get_mut("args").and_then(|a| a.as_array_mut()) {
+                for arg in args.iter_mut().filter(|a| a.as_str().is_some_and(|s| s.starts_with("-l"))) {
+                    *arg = format!("-l{list}").into();
+                    changed = true;
+                }
+            }
+            for bound in ["limits", "requests"] {
+                if let Some(cpu) = container.pointer_mut(&format!("/resources/{bound}/cpu")) {
+                    *cpu = cores.clone().into();
+                }
+            }
+        }
+    }
+    changed
 }
 
 /// `helm template` renders a chart without a cluster; `lab` applies, waits
@@ -174,6 +227,19 @@ mod tests {
         let images = image::images(&objects);
         assert!(images.iter().all(|i| i.contains(':')), "every image is pinned by tag: {images:?}");
         assert!(images.contains(&"docker.io/openebs/mayastor-io-engine:v2.8.0".to_string()), "{images:?}");
+    }
+
+    #[test]
+    fn the_scenarios_core_list_reaches_the_io_engine_with_as_many_cpus() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("tests/fixtures/stack/lab.yaml");
+        let scenario = Scenario::load(&path).unwrap();
+        let objects = load(&scenario).unwrap();
+        let engine = objects.iter().find(|o| o.name() == "mayastor-io-engine").unwrap();
+        let container = &engine.value["spec"]["template"]["spec"]["containers"][1];
+        assert_eq!(container["name"], "io-engine");
+        assert!(container["args"].as_array().unwrap().contains(&"-l1".into()), "{}", container["args"]);
+        assert_eq!(container["resources"]["requests"]["cpu"], "1");
+        assert_eq!(container["resources"]["limits"]["cpu"], "1");
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! DiskPools: one per io-engine node that asks for a pool, on a backing file
+//! under the node's pool mount (kind), a file on the node, or a device (VMs).
+//! Ready means `pool_status: Online`; a pool stuck in Creating is explained.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use kube::Client;
+use serde_json::{Value, json};
+
+use super::apply::Kinds;
+use super::manifest::Object;
+use crate::plan::{Step, Target};
+use crate::provider::kind::POOL_MOUNT;
+use crate::scenario::{ProviderKind, Scenario};
+use crate::shell::{Cmd, quote};
+use crate::state::StateDir;
+
+/// The backing file's name inside the node's pool folder.
+const POOL_FILE: &str = "pool.img";
+
+/// The namespace the DiskPool operator watches: the io-engine's.
+pub fn namespace(objects: &[Object]) -> String {
+    objects
+        .iter()
+        .find(|o| {
+            o.kind() == "DaemonSet"
+                && super::image::images(std::slice::from_ref(o)).iter().any(|i| i.contains("io-engine"))
+        })
+        .and_then(|o| o.namespace())
+        .unwrap_or("mayastor")
+        .to_string()
+}
+
+/// The disk URI io-engine opens for a node's pool.
+pub fn disk_uri(device: Option<&str>) -> String {
+    match device {
+        Some(device) => device.to_string(),
+        None => format!("aio://{POOL_MOUNT}/{POOL_FILE}"),
+    }
+}
+
+/// A DiskPool per io-engine node with a `pool:`, as objects like any other.
+pub fn disk_pools(scenario: &Scenario, namespace: &str) -> Vec<Object> {
+    scenario
+        .planned_nodes()
+        .into_iter()
+        .filter(|n| n.group.runs_io_engine())
+        .filter_map(|node| {
+            let pool = node.group.pool.as_ref()?;
+            let value = json!({
+                "apiVersion": "openebs.io/v1beta2",
+                "kind": "DiskPool",
+                "metadata": {"name": format!("pool-{}", node.name), "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "lab"}},
+                "spec": {"node": node.name, "disks": [disk_uri(pool.device.as_deref())]},
+            });
+            Some(Object { file: scenario.source.clone(), line: 0, value })
+        })
+        .collect()
+}
+
+/// Steps that make each backing file: on the host under the kind node's
+/// pool folder, or on the node itself. Devices need none.
+pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for node in scenario.planned_nodes().into_iter().filter(|n| n.group.runs_io_engine()) {
+        let Some(pool) = &node.group.pool else { continue };
+        if pool.device.is_some() {
+            continue;
+        }
+        let size = pool.size.0.to_string();
+        let (target, dir) = match scenario.cluster.provider {
+            ProviderKind::Kind => (Target::Host, state.pool_dir(&node.name)),
+            _ => (Target::Node(node.name.clone()), Path::new(POOL_MOUNT).to_path_buf()),
+        };
+        let file = dir.join(POOL_FILE).display().to_string();
+        // Grown, never shrunk or rewritten: a pool's data survives a second deploy.
+        let script = format!(
+            "mkdir -p {dir} && [ \"$(stat -c %s {file} 2>/dev/null || echo 0)\" -ge {size} ] || truncate -s {size} {file}",
+            dir = quote(&dir.display().to_string()),
+            file = quote(&file),
+        );
+        steps.push(Step::run(format!("make the {} pool file on {}", pool.size, node.name), target, Cmd::sh(script)));
+    }
+    steps
+}
+
+/// Online, or what the pool reports.
+pub fn pool_state(pool: &Value) -> Result<(), String> {
+    let state = pool.pointer("/status/cr_state").and_then(Value::as_str).unwrap_or("no status yet");
+    match pool.pointer("/status/pool_status").and_then(Value::as_str) {
+        Some("Online") => Ok(()),
+        Some(status) => Err(format!("{state}, {status}")),
+        None => Err(state.to_string()),
+    }
+}
+
+/// Why a pool may be stuck, from what the node looks like.
+pub fn stuck_reason(node_labels: Option<&Value>, io_engine_running: bool) -> String {
+    let labelled = node_labels.and_then(|l| l.get("openebs.io/engine")).and_then(Value::as_str) == Some("mayastor");
+    match (labelled, io_engine_running) {
+        (false, _) => "its node lacks the label openebs.io/engine=mayastor, so no io-engine runs there".into(),
+        (true, false) => "no io-engine pod is running on its node (see the io-engine DaemonSet's pods)".into(),
+        (true, true) => "the io-engine on its node runs; check the disk path and the diskpool operator's log".into(),
+    }
+}
+
+/// Wait until every pool is Online; on timeout, each stuck pool is named with a likely cause.
+pub async fn wait_online(
+    client: &Client,
+    pools: &[Object],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let mut kinds = Kinds::default();
+    loop {
+        let mut stuck = Vec::new();
+        for pool in pools {
+            let api = kinds.api(client, pool).await?;
+            let found = api.get_opt(pool.name()).await?;
+            let value = found.map(|p| serde_json::to_value(p).unwrap_or_default()).unwrap_or_default();
+            if let Err(state) = pool_state(&value) {
+                stuck.push((pool, state));
+            }
+        }
+        if stuck.is_empty() {
+            return Ok(format!("{} pool(s) Online", pools.len()));
+        }
+        if started.elapsed() >= timeout {
+            let mut lines = Vec::new();
+            for (pool, state) in stuck {
+                let node = pool.value.pointer("/spec/node").and_then(Value::as_str).unwrap_or_default();
+                let reason = explain(client, node).await;
+                lines.push(format!("{} on {node}: {state}; {reason}", pool.describe()));
+            }
+            bail!("pools not Online after {}s:\n{}", timeout.as_secs(), lines.join("\n"));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn explain(client: &Client, node: &str) -> String {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams};
+    let labels = Api::<Node>::all(client.clone())
+        .get_opt(node)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|n| serde_json::to_value(n.metadata.labels).ok());
+    let running = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().labels("app=io-engine").fields(&format!("spec.nodeName={node}")))
+        .await
+        .map(|pods| pods.items.iter().any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        .unwrap_or(false);
+    stuck_reason(labels.as_ref(), running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_is_ready_only_when_online() {
+        let pool = |status: Value| json!({"status": status});
+        assert_eq!(pool_state(&json!({})), Err("no status yet".into()));
+        assert_eq!(pool_state(&pool(json!({"cr_state": "Creating"}))), Err("Creating".into()));
+        assert_eq!(
+            pool_state(&pool(json!({"cr_state": "Created", "pool_status": "Unknown"}))),
+            Err("Created, Unknown".into())
+        );
+        assert_eq!(pool_state(&pool(json!({"cr_state": "Created", "pool_status": "Online"}))), Ok(()));
+    }
+
+    #[test]
+    fn a_stuck_pool_is_explained_by_its_node() {
+        assert!(
+            stuck_reason(Some(&json!({"kubernetes.io/os": "linux"})), false)
+                .contains("lacks the label openebs.io/engine=mayastor")
+        );
+        assert!(
+            stuck_reason(Some(&json!({"openebs.io/engine": "mayastor"})), false)
+                .contains("no io-engine pod is running")
+        );
+        assert!(stuck_reason(Some(&json!({"openebs.io/engine": "mayastor"})), true).contains("check the disk path"));
+    }
+}

@@ -1,0 +1,341 @@
+//! Teardown in the order finalizers demand: the workloads using the lab's
+//! volumes, then their claims (until the volumes are gone), then the pools,
+//! then the stack in reverse, CRDs last. Each stage waits for what it
+//! deleted to be gone, and a stuck object is named with its finalizers.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+use serde_json::json;
+
+use super::apply::Kinds;
+use super::manifest::Object;
+
+/// Delete the objects (already gone is fine), then wait until none is left.
+pub async fn delete_and_wait(
+    client: &Client,
+    objects: &[Object],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<String> {
+    let mut kinds = Kinds::default();
+    let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    for object in objects {
+        let api = kinds.api(client, object).await?;
+        match api.delete(object.name(), &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e).map_err(|e| anyhow::anyhow!("deleting {}: {e}", object.describe())),
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for object in objects {
+            let api = kinds.api(client, object).await?;
+            if let Some(found) = api.get_opt(object.name()).await? {
+                let finalizers = found.metadata.finalizers.unwrap_or_default();
+                left.push(if finalizers.is_empty() {
+                    object.describe()
+                } else {
+                    format!("{} (held by finalizers {})", object.describe(), finalizers.join(", "))
+                });
+            }
+        }
+        if left.is_empty() {
+            return Ok(format!("{} object(s) gone", objects.len()));
+        }
+        if started.elapsed() >= timeout {
+            bail!("still there after {}s: {}", timeout.as_secs(), left.join("; "));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// An object to delete, made from a kind and a name.
+fn reference(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Object {
+    let mut metadata = json!({"name": name});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = ns.into();
+    }
+    Object {
+        file: "cluster".into(),
+        line: 0,
+        value: json!({"apiVersion": api_version, "kind": kind, "metadata": metadata}),
+    }
+}
+
+/// The claims of the given storage classes, and what runs on them: each pod's
+/// controller (a Deployment for a ReplicaSet's pods), or the pod itself.
+pub async fn volume_users(
+    client: &Client,
+    classes: &[String],
+) -> anyhow::Result<(Vec<Object>, Vec<Object>, Vec<Object>)> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    let claims: Vec<PersistentVolumeClaim> = Api::<PersistentVolumeClaim>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| c.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()).is_some_and(|sc| classes.contains(sc)))
+        .collect();
+    let claim_key = |c: &PersistentVolumeClaim| {
+        (c.metadata.namespace.clone().unwrap_or_default(), c.metadata.name.clone().unwrap_or_default())
+    };
+    let keys: Vec<(String, String)> = claims.iter().map(claim_key).collect();
+    let mut users: Vec<Object> = Vec::new();
+    for pod in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let uses = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| keys.contains(&(namespace.clone(), c.claim_name.clone())))
+        });
+        if !uses {
+            continue;
+        }
+        let owner = pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true)).cloned();
+        let user = match owner {
+            Some(owner) if owner.kind == "ReplicaSet" => {
+                let rs = Api::<ReplicaSet>::namespaced(client.clone(), &namespace).get_opt(&owner.name).await?;
+                let deployment = rs
+                    .and_then(|rs| rs.metadata.owner_references)
+                    .and_then(|refs| refs.into_iter().find(|o| o.kind == "Deployment"));
+                match deployment {
+                    Some(d) => reference("apps/v1", "Deployment", Some(&namespace), &d.name),
+                    None => reference("apps/v1", "ReplicaSet", Some(&namespace), &owner.name),
+                }
+            }
+            Some(owner) => reference(&owner.api_version, &owner.kind, Some(&namespace), &owner.name),
+            None => reference("v1", "Pod", Some(&namespace), pod.metadata.name.as_deref().unwrap_or_default()),
+        };
+        if !users.contains(&user) {
+            users.push(user);
+        }
+    }
+    let claim_objects =
+        keys.iter().map(|(ns, name)| reference("v1", "PersistentVolumeClaim", Some(ns), name)).collect();
+    let volumes = claims
+        .iter()
+        .filter_map(|c| c.spec.as_ref().and_then(|s| s.volume_name.clone()))
+        .map(|pv| reference("v1", "PersistentVolume", None, &pv))
+        .collect();
+    Ok((users, claim_objects, volumes))
+}
+
+/// The storage classes among the stack's objects.
+pub fn storage_classes(objects: &[Object]) -> Vec<String> {
+    objects.iter().filter(|o| o.kind() == "StorageClass").map(|o| o.name().to_string()).collect()
+}
+
+/// Stage one and two of a teardown: the volumes' users, then the claims until their volumes are gone.
+pub async fn remove_volumes(
+    client: &Client,
+    classes: &[String],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<String> {
+    let (users, claims, volumes) = volume_users(client, classes).await?;
+    if !users.is_empty() {
+        delete_and_wait(client, &users, timeout, poll).await?;
+    }
+    if !claims.is_empty() {
+        delete_and_wait(client, &claims, timeout, poll).await?;
+        // Deleting a claim deletes its volume through the CSI driver; wait for that too.
+        delete_and_wait_gone_only(client, &volumes, timeout, poll).await?;
+    }
+    Ok(format!("{} workload(s), {} claim(s), {} volume(s) removed", users.len(), claims.len(), volumes.len()))
+}
+
+/// Wait for objects something else deletes.
+async fn delete_and_wait_gone_only(
+    client: &Client,
+    objects: &[Object],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    let mut kinds = Kinds::default();
+    let started = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for object in objects {
+            if kinds.api(client, object).await?.get_opt(object.name()).await?.is_some() {
+                left.push(object.describe());
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bail!("the CSI driver has not removed these volumes after {}s: {}", timeout.as_secs(), left.join(", "));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::stack::apply::tests::{resource_list, respond};
+
+    /// A tiny API server: objects by path; GET, LIST, DELETE; every request line recorded.
+    #[derive(Clone, Default)]
+    struct FakeApi {
+        objects: Arc<Mutex<BTreeMap<String, Value>>>,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeApi {
+        fn put(&self, path: &str, value: Value) {
+            self.objects.lock().unwrap().insert(path.to_string(), value);
+        }
+
+        fn serve(self, mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>) {
+            tokio::spawn(async move {
+                while let Some((request, send)) = handle.next_request().await {
+                    let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+                    self.seen.lock().unwrap().push(format!("{method} {path}"));
+                    let answer = self.answer(&method, &path);
+                    match answer {
+                        Some(body) => respond(send, body),
+                        None => send.send_response(
+                            Response::builder()
+                                .status(404)
+                                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})).unwrap()))
+                                .unwrap(),
+                        ),
+                    }
+                }
+            });
+        }
+
+        fn answer(&self, method: &str, path: &str) -> Option<Value> {
+            let discovery = [
+                (
+                    "/api/v1",
+                    resource_list(
+                        "v1",
+                        &[
+                            ("pods", "Pod", true),
+                            ("persistentvolumeclaims", "PersistentVolumeClaim", true),
+                            ("persistentvolumes", "PersistentVolume", false),
+                        ],
+                    ),
+                ),
+                (
+                    "/apis/apps/v1",
+                    resource_list(
+                        "apps/v1",
+                        &[("deployments", "Deployment", true), ("replicasets", "ReplicaSet", true)],
+                    ),
+                ),
+            ];
+            if let Some((_, list)) = discovery.iter().find(|(p, _)| *p == path) {
+                return Some(list.clone());
+            }
+            let mut objects = self.objects.lock().unwrap();
+            if method == "GET" && (path == "/api/v1/persistentvolumeclaims" || path == "/api/v1/pods") {
+                let kind = if path.ends_with("pods") { "/pods/" } else { "/persistentvolumeclaims/" };
+                let items: Vec<Value> =
+                    objects.iter().filter(|(p, _)| p.contains(kind)).map(|(_, v)| v.clone()).collect();
+                return Some(json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}));
+            }
+            match method {
+                "GET" => objects.get(path).cloned(),
+                "DELETE" => {
+                    let removed = objects.remove(path)?;
+                    // Deleting a claim removes its volume, as the CSI driver would.
+                    if path.contains("/persistentvolumeclaims/") {
+                        objects.retain(|p, _| !p.starts_with("/api/v1/persistentvolumes/"));
+                    }
+                    Some(removed)
+                }
+                _ => None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_users_of_lab_volumes_go_first_then_their_claims_until_the_volumes_are_gone() {
+        let api = FakeApi::default();
+        let meta = |name: &str, ns: &str| json!({"name": name, "namespace": ns});
+        api.put("/api/v1/namespaces/app/persistentvolumeclaims/data", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("data", "app"), "spec": {"storageClassName": "mayastor-single-replica", "volumeName": "pvc-1"}}));
+        api.put("/api/v1/namespaces/app/persistentvolumeclaims/other", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("other", "app"), "spec": {"storageClassName": "standard"}}));
+        api.put(
+            "/api/v1/persistentvolumes/pvc-1",
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pvc-1"}}),
+        );
+        api.put("/api/v1/namespaces/app/pods/fio-abc", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fio-abc", "namespace": "app",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "fio-rs", "uid": "1", "controller": true}]},
+            "spec": {"containers": [], "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]}}));
+        api.put("/apis/apps/v1/namespaces/app/replicasets/fio-rs", json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "fio-rs", "namespace": "app",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "fio", "uid": "2", "controller": true}]}}));
+        api.put(
+            "/apis/apps/v1/namespaces/app/deployments/fio",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("fio", "app")}),
+        );
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        api.clone().serve(handle);
+
+        let client = Client::new(service, "default");
+        let classes = vec!["mayastor-single-replica".to_string()];
+        let note = remove_volumes(&client, &classes, Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
+        assert_eq!(note, "1 workload(s), 1 claim(s), 1 volume(s) removed");
+        let deletes: Vec<String> =
+            api.seen.lock().unwrap().iter().filter(|l| l.starts_with("DELETE")).cloned().collect();
+        assert_eq!(
+            deletes,
+            [
+                "DELETE /apis/apps/v1/namespaces/app/deployments/fio",
+                "DELETE /api/v1/namespaces/app/persistentvolumeclaims/data"
+            ],
+            "the claim of another storage class stays"
+        );
+        assert!(api.objects.lock().unwrap().contains_key("/api/v1/namespaces/app/persistentvolumeclaims/other"));
+    }
+
+    #[tokio::test]
+    async fn an_object_held_by_a_finalizer_is_named_with_it() {
+        let api = FakeApi::default();
+        let pool = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck", "namespace": "m", "finalizers": ["openebs.io/diskpool-protection"]}});
+        api.put("/apis/apps/v1/namespaces/m/deployments/stuck", pool.clone());
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        // This server never really deletes: the object keeps coming back.
+        let sticky = api.clone();
+        tokio::spawn(async move {
+            let mut handle = handle;
+            while let Some((request, send)) = handle.next_request().await {
+                let path = request.uri().path().to_string();
+                let body = if path == "/apis/apps/v1" { sticky.answer("GET", &path).unwrap() } else { pool.clone() };
+                respond(send, body);
+            }
+        });
+        let object = Object {
+            file: "m.yaml".into(),
+            line: 1,
+            value: json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck", "namespace": "m"}}),
+        };
+        let err = delete_and_wait(
+            &Client::new(service, "default"),
+            &[object],
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "still there after 0s: Deployment m/stuck (held by finalizers openebs.io/diskpool-protection)"
+        );
+    }
+}
