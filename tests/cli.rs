@@ -246,6 +246,51 @@ fn deploy_plans_show_the_ordered_stack_with_local_tags() {
 }
 
 #[test]
+fn a_chart_layer_is_rendered_by_helm_template_and_applied_like_manifests() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for helm that records its arguments and renders one namespaced object without a namespace.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helm = bin.join("helm");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\necho \"$@\" > {}/helm-args\nprintf 'apiVersion: v1\\nkind: ServiceAccount\\nmetadata:\\n  name: sa\\n'\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!(
+        "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - {{chart: openebs/mayastor, version: 2.8.0, release: mayastor, namespace: mayastor, values: {{etcd: {{replicaCount: 1}}}}}}\n"
+    );
+    std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let plan = stdout_of(
+        Command::cargo_bin("lab").unwrap().current_dir(dir.path()).env("PATH", path).args(["deploy", "--dry-run", "lab.yaml"]),
+    );
+    assert!(plan.contains("ServiceAccount mayastor/sa  (helm template mayastor openebs/mayastor:1)"), "{plan}");
+    let args = std::fs::read_to_string(dir.path().join("helm-args")).unwrap();
+    assert!(
+        args.starts_with("template mayastor openebs/mayastor --namespace mayastor --include-crds --values ")
+            && args.trim_end().ends_with("--version 2.8.0"),
+        "{args}"
+    );
+    // Without helm, the layer says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("PATH", empty.path())
+        .args(["deploy", "--dry-run", "lab.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("chart layer openebs/mayastor: `helm` is not installed"), "{stderr}");
+}
+
+#[test]
 fn bad_manifests_are_located() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("stack")).unwrap();

@@ -87,3 +87,52 @@ fn kind_cluster_up_status_down() {
     assert!(!dir.path().join(".lab/e2e").exists(), "state left behind");
     assert_eq!(pages(), pages_before, "lab down did not restore the host's hugepages");
 }
+
+/// The Mayastor stack on a real kind cluster: pools Online (lab waits for
+/// them), then a PVC of the lab's StorageClass gets Bound. Needs a machine
+/// that can pull the stack's images, 2 GiB of hugepages and nvme_tcp.
+#[tokio::test(flavor = "multi_thread")]
+async fn mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
+    if std::env::var("LAB_E2E").as_deref() != Ok("1") {
+        eprintln!("skipped: set LAB_E2E=1 where kind, Docker and internet access exist");
+        return;
+    }
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::{Api, PostParams};
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests/mayastor");
+    let scenario = format!(
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: e2e-stack\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n      ioEngineCoreList: \"1\"\n      pool: {{size: 1GiB}}\nstack:\n  layers:\n    - manifests: {}\n",
+        manifests.display()
+    );
+    std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
+    let lab = || {
+        let mut cmd = Command::cargo_bin("lab").unwrap();
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let _down = Down(dir.path());
+    lab().arg("up").assert().success();
+
+    let client = lab::provider::kube_client(dir.path().join(".lab/e2e-stack/kubeconfig"), None).await.unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, "default");
+    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "e2e"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "mayastor-single-replica",
+                 "resources": {"requests": {"storage": "64Mi"}}}
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let phase = claims.get("e2e").await.unwrap().status.and_then(|s| s.phase).unwrap_or_default();
+        if phase == "Bound" {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 180, "the PVC is still {phase}");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    // `lab down` removes the claim (and its volume) before the pools and the stack.
+    lab().arg("down").assert().success();
+}
