@@ -267,9 +267,11 @@ fn a_chart_layer_is_rendered_by_helm_template_and_applied_like_manifests() {
     );
     std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let plan = stdout_of(
-        Command::cargo_bin("lab").unwrap().current_dir(dir.path()).env("PATH", path).args(["deploy", "--dry-run", "lab.yaml"]),
-    );
+    let plan = stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).env("PATH", path).args([
+        "deploy",
+        "--dry-run",
+        "lab.yaml",
+    ]));
     assert!(plan.contains("ServiceAccount mayastor/sa  (helm template mayastor openebs/mayastor:1)"), "{plan}");
     let args = std::fs::read_to_string(dir.path().join("helm-args")).unwrap();
     assert!(
