@@ -79,7 +79,7 @@ impl Lab {
         };
         steps.extend(self.preflight_step(&builds, &stack_objects));
         if !stack_objects.is_empty() {
-            steps.extend(self.deploy_plan()?.steps);
+            steps.extend(self.deploy_steps(stack_objects)?);
         }
         Ok(Plan { title: format!("lab up: {}", self.describe()), steps })
     }
@@ -87,7 +87,11 @@ impl Lab {
     /// `lab deploy`: the stack in apply order (CRDs established first), its
     /// workloads ready, then a DiskPool per io-engine node, Online.
     pub fn deploy_plan(&self) -> anyhow::Result<Plan> {
-        let objects = stack::load(&self.scenario)?;
+        let steps = self.deploy_steps(stack::load(&self.scenario)?)?;
+        Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
+    }
+
+    fn deploy_steps(&self, objects: Vec<stack::manifest::Object>) -> anyhow::Result<Vec<Step>> {
         let timeouts = self.scenario.stack.as_ref().map(|s| s.timeouts.clone()).unwrap_or_default();
         let seconds = |text: &str| std::time::Duration::from_secs(scenario::parse_duration_secs(text).unwrap_or(60));
         let images = std::sync::Arc::new(stack::ImageMap {
@@ -118,7 +122,7 @@ impl Lab {
                 Action::WaitPools { pools, timeout: seconds(&timeouts.pools) },
             ));
         }
-        Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
+        Ok(steps)
     }
 
     /// The stack comes off before the cluster, in the order its finalizers
