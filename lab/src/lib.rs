@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod docker;
 pub mod doctor;
+pub mod fio;
 pub mod load;
 pub mod plan;
 pub mod prepare;

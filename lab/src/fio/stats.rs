@@ -1,0 +1,186 @@
+//! Deciding "regression" soundly, criterion's rule: the change must be
+//! statistically significant (Welch's t-test, p < 0.05) *and* its whole 95 %
+//! confidence interval must lie beyond a noise threshold in the bad
+//! direction. One fio run is one number, so both sides need repeats.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Which way is better for a metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Regression,
+    Improvement,
+    /// No significant change, or one within the noise threshold.
+    NoChange,
+    /// Fewer than 2 samples on a side: nothing can be said.
+    TooFewSamples,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub metric: String,
+    pub baseline_mean: f64,
+    pub current_mean: f64,
+    /// Relative change of the mean: -0.10 is 10 % lower.
+    pub change: f64,
+    /// 95 % confidence interval of the relative change.
+    pub ci: (f64, f64),
+    pub p_value: f64,
+    pub n_baseline: usize,
+    pub n_current: usize,
+    pub threshold: f64,
+    pub outcome: Outcome,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn variance(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() as f64 - 1.0)
+}
+
+/// Compare `current` against `baseline` for a metric.
+pub fn compare(metric: &str, better: Better, baseline: &[f64], current: &[f64], threshold: f64) -> Verdict {
+    let (nb, nc) = (baseline.len(), current.len());
+    let mut verdict = Verdict {
+        metric: metric.into(),
+        baseline_mean: if nb > 0 { mean(baseline) } else { f64::NAN },
+        current_mean: if nc > 0 { mean(current) } else { f64::NAN },
+        change: f64::NAN,
+        ci: (f64::NAN, f64::NAN),
+        p_value: f64::NAN,
+        n_baseline: nb,
+        n_current: nc,
+        threshold,
+        outcome: Outcome::TooFewSamples,
+    };
+    if nb < 2 || nc < 2 || verdict.baseline_mean == 0.0 {
+        return verdict;
+    }
+    let (mb, mc) = (verdict.baseline_mean, verdict.current_mean);
+    let (vb, vc) = (variance(baseline) / nb as f64, variance(current) / nc as f64);
+    let se = (vb + vc).sqrt();
+    let diff = mc - mb;
+    let (p, half_width) = if se == 0.0 {
+        (if diff == 0.0 { 1.0 } else { 0.0 }, 0.0)
+    } else {
+        // Welch–Satterthwaite degrees of freedom.
+        let df = (vb + vc).powi(2) / (vb.powi(2) / (nb as f64 - 1.0) + vc.powi(2) / (nc as f64 - 1.0));
+        match StudentsT::new(0.0, 1.0, df) {
+            Ok(t) => {
+                let p = 2.0 * (1.0 - t.cdf((diff / se).abs()));
+                (p, t.inverse_cdf(0.975) * se)
+            }
+            Err(_) => (f64::NAN, f64::NAN),
+        }
+    };
+    verdict.change = diff / mb;
+    verdict.ci = ((diff - half_width) / mb, (diff + half_width) / mb);
+    verdict.p_value = p;
+    // "Worse" is a drop for higher-is-better metrics, a rise for latencies.
+    let (worse, better_side) = match better {
+        Better::Higher => (verdict.ci.1 < -threshold, verdict.ci.0 > threshold),
+        Better::Lower => (verdict.ci.0 > threshold, verdict.ci.1 < -threshold),
+    };
+    verdict.outcome = if p < 0.05 && worse {
+        Outcome::Regression
+    } else if p < 0.05 && better_side {
+        Outcome::Improvement
+    } else {
+        Outcome::NoChange
+    };
+    verdict
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.outcome == Outcome::TooFewSamples {
+            return write!(
+                f,
+                "{}: too few samples to compare (N={}+{}; at least 2 on each side)",
+                self.metric, self.n_baseline, self.n_current
+            );
+        }
+        let pct = |x: f64| format!("{:+.1}%", x * 100.0);
+        let what = match self.outcome {
+            Outcome::Regression => format!("regression beyond the {:.0}% noise threshold", self.threshold * 100.0),
+            Outcome::Improvement => format!("improvement beyond the {:.0}% noise threshold", self.threshold * 100.0),
+            _ => "no significant change".to_string(),
+        };
+        write!(
+            f,
+            "{}: {} → {} ({}, 95% CI {} … {}, p={:.4}, N={}+{}): {what}",
+            self.metric,
+            round(self.baseline_mean),
+            round(self.current_mean),
+            pct(self.change),
+            pct(self.ci.0),
+            pct(self.ci.1),
+            self.p_value,
+            self.n_baseline,
+            self.n_current
+        )
+    }
+}
+
+fn round(x: f64) -> String {
+    if x.abs() >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clear_drop_is_a_regression_and_noise_is_not() {
+        let base = [1000.0, 1010.0, 990.0, 1005.0, 995.0];
+        let slow = [900.0, 905.0, 895.0, 910.0, 890.0];
+        let v = compare("read IOPS", Better::Higher, &base, &slow, 0.03);
+        assert_eq!(v.outcome, Outcome::Regression);
+        assert!((v.change + 0.10).abs() < 0.001 && v.ci.1 < -0.03 && v.p_value < 0.001, "{v:?}");
+        assert_eq!(
+            v.to_string(),
+            format!(
+                "read IOPS: 1000 → 900 (-10.0%, 95% CI {:+.1}% … {:+.1}%, p={:.4}, N=5+5): regression beyond the 3% noise threshold",
+                v.ci.0 * 100.0,
+                v.ci.1 * 100.0,
+                v.p_value
+            )
+        );
+        let same = [1002.0, 998.0, 1007.0, 993.0, 1000.0];
+        assert_eq!(compare("read IOPS", Better::Higher, &base, &same, 0.03).outcome, Outcome::NoChange);
+    }
+
+    #[test]
+    fn a_significant_change_inside_the_noise_threshold_is_no_regression() {
+        let base = [1000.0, 1001.0, 999.0, 1000.5, 999.5];
+        let slightly = [990.0, 991.0, 989.0, 990.5, 989.5];
+        let v = compare("read IOPS", Better::Higher, &base, &slightly, 0.03);
+        assert!(v.p_value < 0.05);
+        assert_eq!(v.outcome, Outcome::NoChange, "a 1% drop is inside a 3% threshold");
+    }
+
+    #[test]
+    fn latency_regresses_upwards_and_few_samples_say_so() {
+        let base = [100.0, 102.0, 98.0, 101.0];
+        let slower = [130.0, 128.0, 131.0, 129.0];
+        assert_eq!(compare("p99 read latency", Better::Lower, &base, &slower, 0.05).outcome, Outcome::Regression);
+        assert_eq!(compare("p99 read latency", Better::Lower, &slower, &base, 0.05).outcome, Outcome::Improvement);
+        let v = compare("read IOPS", Better::Higher, &[1.0], &[1.0, 2.0], 0.03);
+        assert_eq!(v.outcome, Outcome::TooFewSamples);
+        assert!(v.to_string().contains("too few samples"));
+        // Identical constant samples: no change, and no division by zero.
+        assert_eq!(compare("x", Better::Higher, &[5.0, 5.0], &[5.0, 5.0], 0.03).outcome, Outcome::NoChange);
+    }
+}
