@@ -29,6 +29,8 @@ pub enum Command {
     Load(ComponentArgs),
     /// Apply the storage stack in order, wait until it is ready, create the pools.
     Deploy(ChangeArgs),
+    /// Run the scenario's Gherkin features (fio checks among them) and write reports.
+    Test(TestArgs),
     /// Check that every image the lab references is on every node or pullable.
     Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
@@ -74,6 +76,33 @@ pub struct ComponentArgs {
     /// Only this component (its `name` in the scenario).
     #[arg(long, short)]
     pub component: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// Only scenarios matching this tag expression, e.g. `@perf and not @slow`.
+    #[arg(short, long, value_name = "TAG-EXPR")]
+    pub tags: Option<String>,
+    /// Only scenarios whose name matches this regular expression.
+    #[arg(short, long, value_name = "REGEX", conflicts_with = "tags")]
+    pub name: Option<String>,
+    /// Stop at the first failed scenario.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Scenarios run at once (tag one `@serial` to run it alone).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Write a JUnit XML report (one testcase per scenario).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a cucumber JSON report.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write an HTML report with plots of the fio results.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

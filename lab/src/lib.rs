@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod shell;
 pub mod stack;
 pub mod state;
+pub mod suite;
 
 use std::path::PathBuf;
 

@@ -21,6 +21,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::build(args, &progress).await,
         Command::Load(args) => build::load(args, &progress).await,
         Command::Images(args) => build::images(args).await,
+        Command::Test(args) => {
+            let lab = crate::Lab::open(args.scenario.scenario)?;
+            let options = crate::suite::TestOptions {
+                tags: args.tags,
+                name: args.name,
+                fail_fast: args.fail_fast,
+                concurrency: args.concurrency,
+                junit: args.junit,
+                json: args.json,
+                html: args.html,
+            };
+            let passed = crate::suite::run(&lab, &options).await?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
             let plan = lab.deploy_plan()?;

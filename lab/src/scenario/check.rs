@@ -39,7 +39,34 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
     check_components(s, &mut out);
     check_images(s, &mut out);
     check_stack(s, &mut out);
+    check_tests(s, &mut out);
     out
+}
+
+fn check_tests(s: &Scenario, out: &mut Vec<Finding>) {
+    if let Some(path) = &s.features
+        && !s.path_of(path).exists()
+    {
+        out.push((
+            "features".into(),
+            format!("`{}` does not exist (relative paths start at the scenario's folder)", s.path_of(path).display()),
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, job) in s.fio.profiles.iter().enumerate() {
+        if let Err(e) = job.check() {
+            out.push((format!("fio.profiles[{i}]"), e));
+        }
+        if !names.insert(job.name.as_str()) {
+            out.push((format!("fio.profiles[{i}].name"), format!("profile `{}` is defined twice", job.name)));
+        }
+    }
+    if !(0.0..1.0).contains(&s.fio.noise_threshold) {
+        out.push((
+            "fio.noiseThreshold".into(),
+            format!("{} is not a fraction: write e.g. 0.03 for 3%", s.fio.noise_threshold),
+        ));
+    }
 }
 
 fn check_stack(s: &Scenario, out: &mut Vec<Finding>) {

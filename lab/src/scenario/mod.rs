@@ -49,6 +49,12 @@ pub struct Scenario {
     /// The storage stack `lab deploy` applies, layer by layer.
     #[serde(default)]
     pub stack: Option<StackSpec>,
+    /// The feature file or folder `lab test` runs (relative to the scenario).
+    #[serde(default)]
+    pub features: Option<String>,
+    /// fio profiles the features name, and how regressions are judged.
+    #[serde(default)]
+    pub fio: FioOptions,
     /// Where the scenario was read from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -310,6 +316,32 @@ pub struct ExistingOptions {
 
 fn default_node_shell_image() -> String {
     "busybox:1.36".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FioOptions {
+    #[serde(default)]
+    pub profiles: Vec<crate::fio::Job>,
+    /// A change smaller than this (relative) is noise, never a regression.
+    #[serde(default = "default_noise")]
+    pub noise_threshold: f64,
+    /// Where results are kept: `<results>/<scenario>/<profile>.jsonl`.
+    #[serde(default = "default_results")]
+    pub results: String,
+}
+
+impl Default for FioOptions {
+    fn default() -> Self {
+        FioOptions { profiles: Vec::new(), noise_threshold: default_noise(), results: default_results() }
+    }
+}
+
+fn default_noise() -> f64 {
+    0.03
+}
+fn default_results() -> String {
+    "results".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

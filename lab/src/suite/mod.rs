@@ -1,0 +1,121 @@
+//! `lab test`: the scenario's Gherkin features run with the cucumber crate,
+//! embedded in `lab`'s own command line. Unknown or skipped steps fail.
+//! Reports: cucumber's terminal output, JUnit XML, cucumber JSON, a table
+//! of every measured check, and an HTML report with SVG plots.
+
+pub mod report;
+pub mod steps;
+pub mod world;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use cucumber::{World as _, WriterExt as _, writer};
+
+use crate::Lab;
+pub use world::{Check, Context, LabWorld};
+
+/// What `lab test` was asked for, cucumber's options among them.
+#[derive(Debug, Default)]
+pub struct TestOptions {
+    pub tags: Option<String>,
+    pub name: Option<String>,
+    pub fail_fast: bool,
+    pub concurrency: Option<usize>,
+    pub junit: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+}
+
+/// Where a report goes; nowhere when not asked for.
+fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
+    Ok(match path {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?)
+        }
+        None => Box::new(std::io::sink()),
+    })
+}
+
+/// A label for this run's records: when, and at which commit.
+fn run_label() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| format!("-{}", String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_default();
+    format!("{secs}{commit}")
+}
+
+/// Run the features; `Ok(true)` when every scenario passed.
+pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
+    let scenario = &lab.scenario;
+    let Some(features) = &scenario.features else {
+        anyhow::bail!("{} names no `features:` to run", scenario.source.display());
+    };
+    let features = scenario.path_of(features);
+    // Checked before anything runs: a bad expression must not start a suite.
+    let tags = match &options.tags {
+        Some(expr) => Some(
+            expr.parse::<cucumber::gherkin::tagexpr::TagOperation>()
+                .map_err(|e| anyhow::anyhow!("tag expression `{expr}`: {e}"))?,
+        ),
+        None => None,
+    };
+    let name = match &options.name {
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| anyhow::anyhow!("name filter `{re}`: {e}"))?),
+        None => None,
+    };
+    let ctx = world::install(Context {
+        scenario: scenario.clone(),
+        state: lab.state.clone(),
+        results: scenario.path_of(&scenario.fio.results),
+        label: run_label(),
+        checks: Default::default(),
+    });
+
+    let runner = cucumber::runner::basic::Cli {
+        concurrency: options.concurrency,
+        fail_fast: options.fail_fast,
+        ..Default::default()
+    };
+    let cli = cucumber::cli::Opts {
+        re_filter: name,
+        tags_filter: tags,
+        parser: Default::default(),
+        runner,
+        writer: Default::default(),
+        custom: cucumber::cli::Empty,
+    };
+    let writer = writer::Basic::raw(std::io::stdout(), writer::Coloring::Auto, 0)
+        .summarized()
+        .tee::<LabWorld, _>(writer::JUnit::for_tee(output(&options.junit)?, 0))
+        .tee::<LabWorld, _>(writer::Json::for_tee(output(&options.json)?))
+        .normalized();
+    let finished = LabWorld::cucumber()
+        .with_writer(writer)
+        .fail_on_skipped()
+        .before(|_, _, scenario, world| {
+            world.name = scenario.name.clone();
+            Box::pin(async {})
+        })
+        .with_cli(cli)
+        .run(features)
+        .await;
+    let failed = cucumber::writer::Stats::execution_has_failed(&finished);
+
+    let checks = ctx.checks.lock().map(|c| c.clone()).unwrap_or_default();
+    if !checks.is_empty() {
+        print!("{}", report::table(&checks));
+    }
+    if let Some(path) = &options.html {
+        let html = report::html(&ctx, &checks)?;
+        std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let _ = std::io::stdout().flush();
+    Ok(!failed)
+}

@@ -1,0 +1,4 @@
+//! Step definitions, one module per domain.
+
+pub mod fio;
+pub mod host;
