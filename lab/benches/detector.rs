@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench detector` (root: it makes a loop device, and removes
 //! it and its file afterwards). LAB_DETECTOR_TRIALS (K, default 20),
-//! LAB_DETECTOR_REPEATS (N, default 5), LAB_DETECTOR_RUNTIME (s, default 1).
+//! LAB_DETECTOR_REPEATS (N, default 10), LAB_DETECTOR_RUNTIME (s, default 1).
 
 use std::process::Command as Process;
 use std::time::Instant;
@@ -59,7 +59,7 @@ fn env(name: &str, default: u64) -> u64 {
 
 fn main() {
     let trials = env("LAB_DETECTOR_TRIALS", 20) as usize;
-    let repeats = env("LAB_DETECTOR_REPEATS", 5) as usize;
+    let repeats = env("LAB_DETECTOR_REPEATS", 10) as usize;
     let runtime = env("LAB_DETECTOR_RUNTIME", 1) as u32;
     let device = LoopDevice::new(256);
     let runtime_rt = tokio::runtime::Runtime::new().unwrap();

@@ -1,0 +1,137 @@
+//! `lab test` for real: the host-perf features run fio on loop devices this
+//! test's scenario makes and removes; reports are written; a failing check
+//! names what it measured and what was expected; an unknown step fails.
+//! Needs root (losetup, mount), fio, xfsprogs; `.ci/run` installs them.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// One at a time: fio measurements must not compete, and the leftover check
+/// must not see the other test's devices.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// No loop device or mount of lab's may be left behind.
+fn lab_loops() -> Vec<String> {
+    let out = std::process::Command::new("losetup").arg("-a").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("lab-loop-")).map(str::to_string).collect()
+}
+
+/// The shipped host-perf scenario, its features and profiles, with results kept in `dir`.
+fn scenario_in(dir: &Path, features: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("scenarios/host-perf.yaml")).unwrap();
+    let text = text
+        .replace("features: ../features/host", &format!("features: {}", features.display()))
+        .replace("results: ../results", &format!("results: {}", dir.join("results").display()));
+    let path = dir.join("lab.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+}
+
+fn lab_test(dir: &Path, scenario: &Path, extra: &[&str]) -> Run {
+    let out =
+        Command::cargo_bin("lab").unwrap().current_dir(dir).arg("test").arg(scenario).args(extra).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked at"), "{}", String::from_utf8_lossy(&out.stderr));
+    Run { code: out.status.code(), stdout }
+}
+
+#[test]
+fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(dir.path(), &repo().join("features/host"));
+    let reports = ["--junit", "out.xml", "--json", "out.json", "--html", "out.html"];
+
+    let first = lab_test(dir.path(), &scenario, &reports);
+    assert_eq!(first.code, Some(0), "{}", first.stdout);
+    assert!(first.stdout.contains("2 scenarios (2 passed)"), "{}", first.stdout);
+    assert!(first.stdout.contains("read IOPS: no baseline yet (0 comparable earlier run(s)"), "{}", first.stdout);
+    let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
+    assert!(
+        junit.starts_with("<?xml") && junit.matches("<testcase ").count() == 2 && junit.contains("failures=\"0\""),
+        "{junit}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap()).unwrap();
+    assert_eq!(json[0]["elements"].as_array().unwrap().len(), 2, "{json}");
+    let html = std::fs::read_to_string(dir.path().join("out.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("randread-4k") && html.contains("read completion latency percentiles")
+    );
+    // Every run is in the history, before any check read it.
+    let history = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 3);
+    assert!(lab_loops().is_empty(), "loop devices left behind: {:?}", lab_loops());
+
+    // A second run is judged against the first: a verdict with its numbers, and
+    // an exit status that agrees with it.
+    let second = lab_test(dir.path(), &scenario, &["--junit", "second.xml", "-t", "@host"]);
+    let verdict = second
+        .stdout
+        .lines()
+        .find(|l| l.contains("read IOPS: ") && l.contains("N=3+3"))
+        .unwrap_or_else(|| panic!("{}", second.stdout));
+    let regressed = second.stdout.contains("regression beyond");
+    assert!(verdict.contains("95% CI"), "{verdict}");
+    assert_eq!(second.code, Some(if regressed { 1 } else { 0 }), "{}", second.stdout);
+    let junit = std::fs::read_to_string(dir.path().join("second.xml")).unwrap();
+    assert_eq!(junit.contains("<failure"), regressed, "{junit}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap().lines().count(),
+        6
+    );
+    assert!(lab_loops().is_empty());
+}
+
+#[test]
+fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let features = dir.path().join("features");
+    std::fs::create_dir(&features).unwrap();
+    std::fs::write(
+        features.join("strict.feature"),
+        "Feature: strict\n\n  Scenario: an impossible floor\n    Given a 64 MiB loop device\n    When I run the fio profile \"randread-4k\" 1 time\n    Then read IOPS is at least 1000000000\n\n  Scenario: a step nobody wrote\n    Given a 64 MiB loop device\n    When the disk sings\n\n  Scenario: a profile the scenario lacks\n    Given a 64 MiB loop device\n    When I run the fio profile \"nope\" 1 time\n",
+    )
+    .unwrap();
+    let scenario = scenario_in(dir.path(), &features);
+    let run = lab_test(dir.path(), &scenario, &["--junit", "out.xml"]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(run.stdout.contains("3 scenarios (3 failed)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("read IOPS is ")
+            && run.stdout.contains("(mean of 1 run(s) of randread-4k); expected at least 1000000000"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("When the disk sings"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("no fio profile `nope`") && run.stdout.contains("it has: randread-4k, seqwrite-128k"),
+        "{}",
+        run.stdout
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
+    assert_eq!(junit.matches("<failure").count(), 3, "{junit}");
+    assert!(lab_loops().is_empty(), "loop devices left behind: {:?}", lab_loops());
+
+    // A bad tag expression stops before anything runs.
+    let bad = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["test", "-t", "@a and"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tag expression `@a and`"));
+}
