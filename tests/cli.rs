@@ -25,7 +25,7 @@ fn stdout_of(cmd: &mut Command) -> String {
 #[test]
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
-    for command in ["up", "prepare", "build", "load", "images", "down", "status", "plan", "doctor", "shell"] {
+    for command in ["up", "prepare", "build", "load", "deploy", "test", "run", "images", "down", "status", "plan", "doctor", "shell"] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
     let up = stdout_of(lab().args(["up", "--help"]));
@@ -74,7 +74,9 @@ fn generated_kind_config_and_vagrant_node_list() {
 fn copy_quickstart(dir: &Path) {
     let text = std::fs::read_to_string(repo_root().join("scenarios/quickstart.yaml")).unwrap();
     let manifests = repo_root().join("manifests/mayastor").display().to_string();
-    std::fs::write(dir.join("lab.yaml"), text.replace("../manifests/mayastor", &manifests)).unwrap();
+    let features = repo_root().join("features/mayastor").display().to_string();
+    let text = text.replace("../manifests/mayastor", &manifests).replace("../features/mayastor", &features);
+    std::fs::write(dir.join("lab.yaml"), text).unwrap();
 }
 
 fn regex_escape(text: &str) -> String {

@@ -31,6 +31,8 @@ pub enum Command {
     Deploy(ChangeArgs),
     /// Run the scenario's Gherkin features (fio checks among them) and write reports.
     Test(TestArgs),
+    /// `lab up`, then `lab test`, then `lab down` (kept when a test fails and --keep-on-failure is given).
+    Run(TestArgs),
     /// Check that every image the lab references is on every node or pullable.
     Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
@@ -103,6 +105,24 @@ pub struct TestArgs {
     /// Write an HTML report with plots of the fio results.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Keep what a failed scenario made (its namespace; for `lab run`, the lab) for a look.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+}
+
+impl TestArgs {
+    pub fn options(&self) -> crate::suite::TestOptions {
+        crate::suite::TestOptions {
+            tags: self.tags.clone(),
+            name: self.name.clone(),
+            fail_fast: self.fail_fast,
+            concurrency: self.concurrency,
+            junit: self.junit.clone(),
+            json: self.json.clone(),
+            html: self.html.clone(),
+            keep_on_failure: self.keep_on_failure,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

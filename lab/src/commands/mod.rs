@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod down;
 pub mod plan;
 pub mod prepare;
+pub mod run;
 pub mod shell;
 pub mod status;
 pub mod up;
@@ -22,19 +23,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => build::load(args, &progress).await,
         Command::Images(args) => build::images(args).await,
         Command::Test(args) => {
-            let lab = crate::Lab::open(args.scenario.scenario)?;
-            let options = crate::suite::TestOptions {
-                tags: args.tags,
-                name: args.name,
-                fail_fast: args.fail_fast,
-                concurrency: args.concurrency,
-                junit: args.junit,
-                json: args.json,
-                html: args.html,
-            };
-            let passed = crate::suite::run(&lab, &options).await?;
+            let lab = crate::Lab::open(args.scenario.scenario.clone())?;
+            let passed = crate::suite::run(&lab, &args.options()).await?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Run(args) => run::run(args, &progress).await,
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
             let plan = lab.deploy_plan()?;

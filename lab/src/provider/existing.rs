@@ -202,31 +202,46 @@ impl PodShell {
                 ));
             }
         }
-        let params = AttachParams::default().stdin(stdin.is_some()).stdout(true).stderr(true);
-        let mut process = pods.exec(pod, nsenter(cmd), &params).await.map_err(|e| self.fail(cmd, e))?;
-        if let (Some(data), Some(mut writer)) = (stdin, process.stdin()) {
-            let _ = writer.write_all(data).await;
-            let _ = writer.shutdown().await;
-        }
-        // Drain both streams together: an unread stderr stalls the process.
-        let (mut out, mut err) = (process.stdout(), process.stderr());
-        let (stdout, stderr) = tokio::join!(read_all(out.take()), read_all(err.take()));
-        let status = match process.take_status() {
-            Some(status) => status.await,
-            None => None,
-        };
-        let _ = process.join().await;
-        let code = match status {
-            Some(s) if s.status.as_deref() == Some("Success") => 0,
-            Some(s) => exit_code(&s).unwrap_or(1),
-            None => -1,
-        };
-        Ok(Output {
-            status: code,
-            stdout: String::from_utf8_lossy(&stdout).into(),
-            stderr: String::from_utf8_lossy(&stderr).into(),
-        })
+        exec_in_pod(pods, pod, None, nsenter(cmd), stdin).await.map_err(|e| self.fail(cmd, e))
     }
+}
+
+/// Run `argv` in a pod's container through the API (kube exec), feeding
+/// `stdin`, and return its status and output.
+pub async fn exec_in_pod(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+    stdin: Option<&[u8]>,
+) -> Result<Output, kube::Error> {
+    let mut params = AttachParams::default().stdin(stdin.is_some()).stdout(true).stderr(true);
+    if let Some(container) = container {
+        params = params.container(container);
+    }
+    let mut process = pods.exec(pod, argv, &params).await?;
+    if let (Some(data), Some(mut writer)) = (stdin, process.stdin()) {
+        let _ = writer.write_all(data).await;
+        let _ = writer.shutdown().await;
+    }
+    // Drain both streams together: an unread stderr stalls the process.
+    let (mut out, mut err) = (process.stdout(), process.stderr());
+    let (stdout, stderr) = tokio::join!(read_all(out.take()), read_all(err.take()));
+    let status = match process.take_status() {
+        Some(status) => status.await,
+        None => None,
+    };
+    let _ = process.join().await;
+    let code = match status {
+        Some(s) if s.status.as_deref() == Some("Success") => 0,
+        Some(s) => exit_code(&s).unwrap_or(1),
+        None => -1,
+    };
+    Ok(Output {
+        status: code,
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    })
 }
 
 async fn read_all(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {

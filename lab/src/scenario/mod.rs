@@ -329,11 +329,19 @@ pub struct FioOptions {
     /// Where results are kept: `<results>/<scenario>/<profile>.jsonl`.
     #[serde(default = "default_results")]
     pub results: String,
+    /// The image of test pods that run fio on a volume (needs `fio` and `sleep`).
+    #[serde(default = "default_pod_image")]
+    pub pod_image: String,
 }
 
 impl Default for FioOptions {
     fn default() -> Self {
-        FioOptions { profiles: Vec::new(), noise_threshold: default_noise(), results: default_results() }
+        FioOptions {
+            profiles: Vec::new(),
+            noise_threshold: default_noise(),
+            results: default_results(),
+            pod_image: default_pod_image(),
+        }
     }
 }
 
@@ -342,6 +350,9 @@ fn default_noise() -> f64 {
 }
 fn default_results() -> String {
     "results".into()
+}
+fn default_pod_image() -> String {
+    "ghcr.io/kastenhq/kubestr:0.4.48".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 //! Reports: cucumber's terminal output, JUnit XML, cucumber JSON, a table
 //! of every measured check, and an HTML report with SVG plots.
 
+pub mod cleanup;
 pub mod report;
 pub mod steps;
 pub mod world;
@@ -26,6 +27,7 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     pub json: Option<PathBuf>,
     pub html: Option<PathBuf>,
+    pub keep_on_failure: bool,
 }
 
 /// Where a report goes; nowhere when not asked for.
@@ -70,7 +72,12 @@ pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
         Some(re) => Some(regex::Regex::new(re).map_err(|e| anyhow::anyhow!("name filter `{re}`: {e}"))?),
         None => None,
     };
+    // The host alone has no API; a cluster that is not up is said so by the first step that needs it.
+    let client = lab.provider.client().await.ok();
     let ctx = world::install(Context {
+        provider: std::sync::Arc::from(crate::provider::for_scenario(scenario, &lab.state)),
+        client,
+        keep_on_failure: options.keep_on_failure,
         scenario: scenario.clone(),
         state: lab.state.clone(),
         results: scenario.path_of(&scenario.fio.results),
@@ -103,6 +110,14 @@ pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
             world.name = scenario.name.clone();
             Box::pin(async {})
         })
+        .after(|_, _, _, finished, world| {
+            let failed = matches!(finished, cucumber::event::ScenarioFinished::StepFailed(..));
+            Box::pin(async move {
+                if let Some(world) = world {
+                    cleanup::after_scenario(world, failed).await;
+                }
+            })
+        })
         .with_cli(cli)
         .run(features)
         .await;
@@ -118,4 +133,47 @@ pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
     }
     let _ = std::io::stdout().flush();
     Ok(!failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use cucumber::World as _;
+
+    use super::*;
+
+    /// Every step of every shipped feature has exactly one definition, so no
+    /// scenario can fail as "skipped" for want of one, on any lab.
+    #[test]
+    fn every_shipped_step_has_exactly_one_definition() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("features");
+        let steps = LabWorld::collection();
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "feature") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() >= 4, "{files:?}");
+        let mut undefined = Vec::new();
+        for file in files {
+            let feature =
+                cucumber::gherkin::Feature::parse_path(&file, cucumber::gherkin::GherkinEnv::default()).unwrap();
+            let scenarios = feature.scenarios.iter().chain(feature.rules.iter().flat_map(|r| r.scenarios.iter()));
+            let background = feature.background.iter().flat_map(|b| b.steps.iter());
+            for step in background.chain(scenarios.flat_map(|s| s.steps.iter())) {
+                match steps.find(step) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => undefined.push(format!("{}: {} {}", file.display(), step.keyword, step.value)),
+                    Err(e) => undefined.push(format!("{}: {} is ambiguous: {e:?}", file.display(), step.value)),
+                }
+            }
+        }
+        assert!(undefined.is_empty(), "steps without exactly one definition:\n{}", undefined.join("\n"));
+    }
 }

@@ -9,8 +9,13 @@ use crate::scenario::Scenario;
 use crate::state::StateDir;
 
 /// What every scenario of a run shares: set once before the run starts.
-#[derive(Debug)]
 pub struct Context {
+    /// Nodes and their shells.
+    pub provider: Arc<dyn crate::provider::Provider>,
+    /// The cluster's API, when the lab has one (the host alone has none).
+    pub client: Option<kube::Client>,
+    /// Keep a failed scenario's namespace for a look (`--keep-on-failure`).
+    pub keep_on_failure: bool,
     pub scenario: Scenario,
     pub state: StateDir,
     /// `results/` root (history files live under `<root>/<scenario>/`).
@@ -29,6 +34,21 @@ pub struct Check {
     pub text: String,
     pub passed: bool,
     pub verdict: Option<Verdict>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("scenario", &self.scenario.name()).field("label", &self.label).finish()
+    }
+}
+
+impl Context {
+    /// The API client, or an error saying this lab has none.
+    pub fn client(&self) -> Result<kube::Client, String> {
+        self.client.clone().ok_or_else(|| {
+            format!("scenario {} has no Kubernetes API (is the lab up? `lab status`)", self.scenario.name())
+        })
+    }
 }
 
 static CONTEXT: OnceLock<Arc<Context>> = OnceLock::new();
@@ -53,6 +73,10 @@ pub struct LabWorld {
     pub runs: BTreeMap<String, Vec<JobResult>>,
     /// The profile the last `When I run fio …` used.
     pub last_profile: Option<String>,
+    /// The namespace this scenario's objects live in, made on first use.
+    pub namespace: Option<String>,
+    /// The io-engine restarted by a fault step: its node and old pod.
+    pub restarted: Option<(String, String)>,
 }
 
 impl LabWorld {
@@ -65,6 +89,8 @@ impl LabWorld {
             fio_target: None,
             runs: BTreeMap::new(),
             last_profile: None,
+            namespace: None,
+            restarted: None,
         })
     }
 }

@@ -11,17 +11,32 @@ use crate::shell::LocalShell;
 
 #[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times?$"#)]
 async fn run_profile(world: &mut LabWorld, profile: String, times: usize) -> Result<(), String> {
+    let target =
+        world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
+    let device = device_of(world);
+    run_profile_on(world, &profile, times, &LocalShell, &target, &device).await
+}
+
+/// Run a profile `times` times on `shell` against `target`, each result in
+/// the history (and its raw output on disk) before anything reads it.
+pub async fn run_profile_on(
+    world: &mut LabWorld,
+    profile: &str,
+    times: usize,
+    shell: &dyn crate::shell::Shell,
+    target: &str,
+    device: &str,
+) -> Result<(), String> {
+    let profile = profile.to_string();
     let ctx = world.ctx.clone();
     let job = ctx.scenario.fio.profiles.iter().find(|j| j.name == profile).cloned().ok_or_else(|| {
         let known: Vec<&str> = ctx.scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
         format!("no fio profile `{profile}` in {}; it has: {}", ctx.scenario.source.display(), known.join(", "))
     })?;
-    let target =
-        world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
     let history = History::new(&ctx.results, ctx.scenario.name(), &profile);
     for i in 0..times {
         let raw = ctx.results.join(ctx.scenario.name()).join("raw").join(format!("{profile}-{}-{i}.json", ctx.label));
-        let report = fio::run(&LocalShell, &job, &target, &raw).await.map_err(|e| format!("{e:#}"))?;
+        let report = fio::run(shell, &job, target, &raw).await.map_err(|e| format!("{e:#}"))?;
         let result = report.jobs.into_iter().next().ok_or("fio reported no job")?;
         let record = Record {
             time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -29,7 +44,7 @@ async fn run_profile(world: &mut LabWorld, profile: String, times: usize) -> Res
             profile: profile.clone(),
             label: ctx.label.clone(),
             result: result.clone(),
-            env: Fingerprint::here(&device_of(world), &report.fio_version),
+            env: Fingerprint::here(device, &report.fio_version),
         };
         history.append(&record).map_err(|e| format!("{e:#}"))?;
         world.runs.entry(profile.clone()).or_default().push(result);

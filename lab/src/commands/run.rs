@@ -1,0 +1,33 @@
+//! `lab run`: up, test, down — the whole job for CI in one command.
+
+use std::process::ExitCode;
+
+use crate::Lab;
+use crate::cli::{ChangeArgs, TestArgs, UpArgs};
+use crate::progress::Progress;
+
+pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let up = UpArgs {
+        change: ChangeArgs {
+            scenario: crate::cli::ScenarioArg { scenario: args.scenario.scenario.clone() },
+            dry_run: false,
+        },
+        keep_on_failure: args.keep_on_failure,
+    };
+    // `lab up` cleans up after itself when it fails (unless told to keep).
+    super::up::run(up, progress).await?;
+    let lab = Lab::open(args.scenario.scenario.clone())?;
+    let tested = crate::suite::run(&lab, &args.options()).await;
+    let passed = matches!(tested, Ok(true));
+    if !passed && args.keep_on_failure {
+        eprintln!("keeping the lab (--keep-on-failure); `lab down` removes it");
+    } else {
+        let down = lab.down_plan()?;
+        crate::plan::execute(&down, lab.provider.as_ref(), progress, &lab.state).await?;
+    }
+    match tested {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::FAILURE),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,82 @@
+//! Cluster and node steps: every node Ready, io-engine nodes with their
+//! hugepages allocatable and their modules loaded (checked on the node).
+
+use cucumber::{given, then};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+
+use super::super::world::LabWorld;
+use crate::prepare::kubelet::quantity_bytes;
+use crate::scenario::IO_ENGINE_LABEL;
+use crate::shell::Cmd;
+
+async fn io_engine_nodes(world: &LabWorld) -> Result<Vec<Node>, String> {
+    let nodes: Api<Node> = Api::all(world.ctx.client()?);
+    let selector = format!("{}={}", IO_ENGINE_LABEL.0, IO_ENGINE_LABEL.1);
+    let found =
+        nodes.list(&ListParams::default().labels(&selector)).await.map_err(|e| format!("listing nodes: {e}"))?;
+    if found.items.is_empty() {
+        return Err(format!("no node carries the label {selector}"));
+    }
+    Ok(found.items)
+}
+
+#[given(regex = r"^every node is Ready$")]
+async fn every_node_ready(world: &mut LabWorld) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(world.ctx.client()?);
+    let mut not_ready = Vec::new();
+    for node in nodes.list(&ListParams::default()).await.map_err(|e| format!("listing nodes: {e}"))? {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status == "True")
+            .unwrap_or(false);
+        if !ready {
+            not_ready.push(node.metadata.name.unwrap_or_default());
+        }
+    }
+    if not_ready.is_empty() { Ok(()) } else { Err(format!("nodes not Ready: {}", not_ready.join(", "))) }
+}
+
+#[then(regex = r"^every io-engine node has at least (\d+) MiB of hugepages-2Mi allocatable$")]
+async fn hugepages_allocatable(world: &mut LabWorld, mib: u64) -> Result<(), String> {
+    let mut short = Vec::new();
+    for node in io_engine_nodes(world).await? {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let have = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get("hugepages-2Mi"))
+            .and_then(|q| quantity_bytes(&q.0))
+            .unwrap_or(0);
+        if have < u128::from(mib) << 20 {
+            short.push(format!("{name} has {} MiB", have >> 20));
+        }
+    }
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("expected at least {mib} MiB of hugepages-2Mi allocatable: {}", short.join(", ")))
+    }
+}
+
+#[then(regex = r"^every io-engine node has the module (\w+) loaded$")]
+async fn module_loaded(world: &mut LabWorld, module: String) -> Result<(), String> {
+    let mut missing = Vec::new();
+    for node in io_engine_nodes(world).await? {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let shell = world.ctx.provider.node_shell(&name);
+        let found = shell.exec(&Cmd::new("test").args(["-d", &format!("/sys/module/{module}")]), None).await;
+        if !matches!(found, Ok(ref out) if out.success()) {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("/sys/module/{module} is missing on {} (`lab prepare` loads it)", missing.join(", ")))
+    }
+}
