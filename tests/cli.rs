@@ -25,7 +25,10 @@ fn stdout_of(cmd: &mut Command) -> String {
 #[test]
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
-    for command in ["up", "prepare", "build", "load", "deploy", "test", "run", "images", "down", "status", "plan", "doctor", "shell"] {
+    for command in [
+        "up", "prepare", "build", "load", "deploy", "test", "run", "images", "down", "status", "plan", "doctor",
+        "shell",
+    ] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
     let up = stdout_of(lab().args(["up", "--help"]));

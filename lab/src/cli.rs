@@ -33,6 +33,8 @@ pub enum Command {
     Test(TestArgs),
     /// `lab up`, then `lab test`, then `lab down` (kept when a test fails and --keep-on-failure is given).
     Run(TestArgs),
+    /// Run a fio profile of the scenario on this host, record it, and judge it against the history.
+    Fio(FioArgs),
     /// Check that every image the lab references is on every node or pullable.
     Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
@@ -123,6 +125,27 @@ impl TestArgs {
             keep_on_failure: self.keep_on_failure,
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct FioArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// The profile (its `name` under `fio.profiles`).
+    #[arg(long, short)]
+    pub profile: String,
+    /// The file or block device fio works on.
+    #[arg(long)]
+    pub target: String,
+    /// How many runs (the verdict needs at least 2).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Labels these runs in the history (default: time and git commit).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Compare with the runs of this label instead of the whole history.
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod doctor;
 pub mod down;
+pub mod fio;
 pub mod plan;
 pub mod prepare;
 pub mod run;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Run(args) => run::run(args, &progress).await,
+        Command::Fio(args) => fio::run(args).await,
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
             let plan = lab.deploy_plan()?;

@@ -41,7 +41,7 @@ fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
 }
 
 /// A label for this run's records: when, and at which commit.
-fn run_label() -> String {
+pub fn run_label() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
