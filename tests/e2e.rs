@@ -103,8 +103,9 @@ async fn mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests/mayastor");
     let scenario = format!(
-        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: e2e-stack\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n      ioEngineCoreList: \"1\"\n      pool: {{size: 1GiB}}\nstack:\n  layers:\n    - manifests: {}\n",
-        manifests.display()
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: e2e-stack\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n      ioEngineCoreList: \"1\"\n      pool: {{size: 1GiB}}\nstack:\n  layers:\n    - manifests: {}\nfeatures: {}\nfio:\n  profiles:\n    - {{name: pvc-randread-4k, rw: randread, bs: 4k, iodepth: 16, size: 256M, runtime: 10, ramp_time: 2}}\n  results: results\n",
+        manifests.display(),
+        manifests.parent().unwrap().parent().unwrap().join("features/mayastor").display()
     );
     std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
     let lab = || {
@@ -133,6 +134,12 @@ async fn mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
         assert!(started.elapsed().as_secs() < 180, "the PVC is still {phase}");
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
+    // The Mayastor features, for real: nodes, quickstart, performance.
+    let tested = lab().args(["test", "--junit", "junit.xml", "--html", "report.html"]).output().unwrap();
+    let text = String::from_utf8_lossy(&tested.stdout).into_owned();
+    assert!(tested.status.success(), "{text}");
+    assert!(std::fs::read_to_string(dir.path().join("junit.xml")).unwrap().contains("failures=\"0\""));
+
     // `lab down` removes the claim (and its volume) before the pools and the stack.
     lab().arg("down").assert().success();
 }

@@ -135,3 +135,39 @@ fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tag expression `@a and`"));
 }
+
+/// `lab run` on the host: prepare (64 hugepages), test, and restore — the
+/// whole CI job in one command. The host's page count is put back even if
+/// an assertion fails.
+#[test]
+fn lab_run_prepares_tests_and_restores_the_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const PAGES: &str = "/proc/sys/vm/nr_hugepages";
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(PAGES, &self.0);
+        }
+    }
+    let before = std::fs::read_to_string(PAGES).unwrap().trim().to_string();
+    let _restore = Restore(before.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(dir.path(), &repo().join("features/host"));
+    let run = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["run", "-n", "4k random reads"])
+        .arg(&scenario)
+        .args(["--junit", "out.xml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("reserve 64 2 MiB hugepages on host"), "{stderr}");
+    assert!(stdout.contains("1 scenario (1 passed)"), "{stdout}");
+    assert!(std::fs::read_to_string(dir.path().join("out.xml")).unwrap().contains("failures=\"0\""));
+    assert_eq!(std::fs::read_to_string(PAGES).unwrap().trim(), before, "lab down did not restore the pages");
+    assert!(!dir.path().join(".lab/host-perf").exists(), "the state directory was not removed");
+    assert!(lab_loops().is_empty());
+}

@@ -346,7 +346,7 @@ impl Default for FioOptions {
 }
 
 fn default_noise() -> f64 {
-    0.03
+    0.05
 }
 fn default_results() -> String {
     "results".into()

@@ -1,0 +1,11 @@
+//! Whatever fio (or a broken pipe) prints, the parser answers with a report
+//! or a located error, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = lab::fio::parse::parse_all(text);
+    }
+});
