@@ -116,6 +116,10 @@ impl fmt::Display for Verdict {
         let what = match self.outcome {
             Outcome::Regression => format!("regression beyond the {:.0}% noise threshold", self.threshold * 100.0),
             Outcome::Improvement => format!("improvement beyond the {:.0}% noise threshold", self.threshold * 100.0),
+            _ if self.p_value < 0.05 => format!(
+                "a significant change whose interval reaches inside the {:.0}% noise threshold: not a regression",
+                self.threshold * 100.0
+            ),
             _ => "no significant change".to_string(),
         };
         write!(
