@@ -198,3 +198,15 @@ fn not_regressed(world: &mut LabWorld, metric: String) -> Result<(), String> {
 fn not_regressed_against(world: &mut LabWorld, metric: String, label: String) -> Result<(), String> {
     regression(world, &metric, Some(&label))
 }
+
+#[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times? on node "([^"]+)" against "([^"]+)"$"#)]
+async fn run_profile_on_node(
+    world: &mut LabWorld,
+    profile: String,
+    times: usize,
+    node: String,
+    target: String,
+) -> Result<(), String> {
+    let shell = world.ctx.provider.node_shell(&node);
+    run_profile_on(world, &profile, times, shell.as_ref(), &target, &format!("{target} on {node}")).await
+}
