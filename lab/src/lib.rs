@@ -19,6 +19,7 @@ pub mod shell;
 pub mod stack;
 pub mod state;
 pub mod suite;
+pub mod wait;
 
 use std::path::PathBuf;
 

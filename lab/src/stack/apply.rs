@@ -3,7 +3,7 @@
 //! created resolves too), and re-applying an unchanged stack changes nothing.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -68,8 +68,7 @@ pub async fn wait_established(
     poll: Duration,
 ) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let started = Instant::now();
-    loop {
+    let pending = crate::wait::until_none_pending(timeout, poll, async || {
         let mut pending = Vec::new();
         for name in names {
             let crd = crds.get_opt(name).await.with_context(|| format!("reading CRD {name}"))?;
@@ -85,14 +84,13 @@ pub async fn wait_established(
                 None => pending.push(format!("{name} (no Established condition yet)")),
             }
         }
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            bail!("after {}s these CRDs are not Established: {}", timeout.as_secs(), pending.join(", "));
-        }
-        tokio::time::sleep(poll).await;
+        Ok::<_, anyhow::Error>(pending)
+    })
+    .await?;
+    if !pending.is_empty() {
+        bail!("after {}s these CRDs are not Established: {}", timeout.as_secs(), pending.join(", "));
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Ready means `pool_status: Online`; a pool stuck in Creating is explained.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use kube::Client;
@@ -114,9 +114,8 @@ pub async fn wait_online(
     timeout: Duration,
     poll: Duration,
 ) -> anyhow::Result<String> {
-    let started = Instant::now();
     let mut kinds = Kinds::default();
-    loop {
+    let stuck = crate::wait::until_none_pending(timeout, poll, async || {
         let mut stuck = Vec::new();
         for pool in pools {
             let api = kinds.api(client, pool).await?;
@@ -126,20 +125,19 @@ pub async fn wait_online(
                 stuck.push((pool, state));
             }
         }
-        if stuck.is_empty() {
-            return Ok(format!("{} pool(s) Online", pools.len()));
-        }
-        if started.elapsed() >= timeout {
-            let mut lines = Vec::new();
-            for (pool, state) in stuck {
-                let node = pool.value.pointer("/spec/node").and_then(Value::as_str).unwrap_or_default();
-                let reason = explain(client, node).await;
-                lines.push(format!("{} on {node}: {state}; {reason}", pool.describe()));
-            }
-            bail!("pools not Online after {}s:\n{}", timeout.as_secs(), lines.join("\n"));
-        }
-        tokio::time::sleep(poll).await;
+        Ok::<_, anyhow::Error>(stuck)
+    })
+    .await?;
+    if stuck.is_empty() {
+        return Ok(format!("{} pool(s) Online", pools.len()));
     }
+    let mut lines = Vec::new();
+    for (pool, state) in stuck {
+        let node = pool.value.pointer("/spec/node").and_then(Value::as_str).unwrap_or_default();
+        let reason = explain(client, node).await;
+        lines.push(format!("{} on {node}: {state}; {reason}", pool.describe()));
+    }
+    bail!("pools not Online after {}s:\n{}", timeout.as_secs(), lines.join("\n"));
 }
 
 async fn explain(client: &Client, node: &str) -> String {

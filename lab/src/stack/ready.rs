@@ -4,7 +4,7 @@
 //! container that keeps crashing (with its last log lines), a pod the
 //! scheduler cannot place (with the scheduler's reason).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -114,31 +114,29 @@ pub fn pod_trouble(pod: &Pod) -> Option<(String, Option<String>)> {
 /// Wait until every workload among `objects` is ready; on timeout, the
 /// error lists each one that is not, with what its pods report.
 pub async fn wait(client: &Client, objects: &[Object], timeout: Duration, poll: Duration) -> anyhow::Result<String> {
-    let started = Instant::now();
     let workloads: Vec<&Object> =
         objects.iter().filter(|o| matches!(o.kind(), "Deployment" | "DaemonSet" | "StatefulSet")).collect();
-    loop {
+    let waiting = crate::wait::until_none_pending(timeout, poll, async || {
         let mut waiting = Vec::new();
         for workload in &workloads {
             if let Readiness::Waiting(why) = check(client, workload).await? {
-                waiting.push((workload, why));
+                waiting.push((*workload, why));
             }
         }
-        if waiting.is_empty() {
-            return Ok(format!("{} workload(s) ready", workloads.len()));
-        }
-        if started.elapsed() >= timeout {
-            let mut report = Vec::new();
-            for (workload, why) in waiting {
-                report.push(format!("{}: {why}", workload.describe()));
-                for line in troubles(client, workload).await? {
-                    report.push(format!("  {line}"));
-                }
-            }
-            bail!("not ready after {}s:\n{}", timeout.as_secs(), report.join("\n"));
-        }
-        tokio::time::sleep(poll).await;
+        Ok::<_, anyhow::Error>(waiting)
+    })
+    .await?;
+    if waiting.is_empty() {
+        return Ok(format!("{} workload(s) ready", workloads.len()));
     }
+    let mut report = Vec::new();
+    for (workload, why) in waiting {
+        report.push(format!("{}: {why}", workload.describe()));
+        for line in troubles(client, workload).await? {
+            report.push(format!("  {line}"));
+        }
+    }
+    bail!("not ready after {}s:\n{}", timeout.as_secs(), report.join("\n"));
 }
 
 async fn check(client: &Client, workload: &Object) -> anyhow::Result<Readiness> {

@@ -3,7 +3,7 @@
 //! then the stack in reverse, CRDs last. Each stage waits for what it
 //! deleted to be gone, and a stuck object is named with its finalizers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use kube::Client;
@@ -30,8 +30,7 @@ pub async fn delete_and_wait(
             Err(e) => return Err(e).map_err(|e| anyhow::anyhow!("deleting {}: {e}", object.describe())),
         }
     }
-    let started = Instant::now();
-    loop {
+    let left = crate::wait::until_none_pending(timeout, poll, async || {
         let mut left = Vec::new();
         for object in objects {
             let api = kinds.api(client, object).await?;
@@ -44,14 +43,13 @@ pub async fn delete_and_wait(
                 });
             }
         }
-        if left.is_empty() {
-            return Ok(format!("{} object(s) gone", objects.len()));
-        }
-        if started.elapsed() >= timeout {
-            bail!("still there after {}s: {}", timeout.as_secs(), left.join("; "));
-        }
-        tokio::time::sleep(poll).await;
+        Ok::<_, anyhow::Error>(left)
+    })
+    .await?;
+    if !left.is_empty() {
+        bail!("still there after {}s: {}", timeout.as_secs(), left.join("; "));
     }
+    Ok(format!("{} object(s) gone", objects.len()))
 }
 
 /// An object to delete, made from a kind and a name.
@@ -158,22 +156,20 @@ async fn delete_and_wait_gone_only(
     poll: Duration,
 ) -> anyhow::Result<()> {
     let mut kinds = Kinds::default();
-    let started = Instant::now();
-    loop {
+    let left = crate::wait::until_none_pending(timeout, poll, async || {
         let mut left = Vec::new();
         for object in objects {
             if kinds.api(client, object).await?.get_opt(object.name()).await?.is_some() {
                 left.push(object.describe());
             }
         }
-        if left.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            bail!("the CSI driver has not removed these volumes after {}s: {}", timeout.as_secs(), left.join(", "));
-        }
-        tokio::time::sleep(poll).await;
+        Ok::<_, anyhow::Error>(left)
+    })
+    .await?;
+    if !left.is_empty() {
+        bail!("the CSI driver has not removed these volumes after {}s: {}", timeout.as_secs(), left.join(", "));
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Fault steps: delete a pod; restart one node's io-engine and wait for it
 //! to come back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cucumber::{then, when};
 use k8s_openapi::api::core::v1::Pod;
@@ -56,22 +56,21 @@ async fn restart_io_engine(world: &mut LabWorld) -> Result<(), String> {
 async fn io_engine_back(world: &mut LabWorld, seconds: u64) -> Result<(), String> {
     let (node, old) = world.restarted.clone().ok_or("no io-engine was restarted in this scenario")?;
     let pods: Api<Pod> = Api::all(world.ctx.client()?);
-    let started = Instant::now();
-    loop {
+    let not_back = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
         let found = pods
             .list(&ListParams::default().labels("app=io-engine"))
             .await
             .map_err(|e| format!("listing io-engine pods: {e}"))?;
         let back =
             io_engine_pods(&found.items).into_iter().any(|(name, on, running)| on == node && name != old && running);
-        if back {
-            return Ok(());
-        }
-        if started.elapsed() >= Duration::from_secs(seconds) {
-            return Err(format!(
-                "no new io-engine pod is Running on {node} after {seconds}s (the DaemonSet uses OnDelete; is the node still schedulable?)"
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok::<_, String>(if back { vec![] } else { vec![()] })
+    })
+    .await?;
+    if not_back.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no new io-engine pod is Running on {node} after {seconds}s (the DaemonSet uses OnDelete; is the node still schedulable?)"
+        ))
     }
 }

@@ -1,7 +1,7 @@
 //! Storage steps: pools Online, the StorageClass present, claims made in the
 //! scenario's own namespace and Bound.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cucumber::{given, then, when};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -84,19 +84,17 @@ async fn create_claim(world: &mut LabWorld, size: u64, name: String, class: Stri
 async fn claim_bound(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
     let ns = namespace(world).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
-    let started = Instant::now();
-    loop {
+    let not_bound = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(1), async || {
         let claim = claims.get(&name).await.map_err(|e| format!("reading PVC {ns}/{name}: {e}"))?;
         let phase = claim.status.and_then(|s| s.phase).unwrap_or_else(|| "no status".into());
-        if phase == "Bound" {
-            return Ok(());
-        }
-        if started.elapsed() >= Duration::from_secs(seconds) {
-            return Err(format!(
-                "PVC {ns}/{name} is {phase} after {seconds}s, expected Bound (see `kubectl -n {ns} describe pvc {name}`)"
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, String>(if phase == "Bound" { vec![] } else { vec![phase] })
+    })
+    .await?;
+    match not_bound.first() {
+        None => Ok(()),
+        Some(phase) => Err(format!(
+            "PVC {ns}/{name} is {phase} after {seconds}s, expected Bound (see `kubectl -n {ns} describe pvc {name}`)"
+        )),
     }
 }
 

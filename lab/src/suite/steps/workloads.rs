@@ -1,6 +1,6 @@
 //! Workload steps: a pod using a claim, Running; fio inside it on the volume.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cucumber::{then, when};
@@ -59,19 +59,21 @@ async fn start_pod(world: &mut LabWorld, name: String, claim: String) -> Result<
 async fn pod_running(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
     let ns = namespace(world).await?;
     let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &ns);
-    let started = Instant::now();
-    loop {
-        let pod = pods.get(&name).await.map_err(|e| format!("reading pod {ns}/{name}: {e}"))?;
-        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-            return Ok(());
-        }
-        if started.elapsed() >= Duration::from_secs(seconds) {
+    let not_running =
+        crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(1), async || {
+            let pod = pods.get(&name).await.map_err(|e| format!("reading pod {ns}/{name}: {e}"))?;
+            if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                return Ok(vec![]);
+            }
             let why = crate::stack::ready::pod_trouble(&pod).map(|(line, _)| line).unwrap_or_else(|| {
                 format!("phase {}", pod.status.and_then(|s| s.phase).unwrap_or_else(|| "unknown".into()))
             });
-            return Err(format!("pod {ns}/{name} is not Running after {seconds}s, expected Running: {why}"));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, String>(vec![why])
+        })
+        .await?;
+    match not_running.first() {
+        None => Ok(()),
+        Some(why) => Err(format!("pod {ns}/{name} is not Running after {seconds}s, expected Running: {why}")),
     }
 }
 
