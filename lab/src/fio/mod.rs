@@ -3,6 +3,7 @@
 //! with statistics.
 
 pub mod history;
+pub mod interleave;
 pub mod job;
 pub mod parse;
 pub mod stats;

@@ -39,6 +39,9 @@ pub struct Verdict {
     pub n_current: usize,
     pub threshold: f64,
     pub outcome: Outcome,
+    /// Interleaved pairs (`compare_paired`): N counts pairs.
+    #[serde(default)]
+    pub paired: bool,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -64,6 +67,7 @@ pub fn compare(metric: &str, better: Better, baseline: &[f64], current: &[f64], 
         n_current: nc,
         threshold,
         outcome: Outcome::TooFewSamples,
+        paired: false,
     };
     if nb < 2 || nc < 2 || verdict.baseline_mean == 0.0 {
         return verdict;
@@ -88,19 +92,87 @@ pub fn compare(metric: &str, better: Better, baseline: &[f64], current: &[f64], 
     verdict.change = diff / mb;
     verdict.ci = ((diff - half_width) / mb, (diff + half_width) / mb);
     verdict.p_value = p;
-    // "Worse" is a drop for higher-is-better metrics, a rise for latencies.
-    let (worse, better_side) = match better {
-        Better::Higher => (verdict.ci.1 < -threshold, verdict.ci.0 > threshold),
-        Better::Lower => (verdict.ci.0 > threshold, verdict.ci.1 < -threshold),
-    };
-    verdict.outcome = if p < 0.05 && worse {
-        Outcome::Regression
-    } else if p < 0.05 && better_side {
-        Outcome::Improvement
-    } else {
-        Outcome::NoChange
-    };
+    verdict.judge(better);
     verdict
+}
+
+/// Compare runs made in interleaved pairs, `(baseline, current)` side by
+/// side in time. A machine whose speed drifts over minutes (measured here:
+/// runs a minute apart still correlate at 0.5) moves both runs of a pair
+/// alike, so the ratio within a pair cancels the drift that two blocks of
+/// runs, one after the other, would mistake for a change. The change is the
+/// geometric mean of current/baseline; its interval a paired t interval on
+/// the log ratios.
+pub fn compare_paired(metric: &str, better: Better, pairs: &[(f64, f64)], threshold: f64) -> Verdict {
+    let n = pairs.len();
+    let side = |pick: fn(&(f64, f64)) -> f64| {
+        if n > 0 { pairs.iter().map(pick).sum::<f64>() / n as f64 } else { f64::NAN }
+    };
+    let mut verdict = Verdict {
+        metric: metric.into(),
+        baseline_mean: side(|p| p.0),
+        current_mean: side(|p| p.1),
+        change: f64::NAN,
+        ci: (f64::NAN, f64::NAN),
+        p_value: f64::NAN,
+        n_baseline: n,
+        n_current: n,
+        threshold,
+        outcome: Outcome::TooFewSamples,
+        paired: true,
+    };
+    // A zero or negative value has no ratio: it says nothing about a change.
+    if n < 2 || pairs.iter().any(|&(b, c)| b <= 0.0 || c <= 0.0) {
+        return verdict;
+    }
+    let logs: Vec<f64> = pairs.iter().map(|&(b, c)| (c / b).ln()).collect();
+    let (m, se) = (mean(&logs), (variance(&logs) / n as f64).sqrt());
+    let (p, half_width) = if se == 0.0 {
+        (if m == 0.0 { 1.0 } else { 0.0 }, 0.0)
+    } else {
+        match StudentsT::new(0.0, 1.0, n as f64 - 1.0) {
+            Ok(t) => (2.0 * (1.0 - t.cdf((m / se).abs())), t.inverse_cdf(0.975) * se),
+            Err(_) => (f64::NAN, f64::NAN),
+        }
+    };
+    verdict.change = m.exp() - 1.0;
+    verdict.ci = ((m - half_width).exp() - 1.0, (m + half_width).exp() - 1.0);
+    verdict.p_value = p;
+    verdict.judge(better);
+    verdict
+}
+
+impl Verdict {
+    /// Criterion's rule: significant, and the whole interval beyond the
+    /// threshold. "Worse" is a drop for higher-is-better metrics, a rise
+    /// for latencies.
+    fn judge(&mut self, better: Better) {
+        let (worse, better_side) = match better {
+            Better::Higher => (self.ci.1 < -self.threshold, self.ci.0 > self.threshold),
+            Better::Lower => (self.ci.0 > self.threshold, self.ci.1 < -self.threshold),
+        };
+        self.outcome = if self.p_value < 0.05 && worse {
+            Outcome::Regression
+        } else if self.p_value < 0.05 && better_side {
+            Outcome::Improvement
+        } else {
+            Outcome::NoChange
+        };
+    }
+
+    /// Whether more runs could still change the answer to "is this a
+    /// regression beyond the threshold?": settled once it is one, or once
+    /// the interval's worse end stays inside the threshold.
+    pub fn settled(&self, better: Better) -> bool {
+        match self.outcome {
+            Outcome::Regression => true,
+            Outcome::TooFewSamples => false,
+            Outcome::Improvement | Outcome::NoChange => match better {
+                Better::Higher => self.ci.0 >= -self.threshold,
+                Better::Lower => self.ci.1 <= self.threshold,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -122,9 +194,14 @@ impl fmt::Display for Verdict {
             ),
             _ => "no significant change".to_string(),
         };
+        let n = if self.paired {
+            format!("N={} interleaved pairs", self.n_current)
+        } else {
+            format!("N={}+{}", self.n_baseline, self.n_current)
+        };
         write!(
             f,
-            "{}: {} → {} ({}, 95% CI {} … {}, p={:.4}, N={}+{}): {what}",
+            "{}: {} → {} ({}, 95% CI {} … {}, p={:.4}, {n}): {what}",
             self.metric,
             round(self.baseline_mean),
             round(self.current_mean),
@@ -132,8 +209,6 @@ impl fmt::Display for Verdict {
             pct(self.ci.0),
             pct(self.ci.1),
             self.p_value,
-            self.n_baseline,
-            self.n_current
         )
     }
 }
@@ -186,5 +261,39 @@ mod tests {
         assert!(v.to_string().contains("too few samples"));
         // Identical constant samples: no change, and no division by zero.
         assert_eq!(compare("x", Better::Higher, &[5.0, 5.0], &[5.0, 5.0], 0.03).outcome, Outcome::NoChange);
+    }
+
+    #[test]
+    fn pairs_cancel_a_drift_that_two_blocks_of_runs_mistake_for_a_regression() {
+        // The machine slows 2% per run; the candidate is the same job.
+        let speed = |i: usize| 1000.0 * (1.0 - 0.02 * i as f64);
+        let (block_a, block_b): (Vec<f64>, Vec<f64>) = ((0..6).map(speed).collect(), (6..12).map(speed).collect());
+        let blocks = compare("read IOPS", Better::Higher, &block_a, &block_b, 0.05);
+        assert_eq!(blocks.outcome, Outcome::Regression, "one block after the other sees the drift: {blocks}");
+        // Interleaved A B, B A, …: each pair shares the machine's state.
+        let pairs: Vec<(f64, f64)> = (0..6)
+            .map(|p| {
+                let (x, y) = (speed(2 * p), speed(2 * p + 1));
+                if p % 2 == 0 { (x, y) } else { (y, x) }
+            })
+            .collect();
+        let paired = compare_paired("read IOPS", Better::Higher, &pairs, 0.05);
+        assert_eq!(paired.outcome, Outcome::NoChange, "{paired}");
+        assert!(paired.settled(Better::Higher) && paired.change.abs() < 0.005, "{paired}");
+        assert!(paired.to_string().contains("N=6 interleaved pairs"), "{paired}");
+        // A 10% slower candidate in the same drift is a regression.
+        let slower: Vec<(f64, f64)> = pairs.iter().map(|&(b, c)| (b, c * 0.9)).collect();
+        let v = compare_paired("read IOPS", Better::Higher, &slower, 0.05);
+        assert_eq!(v.outcome, Outcome::Regression, "{v}");
+        // No ratio from a zero: too few samples rather than a division by zero.
+        assert_eq!(compare_paired("x", Better::Higher, &[(0.0, 1.0), (1.0, 1.0)], 0.05).outcome, Outcome::TooFewSamples);
+    }
+
+    #[test]
+    fn a_straddling_interval_is_not_settled() {
+        let pairs = [(1000.0, 960.0), (1000.0, 900.0), (1000.0, 1000.0), (1000.0, 930.0)];
+        let v = compare_paired("read IOPS", Better::Higher, &pairs, 0.05);
+        assert_eq!(v.outcome, Outcome::NoChange);
+        assert!(v.ci.0 < -0.05 && v.ci.1 > -0.05 && !v.settled(Better::Higher), "{v}");
     }
 }
