@@ -427,3 +427,62 @@ fn host_lab_goes_up_and_down_for_real() {
     assert!(run(&["down"]).status.success());
     assert!(!dir.path().join(".lab/plain").exists(), "lab down left the state directory");
 }
+
+/// A host scenario with one quick buffered write profile, for `lab fio`.
+const FIO_HOST: &str = "apiVersion: lab/v1alpha1
+kind: Scenario
+metadata: {name: fio-ab}
+cluster: {provider: host}
+fio:
+  profiles:
+    - {name: write-4k, rw: write, bs: 4k, size: 4M, runtime: 1, direct: false, ioengine: psync}
+  results: results
+";
+
+#[test]
+fn fio_against_another_target_runs_interleaved_pairs_and_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), FIO_HOST).unwrap();
+    let file = dir.path().join("data").display().to_string();
+    let fio = |target: &str, against: &str, extra: &[&str]| {
+        let out = Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["fio", "-p", "write-4k", "--target", target, "--against", against, "--label", "ab"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains("panicked at"), "{text}");
+        (out.status.code(), text)
+    };
+    // Writes to /dev/null are several times faster than to a file: the file
+    // as the candidate is a regression, whatever this machine's noise.
+    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "3", "--max-pairs", "4"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!("comparing write-4k on {file} with /dev/null, interleaved, until write IOPS")),
+        "{text}"
+    );
+    assert!(text.contains("pair 1: write IOPS ") && text.contains("pair 3: write IOPS "), "{text}");
+    assert!(text.contains("interleaved pairs): regression beyond the 5% noise threshold"), "{text}");
+    assert!(text.contains("p99 write latency:"), "the other metrics are judged on the same pairs: {text}");
+    // Both arms' runs are in the history, raw output first.
+    let history = std::fs::read_to_string(dir.path().join("results/fio-ab/write-4k.jsonl")).unwrap();
+    let runs = history.lines().count();
+    assert!((6..=8).contains(&runs) && history.contains("\"device\":\"/dev/null\""), "{history}");
+    assert_eq!(std::fs::read_dir(dir.path().join("results/fio-ab/raw")).unwrap().count(), runs);
+
+    // The other way round it is an improvement, and passes.
+    let (code, text) = fio("/dev/null", &file, &["--min-pairs", "3", "--max-pairs", "4"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("improvement beyond the 5% noise threshold"), "{text}");
+
+    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "5", "--max-pairs", "2"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("--min-pairs 5 is more than --max-pairs 2"), "{text}");
+    let (_, text) = fio(&file, "/dev/null", &["--metric", "IOPS"]);
+    assert!(text.contains("--metric `IOPS`: say `read` or `write`"), "{text}");
+    let (code, text) = fio(&file, "/dev/null", &["--baseline", "x"]);
+    assert_eq!(code, Some(2), "clap refuses --baseline with --against: {text}");
+}

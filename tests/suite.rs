@@ -55,7 +55,11 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     let first = lab_test(dir.path(), &scenario, &reports);
     assert_eq!(first.code, Some(0), "{}", first.stdout);
     assert!(first.stdout.contains("2 scenarios (2 passed)"), "{}", first.stdout);
-    assert!(first.stdout.contains("read IOPS: no baseline yet (0 comparable earlier run(s)"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("read IOPS: 0 earlier session(s) of comparable runs; 3 are needed"),
+        "{}",
+        first.stdout
+    );
     let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
     assert!(
         junit.starts_with("<?xml") && junit.matches("<testcase ").count() == 2 && junit.contains("failures=\"0\""),
@@ -73,22 +77,27 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     assert_eq!(history.lines().count(), 3);
     assert!(lab_loops().is_empty(), "loop devices left behind: {:?}", lab_loops());
 
-    // A second run is judged against the first: a verdict with its numbers, and
-    // an exit status that agrees with it.
-    let second = lab_test(dir.path(), &scenario, &["--junit", "second.xml", "-t", "@host"]);
-    let verdict = second
+    // Two more sessions of the 4k scenario say how many they have, then the
+    // fourth is judged against the three before it: a verdict with its
+    // numbers, and an exit status that agrees with it.
+    let randread = ["-t", "@host", "-n", "4k random reads"];
+    let second = lab_test(dir.path(), &scenario, &randread);
+    assert!(second.stdout.contains("read IOPS: 1 earlier session(s) of comparable runs"), "{}", second.stdout);
+    lab_test(dir.path(), &scenario, &randread);
+    let fourth = lab_test(dir.path(), &scenario, &[&randread[..], &["--junit", "fourth.xml"]].concat());
+    let verdict = fourth
         .stdout
         .lines()
-        .find(|l| l.contains("read IOPS: ") && l.contains("N=3+3"))
-        .unwrap_or_else(|| panic!("{}", second.stdout));
-    let regressed = second.stdout.contains("regression beyond");
+        .find(|l| l.contains("read IOPS: ") && l.contains("N=3 runs against 3 earlier sessions"))
+        .unwrap_or_else(|| panic!("{}", fourth.stdout));
+    let regressed = fourth.stdout.contains("regression beyond");
     assert!(verdict.contains("95% CI"), "{verdict}");
-    assert_eq!(second.code, Some(if regressed { 1 } else { 0 }), "{}", second.stdout);
-    let junit = std::fs::read_to_string(dir.path().join("second.xml")).unwrap();
+    assert_eq!(fourth.code, Some(if regressed { 1 } else { 0 }), "{}", fourth.stdout);
+    let junit = std::fs::read_to_string(dir.path().join("fourth.xml")).unwrap();
     assert_eq!(junit.contains("<failure"), regressed, "{junit}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap().lines().count(),
-        6
+        12
     );
     assert!(lab_loops().is_empty());
 }

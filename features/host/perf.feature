@@ -20,3 +20,13 @@ Feature: Block performance on this host
     Then write bandwidth is at least 10 MiB/s
     And p99.9 write latency is below 1 s
     And write bandwidth has not regressed against the history
+
+  @serial
+  Scenario: 4k random reads on xfs keep up with the raw device, measured interleaved
+    Interleaved runs (raw, xfs, xfs, raw, …) see the same machine, so this
+    holds on a machine whose speed drifts, where a history does not.
+    Given a 256 MiB loop device formatted xfs
+    And a 256 MiB loop device as the baseline
+    When I compare the fio profile "randread-4k-quick" with the baseline, interleaved
+    Then read IOPS is at least 50% of the baseline's
+    And p99 read latency is at most 300% of the baseline's

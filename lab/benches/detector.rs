@@ -143,7 +143,8 @@ fn main() {
             last_baseline: None,
             metric,
         };
-        let c = tokio.block_on(interleave::compare(&mut arms, metric, THRESHOLD, Sampling::default())).unwrap();
+        let c =
+            tokio.block_on(interleave::compare(&mut arms, metric, THRESHOLD, Sampling::default(), Vec::new())).unwrap();
         Check { verdict: c.verdict.clone(), seconds: started.elapsed().as_secs_f64(), note: c.stopped_because() }
     };
 

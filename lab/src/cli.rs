@@ -138,14 +138,31 @@ pub struct FioArgs {
     #[arg(long)]
     pub target: String,
     /// How many runs (the verdict needs at least 2).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, conflicts_with = "against")]
     pub repeat: usize,
     /// Labels these runs in the history (default: time and git commit).
     #[arg(long)]
     pub label: Option<String>,
     /// Compare with the runs of this label instead of the whole history.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "against")]
     pub baseline: Option<String>,
+    /// Compare with the same profile on this file or device, run interleaved
+    /// with --target (A B, B A, …) until the verdict is settled: sound on a
+    /// machine whose speed drifts, where a history is not.
+    #[arg(long, value_name = "TARGET")]
+    pub against: Option<String>,
+    /// The metric --against decides on (default: the job's read or write IOPS).
+    #[arg(long, requires = "against")]
+    pub metric: Option<String>,
+    /// Interleaved pairs before the first verdict.
+    #[arg(long, default_value_t = 10, requires = "against")]
+    pub min_pairs: usize,
+    /// Interleaved pairs at most.
+    #[arg(long, default_value_t = 40, requires = "against")]
+    pub max_pairs: usize,
+    /// Seconds after which no new pair starts.
+    #[arg(long, default_value_t = 300, requires = "against")]
+    pub budget: u64,
 }
 
 #[derive(Args, Debug)]

@@ -1,16 +1,29 @@
-//! `lab fio`: one profile, N runs on this host, recorded, then judged
-//! against the history — the same machinery as the fio steps, by hand.
+//! `lab fio`: one profile on this host, recorded, then judged — against the
+//! history (N runs), or against another target run interleaved with it
+//! (`--against`), the comparison that holds up on a machine whose speed
+//! drifts.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use crate::Lab;
 use crate::cli::FioArgs;
-use crate::fio::history::{Fingerprint, History, Record};
-use crate::fio::{self, Metric, Outcome};
+use crate::fio::history::{Baseline, Fingerprint, History, Record, Shifts};
+use crate::fio::interleave::{self, Arm, Arms, Sampling};
+use crate::fio::{self, Job, JobResult, Metric, Outcome, Verdict};
 use crate::shell::LocalShell;
 
+/// The metrics every verdict lists, when the job measured them.
+fn reported() -> impl Iterator<Item = Metric> {
+    ["read IOPS", "write IOPS", "p99 read latency", "p99 write latency"]
+        .into_iter()
+        .map(|m| Metric::parse(m).expect("a known metric"))
+}
+
 pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(args.scenario.scenario)?;
+    let lab = Lab::open(args.scenario.scenario.clone())?;
     let scenario = &lab.scenario;
     let Some(job) = scenario.fio.profiles.iter().find(|j| j.name == args.profile) else {
         let known: Vec<&str> = scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
@@ -21,50 +34,146 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
             known.join(", ")
         );
     };
-    let label = args.label.unwrap_or_else(crate::suite::run_label);
-    let results = scenario.path_of(&scenario.fio.results);
-    let history = History::new(&results, scenario.name(), &job.name);
-    let earlier = history.records()?;
+    let metric = match &args.metric {
+        Some(text) => Metric::parse(text).map_err(|e| anyhow::anyhow!("--metric {e}"))?,
+        None => Metric::headline(job),
+    };
+    if args.against.is_some() && args.min_pairs > args.max_pairs {
+        anyhow::bail!("--min-pairs {} is more than --max-pairs {}", args.min_pairs, args.max_pairs);
+    }
+    let run = Runs {
+        job,
+        label: args.label.clone().unwrap_or_else(crate::suite::run_label),
+        history: History::new(&scenario.path_of(&scenario.fio.results), scenario.name(), &job.name),
+        scenario: scenario.name().to_string(),
+    };
+    let threshold = scenario.fio.noise_threshold;
+    let (verdicts, shifts) = match &args.against {
+        Some(baseline) => (against(&run, &args, baseline, metric, threshold).await?, Vec::new()),
+        None => against_history(&run, &args, threshold).await?,
+    };
+    let mut regressed = false;
+    for verdict in verdicts {
+        regressed |= verdict.outcome == Outcome::Regression;
+        println!("{verdict}");
+    }
+    for shift in shifts {
+        println!("{shift}");
+    }
+    println!("history: {}", run.history.path().display());
+    Ok(if regressed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Runs of one profile, each recorded in the history as it finishes.
+struct Runs<'a> {
+    job: &'a Job,
+    label: String,
+    history: History,
+    scenario: String,
+}
+
+impl Runs<'_> {
+    async fn once(&self, target: &str, tag: &str) -> anyhow::Result<Record> {
+        let raw =
+            self.history.path().with_file_name("raw").join(format!("{}-{}-{tag}.json", self.job.name, self.label));
+        let report = fio::run(&LocalShell, self.job, target, &raw).await?;
+        let Some(result) = report.jobs.into_iter().next() else { anyhow::bail!("fio reported no job") };
+        let env = Fingerprint::here(target, &report.fio_version);
+        let record = Record::now(&self.scenario, &self.job.name, &self.label, result, env);
+        self.history.append(&record)?;
+        Ok(record)
+    }
+}
+
+/// N runs on the target, judged against earlier comparable sessions (or a
+/// label's runs); and the history's change points.
+async fn against_history(
+    run: &Runs<'_>,
+    args: &FioArgs,
+    threshold: f64,
+) -> anyhow::Result<(Vec<Verdict>, Vec<String>)> {
+    let earlier = run.history.records()?;
     let mut current = Vec::new();
     for i in 0..args.repeat {
-        let raw = results.join(scenario.name()).join("raw").join(format!("{}-{label}-{i}.json", job.name));
-        let report = fio::run(&LocalShell, job, &args.target, &raw).await?;
-        let Some(result) = report.jobs.into_iter().next() else { anyhow::bail!("fio reported no job") };
-        let record = Record {
-            time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            scenario: scenario.name().to_string(),
-            profile: job.name.clone(),
-            label: label.clone(),
-            result,
-            env: Fingerprint::here(&args.target, &report.fio_version),
-        };
-        history.append(&record)?;
-        eprintln!("run {}/{}: {}", i + 1, args.repeat, summary(&record));
+        let record = run.once(&args.target, &i.to_string()).await?;
+        eprintln!("run {}/{}: {}", i + 1, args.repeat, summary(&record.result));
         current.push(record);
     }
     let env = current.first().map(|r| r.env.clone()).unwrap_or_default();
-    let mut regressed = false;
-    for metric in ["read IOPS", "write IOPS", "p99 read latency", "p99 write latency"] {
-        let metric = Metric::parse(metric).map_err(anyhow::Error::msg)?;
+    let mut verdicts = Vec::new();
+    for metric in reported() {
         let now: Vec<f64> = current.iter().filter_map(|r| metric.of(&r.result)).collect();
         if now.is_empty() {
             continue;
         }
-        let before: Vec<f64> = earlier
-            .iter()
-            .filter(|r| r.env.comparable(&env) && args.baseline.as_ref().is_none_or(|b| &r.label == b))
-            .filter_map(|r| metric.of(&r.result))
-            .collect();
-        let before = &before[before.len().saturating_sub(20)..];
-        let verdict = fio::stats::compare(&metric.name(), metric.better(), before, &now, scenario.fio.noise_threshold);
-        regressed |= verdict.outcome == Outcome::Regression;
-        println!("{verdict}");
+        let baseline = Baseline::from_history(&earlier, &env, &run.label, args.baseline.as_deref(), metric);
+        verdicts.push(baseline.judge(&metric.name(), metric.better(), &now, threshold, 1.0));
     }
-    println!("history: {}", history.path().display());
-    Ok(if regressed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    // The whole history, this session included: where did it shift?
+    let records = run.history.records()?;
+    let shifts = reported().flat_map(|m| Shifts::find(&records, &env, m).lines()).collect();
+    Ok((verdicts, shifts))
 }
 
-fn summary(record: &Record) -> String {
+/// The profile on `args.target` (candidate) and on `baseline`, interleaved until settled.
+async fn against(
+    run: &Runs<'_>,
+    args: &FioArgs,
+    baseline: &str,
+    metric: Metric,
+    threshold: f64,
+) -> anyhow::Result<Vec<Verdict>> {
+    let sampling =
+        Sampling { min_pairs: args.min_pairs, max_pairs: args.max_pairs, budget: Duration::from_secs(args.budget) };
+    eprintln!(
+        "comparing {} on {} with {baseline}, interleaved, until {} is settled ({}–{} pairs, at most {} s)",
+        run.job.name,
+        args.target,
+        metric.name(),
+        sampling.min_pairs,
+        sampling.max_pairs,
+        sampling.budget.as_secs()
+    );
+    let mut arms = TargetArms { run, baseline, candidate: &args.target, metric, last: None };
+    let comparison = interleave::compare(&mut arms, metric, threshold, sampling, Vec::new()).await?;
+    eprintln!("{}", comparison.stopped_because());
+    let mut verdicts = vec![comparison.verdict.clone()];
+    let others = reported().filter(|m| *m != metric);
+    verdicts.extend(others.filter_map(|m| comparison.verdict_for(m, threshold)));
+    Ok(verdicts)
+}
+
+struct TargetArms<'a> {
+    run: &'a Runs<'a>,
+    baseline: &'a str,
+    candidate: &'a str,
+    metric: Metric,
+    /// The pair's first run, shown next to its second.
+    last: Option<f64>,
+}
+
+#[async_trait]
+impl Arms for TargetArms<'_> {
+    async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult> {
+        let (target, tag) = match arm {
+            Arm::Baseline => (self.baseline, format!("{pair}-baseline")),
+            Arm::Candidate => (self.candidate, format!("{pair}")),
+        };
+        let result = self.run.once(target, &tag).await?.result;
+        let value = self.metric.of(&result);
+        match (self.last.take(), value) {
+            (Some(first), Some(second)) => {
+                let (b, c) = if arm == Arm::Candidate { (first, second) } else { (second, first) };
+                eprintln!("pair {}: {} {b:.0} → {c:.0} ({:+.1}%)", pair + 1, self.metric.name(), (c / b - 1.0) * 100.0);
+            }
+            (None, value) => self.last = value,
+            _ => {}
+        }
+        Ok(result)
+    }
+}
+
+fn summary(result: &JobResult) -> String {
     let side = |name: &str, d: &Option<fio::Direction>| {
         d.as_ref().map(|d| {
             format!(
@@ -75,9 +184,5 @@ fn summary(record: &Record) -> String {
             )
         })
     };
-    [side("read", &record.result.read), side("write", &record.result.write)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("; ")
+    [side("read", &result.read), side("write", &result.write)].into_iter().flatten().collect::<Vec<_>>().join("; ")
 }

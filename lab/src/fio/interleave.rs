@@ -46,6 +46,7 @@ pub enum Stopped {
     Budget,
 }
 
+#[derive(Debug)]
 pub struct Comparison {
     /// `(baseline, candidate)` per pair, in the order they ran.
     pub pairs: Vec<(JobResult, JobResult)>,
@@ -76,40 +77,44 @@ fn paired_verdict(pairs: &[(JobResult, JobResult)], metric: Metric, threshold: f
     Some(compare_paired(&metric.name(), metric.better(), &values?, threshold))
 }
 
-/// Run `arms` interleaved until `metric`'s verdict is settled.
+/// Run `arms` interleaved until `metric`'s verdict is settled, after the
+/// `pairs` already run (none for a new comparison; a later question about
+/// the same arms goes on from where the last one stopped).
 pub async fn compare(
     arms: &mut dyn Arms,
     metric: Metric,
     threshold: f64,
     sampling: Sampling,
+    mut pairs: Vec<(JobResult, JobResult)>,
 ) -> anyhow::Result<Comparison> {
     let started = Instant::now();
-    let mut pairs: Vec<(JobResult, JobResult)> = Vec::new();
     loop {
+        if !pairs.is_empty() {
+            let verdict = paired_verdict(&pairs, metric, threshold).ok_or_else(|| {
+                anyhow::anyhow!("fio did not measure {} (a read-only job has no write side)", metric.name())
+            })?;
+            let (n, elapsed) = (pairs.len(), started.elapsed());
+            let stopped = if n < sampling.min_pairs.max(2) {
+                None
+            } else if verdict.settled(metric.better()) {
+                Some(Stopped::Settled)
+            } else if n >= sampling.max_pairs {
+                Some(Stopped::MaxPairs)
+            } else if elapsed >= sampling.budget {
+                Some(Stopped::Budget)
+            } else {
+                None
+            };
+            if let Some(stopped) = stopped {
+                return Ok(Comparison { pairs, verdict, stopped, elapsed });
+            }
+        }
         let pair = pairs.len();
-        let order = if pair % 2 == 0 { [Arm::Baseline, Arm::Candidate] } else { [Arm::Candidate, Arm::Baseline] };
+        let order =
+            if pair.is_multiple_of(2) { [Arm::Baseline, Arm::Candidate] } else { [Arm::Candidate, Arm::Baseline] };
         let first = arms.run(order[0], pair).await?;
         let second = arms.run(order[1], pair).await?;
         pairs.push(if order[0] == Arm::Baseline { (first, second) } else { (second, first) });
-
-        let verdict = paired_verdict(&pairs, metric, threshold).ok_or_else(|| {
-            anyhow::anyhow!("fio did not measure {} (a read-only job has no write side)", metric.name())
-        })?;
-        let (n, elapsed) = (pairs.len(), started.elapsed());
-        let stopped = if n < sampling.min_pairs.max(2) {
-            None
-        } else if verdict.settled(metric.better()) {
-            Some(Stopped::Settled)
-        } else if n >= sampling.max_pairs {
-            Some(Stopped::MaxPairs)
-        } else if elapsed >= sampling.budget {
-            Some(Stopped::Budget)
-        } else {
-            None
-        };
-        if let Some(stopped) = stopped {
-            return Ok(Comparison { pairs, verdict, stopped, elapsed });
-        }
     }
 }
 
@@ -131,7 +136,7 @@ mod tests {
             self.asked.push(arm);
             // A machine that speeds up 2% per pair: only the pairing keeps it out of the verdict.
             let drift = 1.0 + 0.02 * pair as f64;
-            let wobble = if self.asked.len() % 3 == 0 { 1.01 } else { 0.99 };
+            let wobble = if self.asked.len().is_multiple_of(3) { 1.01 } else { 0.99 };
             let iops = drift * wobble * if arm == Arm::Baseline { self.baseline } else { self.candidate };
             Ok(JobResult {
                 read: Some(Direction { iops, bw_bytes: iops * 4096.0, ..Direction::default() }),
@@ -148,7 +153,7 @@ mod tests {
     async fn interleaves_flipping_the_order_and_stops_once_settled() {
         let mut arms = Scripted { baseline: 1000.0, candidate: 1000.0, asked: vec![] };
         let sampling = Sampling { min_pairs: 4, ..Sampling::default() };
-        let same = compare(&mut arms, read_iops(), 0.05, sampling).await.unwrap();
+        let same = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
         use Arm::{Baseline as A, Candidate as B};
         assert_eq!(arms.asked, [A, B, B, A, A, B, B, A]);
         assert_eq!((same.stopped, same.pairs.len()), (Stopped::Settled, 4));
@@ -156,7 +161,7 @@ mod tests {
         assert!(same.verdict.to_string().contains("N=4 interleaved pairs"), "{}", same.verdict);
 
         let mut arms = Scripted { baseline: 1000.0, candidate: 880.0, asked: vec![] };
-        let slower = compare(&mut arms, read_iops(), 0.05, sampling).await.unwrap();
+        let slower = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
         assert_eq!(slower.verdict.outcome, Outcome::Regression, "{}", slower.verdict);
         assert!((slower.verdict.change + 0.12).abs() < 0.01, "{}", slower.verdict);
         // The same pairs judge other metrics; an unmeasured one is None.
@@ -170,10 +175,17 @@ mod tests {
         // 5% slower against a 5% threshold: the interval straddles it for good.
         let mut arms = Scripted { baseline: 1000.0, candidate: 950.0, asked: vec![] };
         let sampling = Sampling { min_pairs: 3, max_pairs: 6, budget: Duration::from_secs(300) };
-        let c = compare(&mut arms, read_iops(), 0.05, sampling).await.unwrap();
+        let c = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
         assert_eq!((c.stopped, c.pairs.len()), (Stopped::MaxPairs, 6));
         assert!(c.stopped_because().starts_with("not settled by 6 pairs"), "{}", c.stopped_because());
-        let err = compare(&mut arms, Metric::parse("write IOPS").unwrap(), 0.05, sampling).await.err().unwrap();
+        // A later question goes on from the pairs already run; one they settle runs nothing more.
+        let asked = arms.asked.len();
+        let wider = compare(&mut arms, read_iops(), 0.10, sampling, c.pairs.clone()).await.unwrap();
+        assert_eq!((wider.stopped, wider.pairs.len(), arms.asked.len()), (Stopped::Settled, 6, asked));
+        let more = Sampling { max_pairs: 8, ..sampling };
+        let longer = compare(&mut arms, read_iops(), 0.05, more, c.pairs).await.unwrap();
+        assert_eq!((longer.stopped, longer.pairs.len(), arms.asked.len()), (Stopped::MaxPairs, 8, asked + 4));
+        let err = compare(&mut arms, Metric::parse("write IOPS").unwrap(), 0.05, sampling, vec![]).await.err().unwrap();
         assert!(err.to_string().contains("did not measure write IOPS"), "{err}");
     }
 }

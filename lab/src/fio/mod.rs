@@ -2,6 +2,7 @@
 //! disk before it is read, metrics picked by name, and regressions decided
 //! with statistics.
 
+pub mod changepoint;
 pub mod history;
 pub mod interleave;
 pub mod job;
@@ -63,6 +64,13 @@ impl Metric {
             return Err(format!("`{text}`: name IOPS, bandwidth or a latency (e.g. `p99 read latency`)"));
         };
         Ok(Metric { write, kind })
+    }
+
+    /// What a check of `job` is about when nobody says: its IOPS, the
+    /// write side for a job that only writes.
+    pub fn headline(job: &Job) -> Metric {
+        let writes_only = matches!(job.rw.as_str(), "write" | "randwrite" | "trim" | "randtrim" | "trimwrite");
+        Metric { write: writes_only, kind: MetricKind::Iops }
     }
 
     pub fn better(self) -> Better {

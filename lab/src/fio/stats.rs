@@ -39,9 +39,21 @@ pub struct Verdict {
     pub n_current: usize,
     pub threshold: f64,
     pub outcome: Outcome,
-    /// Interleaved pairs (`compare_paired`): N counts pairs.
     #[serde(default)]
-    pub paired: bool,
+    pub design: Design,
+}
+
+/// How the samples were taken, which decides what N counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Design {
+    /// Two groups of runs (`compare`): N counts runs on each side.
+    #[default]
+    Blocks,
+    /// Interleaved pairs (`compare_paired`): N counts pairs.
+    Pairs,
+    /// This session's runs against earlier sessions (`compare_sessions`):
+    /// `n_baseline` counts sessions.
+    Sessions,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -67,7 +79,7 @@ pub fn compare(metric: &str, better: Better, baseline: &[f64], current: &[f64], 
         n_current: nc,
         threshold,
         outcome: Outcome::TooFewSamples,
-        paired: false,
+        design: Design::Blocks,
     };
     if nb < 2 || nc < 2 || verdict.baseline_mean == 0.0 {
         return verdict;
@@ -119,7 +131,7 @@ pub fn compare_paired(metric: &str, better: Better, pairs: &[(f64, f64)], thresh
         n_current: n,
         threshold,
         outcome: Outcome::TooFewSamples,
-        paired: true,
+        design: Design::Pairs,
     };
     // A zero or negative value has no ratio: it says nothing about a change.
     if n < 2 || pairs.iter().any(|&(b, c)| b <= 0.0 || c <= 0.0) {
@@ -137,6 +149,56 @@ pub fn compare_paired(metric: &str, better: Better, pairs: &[(f64, f64)], thresh
     };
     verdict.change = m.exp() - 1.0;
     verdict.ci = ((m - half_width).exp() - 1.0, (m + half_width).exp() - 1.0);
+    verdict.p_value = p;
+    verdict.judge(better);
+    verdict
+}
+
+/// The fewest earlier sessions whose spread says how far the machine drifts.
+pub const MIN_SESSIONS: usize = 3;
+
+/// This session's runs against earlier sessions, one mean per session. Runs
+/// of one session share the machine's state of the moment, and a machine's
+/// speed drifts over minutes and hours (measured here: runs a minute apart
+/// still correlate at 0.5), so the spread that counts is that of session
+/// means, not of runs. The interval is where one more session of an
+/// unchanged system would fall: t(M-1) · s · √(1 + 1/M) around the change.
+pub fn compare_sessions(
+    metric: &str,
+    better: Better,
+    session_means: &[f64],
+    current: &[f64],
+    threshold: f64,
+) -> Verdict {
+    let (m, nc) = (session_means.len(), current.len());
+    let mut verdict = Verdict {
+        metric: metric.into(),
+        baseline_mean: if m > 0 { mean(session_means) } else { f64::NAN },
+        current_mean: if nc > 0 { mean(current) } else { f64::NAN },
+        change: f64::NAN,
+        ci: (f64::NAN, f64::NAN),
+        p_value: f64::NAN,
+        n_baseline: m,
+        n_current: nc,
+        threshold,
+        outcome: Outcome::TooFewSamples,
+        design: Design::Sessions,
+    };
+    if m < MIN_SESSIONS || nc == 0 || verdict.baseline_mean == 0.0 {
+        return verdict;
+    }
+    let (mb, diff) = (verdict.baseline_mean, verdict.current_mean - verdict.baseline_mean);
+    let spread = variance(session_means).sqrt() * (1.0 + 1.0 / m as f64).sqrt();
+    let (p, half_width) = if spread == 0.0 {
+        (if diff == 0.0 { 1.0 } else { 0.0 }, 0.0)
+    } else {
+        match StudentsT::new(0.0, 1.0, m as f64 - 1.0) {
+            Ok(t) => (2.0 * (1.0 - t.cdf((diff / spread).abs())), t.inverse_cdf(0.975) * spread),
+            Err(_) => (f64::NAN, f64::NAN),
+        }
+    };
+    verdict.change = diff / mb;
+    verdict.ci = ((diff - half_width) / mb, (diff + half_width) / mb);
     verdict.p_value = p;
     verdict.judge(better);
     verdict
@@ -177,6 +239,13 @@ impl Verdict {
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.outcome == Outcome::TooFewSamples && self.design == Design::Sessions {
+            return write!(
+                f,
+                "{}: {} earlier session(s) of comparable runs; {MIN_SESSIONS} are needed to know how far this machine drifts between sessions",
+                self.metric, self.n_baseline
+            );
+        }
         if self.outcome == Outcome::TooFewSamples {
             return write!(
                 f,
@@ -194,10 +263,10 @@ impl fmt::Display for Verdict {
             ),
             _ => "no significant change".to_string(),
         };
-        let n = if self.paired {
-            format!("N={} interleaved pairs", self.n_current)
-        } else {
-            format!("N={}+{}", self.n_baseline, self.n_current)
+        let n = match self.design {
+            Design::Blocks => format!("N={}+{}", self.n_baseline, self.n_current),
+            Design::Pairs => format!("N={} interleaved pairs", self.n_current),
+            Design::Sessions => format!("N={} runs against {} earlier sessions", self.n_current, self.n_baseline),
         };
         write!(
             f,
@@ -213,7 +282,7 @@ impl fmt::Display for Verdict {
     }
 }
 
-fn round(x: f64) -> String {
+pub(crate) fn round(x: f64) -> String {
     if x.abs() >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }
 }
 
@@ -286,7 +355,10 @@ mod tests {
         let v = compare_paired("read IOPS", Better::Higher, &slower, 0.05);
         assert_eq!(v.outcome, Outcome::Regression, "{v}");
         // No ratio from a zero: too few samples rather than a division by zero.
-        assert_eq!(compare_paired("x", Better::Higher, &[(0.0, 1.0), (1.0, 1.0)], 0.05).outcome, Outcome::TooFewSamples);
+        assert_eq!(
+            compare_paired("x", Better::Higher, &[(0.0, 1.0), (1.0, 1.0)], 0.05).outcome,
+            Outcome::TooFewSamples
+        );
     }
 
     #[test]
@@ -295,5 +367,23 @@ mod tests {
         let v = compare_paired("read IOPS", Better::Higher, &pairs, 0.05);
         assert_eq!(v.outcome, Outcome::NoChange);
         assert!(v.ci.0 < -0.05 && v.ci.1 > -0.05 && !v.settled(Better::Higher), "{v}");
+    }
+
+    #[test]
+    fn sessions_are_judged_by_how_far_session_means_spread() {
+        // Earlier sessions wandered ±8 %: a session 10 % down is inside that.
+        let sessions = [1000.0, 1080.0, 930.0, 1050.0, 960.0];
+        let v = compare_sessions("read IOPS", Better::Higher, &sessions, &[905.0, 900.0, 895.0], 0.05);
+        assert_eq!(v.outcome, Outcome::NoChange, "{v}");
+        // sd of the means 6.3 %, × √(1 + 1/5) × t(4) 2.78: ±18.7 % around the change.
+        assert!((v.ci.1 - v.ci.0 - 2.0 * 0.187).abs() < 0.002, "the sessions' spread, not the runs': {v}");
+        assert!(v.to_string().contains("N=3 runs against 5 earlier sessions"), "{v}");
+        // Steady sessions: the same 10 % is a regression.
+        let steady = [1000.0, 1004.0, 998.0, 1001.0, 997.0];
+        let v = compare_sessions("read IOPS", Better::Higher, &steady, &[905.0, 900.0, 895.0], 0.05);
+        assert_eq!(v.outcome, Outcome::Regression, "{v}");
+        let v = compare_sessions("read IOPS", Better::Higher, &steady[..2], &[900.0], 0.05);
+        assert_eq!(v.outcome, Outcome::TooFewSamples);
+        assert!(v.to_string().contains("2 earlier session(s) of comparable runs; 3 are needed"), "{v}");
     }
 }

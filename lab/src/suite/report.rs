@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::world::{Check, Context};
-use crate::fio::history::{History, Record};
+use crate::fio::history::{Fingerprint, History, Record, Shifts};
 use crate::fio::{Metric, Outcome};
 
 /// One line per check: pass or fail, where, what was measured.
@@ -24,12 +24,14 @@ fn escape(text: &str) -> String {
 }
 
 /// A line chart: x is the run's position in the history, one polyline per series.
-/// `marked` runs get a red ring (a regression was decided on them).
+/// `marked` runs get a red ring (a regression was decided on them); each
+/// `breaks` run gets a dashed line before it (a change point), titled.
 pub fn line_chart(
     title: &str,
     unit: &str,
     series: &[(&str, &str, Vec<Option<f64>>)],
     marked: &BTreeSet<usize>,
+    breaks: &[(usize, String)],
 ) -> String {
     let (width, height, left, bottom, top) = (640.0, 240.0, 70.0, 30.0, 28.0);
     let runs = series.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
@@ -61,6 +63,15 @@ pub fn line_chart(
         b = height - bottom,
         r = width - 20.0,
     );
+    for (run, text) in breaks {
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{b}\" stroke=\"#d00\" stroke-dasharray=\"4 3\"><title>{}</title></line>",
+            escape(text),
+            x = x(*run) - if *run > 0 { (x(*run) - x(run - 1)) / 2.0 } else { 0.0 },
+            b = height - bottom,
+        );
+    }
     for (legend, (name, color, points)) in series.iter().enumerate() {
         let path: Vec<String> =
             points.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
@@ -132,13 +143,32 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
             records.iter().enumerate().filter(|(_, r)| r.label == ctx.label).map(|(i, _)| i).collect();
         let marked = if regressed { this_run } else { BTreeSet::new() };
         let _ = write!(out, "<h2>{}</h2>", escape(profile));
+        // One series per device: an interleaved comparison's two arms side by side.
+        let mut devices: Vec<&str> = Vec::new();
+        for r in &records {
+            if !devices.contains(&r.env.device.as_str()) {
+                devices.push(&r.env.device);
+            }
+        }
+        let this_env = records.iter().rev().find(|r| r.label == ctx.label).map(|r| r.env.clone()).unwrap_or_default();
         for write in [false, true] {
             let side = if write { "write" } else { "read" };
-            let iops = values(&records, &format!("{side} IOPS"));
-            if iops.iter().all(Option::is_none) {
+            let Ok(metric) = Metric::parse(&format!("{side} IOPS")) else { continue };
+            if records.iter().all(|r| metric.of(&r.result).is_none()) {
                 continue;
             }
-            out.push_str(&line_chart(&format!("{side} IOPS per run"), "IOPS", &[("IOPS", "#1f77b4", iops)], &marked));
+            let colors = ["#1f77b4", "#9467bd", "#8c564b", "#17becf"];
+            let iops: Vec<(&str, &str, Vec<Option<f64>>)> = devices
+                .iter()
+                .zip(colors.iter().cycle())
+                .map(|(device, color)| {
+                    let name = if devices.len() == 1 || device.is_empty() { "IOPS" } else { device };
+                    let values = records.iter().map(|r| metric.of(&r.result).filter(|_| r.env.device == *device));
+                    (name, *color, values.collect())
+                })
+                .collect();
+            let breaks = shift_marks(&records, &this_env, metric);
+            out.push_str(&line_chart(&format!("{side} IOPS per run"), "IOPS", &iops, &marked, &breaks));
             let series = [
                 ("p50", "#2ca02c", values(&records, &format!("p50 {side} latency"))),
                 ("p99", "#ff7f0e", values(&records, &format!("p99 {side} latency"))),
@@ -149,11 +179,28 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
                 "us",
                 &series,
                 &marked,
+                &[],
             ));
+        }
+        for metric in ["read IOPS", "write IOPS"].map(Metric::parse).into_iter().flatten() {
+            for line in Shifts::find(&records, &this_env, metric).lines() {
+                let _ = write!(out, "<p class=\"fail\">{}</p>", escape(&line));
+            }
         }
     }
     out.push_str("</body></html>\n");
     Ok(out)
+}
+
+/// The history's change points for `metric`, at the first run of the session after each.
+fn shift_marks(records: &[Record], env: &Fingerprint, metric: Metric) -> Vec<(usize, String)> {
+    let shifts = Shifts::find(records, env, metric);
+    shifts
+        .points
+        .iter()
+        .zip(shifts.lines())
+        .filter_map(|((label, _), line)| Some((records.iter().position(|r| &r.label == label)?, line)))
+        .collect()
 }
 
 fn values(records: &[Record], metric: &str) -> Vec<Option<f64>> {
@@ -168,11 +215,13 @@ mod tests {
     #[test]
     fn a_chart_draws_every_point_and_rings_the_marked_runs() {
         let marked = BTreeSet::from([2]);
-        let svg =
-            line_chart("read IOPS <per run>", "IOPS", &[("IOPS", "#123", vec![Some(10.0), None, Some(5.0)])], &marked);
+        let breaks = [(2, "read IOPS shifted at session s2 (2 of 2): 10 → 5 (-50.0%, p=0.0005)".to_string())];
+        let series = [("IOPS", "#123", vec![Some(10.0), None, Some(5.0)])];
+        let svg = line_chart("read IOPS <per run>", "IOPS", &series, &marked, &breaks);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 3, "two points and one ring: {svg}");
         assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
-        assert!(line_chart("empty", "", &[], &BTreeSet::new()).contains("no data"));
+        assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
+        assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
     }
 }

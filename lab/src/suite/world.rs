@@ -69,6 +69,11 @@ pub struct LabWorld {
     pub loop_device: Option<super::steps::host::LoopDevice>,
     /// Where fio runs: a file on the loop device's filesystem, or the device.
     pub fio_target: Option<String>,
+    /// What the target is compared with, run interleaved with it.
+    pub baseline_device: Option<super::steps::host::LoopDevice>,
+    pub baseline_target: Option<String>,
+    /// The interleaved comparison so far, with its profile: later checks go on from it.
+    pub comparison: Option<(String, crate::fio::interleave::Comparison)>,
     /// Results per profile, this scenario's runs only.
     pub runs: BTreeMap<String, Vec<JobResult>>,
     /// The profile the last `When I run fio …` used.
@@ -87,6 +92,9 @@ impl LabWorld {
             name: String::new(),
             loop_device: None,
             fio_target: None,
+            baseline_device: None,
+            baseline_target: None,
+            comparison: None,
             runs: BTreeMap::new(),
             last_profile: None,
             namespace: None,

@@ -2,18 +2,22 @@
 //! on disk and in the history before any check reads it), then check
 //! thresholds and regressions against the stored history or a baseline.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
 use cucumber::{then, when};
 
-use super::super::world::{Check, LabWorld};
-use crate::fio::history::{Fingerprint, History, Record};
-use crate::fio::{self, Metric, MetricKind, Outcome};
-use crate::shell::LocalShell;
+use super::super::world::{Check, Context, LabWorld};
+use crate::fio::history::{Baseline, Fingerprint, History, Record};
+use crate::fio::interleave::{self, Arm, Arms, Sampling};
+use crate::fio::{self, Job, JobResult, Metric, MetricKind, Outcome};
+use crate::shell::{LocalShell, Shell};
 
 #[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times?$"#)]
 async fn run_profile(world: &mut LabWorld, profile: String, times: usize) -> Result<(), String> {
     let target =
         world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
-    let device = device_of(world);
+    let device = world.loop_device.as_ref().map(|d| d.fingerprint()).unwrap_or_default();
     run_profile_on(world, &profile, times, &LocalShell, &target, &device).await
 }
 
@@ -23,43 +27,108 @@ pub async fn run_profile_on(
     world: &mut LabWorld,
     profile: &str,
     times: usize,
-    shell: &dyn crate::shell::Shell,
+    shell: &dyn Shell,
     target: &str,
     device: &str,
 ) -> Result<(), String> {
-    let profile = profile.to_string();
     let ctx = world.ctx.clone();
-    let job = ctx.scenario.fio.profiles.iter().find(|j| j.name == profile).cloned().ok_or_else(|| {
-        let known: Vec<&str> = ctx.scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
-        format!("no fio profile `{profile}` in {}; it has: {}", ctx.scenario.source.display(), known.join(", "))
-    })?;
-    let history = History::new(&ctx.results, ctx.scenario.name(), &profile);
-    for i in 0..times {
-        let raw = ctx.results.join(ctx.scenario.name()).join("raw").join(format!("{profile}-{}-{i}.json", ctx.label));
-        let report = fio::run(shell, &job, target, &raw).await.map_err(|e| format!("{e:#}"))?;
-        let result = report.jobs.into_iter().next().ok_or("fio reported no job")?;
-        let record = Record {
-            time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            scenario: ctx.scenario.name().to_string(),
-            profile: profile.clone(),
-            label: ctx.label.clone(),
-            result: result.clone(),
-            env: Fingerprint::here(device, &report.fio_version),
-        };
-        history.append(&record).map_err(|e| format!("{e:#}"))?;
-        world.runs.entry(profile.clone()).or_default().push(result);
+    let job = profile_named(&ctx, profile)?;
+    for _ in 0..times {
+        let result = run_once(&ctx, &job, shell, target, device).await?;
+        world.runs.entry(job.name.clone()).or_default().push(result);
     }
-    world.last_profile = Some(profile);
+    world.last_profile = Some(job.name);
     Ok(())
 }
 
-/// The device behind the target, for the fingerprint (files on a fresh loop device differ only by name).
-fn device_of(world: &LabWorld) -> String {
-    world
-        .loop_device
-        .as_ref()
-        .map(|d| format!("loop ({})", if d.mount.is_some() { "filesystem" } else { "raw" }))
-        .unwrap_or_default()
+fn profile_named(ctx: &Context, profile: &str) -> Result<Job, String> {
+    ctx.scenario.fio.profiles.iter().find(|j| j.name == profile).cloned().ok_or_else(|| {
+        let known: Vec<&str> = ctx.scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
+        format!("no fio profile `{profile}` in {}; it has: {}", ctx.scenario.source.display(), known.join(", "))
+    })
+}
+
+/// One run: fio's raw output on disk, then the record in the history, before anything reads it.
+async fn run_once(
+    ctx: &Context,
+    job: &Job,
+    shell: &dyn Shell,
+    target: &str,
+    device: &str,
+) -> Result<JobResult, String> {
+    // Numbered across the whole `lab test`, so no run's raw output overwrites another's.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let raw = ctx.results.join(ctx.scenario.name()).join("raw").join(format!("{}-{}-{n}.json", job.name, ctx.label));
+    let report = fio::run(shell, job, target, &raw).await.map_err(|e| format!("{e:#}"))?;
+    let result = report.jobs.into_iter().next().ok_or("fio reported no job")?;
+    let env = Fingerprint::here(device, &report.fio_version);
+    let record = Record::now(ctx.scenario.name(), &job.name, &ctx.label, result.clone(), env);
+    History::new(&ctx.results, ctx.scenario.name(), &job.name).append(&record).map_err(|e| format!("{e:#}"))?;
+    Ok(result)
+}
+
+/// The loop devices of a scenario as the two arms of an interleaved comparison.
+struct LoopArms<'a> {
+    ctx: &'a Context,
+    job: &'a Job,
+    /// (target, fingerprint device) of each arm.
+    baseline: (String, String),
+    candidate: (String, String),
+}
+
+#[async_trait]
+impl Arms for LoopArms<'_> {
+    async fn run(&mut self, arm: Arm, _pair: usize) -> anyhow::Result<JobResult> {
+        let (target, device) = if arm == Arm::Baseline { &self.baseline } else { &self.candidate };
+        run_once(self.ctx, self.job, &LocalShell, target, device).await.map_err(anyhow::Error::msg)
+    }
+}
+
+#[when(regex = r#"^I compare the fio profile "([^"]+)" with the baseline, interleaved$"#)]
+async fn compare_with_baseline(world: &mut LabWorld, profile: String) -> Result<(), String> {
+    let job = profile_named(&world.ctx, &profile)?;
+    let threshold = world.ctx.scenario.fio.noise_threshold;
+    world.comparison = None;
+    // The first pairs only: each check then goes on until its own question is settled.
+    let first = Sampling { max_pairs: Sampling::default().min_pairs, ..Sampling::default() };
+    settle(world, &job, Metric::headline(&job), threshold, first).await?;
+    world.last_profile = Some(job.name);
+    Ok(())
+}
+
+/// Go on with the scenario's interleaved comparison of `job` until `metric`
+/// against `threshold` is settled (or the pair or time budget runs out).
+async fn settle(
+    world: &mut LabWorld,
+    job: &Job,
+    metric: Metric,
+    threshold: f64,
+    sampling: Sampling,
+) -> Result<(), String> {
+    let candidate =
+        world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
+    let baseline = world
+        .baseline_target
+        .clone()
+        .ok_or("no baseline to compare with: add `Given a 256 MiB loop device as the baseline`")?;
+    let fingerprint = |d: &Option<super::host::LoopDevice>| d.as_ref().map(|d| d.fingerprint()).unwrap_or_default();
+    let ctx = world.ctx.clone();
+    let mut arms = LoopArms {
+        ctx: &ctx,
+        job,
+        baseline: (baseline, format!("{} baseline", fingerprint(&world.baseline_device))),
+        candidate: (candidate, fingerprint(&world.loop_device)),
+    };
+    let pairs = world.comparison.take().filter(|(p, _)| *p == job.name).map(|(_, c)| c.pairs).unwrap_or_default();
+    let before = pairs.len();
+    let comparison =
+        interleave::compare(&mut arms, metric, threshold, sampling, pairs).await.map_err(|e| format!("{e:#}"))?;
+    // The candidate's runs are this scenario's runs of the profile: floors apply to them too.
+    let runs = world.runs.entry(job.name.clone()).or_default();
+    runs.extend(comparison.pairs[before..].iter().map(|(_, candidate)| candidate.clone()));
+    world.comparison = Some((job.name.clone(), comparison));
+    Ok(())
 }
 
 /// This scenario's values of a metric for the last profile run.
@@ -150,36 +219,18 @@ fn regression(world: &mut LabWorld, metric: &str, baseline_label: Option<&str>) 
     let history = History::new(&ctx.results, ctx.scenario.name(), &profile);
     let records = history.records().map_err(|e| format!("{e:#}"))?;
     let this_env = records.iter().rev().find(|r| r.label == ctx.label).map(|r| r.env.clone()).unwrap_or_default();
-    let baseline: Vec<f64> = records
-        .iter()
-        .filter(|r| r.label != ctx.label && r.env.comparable(&this_env))
-        .filter(|r| baseline_label.is_none_or(|l| r.label == l))
-        .filter_map(|r| metric.of(&r.result))
-        .collect();
-    // The most recent comparable runs: old history describes an older device state.
-    let baseline = &baseline[baseline.len().saturating_sub(20)..];
+    let baseline = Baseline::from_history(&records, &this_env, &ctx.label, baseline_label, metric);
     // Bandwidth is judged in MiB/s, so the verdict reads like the thresholds.
     let (scale, name) = match metric.kind {
         MetricKind::Bandwidth => (1.0 / (1024.0 * 1024.0), format!("{} (MiB/s)", metric.name())),
         _ if metric.better() == fio::Better::Lower => (1.0, format!("{} (us)", metric.name())),
         _ => (1.0, metric.name()),
     };
-    let scaled = |xs: &[f64]| xs.iter().map(|x| x * scale).collect::<Vec<f64>>();
-    let verdict = fio::stats::compare(
-        &name,
-        metric.better(),
-        &scaled(baseline),
-        &scaled(&current),
-        ctx.scenario.fio.noise_threshold,
-    );
+    let current: Vec<f64> = current.iter().map(|x| x * scale).collect();
+    let verdict = baseline.judge(&name, metric.better(), &current, ctx.scenario.fio.noise_threshold, scale);
     if verdict.outcome == Outcome::TooFewSamples && baseline_label.is_none() {
-        let text = format!(
-            "{}: no baseline yet ({} comparable earlier run(s) in {}); this run's {} result(s) start one",
-            metric.name(),
-            baseline.len(),
-            history.path().display(),
-            current.len()
-        );
+        // A history starts somewhere: this session's runs are now part of it.
+        let text = format!("{verdict}; this session's runs are in {}", history.path().display());
         record(world, &profile, text, true, Some(verdict));
         return Ok(());
     }
@@ -197,6 +248,52 @@ fn not_regressed(world: &mut LabWorld, metric: String) -> Result<(), String> {
 #[then(regex = r#"^(.+) has not regressed against the baseline "([^"]+)"$"#)]
 fn not_regressed_against(world: &mut LabWorld, metric: String, label: String) -> Result<(), String> {
     regression(world, &metric, Some(&label))
+}
+
+/// Judge the interleaved comparison on `metric`: a failure only when the
+/// whole interval of the change is beyond `threshold` in the bad direction.
+async fn against_baseline(world: &mut LabWorld, metric: &str, threshold: f64, what: &str) -> Result<(), String> {
+    let metric = Metric::parse(metric)?;
+    let profile = world
+        .comparison
+        .as_ref()
+        .map(|(p, _)| p.clone())
+        .ok_or("no comparison yet: `When I compare the fio profile \"…\" with the baseline, interleaved` first")?;
+    let job = profile_named(&world.ctx, &profile)?;
+    settle(world, &job, metric, threshold, Sampling::default()).await?;
+    let (_, comparison) = world.comparison.as_ref().ok_or("the comparison was lost")?;
+    let verdict = comparison
+        .verdict_for(metric, threshold)
+        .ok_or_else(|| format!("profile {profile} did not measure {}", metric.name()))?;
+    let passed = verdict.outcome != Outcome::Regression;
+    let text = format!("{verdict} [{what}; {}]", comparison.stopped_because());
+    record(world, &profile, text.clone(), passed, Some(verdict));
+    if passed { Ok(()) } else { Err(text) }
+}
+
+#[then(regex = r"^(.+) has not regressed against the baseline$")]
+async fn not_regressed_against_baseline(world: &mut LabWorld, metric: String) -> Result<(), String> {
+    let threshold = world.ctx.scenario.fio.noise_threshold;
+    against_baseline(world, &metric, threshold, "interleaved with the baseline").await
+}
+
+#[then(regex = r"^(.+) is (at least|at most) (\d+)% of the baseline's$")]
+async fn share_of_baseline(world: &mut LabWorld, metric: String, bound: String, percent: u32) -> Result<(), String> {
+    let better = Metric::parse(&metric)?.better();
+    // A floor for what is better higher (IOPS, bandwidth), a ceiling for latency.
+    let threshold = match (bound.as_str(), better) {
+        ("at least", fio::Better::Higher) if percent <= 100 => 1.0 - f64::from(percent) / 100.0,
+        ("at most", fio::Better::Lower) if percent >= 100 => f64::from(percent) / 100.0 - 1.0,
+        ("at least", fio::Better::Higher) => {
+            return Err(format!("{metric}: at least {percent}% is above the baseline; say 100% or less"));
+        }
+        ("at most", fio::Better::Lower) => {
+            return Err(format!("{metric}: at most {percent}% is below the baseline; say 100% or more"));
+        }
+        ("at least", _) => return Err(format!("{metric} is better lower: say `is at most N% of the baseline's`")),
+        _ => return Err(format!("{metric} is better higher: say `is at least N% of the baseline's`")),
+    };
+    against_baseline(world, &metric, threshold, &format!("{bound} {percent}% of the baseline's")).await
 }
 
 #[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times? on node "([^"]+)" against "([^"]+)"$"#)]

@@ -59,19 +59,33 @@ impl Drop for LoopDevice {
     }
 }
 
-#[given(regex = r"^a (\d+) MiB loop device formatted (\w+)$")]
-fn formatted_loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
-    let device = LoopDevice::create(size, Some(&filesystem))?;
-    let mount = device.mount.clone().ok_or("the loop device was not mounted")?;
-    world.fio_target = Some(mount.join("fio.data").display().to_string());
+impl LoopDevice {
+    /// Where fio works: a file on the filesystem, or the device itself.
+    fn fio_target(&self) -> String {
+        match &self.mount {
+            Some(mount) => mount.join("fio.data").display().to_string(),
+            None => self.device.clone(),
+        }
+    }
+
+    /// The device for the history's fingerprint: a fresh loop device differs only by name.
+    pub fn fingerprint(&self) -> String {
+        format!("loop ({})", if self.mount.is_some() { "filesystem" } else { "raw" })
+    }
+}
+
+#[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))?$")]
+fn loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
+    let device = LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?;
+    world.fio_target = Some(device.fio_target());
     world.loop_device = Some(device);
     Ok(())
 }
 
-#[given(regex = r"^a (\d+) MiB loop device$")]
-fn raw_loop_device(world: &mut LabWorld, size: u64) -> Result<(), String> {
-    let device = LoopDevice::create(size, None)?;
-    world.fio_target = Some(device.device.clone());
-    world.loop_device = Some(device);
+#[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))? as the baseline$")]
+fn baseline_loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
+    let device = LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?;
+    world.baseline_target = Some(device.fio_target());
+    world.baseline_device = Some(device);
     Ok(())
 }
