@@ -458,29 +458,52 @@ fn fio_against_another_target_runs_interleaved_pairs_and_judges_them() {
     };
     // Writes to /dev/null are several times faster than to a file: the file
     // as the candidate is a regression, whatever this machine's noise.
-    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "3", "--max-pairs", "4"]);
+    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "6", "--max-pairs", "7"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(&format!("comparing write-4k on {file} with /dev/null, interleaved, until write IOPS")),
         "{text}"
     );
-    assert!(text.contains("pair 1: write IOPS ") && text.contains("pair 3: write IOPS "), "{text}");
+    assert!(text.contains("pair 1: write IOPS ") && text.contains("pair 6: write IOPS "), "{text}");
     assert!(text.contains("interleaved pairs): regression beyond the 5% noise threshold"), "{text}");
     assert!(text.contains("p99 write latency:"), "the other metrics are judged on the same pairs: {text}");
     // Both arms' runs are in the history, raw output first.
     let history = std::fs::read_to_string(dir.path().join("results/fio-ab/write-4k.jsonl")).unwrap();
     let runs = history.lines().count();
-    assert!((6..=8).contains(&runs) && history.contains("\"device\":\"/dev/null\""), "{history}");
+    assert!((12..=14).contains(&runs) && history.contains("\"device\":\"/dev/null\""), "{history}");
     assert_eq!(std::fs::read_dir(dir.path().join("results/fio-ab/raw")).unwrap().count(), runs);
 
     // The other way round it is an improvement, and passes.
-    let (code, text) = fio("/dev/null", &file, &["--min-pairs", "3", "--max-pairs", "4"]);
+    let (code, text) = fio("/dev/null", &file, &["--min-pairs", "6", "--max-pairs", "7"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("improvement beyond the 5% noise threshold"), "{text}");
 
-    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "5", "--max-pairs", "2"]);
+    // Without --against: a session of runs against earlier sessions on the
+    // same target (the comparisons above were one, labelled "ab").
+    let session = |label: &str| {
+        let out = Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["fio", "-p", "write-4k", "--target", &file, "--repeat", "2", "--label", label])
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    for (label, earlier) in [("h1", 1), ("h2", 2)] {
+        let (code, text) = session(label);
+        assert_eq!(code, Some(0), "{text}");
+        let expected = format!("write IOPS: {earlier} earlier session(s) of comparable runs; 3 are needed");
+        assert!(text.contains(&expected), "{text}");
+    }
+    let (code, text) = session("h3");
+    assert!(text.contains("write IOPS: ") && text.contains("N=2 runs against 3 earlier sessions"), "{text}");
+    assert_eq!(code, Some(if text.contains("regression beyond") { 1 } else { 0 }), "{text}");
+
+    let (code, text) = fio(&file, "/dev/null", &["--min-pairs", "8", "--max-pairs", "7"]);
     assert_eq!(code, Some(1));
-    assert!(text.contains("--min-pairs 5 is more than --max-pairs 2"), "{text}");
+    assert!(text.contains("--min-pairs 8 is more than --max-pairs 7"), "{text}");
+    let (_, text) = fio(&file, "/dev/null", &["--min-pairs", "2", "--max-pairs", "5"]);
+    assert!(text.contains("--max-pairs 5: 6 pairs are the fewest"), "{text}");
     let (_, text) = fio(&file, "/dev/null", &["--metric", "IOPS"]);
     assert!(text.contains("--metric `IOPS`: say `read` or `write`"), "{text}");
     let (code, text) = fio(&file, "/dev/null", &["--baseline", "x"]);

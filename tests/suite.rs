@@ -54,7 +54,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
 
     let first = lab_test(dir.path(), &scenario, &reports);
     assert_eq!(first.code, Some(0), "{}", first.stdout);
-    assert!(first.stdout.contains("2 scenarios (2 passed)"), "{}", first.stdout);
+    assert!(first.stdout.contains("3 scenarios (3 passed)"), "{}", first.stdout);
     assert!(
         first.stdout.contains("read IOPS: 0 earlier session(s) of comparable runs; 3 are needed"),
         "{}",
@@ -62,16 +62,28 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     );
     let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
     assert!(
-        junit.starts_with("<?xml") && junit.matches("<testcase ").count() == 2 && junit.contains("failures=\"0\""),
+        junit.starts_with("<?xml") && junit.matches("<testcase ").count() == 3 && junit.contains("failures=\"0\""),
         "{junit}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap()).unwrap();
-    assert_eq!(json[0]["elements"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json[0]["elements"].as_array().unwrap().len(), 3, "{json}");
+    // The interleaved scenario: settled verdicts on the same pairs, both arms in the history.
+    for expected in ["read IOPS", "p99 read latency"] {
+        let line = first
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("[randread-4k-quick] 4k random reads on xfs keep up with the raw device, measured interleaved: {expected}:")))
+            .unwrap_or_else(|| panic!("no {expected} verdict: {}", first.stdout));
+        assert!(line.contains("interleaved pairs)") && line.contains("settled after"), "{line}");
+    }
+    let quick = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k-quick.jsonl")).unwrap();
+    assert!(quick.contains("\"device\":\"loop (raw) baseline\"") && quick.contains("\"device\":\"loop (filesystem)\""));
     let html = std::fs::read_to_string(dir.path().join("out.html")).unwrap();
     assert!(
         html.contains("<svg") && html.contains("randread-4k") && html.contains("read completion latency percentiles")
     );
+    assert!(html.contains("loop (raw) baseline"), "the two arms are plotted as two lines");
     // Every run is in the history, before any check read it.
     let history = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 3);
@@ -80,7 +92,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     // Two more sessions of the 4k scenario say how many they have, then the
     // fourth is judged against the three before it: a verdict with its
     // numbers, and an exit status that agrees with it.
-    let randread = ["-t", "@host", "-n", "4k random reads"];
+    let randread = ["-t", "@host", "-n", "4k random reads on xfs meet"];
     let second = lab_test(dir.path(), &scenario, &randread);
     assert!(second.stdout.contains("read IOPS: 1 earlier session(s) of comparable runs"), "{}", second.stdout);
     lab_test(dir.path(), &scenario, &randread);

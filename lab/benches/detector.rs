@@ -4,10 +4,14 @@
 //! of the baseline run just before), and print the false-alarm rate, the
 //! detection rate and how long one check took.
 //!
-//! A check is `lab fio --against`'s: baseline and candidate runs interleaved
-//! (A B, B A, …) until the verdict is settled, 10 to 40 pairs, at most 5
-//! minutes. `LAB_DETECTOR_DESIGN=blocks` measures the alternative instead: N
-//! baseline runs, then N candidate runs, compared with Welch's t-test.
+//! LAB_DETECTOR_DESIGN picks the check:
+//! - `pairs` (default), `lab fio --against`'s: baseline and candidate runs
+//!   interleaved (A B, B A, …) until the verdict is settled, 10 to 40 pairs,
+//!   at most 5 minutes;
+//! - `sessions`, the history check of `lab test`: a session of 3 runs against
+//!   the last 10 sessions (10 seeded first; each unchanged session then joins
+//!   the history, as it would in use);
+//! - `blocks`: N baseline runs, then N candidate runs, Welch's t-test.
 //!
 //! `cargo bench --bench detector` (root: it makes a loop device, and removes
 //! it and its file afterwards). LAB_DETECTOR_TRIALS (K, default 20),
@@ -25,6 +29,9 @@ use lab::shell::LocalShell;
 
 /// The noise threshold the checks use (`lab test`'s default).
 const THRESHOLD: f64 = 0.05;
+/// The sessions design: `lab test`'s history window, and a feature's 3 runs.
+const SESSIONS: usize = lab::fio::history::SESSIONS_COMPARED;
+const SESSION_RUNS: usize = 3;
 
 struct LoopDevice {
     device: String,
@@ -106,7 +113,11 @@ fn main() {
     let trials = env("LAB_DETECTOR_TRIALS", 20) as usize;
     let repeats = env("LAB_DETECTOR_REPEATS", 10) as usize;
     let runtime = env("LAB_DETECTOR_RUNTIME", 1) as u32;
-    let blocks = std::env::var("LAB_DETECTOR_DESIGN").is_ok_and(|d| d == "blocks");
+    let design = std::env::var("LAB_DETECTOR_DESIGN").unwrap_or_else(|_| "pairs".into());
+    assert!(
+        ["pairs", "sessions", "blocks"].contains(&design.as_str()),
+        "LAB_DETECTOR_DESIGN: pairs, sessions or blocks"
+    );
     let device = LoopDevice::new(256);
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
@@ -123,14 +134,29 @@ fn main() {
             })
             .collect()
     };
+    let capped = |rate: f64| Job { rate_iops: Some((rate * 0.9).round() as u64), ..job.clone() };
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let mut history: Vec<Vec<f64>> = Vec::new();
+    if design == "sessions" {
+        history = (0..SESSIONS).map(|_| run_n(&job, SESSION_RUNS)).collect();
+    }
     // One check: is the candidate (the job, or the job slowed by 10 %) a regression?
-    let check = |slowed: bool| -> Check {
+    let mut check = |slowed: bool| -> Check {
         let started = Instant::now();
-        if blocks {
+        if design == "sessions" {
+            let recent = &history[history.len() - SESSIONS..];
+            let means: Vec<f64> = recent.iter().map(|s| mean(s)).collect();
+            let candidate = if slowed { capped(mean(&recent[SESSIONS - 1])) } else { job.clone() };
+            let current = run_n(&candidate, SESSION_RUNS);
+            let verdict = fio::stats::compare_sessions(&metric.name(), metric.better(), &means, &current, THRESHOLD);
+            if !slowed {
+                history.push(current);
+            }
+            return Check { verdict, seconds: started.elapsed().as_secs_f64(), note: String::new() };
+        }
+        if design == "blocks" {
             let baseline = run_n(&job, repeats);
-            let mean = baseline.iter().sum::<f64>() / baseline.len() as f64;
-            let mut candidate = job.clone();
-            candidate.rate_iops = slowed.then(|| (mean * 0.9).round() as u64);
+            let candidate = if slowed { capped(mean(&baseline)) } else { job.clone() };
             let current = run_n(&candidate, repeats);
             let verdict = fio::stats::compare(&metric.name(), metric.better(), &baseline, &current, THRESHOLD);
             return Check { verdict, seconds: started.elapsed().as_secs_f64(), note: String::new() };
@@ -143,44 +169,61 @@ fn main() {
             last_baseline: None,
             metric,
         };
-        let c =
-            tokio.block_on(interleave::compare(&mut arms, metric, THRESHOLD, Sampling::default(), Vec::new())).unwrap();
-        Check { verdict: c.verdict.clone(), seconds: started.elapsed().as_secs_f64(), note: c.stopped_because() }
+        let c = tokio.block_on(interleave::compare(&mut arms, metric, THRESHOLD, Sampling::default(), None)).unwrap();
+        Check {
+            verdict: c.verdict.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+            note: format!("  [{}]", c.stopped_because()),
+        }
     };
 
-    let design = if blocks {
-        format!("{repeats} runs, then {repeats} candidate runs (Welch)")
-    } else {
-        let s = Sampling::default();
-        format!("interleaved pairs until settled ({}–{} pairs, ≤{} s)", s.min_pairs, s.max_pairs, s.budget.as_secs())
+    let described = match design.as_str() {
+        "blocks" => format!("{repeats} runs, then {repeats} candidate runs (Welch)"),
+        "sessions" => format!("a session of {SESSION_RUNS} runs against the last {SESSIONS} sessions"),
+        _ => {
+            let s = Sampling::default();
+            format!(
+                "interleaved pairs until settled ({}–{} pairs, ≤{} s)",
+                s.min_pairs,
+                s.max_pairs,
+                s.budget.as_secs()
+            )
+        }
     };
     println!(
-        "detector check: {design}; 4k randread qd16, {runtime}s runs, on {} (direct I/O); noise threshold {:.0}%",
+        "detector check: {described}; 4k randread qd16, {runtime}s runs, on {} (direct I/O); noise threshold {:.0}%",
         device.device,
         THRESHOLD * 100.0
     );
     let started = Instant::now();
     let (mut false_alarms, mut detected) = (0, 0);
     let mut seconds = Vec::new();
+    // What the cap really took off: a device that dips below it loses more.
+    let mut injected = Vec::new();
     for trial in 0..trials {
         let unchanged = check(false);
         let slowed = check(true);
         false_alarms += usize::from(unchanged.verdict.outcome == Outcome::Regression);
         detected += usize::from(slowed.verdict.outcome == Outcome::Regression);
-        println!("trial {:>2}: unchanged → {}  [{}]", trial + 1, unchanged.verdict, unchanged.note);
-        println!("          slowed → {}  [{}]", slowed.verdict, slowed.note);
+        println!("trial {:>2}: unchanged → {}{}", trial + 1, unchanged.verdict, unchanged.note);
+        println!("          slowed → {}{}", slowed.verdict, slowed.note);
         seconds.extend([unchanged.seconds, slowed.seconds]);
+        injected.push(slowed.verdict.change);
     }
-    let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
+    let average_check = mean(&seconds);
     let longest = seconds.iter().cloned().fold(0.0, f64::max);
     println!();
     println!(
         "false alarms: {false_alarms}/{trials} = {:.1}%   (target ≤ 5%)",
         100.0 * false_alarms as f64 / trials as f64
     );
-    println!("detections:   {detected}/{trials} = {:.1}%   (target ≥ 95%)", 100.0 * detected as f64 / trials as f64);
     println!(
-        "one check:    {mean:.0} s on average, {longest:.0} s at most   (target ≤ 300 s); all trials {:.0} s",
+        "detections:   {detected}/{trials} = {:.1}%   (target ≥ 95%); the slowed runs measured {:+.1}% on average",
+        100.0 * detected as f64 / trials as f64,
+        100.0 * mean(&injected)
+    );
+    println!(
+        "one check:    {average_check:.0} s on average, {longest:.0} s at most   (target ≤ 300 s); all trials {:.0} s",
         started.elapsed().as_secs_f64()
     );
 }

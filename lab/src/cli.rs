@@ -157,7 +157,7 @@ pub struct FioArgs {
     /// Interleaved pairs before the first verdict.
     #[arg(long, default_value_t = 10, requires = "against")]
     pub min_pairs: usize,
-    /// Interleaved pairs at most.
+    /// Interleaved pairs at most (6 or more: with fewer, the test can never find a change).
     #[arg(long, default_value_t = 40, requires = "against")]
     pub max_pairs: usize,
     /// Seconds after which no new pair starts.

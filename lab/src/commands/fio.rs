@@ -41,6 +41,13 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
     if args.against.is_some() && args.min_pairs > args.max_pairs {
         anyhow::bail!("--min-pairs {} is more than --max-pairs {}", args.min_pairs, args.max_pairs);
     }
+    if args.against.is_some() && args.max_pairs < fio::stats::FEWEST_DECISIVE_PAIRS {
+        anyhow::bail!(
+            "--max-pairs {}: {} pairs are the fewest in which the signed-rank test can find a change (p >= 2/2^pairs)",
+            args.max_pairs,
+            fio::stats::FEWEST_DECISIVE_PAIRS
+        );
+    }
     let run = Runs {
         job,
         label: args.label.clone().unwrap_or_else(crate::suite::run_label),
@@ -135,7 +142,7 @@ async fn against(
         sampling.budget.as_secs()
     );
     let mut arms = TargetArms { run, baseline, candidate: &args.target, metric, last: None };
-    let comparison = interleave::compare(&mut arms, metric, threshold, sampling, Vec::new()).await?;
+    let comparison = interleave::compare(&mut arms, metric, threshold, sampling, None).await?;
     eprintln!("{}", comparison.stopped_because());
     let mut verdicts = vec![comparison.verdict.clone()];
     let others = reported().filter(|m| *m != metric);

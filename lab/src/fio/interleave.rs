@@ -52,6 +52,7 @@ pub struct Comparison {
     pub pairs: Vec<(JobResult, JobResult)>,
     pub verdict: Verdict,
     pub stopped: Stopped,
+    /// Over every call that ran these pairs.
     pub elapsed: Duration,
 }
 
@@ -77,23 +78,25 @@ fn paired_verdict(pairs: &[(JobResult, JobResult)], metric: Metric, threshold: f
     Some(compare_paired(&metric.name(), metric.better(), &values?, threshold))
 }
 
-/// Run `arms` interleaved until `metric`'s verdict is settled, after the
-/// `pairs` already run (none for a new comparison; a later question about
-/// the same arms goes on from where the last one stopped).
+/// Run `arms` interleaved until `metric`'s verdict is settled, going on
+/// from `earlier` if given (a later question about the same arms starts
+/// where the last one stopped; the budget is this call's).
 pub async fn compare(
     arms: &mut dyn Arms,
     metric: Metric,
     threshold: f64,
     sampling: Sampling,
-    mut pairs: Vec<(JobResult, JobResult)>,
+    earlier: Option<Comparison>,
 ) -> anyhow::Result<Comparison> {
     let started = Instant::now();
+    let (mut pairs, before) = earlier.map(|c| (c.pairs, c.elapsed)).unwrap_or_default();
     loop {
         if !pairs.is_empty() {
             let verdict = paired_verdict(&pairs, metric, threshold).ok_or_else(|| {
                 anyhow::anyhow!("fio did not measure {} (a read-only job has no write side)", metric.name())
             })?;
             let (n, elapsed) = (pairs.len(), started.elapsed());
+            let total = before + elapsed;
             let stopped = if n < sampling.min_pairs.max(2) {
                 None
             } else if verdict.settled(metric.better()) {
@@ -106,7 +109,7 @@ pub async fn compare(
                 None
             };
             if let Some(stopped) = stopped {
-                return Ok(Comparison { pairs, verdict, stopped, elapsed });
+                return Ok(Comparison { pairs, verdict, stopped, elapsed: total });
             }
         }
         let pair = pairs.len();
@@ -153,7 +156,7 @@ mod tests {
     async fn interleaves_flipping_the_order_and_stops_once_settled() {
         let mut arms = Scripted { baseline: 1000.0, candidate: 1000.0, asked: vec![] };
         let sampling = Sampling { min_pairs: 4, ..Sampling::default() };
-        let same = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
+        let same = compare(&mut arms, read_iops(), 0.05, sampling, None).await.unwrap();
         use Arm::{Baseline as A, Candidate as B};
         assert_eq!(arms.asked, [A, B, B, A, A, B, B, A]);
         assert_eq!((same.stopped, same.pairs.len()), (Stopped::Settled, 4));
@@ -161,7 +164,7 @@ mod tests {
         assert!(same.verdict.to_string().contains("N=4 interleaved pairs"), "{}", same.verdict);
 
         let mut arms = Scripted { baseline: 1000.0, candidate: 880.0, asked: vec![] };
-        let slower = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
+        let slower = compare(&mut arms, read_iops(), 0.05, sampling, None).await.unwrap();
         assert_eq!(slower.verdict.outcome, Outcome::Regression, "{}", slower.verdict);
         assert!((slower.verdict.change + 0.12).abs() < 0.01, "{}", slower.verdict);
         // The same pairs judge other metrics; an unmeasured one is None.
@@ -175,17 +178,17 @@ mod tests {
         // 5% slower against a 5% threshold: the interval straddles it for good.
         let mut arms = Scripted { baseline: 1000.0, candidate: 950.0, asked: vec![] };
         let sampling = Sampling { min_pairs: 3, max_pairs: 6, budget: Duration::from_secs(300) };
-        let c = compare(&mut arms, read_iops(), 0.05, sampling, vec![]).await.unwrap();
+        let c = compare(&mut arms, read_iops(), 0.05, sampling, None).await.unwrap();
         assert_eq!((c.stopped, c.pairs.len()), (Stopped::MaxPairs, 6));
         assert!(c.stopped_because().starts_with("not settled by 6 pairs"), "{}", c.stopped_because());
         // A later question goes on from the pairs already run; one they settle runs nothing more.
         let asked = arms.asked.len();
-        let wider = compare(&mut arms, read_iops(), 0.10, sampling, c.pairs.clone()).await.unwrap();
+        let wider = compare(&mut arms, read_iops(), 0.10, sampling, Some(c)).await.unwrap();
         assert_eq!((wider.stopped, wider.pairs.len(), arms.asked.len()), (Stopped::Settled, 6, asked));
         let more = Sampling { max_pairs: 8, ..sampling };
-        let longer = compare(&mut arms, read_iops(), 0.05, more, c.pairs).await.unwrap();
+        let longer = compare(&mut arms, read_iops(), 0.05, more, Some(wider)).await.unwrap();
         assert_eq!((longer.stopped, longer.pairs.len(), arms.asked.len()), (Stopped::MaxPairs, 8, asked + 4));
-        let err = compare(&mut arms, Metric::parse("write IOPS").unwrap(), 0.05, sampling, vec![]).await.err().unwrap();
+        let err = compare(&mut arms, Metric::parse("write IOPS").unwrap(), 0.05, sampling, None).await.err().unwrap();
         assert!(err.to_string().contains("did not measure write IOPS"), "{err}");
     }
 }

@@ -120,10 +120,10 @@ async fn settle(
         baseline: (baseline, format!("{} baseline", fingerprint(&world.baseline_device))),
         candidate: (candidate, fingerprint(&world.loop_device)),
     };
-    let pairs = world.comparison.take().filter(|(p, _)| *p == job.name).map(|(_, c)| c.pairs).unwrap_or_default();
-    let before = pairs.len();
+    let earlier = world.comparison.take().filter(|(p, _)| *p == job.name).map(|(_, c)| c);
+    let before = earlier.as_ref().map_or(0, |c| c.pairs.len());
     let comparison =
-        interleave::compare(&mut arms, metric, threshold, sampling, pairs).await.map_err(|e| format!("{e:#}"))?;
+        interleave::compare(&mut arms, metric, threshold, sampling, earlier).await.map_err(|e| format!("{e:#}"))?;
     // The candidate's runs are this scenario's runs of the profile: floors apply to them too.
     let runs = world.runs.entry(job.name.clone()).or_default();
     runs.extend(comparison.pairs[before..].iter().map(|(_, candidate)| candidate.clone()));
