@@ -92,7 +92,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     // Two more sessions of the 4k scenario say how many they have, then the
     // fourth is judged against the three before it: a verdict with its
     // numbers, and an exit status that agrees with it.
-    let randread = ["-t", "@host", "-n", "4k random reads on xfs meet"];
+    let randread = ["-n", "4k random reads on xfs meet"];
     let second = lab_test(dir.path(), &scenario, &randread);
     assert!(second.stdout.contains("read IOPS: 1 earlier session(s) of comparable runs"), "{}", second.stdout);
     lab_test(dir.path(), &scenario, &randread);
@@ -177,7 +177,7 @@ fn lab_run_prepares_tests_and_restores_the_host() {
     let run = Command::cargo_bin("lab")
         .unwrap()
         .current_dir(dir.path())
-        .args(["run", "-n", "4k random reads"])
+        .args(["run", "-n", "4k random reads on xfs meet"])
         .arg(&scenario)
         .args(["--junit", "out.xml"])
         .output()

@@ -25,8 +25,8 @@ Feature: Block performance on this host
   Scenario: 4k random reads on xfs keep up with the raw device, measured interleaved
     Interleaved runs (raw, xfs, xfs, raw, …) see the same machine, so this
     holds on a machine whose speed drifts, where a history does not.
-    Given a 256 MiB loop device formatted xfs
-    And a 256 MiB loop device as the baseline
+    Given a 512 MiB loop device formatted xfs
+    And a 512 MiB loop device as the baseline
     When I compare the fio profile "randread-4k-quick" with the baseline, interleaved
     Then read IOPS is at least 50% of the baseline's
     And p99 read latency is at most 300% of the baseline's

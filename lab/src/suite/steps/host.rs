@@ -30,6 +30,12 @@ impl LoopDevice {
         let file = dir.path().join("backing.img");
         let file_text = file.display().to_string();
         run("truncate", &["-s", &format!("{size_mib}M"), &file_text])?;
+        if filesystem.is_none() {
+            // Written through, so reads of the raw device reach the disk: reading
+            // holes in a sparse file (or fallocate's unwritten extents) measures nothing.
+            let (of, count) = (format!("of={file_text}"), format!("count={size_mib}"));
+            run("dd", &["if=/dev/zero", &of, "bs=1M", &count, "conv=fsync,notrunc", "status=none"])?;
+        }
         let device = run("losetup", &["--find", "--show", "--direct-io=on", &file_text])?;
         let mut made = LoopDevice { device, mount: None, _dir: dir };
         if let Some(fs) = filesystem {
