@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::world::{Check, Context};
-use crate::fio::history::{Fingerprint, History, Record, Shifts};
+use crate::fio::history::{History, Record, Shifts};
 use crate::fio::{Metric, Outcome};
 
 /// One line per check: pass or fail, where, what was measured.
@@ -151,6 +151,7 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
             }
         }
         let this_env = records.iter().rev().find(|r| r.label == ctx.label).map(|r| r.env.clone()).unwrap_or_default();
+        let mut shift_lines = Vec::new();
         for write in [false, true] {
             let side = if write { "write" } else { "read" };
             let Ok(metric) = Metric::parse(&format!("{side} IOPS")) else { continue };
@@ -167,7 +168,9 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
                     (name, *color, values.collect())
                 })
                 .collect();
-            let breaks = shift_marks(&records, &this_env, metric);
+            let shifts = Shifts::find(&records, &this_env, metric);
+            let breaks = shift_marks(&records, &shifts);
+            shift_lines.extend(shifts.lines());
             out.push_str(&line_chart(&format!("{side} IOPS per run"), "IOPS", &iops, &marked, &breaks));
             let series = [
                 ("p50", "#2ca02c", values(&records, &format!("p50 {side} latency"))),
@@ -182,19 +185,16 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
                 &[],
             ));
         }
-        for metric in ["read IOPS", "write IOPS"].map(Metric::parse).into_iter().flatten() {
-            for line in Shifts::find(&records, &this_env, metric).lines() {
-                let _ = write!(out, "<p class=\"fail\">{}</p>", escape(&line));
-            }
+        for line in shift_lines {
+            let _ = write!(out, "<p>change point: {}</p>", escape(&line));
         }
     }
     out.push_str("</body></html>\n");
     Ok(out)
 }
 
-/// The history's change points for `metric`, at the first run of the session after each.
-fn shift_marks(records: &[Record], env: &Fingerprint, metric: Metric) -> Vec<(usize, String)> {
-    let shifts = Shifts::find(records, env, metric);
+/// The change points at the first run of the session after each.
+fn shift_marks(records: &[Record], shifts: &Shifts) -> Vec<(usize, String)> {
     shifts
         .points
         .iter()
