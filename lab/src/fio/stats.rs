@@ -76,24 +76,21 @@ pub fn compare(metric: &str, better: Better, baseline: &[f64], current: &[f64], 
     let (vb, vc) = (variance(baseline) / nb as f64, variance(current) / nc as f64);
     let se = (vb + vc).sqrt();
     let diff = mc - mb;
-    let (p, half_width) = if se == 0.0 {
-        (if diff == 0.0 { 1.0 } else { 0.0 }, 0.0)
-    } else {
-        // Welch–Satterthwaite degrees of freedom.
-        let df = (vb + vc).powi(2) / (vb.powi(2) / (nb as f64 - 1.0) + vc.powi(2) / (nc as f64 - 1.0));
-        match StudentsT::new(0.0, 1.0, df) {
-            Ok(t) => {
-                let p = 2.0 * (1.0 - t.cdf((diff / se).abs()));
-                (p, t.inverse_cdf(0.975) * se)
-            }
-            Err(_) => (f64::NAN, f64::NAN),
-        }
-    };
-    verdict.change = diff / mb;
-    verdict.ci = ((diff - half_width) / mb, (diff + half_width) / mb);
-    verdict.p_value = p;
-    verdict.judge(better);
+    // Welch–Satterthwaite degrees of freedom.
+    let df = (vb + vc).powi(2) / (vb.powi(2) / (nb as f64 - 1.0) + vc.powi(2) / (nc as f64 - 1.0));
+    verdict.judge_shift(diff, t_test(diff, se, df), better);
     verdict
+}
+
+/// Two-sided p and the 95 % half-width for a shift `diff` with standard error `se`.
+fn t_test(diff: f64, se: f64, df: f64) -> (f64, f64) {
+    if se == 0.0 {
+        return (if diff == 0.0 { 1.0 } else { 0.0 }, 0.0);
+    }
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => (2.0 * (1.0 - t.cdf((diff / se).abs())), t.inverse_cdf(0.975) * se),
+        Err(_) => (f64::NAN, f64::NAN),
+    }
 }
 
 /// With fewer pairs even a change in every pair has p >= 2/2^5 > 0.05.
@@ -218,18 +215,7 @@ pub fn compare_sessions(
     }
     let (mb, diff) = (verdict.baseline_mean, verdict.current_mean - verdict.baseline_mean);
     let spread = variance(session_means).sqrt() * (1.0 + 1.0 / m as f64).sqrt();
-    let (p, half_width) = if spread == 0.0 {
-        (if diff == 0.0 { 1.0 } else { 0.0 }, 0.0)
-    } else {
-        match StudentsT::new(0.0, 1.0, m as f64 - 1.0) {
-            Ok(t) => (2.0 * (1.0 - t.cdf((diff / spread).abs())), t.inverse_cdf(0.975) * spread),
-            Err(_) => (f64::NAN, f64::NAN),
-        }
-    };
-    verdict.change = diff / mb;
-    verdict.ci = ((diff - half_width) / mb, (diff + half_width) / mb);
-    verdict.p_value = p;
-    verdict.judge(better);
+    verdict.judge_shift(diff, t_test(diff, spread, m as f64 - 1.0), better);
     verdict
 }
 
@@ -257,6 +243,16 @@ impl Verdict {
             outcome: Outcome::TooFewSamples,
             design,
         }
+    }
+
+    /// A shift of the mean by `diff`, with its p and 95 % half-width: the
+    /// relative change and interval, then the verdict.
+    fn judge_shift(&mut self, diff: f64, (p, half_width): (f64, f64), better: Better) {
+        let base = self.baseline_mean;
+        self.change = diff / base;
+        self.ci = ((diff - half_width) / base, (diff + half_width) / base);
+        self.p_value = p;
+        self.judge(better);
     }
 
     /// Criterion's rule: significant, and the whole interval beyond the
