@@ -213,7 +213,7 @@ pub fn compare_sessions(
     if m < MIN_SESSIONS || nc == 0 || verdict.baseline_mean == 0.0 {
         return verdict;
     }
-    let (mb, diff) = (verdict.baseline_mean, verdict.current_mean - verdict.baseline_mean);
+    let diff = verdict.current_mean - verdict.baseline_mean;
     let spread = variance(session_means).sqrt() * (1.0 + 1.0 / m as f64).sqrt();
     verdict.judge_shift(diff, t_test(diff, spread, m as f64 - 1.0), better);
     verdict
