@@ -67,11 +67,8 @@ pub struct LabWorld {
     /// The Gherkin scenario's name, for records and reports.
     pub name: String,
     pub loop_device: Option<super::steps::host::LoopDevice>,
-    /// Where fio runs: a file on the loop device's filesystem, or the device.
-    pub fio_target: Option<String>,
-    /// What the target is compared with, run interleaved with it.
+    /// What the loop device is compared with, run interleaved with it.
     pub baseline_device: Option<super::steps::host::LoopDevice>,
-    pub baseline_target: Option<String>,
     /// The interleaved comparison so far, with its profile: later checks go on from it.
     pub comparison: Option<(String, crate::fio::interleave::Comparison)>,
     /// Results per profile, this scenario's runs only.
@@ -91,9 +88,7 @@ impl LabWorld {
             ctx,
             name: String::new(),
             loop_device: None,
-            fio_target: None,
             baseline_device: None,
-            baseline_target: None,
             comparison: None,
             runs: BTreeMap::new(),
             last_profile: None,

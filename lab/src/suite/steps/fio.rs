@@ -15,10 +15,15 @@ use crate::shell::{LocalShell, Shell};
 
 #[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times?$"#)]
 async fn run_profile(world: &mut LabWorld, profile: String, times: usize) -> Result<(), String> {
-    let target =
-        world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
-    let device = world.loop_device.as_ref().map(|d| d.fingerprint()).unwrap_or_default();
+    let (target, device) = host_target(world)?;
     run_profile_on(world, &profile, times, &LocalShell, &target, &device).await
+}
+
+/// The scenario's loop device as fio's target and as the history's device.
+fn host_target(world: &LabWorld) -> Result<(String, String), String> {
+    let device =
+        world.loop_device.as_ref().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
+    Ok((device.fio_target(), device.fingerprint()))
 }
 
 /// Run a profile `times` times on `shell` against `target`, each result in
@@ -106,20 +111,14 @@ async fn settle(
     threshold: f64,
     sampling: Sampling,
 ) -> Result<(), String> {
-    let candidate =
-        world.fio_target.clone().ok_or("nothing to run fio on yet: start with `Given a 256 MiB loop device …`")?;
+    let candidate = host_target(world)?;
     let baseline = world
-        .baseline_target
-        .clone()
+        .baseline_device
+        .as_ref()
         .ok_or("no baseline to compare with: add `Given a 256 MiB loop device as the baseline`")?;
-    let fingerprint = |d: &Option<super::host::LoopDevice>| d.as_ref().map(|d| d.fingerprint()).unwrap_or_default();
+    let baseline = (baseline.fio_target(), format!("{} baseline", baseline.fingerprint()));
     let ctx = world.ctx.clone();
-    let mut arms = LoopArms {
-        ctx: &ctx,
-        job,
-        baseline: (baseline, format!("{} baseline", fingerprint(&world.baseline_device))),
-        candidate: (candidate, fingerprint(&world.loop_device)),
-    };
+    let mut arms = LoopArms { ctx: &ctx, job, baseline, candidate };
     let earlier = world.comparison.take().filter(|(p, _)| *p == job.name).map(|(_, c)| c);
     let before = earlier.as_ref().map_or(0, |c| c.pairs.len());
     let comparison =

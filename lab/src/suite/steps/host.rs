@@ -67,7 +67,7 @@ impl Drop for LoopDevice {
 
 impl LoopDevice {
     /// Where fio works: a file on the filesystem, or the device itself.
-    fn fio_target(&self) -> String {
+    pub fn fio_target(&self) -> String {
         match &self.mount {
             Some(mount) => mount.join("fio.data").display().to_string(),
             None => self.device.clone(),
@@ -82,16 +82,12 @@ impl LoopDevice {
 
 #[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))?$")]
 fn loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
-    let device = LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?;
-    world.fio_target = Some(device.fio_target());
-    world.loop_device = Some(device);
+    world.loop_device = Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?);
     Ok(())
 }
 
 #[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))? as the baseline$")]
 fn baseline_loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
-    let device = LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?;
-    world.baseline_target = Some(device.fio_target());
-    world.baseline_device = Some(device);
+    world.baseline_device = Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?);
     Ok(())
 }
