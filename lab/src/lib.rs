@@ -104,25 +104,25 @@ impl Lab {
         let mut steps = Vec::new();
         for (phase, group) in stack::order::apply_order(&objects) {
             let establish_within = (phase == stack::order::Phase::Crds).then(|| seconds(&timeouts.crds));
-            steps.push(Step::new(
+            steps.push(Step::work(
                 format!("apply {} ({})", phase.title(), group.len()),
-                Action::Apply { objects: group, images: images.clone(), establish_within },
+                stack::apply::Apply { objects: group, images: images.clone(), establish_within },
             ));
         }
-        steps.push(Step::new(
+        steps.push(Step::work(
             "wait until the stack's workloads are ready",
-            Action::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
+            stack::ready::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
         ));
         let pools = stack::pools(&self.scenario, &objects)?;
         if !pools.is_empty() {
             steps.extend(stack::pool::backing_file_steps(&self.scenario, &self.state));
-            steps.push(Step::new(
+            steps.push(Step::work(
                 format!("create {} DiskPool(s)", pools.len()),
-                Action::Apply { objects: pools.clone(), images: images.clone(), establish_within: None },
+                stack::apply::Apply { objects: pools.clone(), images: images.clone(), establish_within: None },
             ));
-            steps.push(Step::new(
+            steps.push(Step::work(
                 "wait until the pools are Online",
-                Action::WaitPools { pools, timeout: seconds(&timeouts.pools) },
+                stack::pool::WaitPools { pools, timeout: seconds(&timeouts.pools) },
             ));
         }
         Ok(steps)
@@ -145,21 +145,21 @@ impl Lab {
         };
         let timeout =
             std::time::Duration::from_secs(scenario::parse_duration_secs(&spec.timeouts.teardown).unwrap_or(300));
-        let mut steps = vec![Step::new(
+        let mut steps = vec![Step::work(
             "remove the workloads using the lab's volumes, then their claims",
-            Action::RemoveVolumes { classes: stack::teardown::storage_classes(&objects), timeout },
+            stack::teardown::RemoveVolumes { classes: stack::teardown::storage_classes(&objects), timeout },
         )];
         let pools = stack::pools(&self.scenario, &objects).unwrap_or_default();
         if !pools.is_empty() {
-            steps.push(Step::new(
+            steps.push(Step::work(
                 format!("remove {} DiskPool(s)", pools.len()),
-                Action::Delete { objects: pools, timeout },
+                stack::teardown::Delete { objects: pools, timeout },
             ));
         }
         for (phase, group) in stack::order::apply_order(&objects).into_iter().rev() {
-            steps.push(Step::new(
+            steps.push(Step::work(
                 format!("remove {} ({})", phase.title(), group.len()),
-                Action::Delete { objects: group, timeout },
+                stack::teardown::Delete { objects: group, timeout },
             ));
         }
         Ok(steps)
@@ -199,9 +199,9 @@ impl Lab {
         if nothing || self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return None;
         }
-        Some(Step::new(
+        Some(Step::work(
             "check every image the lab references reaches the nodes",
-            Action::ImagePreflight {
+            load::preflight::ImagePreflight {
                 builds: builds.to_vec(),
                 registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
                 preload: self.scenario.images.preload.clone(),
@@ -256,14 +256,14 @@ impl Lab {
         // Preloaded images keep their own names, so they are always streamed.
         let preload = (!self.scenario.images.preload.is_empty()).then(|| {
             let images = load::ImageSource::Preloaded(self.scenario.images.preload.clone());
-            Step::new("load the preloaded images into the nodes", Action::Load(std::sync::Arc::new(images)))
+            Step::work("load the preloaded images into the nodes", images)
         });
         let Some(registry) = Registry::of(&self.scenario) else {
             let mut steps: Vec<Step> = builds
                 .iter()
                 .map(|b| {
-                    let images = std::sync::Arc::new(load::ImageSource::Built(b.clone()));
-                    Step::new(format!("load component {} into the nodes", b.name()), Action::Load(images))
+                    let images = load::ImageSource::Built(b.clone());
+                    Step::work(format!("load component {} into the nodes", b.name()), images)
                 })
                 .collect();
             steps.extend(preload);
@@ -279,12 +279,7 @@ impl Lab {
             steps.push(registry.hosting_step());
         }
         let registry = std::sync::Arc::new(registry);
-        steps.extend(builds.iter().map(|b| {
-            Step::new(
-                format!("push component {} to registry {}", b.name(), registry.address),
-                Action::Push { build: b.clone(), registry: registry.clone() },
-            )
-        }));
+        steps.extend(builds.iter().map(|b| registry.push_step(b)));
         steps
     }
 

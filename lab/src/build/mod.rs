@@ -13,8 +13,7 @@ use anyhow::{Context as _, bail};
 use indicatif::ProgressBar;
 use sha2::{Digest as _, Sha256};
 
-use crate::plan::{Action, Step, Target};
-use crate::prepare::Detail;
+use crate::plan::{Action, Context, Detail, Step, Target, View, Work};
 use crate::scenario::{BuildRecipe, Component, Override, Scenario, Source};
 use crate::shell::{Cmd, quote};
 use crate::state::StateDir;
@@ -362,6 +361,17 @@ impl LastLines {
 }
 
 /// The steps that build the scenario's components (all, or the one named).
+#[async_trait::async_trait(?Send)]
+impl Work for Build {
+    fn describe(&self, view: &View<'_>) -> String {
+        view.details(&Target::Host, &self.details())
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        Ok(Some(Build::run(self, ctx.spinner).await?))
+    }
+}
+
 pub fn steps(builds: &[Arc<Build>]) -> Vec<Step> {
     let mut steps = Vec::new();
     for build in builds {
@@ -372,7 +382,7 @@ pub fn steps(builds: &[Arc<Build>]) -> Vec<Step> {
                 fetch_command(&git.git, &git.reference, &build.checkout),
             ));
         }
-        steps.push(Step::new(format!("build component {}", build.name()), Action::Build(build.clone())));
+        steps.push(Step::new(format!("build component {}", build.name()), Action::Work(build.clone())));
     }
     steps
 }

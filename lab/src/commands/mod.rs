@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => build::images(args).await,
         Command::Test(args) => {
             let lab = crate::Lab::open(args.scenario.scenario.clone())?;
-            let passed = crate::suite::run(&lab, &args.options()).await?;
+            let passed = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Run(args) => run::run(args, &progress).await,

@@ -17,7 +17,7 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::run(up, progress).await?;
     let lab = Lab::open(args.scenario.scenario.clone())?;
-    let tested = crate::suite::run(&lab, &args.options()).await;
+    let tested = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await;
     let passed = matches!(tested, Ok(true));
     if !passed && args.keep_on_failure {
         eprintln!("keeping the lab (--keep-on-failure); `lab down` removes it");

@@ -15,8 +15,8 @@ use futures_util::future::join_all;
 use indicatif::ProgressBar;
 
 use crate::build::Build;
-use crate::prepare::Detail;
-use crate::shell::{Cmd, Shell};
+use crate::plan::{Context, Detail, Target, View, Work};
+use crate::shell::Cmd;
 pub use stream::LayerNames;
 use stream::{ImageFacts, Receiver};
 
@@ -164,9 +164,18 @@ pub fn details(images: &ImageSource) -> Vec<Detail> {
 }
 
 /// A node to load into: its name and a shell on it.
-pub struct Node<'a> {
-    pub name: String,
-    pub shell: Box<dyn Shell + 'a>,
+pub use crate::plan::Node;
+
+#[async_trait::async_trait(?Send)]
+impl Work for ImageSource {
+    fn describe(&self, view: &View<'_>) -> String {
+        view.details(&Target::Host, &details(self))
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let nodes = ctx.running_nodes().await?;
+        Ok(Some(load(self, &nodes, ctx.spinner).await?))
+    }
 }
 
 /// What happened on one node for one image.

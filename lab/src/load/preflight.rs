@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
 
-use super::{Inventory, Node, containerd_ref, inventory};
+use super::{Inventory, containerd_ref, inventory};
+use crate::plan::{Context, Node, View, Work};
 
 /// Where an image the lab references comes from, which decides the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +75,38 @@ pub fn judge(
         ),
     };
     Verdict::Missing { nodes: without, why, fix }
+}
+
+/// Fails unless every image the lab references is on every node or pullable.
+#[derive(Debug)]
+pub struct ImagePreflight {
+    pub builds: Vec<std::sync::Arc<crate::build::Build>>,
+    pub registry: Option<std::sync::Arc<super::registry::Registry>>,
+    pub preload: Vec<String>,
+    /// The stack's images other than lab's builds.
+    pub stack: Vec<String>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for ImagePreflight {
+    fn describe(&self, _view: &View<'_>) -> String {
+        "checks each image is on every node (ctr images ls) or pullable (Docker asks its registry); `lab images` shows the same".to_string()
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let docker = crate::docker::connect().await?;
+        let wanted = wanted(&docker, &self.builds, self.registry.as_deref(), &self.preload, &self.stack).await?;
+        let nodes = ctx.running_nodes().await?;
+        let verdicts = check(&docker, &wanted, &nodes, false).await?;
+        let missing = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Missing { .. })).count();
+        if missing > 0 {
+            anyhow::bail!(
+                "{missing} image(s) the lab references cannot reach the nodes:\n{}",
+                render(&verdicts).trim_end()
+            );
+        }
+        Ok(Some(format!("all {} image(s) on every node or pullable", verdicts.len())))
+    }
 }
 
 /// Every image the lab references: the components' (as the nodes will name

@@ -4,6 +4,7 @@
 //! `certs.d` hosts file, and the cluster advertises it (KEP-1755).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
@@ -13,7 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
 use crate::build::Build;
-use crate::plan::{Action, Step, Target};
+use crate::plan::{Context, Step, Target, View, Work};
 use crate::scenario::{RegistryOptions, Scenario};
 use crate::shell::{Cmd, quote};
 
@@ -135,10 +136,65 @@ impl Registry {
     }
 
     pub fn hosting_step(&self) -> Step {
-        Step::new(
+        Step::work(
             "advertise the registry (ConfigMap kube-public/local-registry-hosting)",
-            Action::ApplyConfigMap(Box::new(self.hosting_config_map())),
+            HostingConfigMap(self.hosting_config_map()),
         )
+    }
+
+    /// A step that pushes a component's images here.
+    pub fn push_step(self: &Arc<Registry>, build: &Arc<Build>) -> Step {
+        Step::work(
+            format!("push component {} to registry {}", build.name(), self.address),
+            Push { build: build.clone(), registry: self.clone() },
+        )
+    }
+}
+
+/// Server-side apply of the ConfigMap that tells tools where the registry is.
+#[derive(Debug)]
+struct HostingConfigMap(ConfigMap);
+
+#[async_trait::async_trait(?Send)]
+impl Work for HostingConfigMap {
+    fn describe(&self, _view: &View<'_>) -> String {
+        format!(
+            "api: server-side apply ConfigMap {}/{} (field manager lab)",
+            self.0.metadata.namespace.as_deref().unwrap_or("default"),
+            self.0.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        apply_config_map(ctx.client().await?, &self.0).await?;
+        Ok(None)
+    }
+}
+
+/// Push a component's images to the lab's registry.
+#[derive(Debug)]
+struct Push {
+    build: Arc<Build>,
+    registry: Arc<Registry>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for Push {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let lines: Vec<String> = self
+            .build
+            .refs_for_plan()
+            .iter()
+            .map(|image| {
+                let target = quote(&self.registry.name_of(image));
+                format!("$ docker tag {} {target} && docker push {target}", quote(image))
+            })
+            .collect();
+        lines.join("\n     ")
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        Ok(Some(push(&self.build, &self.registry, ctx.spinner).await?))
     }
 }
 

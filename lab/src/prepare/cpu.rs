@@ -1,7 +1,7 @@
 //! CPU preflight for io-engine, before anything is deployed: it is built for
 //! nehalem (SSE4.2) and pins itself to a core list that must exist.
 
-use super::Detail;
+use crate::plan::Detail;
 use crate::shell::{Cmd, Shell};
 
 fn cpuinfo_cmd() -> Cmd {

@@ -2,7 +2,8 @@
 //! `free_hugepages` both reach what it needs.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, persist_details, write_if_different};
+use super::{persist_details, write_if_different};
+use crate::plan::Detail;
 use crate::shell::{Cmd, Shell};
 
 pub const NR_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 
-use super::Detail;
+use crate::plan::Detail;
 use crate::shell::{Cmd, Shell};
 
 const RESOURCE: &str = "hugepages-2Mi";

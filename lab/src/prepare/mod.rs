@@ -15,8 +15,7 @@ pub mod undo;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::plan::{Action, Step, Target};
-use crate::provider::Provider;
+use crate::plan::{Cluster, Context, Detail, Step, Target, View, Work};
 use crate::scenario::{PlannedNode, ProviderKind, Scenario};
 use crate::shell::{Cmd, Shell, quote};
 use undo::Recorder;
@@ -24,29 +23,6 @@ pub use undo::UndoLog;
 
 /// How long a node's kubelet gets to report the hugepages after a restart.
 const ALLOCATABLE_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// One thing a task may do, as `--dry-run` shows it.
-#[derive(Clone, Debug)]
-pub enum Detail {
-    /// A command, with the condition under which it runs (`None`: always).
-    Run { cmd: Cmd, when: Option<&'static str> },
-    /// A Kubernetes API request.
-    Api(String),
-    /// Anything else worth showing: where a build happens, what a load skips.
-    Note(String),
-}
-
-impl Detail {
-    pub fn run(cmd: Cmd) -> Detail {
-        Detail::Run { cmd, when: None }
-    }
-    pub fn when(cmd: Cmd, when: &'static str) -> Detail {
-        Detail::Run { cmd, when: Some(when) }
-    }
-    pub fn api(text: impl Into<String>) -> Detail {
-        Detail::Api(text.into())
-    }
-}
 
 #[derive(Clone, Debug)]
 pub enum Task {
@@ -88,7 +64,7 @@ impl Task {
     }
 
     /// Do it; the result says what changed, or that nothing needed to.
-    pub async fn run(&self, provider: &dyn Provider, shell: &dyn Shell, undo: &UndoLog) -> anyhow::Result<String> {
+    pub async fn run(&self, cluster: &dyn Cluster, shell: &dyn Shell, undo: &UndoLog) -> anyhow::Result<String> {
         let record = Recorder { log: undo, on: self.target() };
         match self {
             Task::CpuPreflight { cores, core_list, .. } => cpu::preflight(shell, cores, core_list).await,
@@ -97,13 +73,26 @@ impl Task {
             Task::Hugepages { pages, persist, .. } => hugepages::ensure(shell, *pages, *persist, &record).await,
             Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
             Task::Rshared { .. } => propagation::make_rshared(shell).await,
-            Task::Labels { node, labels } => label::apply(provider.client().await?, node, labels).await,
+            Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels).await,
             Task::Allocatable { node, pages } => {
-                let client = provider.client().await?;
+                let client = cluster.client().await?;
                 let poll = Duration::from_secs(2);
                 kubelet::make_hugepages_allocatable(client, shell, node, *pages, poll, ALLOCATABLE_TIMEOUT).await
             }
         }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for Task {
+    fn describe(&self, view: &View<'_>) -> String {
+        view.details(&self.target(), &self.details())
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let shell = ctx.shell(&self.target());
+        let undo = UndoLog::new(ctx.state.changes());
+        Ok(Some(Task::run(self, ctx.cluster, &shell, &undo).await?))
     }
 }
 
@@ -116,7 +105,7 @@ pub struct Preparation {
 }
 
 fn step(title: String, task: Task) -> Step {
-    Step::new(title, Action::Prepare(task))
+    Step::work(title, task)
 }
 
 pub fn plan(scenario: &Scenario) -> Preparation {

@@ -3,7 +3,8 @@
 //! `/etc/modules-load.d/`.
 
 use super::undo::{Change, Recorder};
-use super::{Detail, persist_details, write_if_different};
+use super::{persist_details, write_if_different};
+use crate::plan::Detail;
 use crate::shell::{Cmd, Shell, quote};
 
 pub const PERSIST_FILE: &str = "/etc/modules-load.d/lab.conf";

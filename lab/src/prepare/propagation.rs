@@ -2,7 +2,7 @@
 //! needs `/` to be a shared mount. It does not survive a node restart, so
 //! every `lab up` and `lab prepare` applies it again.
 
-use super::Detail;
+use crate::plan::Detail;
 use crate::shell::{Cmd, Shell};
 
 fn mountinfo_cmd() -> Cmd {

@@ -12,8 +12,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{NodeStatus, Provider};
+use super::Provider;
 use crate::plan::{Action, Step};
+use crate::plan::{Cluster, NodeStatus};
 use crate::scenario::{ExistingOptions, Scenario};
 use crate::shell::{Cmd, Output, RunError, Shell, quote};
 
@@ -71,19 +72,7 @@ pub async fn client_for(path: PathBuf, context: Option<String>) -> anyhow::Resul
 }
 
 #[async_trait]
-impl Provider for Existing {
-    fn up_steps(&self) -> Vec<Step> {
-        vec![Step::new(
-            format!("reach the cluster through {}", self.kubeconfig_path().display()),
-            Action::ExpectNodes { names: self.named_nodes.clone() },
-        )]
-    }
-
-    fn down_steps(&self) -> Vec<Step> {
-        // The cluster is the user's: down removes only what lab created.
-        vec![]
-    }
-
+impl Cluster for Existing {
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
         list_nodes(self.client().await?).await
     }
@@ -100,6 +89,21 @@ impl Provider for Existing {
             context: self.options.context.clone(),
             kubectl: self.kubectl(),
         })
+    }
+}
+
+#[async_trait]
+impl Provider for Existing {
+    fn up_steps(&self) -> Vec<Step> {
+        vec![Step::new(
+            format!("reach the cluster through {}", self.kubeconfig_path().display()),
+            Action::ExpectNodes { names: self.named_nodes.clone() },
+        )]
+    }
+
+    fn down_steps(&self) -> Vec<Step> {
+        // The cluster is the user's: down removes only what lab created.
+        vec![]
     }
 
     fn interactive_shell(&self, node: &str) -> Cmd {

@@ -2,11 +2,23 @@
 
 use async_trait::async_trait;
 
-use super::{NodeStatus, Provider};
+use super::Provider;
 use crate::plan::Step;
+use crate::plan::{Cluster, NodeStatus};
 use crate::shell::{Cmd, LocalShell, Shell};
 
 pub struct Host;
+
+#[async_trait]
+impl Cluster for Host {
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        Ok(vec![NodeStatus { name: "host".into(), role: "host".into(), state: "running".into() }])
+    }
+
+    fn node_shell(&self, _node: &str) -> Box<dyn Shell> {
+        Box::new(LocalShell)
+    }
+}
 
 #[async_trait]
 impl Provider for Host {
@@ -16,14 +28,6 @@ impl Provider for Host {
 
     fn down_steps(&self) -> Vec<Step> {
         vec![]
-    }
-
-    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        Ok(vec![NodeStatus { name: "host".into(), role: "host".into(), state: "running".into() }])
-    }
-
-    fn node_shell(&self, _node: &str) -> Box<dyn Shell> {
-        Box::new(LocalShell)
     }
 
     fn interactive_shell(&self, _node: &str) -> Cmd {

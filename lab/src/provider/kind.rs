@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{NodeStatus, Provider};
+use super::Provider;
 use crate::docker::{self, DockerExecShell};
 use crate::plan::{Action, Step, Target};
+use crate::plan::{Cluster, NodeStatus};
 use crate::scenario::{KindOptions, PlannedNode, Scenario};
 use crate::shell::{Cmd, Shell};
 use crate::state::StateDir;
@@ -130,6 +131,23 @@ impl Mount {
 }
 
 #[async_trait]
+impl Cluster for Kind {
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        let docker = docker::connect().await?;
+        let containers = docker::node_containers(&docker, &self.cluster).await?;
+        Ok(containers.into_iter().map(|c| NodeStatus { name: c.name, role: c.role, state: c.state }).collect())
+    }
+
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        super::kube_client(self.state.kubeconfig(), None).await
+    }
+
+    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
+        Box::new(DockerExecShell::new(node))
+    }
+}
+
+#[async_trait]
 impl Provider for Kind {
     fn up_steps(&self) -> Vec<Step> {
         let mut steps = Vec::new();
@@ -169,22 +187,8 @@ impl Provider for Kind {
         vec![Step::run(format!("delete kind cluster {}", self.cluster), Target::Host, delete)]
     }
 
-    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        let docker = docker::connect().await?;
-        let containers = docker::node_containers(&docker, &self.cluster).await?;
-        Ok(containers.into_iter().map(|c| NodeStatus { name: c.name, role: c.role, state: c.state }).collect())
-    }
-
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(!self.nodes().await?.is_empty())
-    }
-
-    async fn client(&self) -> anyhow::Result<kube::Client> {
-        super::kube_client(self.state.kubeconfig(), None).await
-    }
-
-    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
-        Box::new(DockerExecShell::new(node))
     }
 
     fn interactive_shell(&self, node: &str) -> Cmd {

@@ -8,9 +8,9 @@ pub mod vagrant;
 
 use async_trait::async_trait;
 
-use crate::plan::Step;
+use crate::plan::{Cluster, Step};
 use crate::scenario::{ProviderKind, Scenario};
-use crate::shell::{Cmd, Shell};
+use crate::shell::Cmd;
 use crate::state::StateDir;
 
 pub use existing::{Existing, client_for as kube_client, exec_in_pod, kubeconfig_path as existing_kubeconfig_path};
@@ -18,34 +18,21 @@ pub use host::Host;
 pub use kind::Kind;
 pub use vagrant::Vagrant;
 
-/// A node as the provider sees it now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStatus {
-    pub name: String,
-    pub role: String,
-    pub state: String,
-}
+pub use crate::plan::NodeStatus;
 
+/// Makes and removes a lab's cluster; as a [`Cluster`], finds its nodes and API.
 #[async_trait]
-pub trait Provider: Send + Sync {
+pub trait Provider: Cluster {
     /// Steps that create the cluster and make its nodes usable.
     fn up_steps(&self) -> Vec<Step>;
     /// Steps that remove what `up_steps` created.
     fn down_steps(&self) -> Vec<Step>;
-    /// The nodes that exist now, found by labels or the API, sorted by name.
-    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>>;
     /// Whether a cluster of this lab already exists, so `up` never clobbers
     /// (or, failing, cleans up) one it did not make. Adopted clusters and the
     /// host are never "made" by lab.
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(false)
     }
-    /// A client for the cluster's API server; the host has none.
-    async fn client(&self) -> anyhow::Result<kube::Client> {
-        anyhow::bail!("this provider has no Kubernetes API")
-    }
-    /// A shell on a node; cheap to make, it connects on first use.
-    fn node_shell(&self, node: &str) -> Box<dyn Shell>;
     /// The host command that opens an interactive shell on a node.
     fn interactive_shell(&self, node: &str) -> Cmd;
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{NodeStatus, Provider};
+use super::Provider;
 use crate::plan::{Action, Step, Target};
+use crate::plan::{Cluster, NodeStatus};
 use crate::scenario::{PlannedNode, Role, Scenario, VagrantOptions, VagrantProvider};
 use crate::shell::{Cmd, LocalShell, Output, RunError, Shell, quote};
 use crate::state::StateDir;
@@ -112,6 +113,34 @@ impl Vagrant {
 }
 
 #[async_trait]
+impl Cluster for Vagrant {
+    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        if !self.state.file("Vagrantfile").exists() {
+            return Ok(Vec::new());
+        }
+        let output = LocalShell.run(&self.vagrant().args(["status", "--machine-readable"])).await?;
+        let mut nodes = parse_machine_readable_status(&output.stdout);
+        for node in &mut nodes {
+            node.role = self
+                .nodes
+                .iter()
+                .find(|n| n.name == node.name)
+                .map(|n| n.group.role.as_str().to_string())
+                .unwrap_or_default();
+        }
+        Ok(nodes)
+    }
+
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        super::kube_client(self.state.kubeconfig(), None).await
+    }
+
+    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
+        Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant() })
+    }
+}
+
+#[async_trait]
 impl Provider for Vagrant {
     fn up_steps(&self) -> Vec<Step> {
         let json = serde_json::to_string_pretty(&self.node_list()).unwrap_or_default();
@@ -201,33 +230,8 @@ impl Provider for Vagrant {
         )]
     }
 
-    async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        if !self.state.file("Vagrantfile").exists() {
-            return Ok(Vec::new());
-        }
-        let output = LocalShell.run(&self.vagrant().args(["status", "--machine-readable"])).await?;
-        let mut nodes = parse_machine_readable_status(&output.stdout);
-        for node in &mut nodes {
-            node.role = self
-                .nodes
-                .iter()
-                .find(|n| n.name == node.name)
-                .map(|n| n.group.role.as_str().to_string())
-                .unwrap_or_default();
-        }
-        Ok(nodes)
-    }
-
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(self.nodes().await?.iter().any(|n| n.state != "not_created"))
-    }
-
-    async fn client(&self) -> anyhow::Result<kube::Client> {
-        super::kube_client(self.state.kubeconfig(), None).await
-    }
-
-    fn node_shell(&self, node: &str) -> Box<dyn Shell> {
-        Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant() })
     }
 
     fn interactive_shell(&self, node: &str) -> Cmd {

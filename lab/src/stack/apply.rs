@@ -12,8 +12,52 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 
 use super::manifest::Object;
+use crate::plan::{Context, View, Work};
 
 pub const FIELD_MANAGER: &str = "lab";
+
+/// Server-side apply objects (images pointed at lab's builds); for CRDs,
+/// wait until they are Established.
+#[derive(Debug)]
+pub struct Apply {
+    pub objects: Vec<Object>,
+    pub images: std::sync::Arc<super::ImageMap>,
+    pub establish_within: Option<Duration>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for Apply {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let mut objects = self.objects.clone();
+        super::image::rewrite(&mut objects, &self.images.replacements_for_plan());
+        let mut lines: Vec<String> = Vec::new();
+        for object in &objects {
+            let at = if object.line == 0 { "generated".to_string() } else { object.location() };
+            lines.push(format!("{}  ({at})", object.describe()));
+            for image in super::image::images(std::slice::from_ref(object)) {
+                lines.push(format!("  image {image}"));
+            }
+        }
+        lines.push(format!("api: server-side apply, field manager {FIELD_MANAGER}"));
+        if let Some(within) = self.establish_within {
+            lines.push(format!("waits until Established (at most {}s)", within.as_secs()));
+        }
+        lines.join("\n     ")
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let mut objects = self.objects.clone();
+        let replaced = super::image::rewrite(&mut objects, &self.images.replacements()?);
+        let client = ctx.client().await?;
+        apply(&client, &objects, &mut Kinds::default()).await?;
+        if let Some(within) = self.establish_within {
+            let names: Vec<String> = objects.iter().map(|o| o.name().to_string()).collect();
+            wait_established(&client, &names, within, Duration::from_millis(500)).await?;
+        }
+        let images = if replaced > 0 { format!(", {replaced} image(s) from lab's builds") } else { String::new() };
+        Ok(Some(format!("{} object(s) applied{images}", objects.len())))
+    }
+}
 
 /// Where objects of a kind live in the API, found once per kind.
 #[derive(Default)]

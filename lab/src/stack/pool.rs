@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::apply::Kinds;
 use super::manifest::Object;
+use crate::plan::{Context, View, Work};
 use crate::plan::{Step, Target};
 use crate::provider::kind::POOL_MOUNT;
 use crate::scenario::{ProviderKind, Scenario};
@@ -108,6 +109,26 @@ pub fn stuck_reason(node_labels: Option<&Value>, io_engine_running: bool) -> Str
 }
 
 /// Wait until every pool is Online; on timeout, each stuck pool is named with a likely cause.
+/// Wait until these DiskPools are Online.
+#[derive(Debug)]
+pub struct WaitPools {
+    pub pools: Vec<Object>,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for WaitPools {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let names: Vec<String> = self.pools.iter().map(|o| o.describe()).collect();
+        format!("pool_status Online within {}s: {}", self.timeout.as_secs(), names.join(", "))
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let client = ctx.client().await?;
+        Ok(Some(wait_online(&client, &self.pools, self.timeout, Duration::from_secs(2)).await?))
+    }
+}
+
 pub async fn wait_online(
     client: &Client,
     pools: &[Object],

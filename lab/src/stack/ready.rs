@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 
 use super::manifest::Object;
+use crate::plan::{Context, View, Work};
 
 /// Ready, or why not yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +114,31 @@ pub fn pod_trouble(pod: &Pod) -> Option<(String, Option<String>)> {
 
 /// Wait until every workload among `objects` is ready; on timeout, the
 /// error lists each one that is not, with what its pods report.
+/// Wait until the workloads among these objects are ready.
+#[derive(Debug)]
+pub struct WaitReady {
+    pub objects: Vec<Object>,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for WaitReady {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let names: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|o| matches!(o.kind(), "Deployment" | "DaemonSet" | "StatefulSet"))
+            .map(|o| o.describe())
+            .collect();
+        format!("at most {}s for: {}", self.timeout.as_secs(), names.join(", "))
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let client = ctx.client().await?;
+        Ok(Some(wait(&client, &self.objects, self.timeout, Duration::from_secs(2)).await?))
+    }
+}
+
 pub async fn wait(client: &Client, objects: &[Object], timeout: Duration, poll: Duration) -> anyhow::Result<String> {
     let workloads: Vec<&Object> =
         objects.iter().filter(|o| matches!(o.kind(), "Deployment" | "DaemonSet" | "StatefulSet")).collect();

@@ -12,8 +12,57 @@ use serde_json::json;
 
 use super::apply::Kinds;
 use super::manifest::Object;
+use crate::plan::{Context, View, Work};
 
 /// Delete the objects (already gone is fine), then wait until none is left.
+/// Remove the workloads using these storage classes' claims, then the
+/// claims, until their volumes are gone.
+#[derive(Debug)]
+pub struct RemoveVolumes {
+    pub classes: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for RemoveVolumes {
+    fn describe(&self, _view: &View<'_>) -> String {
+        format!(
+            "api: the pods (by their controllers) using claims of {}, then the claims; waits for the volumes (at most {}s each)",
+            self.classes.join(", "),
+            self.timeout.as_secs()
+        )
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let Some(client) = ctx.reachable_client().await else {
+            return Ok(Some("no API server answers; skipped".into()));
+        };
+        Ok(Some(remove_volumes(&client, &self.classes, self.timeout, Duration::from_secs(2)).await?))
+    }
+}
+
+/// Delete objects and wait until they are gone.
+#[derive(Debug)]
+pub struct Delete {
+    pub objects: Vec<Object>,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for Delete {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let names: Vec<String> = self.objects.iter().map(|o| o.describe()).collect();
+        format!("api: delete {}; waits until gone (at most {}s)", names.join(", "), self.timeout.as_secs())
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let Some(client) = ctx.reachable_client().await else {
+            return Ok(Some("no API server answers; skipped".into()));
+        };
+        Ok(Some(delete_and_wait(&client, &self.objects, self.timeout, Duration::from_secs(2)).await?))
+    }
+}
+
 pub async fn delete_and_wait(
     client: &Client,
     objects: &[Object],

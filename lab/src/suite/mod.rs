@@ -4,6 +4,7 @@
 //! of every measured check, and an HTML report with SVG plots.
 
 pub mod cleanup;
+pub mod loop_device;
 pub mod report;
 pub mod steps;
 pub mod world;
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use cucumber::{World as _, WriterExt as _, writer};
 
-use crate::Lab;
+use crate::scenario::Scenario;
+use crate::state::StateDir;
 pub use world::{Check, Context, LabWorld};
 
 /// What `lab test` was asked for, cucumber's options among them.
@@ -54,8 +56,7 @@ pub fn run_label() -> String {
 }
 
 /// Run the features; `Ok(true)` when every scenario passed.
-pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
-    let scenario = &lab.scenario;
+pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -> anyhow::Result<bool> {
     let Some(features) = &scenario.features else {
         anyhow::bail!("{} names no `features:` to run", scenario.source.display());
     };
@@ -73,13 +74,15 @@ pub async fn run(lab: &Lab, options: &TestOptions) -> anyhow::Result<bool> {
         None => None,
     };
     // The host alone has no API; a cluster that is not up is said so by the first step that needs it.
-    let client = lab.provider.client().await.ok();
+    let provider: std::sync::Arc<dyn crate::provider::Provider> =
+        std::sync::Arc::from(crate::provider::for_scenario(scenario, state));
+    let client = provider.client().await.ok();
     let ctx = world::install(Context {
-        provider: std::sync::Arc::from(crate::provider::for_scenario(scenario, &lab.state)),
+        provider,
         client,
         keep_on_failure: options.keep_on_failure,
         scenario: scenario.clone(),
-        state: lab.state.clone(),
+        state: state.clone(),
         results: scenario.path_of(&scenario.fio.results),
         label: run_label(),
         checks: Default::default(),

@@ -66,9 +66,9 @@ pub struct LabWorld {
     pub ctx: Arc<Context>,
     /// The Gherkin scenario's name, for records and reports.
     pub name: String,
-    pub loop_device: Option<super::steps::host::LoopDevice>,
+    pub loop_device: Option<super::loop_device::LoopDevice>,
     /// What the loop device is compared with, run interleaved with it.
-    pub baseline_device: Option<super::steps::host::LoopDevice>,
+    pub baseline_device: Option<super::loop_device::LoopDevice>,
     /// The interleaved comparison so far, with its profile: later checks go on from it.
     pub comparison: Option<(String, crate::fio::interleave::Comparison)>,
     /// Results per profile, this scenario's runs only.
