@@ -169,16 +169,10 @@ fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
 
 #[test]
 fn lab_prepare_on_a_kind_lab_that_is_not_up_changes_nothing_on_the_host() {
-    const NR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-    /// Puts the pool back should preparation reach the host after all.
-    struct Pool(String);
-    impl Drop for Pool {
-        fn drop(&mut self) {
-            let _ = std::fs::write(NR, &self.0);
-        }
-    }
-    let pool = Pool(std::fs::read_to_string(NR).unwrap());
-    let free: u64 = std::fs::read_to_string(NR.replace("nr_", "free_")).unwrap().trim().parse().unwrap();
+    // Puts the pool back should preparation reach the host after all.
+    let saved = support::HostState::save();
+    let free: u64 =
+        std::fs::read_to_string(support::NR_HUGEPAGES.replace("nr_", "free_")).unwrap().trim().parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scenario = format!(
         "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: dtest-r\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      hugepages2Mi: {}\n",
@@ -193,5 +187,9 @@ fn lab_prepare_on_a_kind_lab_that_is_not_up_changes_nothing_on_the_host() {
         "{stderr}"
     );
     assert!(!stderr.contains("hugepages on host"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(NR).unwrap(), pool.0, "the host's hugepages changed");
+    assert_eq!(
+        std::fs::read_to_string(support::NR_HUGEPAGES).unwrap().trim(),
+        saved.pages.to_string(),
+        "the host's hugepages changed"
+    );
 }

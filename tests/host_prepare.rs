@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-const NR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+mod support;
+use support::{HostState, NR_HUGEPAGES as NR};
+
 const FREE: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
-const SYSCTL_FILE: &str = "/etc/sysctl.d/90-lab-hugepages.conf";
-const MODULES_FILE: &str = "/etc/modules-load.d/lab.conf";
+const SYSCTL_FILE: &str = support::HOST_FILES[0];
 
 /// The tests share one kernel: one at a time.
 static HOST: Mutex<()> = Mutex::new(());
@@ -22,37 +23,6 @@ fn meminfo(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     let line = text.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Puts the pool and lab's /etc files back as they were, whatever happens.
-struct HostState {
-    pages: u64,
-    /// Each file lab may write, with what it held (`None`: absent).
-    files: Vec<(&'static str, Option<String>)>,
-}
-
-impl HostState {
-    fn save() -> HostState {
-        let files = [SYSCTL_FILE, MODULES_FILE].into_iter().map(|f| (f, std::fs::read_to_string(f).ok())).collect();
-        HostState { pages: number(NR), files }
-    }
-
-    /// The files that differ from what they held before.
-    fn changed_files(&self) -> Vec<&'static str> {
-        self.files.iter().filter(|(f, was)| std::fs::read_to_string(f).ok() != *was).map(|(f, _)| *f).collect()
-    }
-}
-
-impl Drop for HostState {
-    fn drop(&mut self) {
-        let _ = std::fs::write(NR, self.pages.to_string());
-        for (file, was) in &self.files {
-            let _ = match was {
-                Some(text) => std::fs::write(file, text),
-                None => std::fs::remove_file(file),
-            };
-        }
-    }
 }
 
 fn lab(dir: &Path, args: &[&str]) -> (bool, String) {

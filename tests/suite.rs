@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+mod support;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -164,14 +166,8 @@ fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
 fn lab_run_prepares_tests_and_restores_the_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PAGES: &str = "/proc/sys/vm/nr_hugepages";
-    struct Restore(String);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = std::fs::write(PAGES, &self.0);
-        }
-    }
-    let before = std::fs::read_to_string(PAGES).unwrap().trim().to_string();
-    let _restore = Restore(before.clone());
+    let saved = support::HostState::save();
+    let before = saved.pages.to_string();
     let dir = tempfile::tempdir().unwrap();
     let scenario = scenario_in(dir.path(), &repo().join("features/host"));
     let run = Command::cargo_bin("lab")

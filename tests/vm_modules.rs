@@ -78,12 +78,12 @@ fn debian_kernel() -> (PathBuf, PathBuf) {
     found.pop().expect("no Debian kernel with modules: apt-get install linux-image-amd64 (.ci/run does)")
 }
 
+/// A file or a whole folder, copied as it is into the initramfs root.
 fn copy_tree(from: &Path, to: &Path) {
     if from.is_dir() {
         std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        }
+        let options = fs_extra::dir::CopyOptions::new().content_only(true).overwrite(true);
+        fs_extra::dir::copy(from, to, &options).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
     } else {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(from, to).unwrap();

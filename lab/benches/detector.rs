@@ -135,7 +135,7 @@ fn main() {
             .collect()
     };
     let capped = |rate: f64| Job { rate_iops: Some((rate * 0.9).round() as u64), ..job.clone() };
-    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let mean = lab::fio::stats::mean;
     let mut history: Vec<Vec<f64>> = Vec::new();
     if design == "sessions" {
         history = (0..SESSIONS).map(|_| run_n(&job, SESSION_RUNS)).collect();

@@ -75,7 +75,8 @@ pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding>
 pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
     let provider = scenario.cluster.provider;
     let mut findings = Vec::new();
-    if provider == ProviderKind::Kind {
+    // kind's nodes are containers; components are built by Docker on any provider.
+    if provider == ProviderKind::Kind || !scenario.components.is_empty() {
         findings.push(docker_daemon().await);
     }
     for tool in tools_for(scenario) {
@@ -168,12 +169,51 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         why: "boots the VMs",
         install: "apt-get install vagrant",
     };
-    match scenario.cluster.provider {
+    let mut tools = match scenario.cluster.provider {
         ProviderKind::Kind => vec![kind, kubectl(false), helm],
         ProviderKind::Vagrant => vec![vagrant, kubectl(true), helm],
         ProviderKind::Existing => vec![kubectl(false), helm],
         ProviderKind::Host => vec![],
+    };
+    // The host's own steps (fio on loop devices with xfs or ext4) run on this
+    // machine: a host scenario cannot do without them, others may use them.
+    if scenario.features.is_some() {
+        tools.extend(host_test_tools(scenario.cluster.provider == ProviderKind::Host));
     }
+    tools
+}
+
+fn host_test_tools(required: bool) -> [Tool; 4] {
+    [
+        Tool {
+            name: "fio",
+            version: &["--version"],
+            required,
+            why: "runs the fio checks on this host",
+            install: "apt-get install fio",
+        },
+        Tool {
+            name: "losetup",
+            version: &["--version"],
+            required,
+            why: "makes the loop devices host scenarios measure",
+            install: "apt-get install util-linux",
+        },
+        Tool {
+            name: "mkfs.xfs",
+            version: &["-V"],
+            required,
+            why: "formats loop devices with xfs",
+            install: "apt-get install xfsprogs",
+        },
+        Tool {
+            name: "mkfs.ext4",
+            version: &["-V"],
+            required,
+            why: "formats loop devices with ext4",
+            install: "apt-get install e2fsprogs",
+        },
+    ]
 }
 
 async fn tool_finding(machine: &Machine<'_>, tool: Tool) -> Finding {
@@ -260,18 +300,9 @@ async fn kernel_module(machine: &Machine<'_>, module: &str) -> Finding {
     let release = machine.read("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let modprobe = machine.version(Cmd::sh("command -v modprobe")).await.is_some();
     let shipped = machine.has(&format!("/lib/modules/{release}"));
-    match (modprobe, shipped) {
-        (true, true) => Finding::warn(&check, "not loaded", format!("modprobe {module}")),
-        _ => Finding::missing(
-            &check,
-            format!(
-                "not loaded, and {} here",
-                if modprobe { format!("/lib/modules/{release} is absent") } else { "modprobe is absent".into() }
-            ),
-            format!(
-                "install kmod and linux-modules-extra-{release} (or a kernel built with {module}), then modprobe {module}"
-            ),
-        ),
+    match crate::prepare::module::cannot_load(&[module.to_string()], &release, modprobe, shipped) {
+        None => Finding::warn(&check, "not loaded", format!("modprobe {module}")),
+        Some((why, fix)) => Finding::missing(&check, format!("not loaded: {why}"), fix),
     }
 }
 
@@ -390,5 +421,20 @@ mod tests {
                 ("CPU count", Level::Missing, "set `ioEngineCoreList: \"1\"` on the io-engine nodes"),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_host_scenario_with_features_needs_fio_and_the_filesystem_tools() {
+        let root = fake_root();
+        let machine = Machine { root: root.path(), shell: &LocalShell };
+        let text = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: t\ncluster:\n  provider: host\nfeatures: sys\n";
+        let scenario = Scenario::parse(&root.path().join("t.yaml"), text).unwrap();
+        let names: Vec<&str> = tools_for(&scenario).iter().map(|t| t.name).collect();
+        assert_eq!(names, ["fio", "losetup", "mkfs.xfs", "mkfs.ext4"]);
+        assert!(tools_for(&scenario).iter().all(|t| t.required));
+        // A tool that is not there is named with the package that brings it.
+        let absent = Tool { name: "lab-no-such-tool", ..host_test_tools(true).into_iter().next().unwrap() };
+        let finding = tool_finding(&machine, absent).await;
+        assert_eq!((finding.level, finding.fix.as_str()), (Level::Missing, "apt-get install fio"));
     }
 }

@@ -1,5 +1,6 @@
-//! What the Docker tests share: base images made without pulling anything,
-//! and kind-like node containers that are removed even when a test fails.
+//! What the real-component tests share: base images made without pulling
+//! anything, kind-like node containers that are removed even when a test
+//! fails, and the host's hugepages and lab's /etc files put back likewise.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -176,4 +177,41 @@ pub fn tree_listing(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+pub const NR_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+/// The files preparation writes on a host it persists changes on.
+pub const HOST_FILES: [&str; 2] = ["/etc/sysctl.d/90-lab-hugepages.conf", "/etc/modules-load.d/lab.conf"];
+
+/// Puts the host's 2 MiB hugepage pool and lab's /etc files back as they
+/// were when it was made, whatever happens to the test.
+pub struct HostState {
+    pub pages: u64,
+    /// Each file lab may write, with what it held (`None`: absent).
+    files: Vec<(&'static str, Option<String>)>,
+}
+
+impl HostState {
+    pub fn save() -> HostState {
+        let files = HOST_FILES.into_iter().map(|f| (f, std::fs::read_to_string(f).ok())).collect();
+        let pages = std::fs::read_to_string(NR_HUGEPAGES).unwrap().trim().parse().unwrap();
+        HostState { pages, files }
+    }
+
+    /// The files that differ from what they held before.
+    pub fn changed_files(&self) -> Vec<&'static str> {
+        self.files.iter().filter(|(f, was)| std::fs::read_to_string(f).ok() != *was).map(|(f, _)| *f).collect()
+    }
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        let _ = std::fs::write(NR_HUGEPAGES, self.pages.to_string());
+        for (file, was) in &self.files {
+            let _ = match was {
+                Some(text) => std::fs::write(file, text),
+                None => std::fs::remove_file(file),
+            };
+        }
+    }
 }

@@ -95,6 +95,8 @@ pub fn hash_into(hasher: &mut Sha256, root: &Path) -> anyhow::Result<()> {
 }
 
 /// Copy a tree to `dest` (which must not exist), keeping modes and symlinks.
+/// Not fs_extra: the copy must take exactly the entries the content hash
+/// reads, leaving out build caches and `.lab`, and keep symlinks as links.
 pub fn copy(root: &Path, dest: &Path, git: Git) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     for entry in entries(root, git)? {

@@ -43,6 +43,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// With `--dry-run`, print the plan and say so: the command then changes nothing.
+fn shown(lab: &crate::Lab, plan: &crate::plan::Plan, dry_run: bool) -> bool {
+    if dry_run {
+        print!("{}", plan.render(lab.provider.as_ref(), false));
+    }
+    dry_run
+}
+
 /// Print the plan (`--dry-run`) or execute it.
 async fn run_or_show(
     lab: &crate::Lab,
@@ -50,8 +58,7 @@ async fn run_or_show(
     dry_run: bool,
     progress: &crate::progress::Progress,
 ) -> anyhow::Result<ExitCode> {
-    if dry_run {
-        print!("{}", plan.render(lab.provider.as_ref(), false));
+    if shown(lab, plan, dry_run) {
         return Ok(ExitCode::SUCCESS);
     }
     crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state).await?;

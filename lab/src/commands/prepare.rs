@@ -11,8 +11,7 @@ use crate::progress::Progress;
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
     let plan = lab.prepare_plan();
-    if args.change.dry_run {
-        print!("{}", plan.render(lab.provider.as_ref(), false));
+    if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);
     }
     let undo = lab.undo_log();

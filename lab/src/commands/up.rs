@@ -11,8 +11,7 @@ use crate::progress::Progress;
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
     let plan = lab.up_plan()?;
-    if args.change.dry_run {
-        print!("{}", plan.render(lab.provider.as_ref(), false));
+    if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);
     }
     // The provider's own tools first: a missing kind should stop `up` before

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use super::stats::mean;
+
 /// Hunter's rule.
 pub const ALPHA: f64 = 0.001;
 pub const MIN_SHIFT: f64 = 0.05;
@@ -130,10 +132,6 @@ fn best_segment(series: &[f64]) -> Option<Segment> {
         }
     }
     best
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
 }
 
 /// A small fixed-seed generator: the same history always gives the same answer.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Metric;
 use super::changepoint::{self, ChangePoint};
 use super::parse::JobResult;
-use super::stats::{self, Better, Verdict};
+use super::stats::{self, Better, Verdict, mean};
 
 /// Where and with what a run happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,26 @@ pub struct Fingerprint {
     pub git_commit: String,
 }
 
+/// The checkout's commit (`git rev-parse --short HEAD`), empty outside one;
+/// asked once per process, not on every fio run.
+pub fn git_commit() -> &'static str {
+    static COMMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COMMIT.get_or_init(|| {
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// The environment a session (`label`) last ran in; the default when it has no run.
+pub fn session_env(records: &[Record], label: &str) -> Fingerprint {
+    records.iter().rev().find(|r| r.label == label).map(|r| r.env.clone()).unwrap_or_default()
+}
+
 impl Fingerprint {
     /// This machine's, for `device` (the file or device fio used).
     pub fn here(device: &str, fio_version: &str) -> Fingerprint {
@@ -32,20 +52,13 @@ impl Fingerprint {
             .lines()
             .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
             .unwrap_or_default();
-        let commit = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
         Fingerprint {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             cpu,
             device: device.to_string(),
             fio: fio_version.to_string(),
             lab: env!("CARGO_PKG_VERSION").to_string(),
-            git_commit: commit,
+            git_commit: git_commit().to_string(),
         }
     }
 
@@ -117,7 +130,7 @@ impl Baseline {
     pub fn judge(&self, metric: &str, better: Better, current: &[f64], threshold: f64, scale: f64) -> Verdict {
         match self {
             Baseline::Sessions(sessions) => {
-                let means: Vec<f64> = sessions.iter().map(|s| s.iter().sum::<f64>() / s.len() as f64 * scale).collect();
+                let means: Vec<f64> = sessions.iter().map(|s| mean(s) * scale).collect();
                 stats::compare_sessions(metric, better, &means, current, threshold)
             }
             Baseline::Label(runs) => {
@@ -154,7 +167,7 @@ impl Shifts {
     /// Over the sessions comparable with `env`, one mean each.
     pub fn find(records: &[Record], env: &Fingerprint, metric: Metric) -> Shifts {
         let sessions = sessions(records.iter().filter(|r| r.env.comparable(env)), metric);
-        let means: Vec<f64> = sessions.iter().map(|(_, v)| v.iter().sum::<f64>() / v.len() as f64).collect();
+        let means: Vec<f64> = sessions.iter().map(|(_, v)| mean(v)).collect();
         let points =
             changepoint::change_points(&means).into_iter().map(|c| (sessions[c.index].0.to_string(), c)).collect();
         Shifts { metric: metric.name(), sessions: sessions.len(), points }

@@ -56,7 +56,8 @@ pub enum Design {
     Sessions,
 }
 
-fn mean(xs: &[f64]) -> f64 {
+/// The arithmetic mean; NaN for no values.
+pub fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 

@@ -84,6 +84,23 @@ fn remedy(modules: &[String], release: &str) -> String {
     )
 }
 
+/// Why no module can be loaded on a kernel (`release`), from whether
+/// modprobe is installed and the release ships modules; `None` when it can.
+/// `lab doctor` and preparation judge it the same way.
+pub fn cannot_load(modules: &[String], release: &str, modprobe: bool, shipped: bool) -> Option<(String, String)> {
+    if !modprobe {
+        let fix = format!("Install kmod (apt-get install kmod), then {}", remedy(modules, release));
+        return Some(("modprobe is not installed there".into(), fix));
+    }
+    if !shipped {
+        let why = format!(
+            "it runs kernel {release} and /lib/modules/{release} does not exist, so that kernel has no loadable modules here"
+        );
+        return Some((why, format!("Fix: {}", remedy(modules, release))));
+    }
+    None
+}
+
 /// Load the modules not loaded yet, verify them, and (`persist`) have them
 /// loaded at boot. Checks that loading can work before loading any.
 pub async fn ensure(
@@ -103,20 +120,8 @@ pub async fn ensure(
         let modprobe = lines.next().unwrap_or("none");
         let shipped = lines.next() == Some("modules");
         let names = absent.join(", ");
-        if modprobe == "none" {
-            anyhow::bail!(
-                "module(s) {names} cannot be loaded on {place}: modprobe is not installed there. \
-                 Install kmod (apt-get install kmod), then {}",
-                remedy(&absent, &release)
-            );
-        }
-        if !shipped {
-            anyhow::bail!(
-                "module(s) {names} cannot be loaded on {place}: it runs kernel {release} and \
-                 /lib/modules/{release} does not exist, so that kernel has no loadable modules here. \
-                 Fix: {}",
-                remedy(&absent, &release)
-            );
+        if let Some((why, fix)) = cannot_load(&absent, &release, modprobe != "none", shipped) {
+            anyhow::bail!("module(s) {names} cannot be loaded on {place}: {why}. {fix}");
         }
         for module in &absent {
             if let Err(e) = shell.run(&load_cmd(module)).await {

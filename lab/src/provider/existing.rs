@@ -122,16 +122,20 @@ async fn list_nodes(client: Client) -> anyhow::Result<Vec<NodeStatus>> {
     Ok(out)
 }
 
+/// The node's Ready condition; `None` when it reports none yet.
+pub fn node_ready(node: &Node) -> Option<bool> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status == "True")
+}
+
 fn node_status(node: &Node) -> NodeStatus {
     let labels = node.metadata.labels.clone().unwrap_or_default();
     let role = if labels.contains_key("node-role.kubernetes.io/control-plane") { "control-plane" } else { "worker" };
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| if c.status == "True" { "Ready" } else { "NotReady" })
-        .unwrap_or("Unknown");
+    let ready = match node_ready(node) {
+        Some(true) => "Ready",
+        Some(false) => "NotReady",
+        None => "Unknown",
+    };
     NodeStatus { name: node.metadata.name.clone().unwrap_or_default(), role: role.into(), state: ready.into() }
 }
 

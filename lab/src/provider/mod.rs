@@ -13,7 +13,9 @@ use crate::scenario::{ProviderKind, Scenario};
 use crate::shell::Cmd;
 use crate::state::StateDir;
 
-pub use existing::{Existing, client_for as kube_client, exec_in_pod, kubeconfig_path as existing_kubeconfig_path};
+pub use existing::{
+    Existing, client_for as kube_client, exec_in_pod, kubeconfig_path as existing_kubeconfig_path, node_ready,
+};
 pub use host::Host;
 pub use kind::Kind;
 pub use vagrant::Vagrant;

@@ -45,14 +45,10 @@ fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
 /// A label for this run's records: when, and at which commit.
 pub fn run_label() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| format!("-{}", String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_default();
-    format!("{secs}{commit}")
+    match crate::fio::history::git_commit() {
+        "" => secs.to_string(),
+        commit => format!("{secs}-{commit}"),
+    }
 }
 
 /// Run the features; `Ok(true)` when every scenario passed.

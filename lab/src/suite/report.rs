@@ -150,7 +150,7 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
                 devices.push(&r.env.device);
             }
         }
-        let this_env = records.iter().rev().find(|r| r.label == ctx.label).map(|r| r.env.clone()).unwrap_or_default();
+        let this_env = crate::fio::history::session_env(&records, &ctx.label);
         let mut shift_lines = Vec::new();
         for write in [false, true] {
             let side = if write { "write" } else { "read" };

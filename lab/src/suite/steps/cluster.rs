@@ -7,6 +7,7 @@ use kube::api::{Api, ListParams};
 
 use super::super::world::LabWorld;
 use crate::prepare::kubelet::quantity_bytes;
+use crate::provider::node_ready;
 use crate::scenario::IO_ENGINE_LABEL;
 use crate::shell::Cmd;
 
@@ -26,14 +27,7 @@ async fn every_node_ready(world: &mut LabWorld) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(world.ctx.client()?);
     let mut not_ready = Vec::new();
     for node in nodes.list(&ListParams::default()).await.map_err(|e| format!("listing nodes: {e}"))? {
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status == "True")
-            .unwrap_or(false);
-        if !ready {
+        if node_ready(&node) != Some(true) {
             not_ready.push(node.metadata.name.unwrap_or_default());
         }
     }

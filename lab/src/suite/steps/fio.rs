@@ -10,6 +10,7 @@ use cucumber::{then, when};
 use super::super::world::{Check, Context, LabWorld};
 use crate::fio::history::{Baseline, Fingerprint, History, Record};
 use crate::fio::interleave::{self, Arm, Arms, Sampling};
+use crate::fio::stats::mean;
 use crate::fio::{self, Job, JobResult, Metric, MetricKind, Outcome};
 use crate::shell::{LocalShell, Shell};
 
@@ -163,10 +164,6 @@ fn in_base_unit(metric: Metric, value: f64, unit: &str) -> Result<f64, String> {
     Ok(value * factor)
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
-}
-
 fn record(world: &LabWorld, profile: &str, text: String, passed: bool, verdict: Option<fio::Verdict>) {
     if let Ok(mut checks) = world.ctx.checks.lock() {
         checks.push(Check { scenario: world.name.clone(), profile: profile.into(), text, passed, verdict });
@@ -217,7 +214,7 @@ fn regression(world: &mut LabWorld, metric: &str, baseline_label: Option<&str>) 
     let ctx = world.ctx.clone();
     let history = History::new(&ctx.results, ctx.scenario.name(), &profile);
     let records = history.records().map_err(|e| format!("{e:#}"))?;
-    let this_env = records.iter().rev().find(|r| r.label == ctx.label).map(|r| r.env.clone()).unwrap_or_default();
+    let this_env = crate::fio::history::session_env(&records, &ctx.label);
     let baseline = Baseline::from_history(&records, &this_env, &ctx.label, baseline_label, metric);
     // Bandwidth is judged in MiB/s, so the verdict reads like the thresholds.
     let (scale, name) = match metric.kind {
