@@ -75,8 +75,9 @@ pub async fn examine(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding>
 pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
     let provider = scenario.cluster.provider;
     let mut findings = Vec::new();
-    // kind's nodes are containers; components are built by Docker on any provider.
-    if provider == ProviderKind::Kind || !scenario.components.is_empty() {
+    // kind's nodes are containers, the local cluster's pause image is built
+    // by Docker, and components are built by Docker on any provider.
+    if matches!(provider, ProviderKind::Kind | ProviderKind::Local) || !scenario.components.is_empty() {
         findings.push(docker_daemon().await);
     }
     for tool in tools_for(scenario) {
@@ -84,6 +85,9 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
     }
     if provider == ProviderKind::Vagrant {
         findings.push(vagrant_provider(machine, scenario).await);
+    }
+    if provider == ProviderKind::Local {
+        findings.extend(local_cluster(scenario, machine).await);
     }
     if provider == ProviderKind::Existing {
         let path = existing_kubeconfig_path(&scenario.cluster.existing.clone().unwrap_or_default());
@@ -173,7 +177,7 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         ProviderKind::Kind => vec![kind, kubectl(false), helm],
         ProviderKind::Vagrant => vec![vagrant, kubectl(true), helm],
         ProviderKind::Existing => vec![kubectl(false), helm],
-        ProviderKind::Host => vec![],
+        ProviderKind::Host | ProviderKind::Local => vec![],
     };
     // The host's own steps (fio on loop devices with xfs or ext4) run on this
     // machine: a host scenario cannot do without them, others may use them.
@@ -181,6 +185,63 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         tools.extend(host_test_tools(scenario.cluster.provider == ProviderKind::Host));
     }
     tools
+}
+
+/// The local provider: lab's Kubernetes binaries, Debian's runtime
+/// packages, Docker for the pause image, and a host free of another cluster.
+async fn local_cluster(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> {
+    use crate::provider::local;
+    let dir = local::binaries_dir(scenario);
+    let mut findings = Vec::new();
+    let absent: Vec<&str> = local::BINARIES.iter().copied().filter(|b| !dir.join(b).is_file()).collect();
+    findings.push(if absent.is_empty() {
+        Finding::ok("Kubernetes binaries", dir.display().to_string())
+    } else {
+        Finding::missing(
+            "Kubernetes binaries",
+            format!("{} not in {}", absent.join(", "), dir.display()),
+            "build them: `export LAB_KUBE_BIN=$(bash .ci/kube/build | tail -n 1)` (or set cluster.local.binaries)",
+        )
+    });
+    let packages = [
+        ("containerd", &["--version"][..], "apt-get install containerd"),
+        ("runc", &["--version"][..], "apt-get install runc"),
+        ("ctr", &["--version"][..], "apt-get install containerd"),
+        ("iptables", &["--version"][..], "apt-get install iptables"),
+        ("ip", &["-V"][..], "apt-get install iproute2"),
+        ("conntrack", &["--version"][..], "apt-get install conntrack"),
+    ];
+    for (name, version, install) in packages {
+        let why = "runs the local cluster";
+        findings.push(tool_finding(machine, Tool { name, version, required: true, why, install }).await);
+    }
+    for plugin in ["bridge", "host-local", "loopback"] {
+        let path = format!("/usr/lib/cni/{plugin}");
+        findings.push(if machine.has(&path) {
+            Finding::ok(&format!("CNI {plugin}"), path)
+        } else {
+            Finding::missing(
+                &format!("CNI {plugin}"),
+                format!("{path} is absent"),
+                "apt-get install containernetworking-plugins",
+            )
+        });
+    }
+    let layout = local::Layout::new(scenario, &crate::state::StateDir::new(scenario.name()));
+    let conflicts = local::host_conflicts(&layout);
+    findings.push(if conflicts.is_empty() {
+        Finding::ok(
+            "host free for a local cluster",
+            "no kubelet folder, chains, interfaces, networks or ports in the way",
+        )
+    } else {
+        Finding::missing(
+            "host free for a local cluster",
+            conflicts.join("; "),
+            "clear what is named, or `lab down` a lab left behind",
+        )
+    });
+    findings
 }
 
 fn host_test_tools(required: bool) -> [Tool; 4] {

@@ -6,9 +6,11 @@ use lab::cli::Cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube's client logs every refused request as an error; lab reports
+    // the ones that matter itself, so they show with -v only.
     let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
+        (true, _) => "error,kube_client=off",
+        (false, 0) => "warn,kube_client=off",
         (false, 1) => "debug",
         (false, _) => "trace",
     };

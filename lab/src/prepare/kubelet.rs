@@ -11,14 +11,15 @@ use crate::shell::{Cmd, Shell};
 
 const RESOURCE: &str = "hugepages-2Mi";
 
-fn restart_cmd() -> Cmd {
+/// How a node's kubelet restarts where systemd runs it (kind, VMs, most clusters).
+pub fn systemd_restart() -> Cmd {
     Cmd::new("systemctl").args(["restart", "kubelet"])
 }
 
-pub fn details(node: &str) -> Vec<Detail> {
+pub fn details(node: &str, restart: &Cmd) -> Vec<Detail> {
     vec![
         Detail::api(format!("GET /api/v1/nodes/{node}: status.allocatable[{RESOURCE}]")),
-        Detail::when(restart_cmd(), "when it is short"),
+        Detail::when(restart.clone(), "when it is short"),
         Detail::api("then GET again every 2s until it is enough"),
     ]
 }
@@ -59,6 +60,7 @@ pub async fn make_hugepages_allocatable(
     shell: &dyn Shell,
     node: &str,
     wanted_pages: u64,
+    restart: &Cmd,
     poll: Duration,
     timeout: Duration,
 ) -> anyhow::Result<String> {
@@ -68,7 +70,7 @@ pub async fn make_hugepages_allocatable(
     if before >= wanted {
         return Ok(format!("allocatable already {before} pages"));
     }
-    shell.run(&restart_cmd()).await?;
+    shell.run(restart).await?;
     let started = Instant::now();
     loop {
         let now = pages(allocatable(&nodes, node).await?);
@@ -78,7 +80,7 @@ pub async fn make_hugepages_allocatable(
         if started.elapsed() >= timeout {
             anyhow::bail!(
                 "node {node}: allocatable {RESOURCE} is {now} pages {}s after restarting the kubelet, {wanted} needed; \
-                 check the kubelet (`journalctl -u kubelet` on the node) and that the pages are still free",
+                 check the kubelet's log (`journalctl -u kubelet` on the node, or the local cluster's logs/kubelet.log) and that the pages are still free",
                 timeout.as_secs()
             );
         }
@@ -154,9 +156,17 @@ mod api_tests {
     async fn the_kubelet_is_restarted_only_when_allocatable_is_short_and_then_awaited() {
         let shell = Recording::default();
         let (client, server) = serve(vec!["0", "0", "2Gi"]);
-        let note = make_hugepages_allocatable(client, &shell, "w1", 1024, Duration::ZERO, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let note = make_hugepages_allocatable(
+            client,
+            &shell,
+            "w1",
+            1024,
+            &systemd_restart(),
+            Duration::ZERO,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(note, "kubelet restarted; allocatable 0 → 1024 pages");
         assert_eq!(*shell.0.lock().unwrap(), ["systemctl restart kubelet"]);
         assert_eq!(server.await.unwrap(), 3);
@@ -164,7 +174,9 @@ mod api_tests {
         let shell = Recording::default();
         let (client, _server) = serve(vec!["2Gi"]);
         let note =
-            make_hugepages_allocatable(client, &shell, "w1", 1024, Duration::ZERO, Duration::ZERO).await.unwrap();
+            make_hugepages_allocatable(client, &shell, "w1", 1024, &systemd_restart(), Duration::ZERO, Duration::ZERO)
+                .await
+                .unwrap();
         assert_eq!(note, "allocatable already 1024 pages");
         assert!(shell.0.lock().unwrap().is_empty(), "restarted a kubelet that saw the pages");
     }
@@ -172,10 +184,18 @@ mod api_tests {
     #[tokio::test]
     async fn a_kubelet_that_never_reports_the_pages_is_an_error_naming_the_node() {
         let (client, _server) = serve(vec!["0", "0", "128Mi"]);
-        let err = make_hugepages_allocatable(client, &Recording::default(), "w1", 1024, Duration::ZERO, Duration::ZERO)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = make_hugepages_allocatable(
+            client,
+            &Recording::default(),
+            "w1",
+            1024,
+            &systemd_restart(),
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("node w1: allocatable hugepages-2Mi is 0 pages"), "{err}");
         assert!(err.contains("journalctl -u kubelet"), "{err}");
     }

@@ -10,6 +10,7 @@ pub mod kubelet;
 pub mod label;
 pub mod module;
 pub mod propagation;
+pub mod sysctl;
 pub mod undo;
 
 use std::collections::BTreeMap;
@@ -26,14 +27,47 @@ const ALLOCATABLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Debug)]
 pub enum Task {
-    CpuPreflight { on: Target, cores: Vec<u32>, core_list: String },
-    LoadModules { on: Target, modules: Vec<String>, persist: bool },
-    SeesModules { on: Target, modules: Vec<String> },
-    Hugepages { on: Target, pages: u64, persist: bool },
-    SeesHugepages { on: Target, pages: u64 },
-    Rshared { on: Target },
-    Labels { node: String, labels: BTreeMap<String, String> },
-    Allocatable { node: String, pages: u64 },
+    CpuPreflight {
+        on: Target,
+        cores: Vec<u32>,
+        core_list: String,
+    },
+    LoadModules {
+        on: Target,
+        modules: Vec<String>,
+        persist: bool,
+    },
+    SeesModules {
+        on: Target,
+        modules: Vec<String>,
+    },
+    Hugepages {
+        on: Target,
+        pages: u64,
+        persist: bool,
+    },
+    SeesHugepages {
+        on: Target,
+        pages: u64,
+    },
+    Rshared {
+        on: Target,
+    },
+    Labels {
+        node: String,
+        labels: BTreeMap<String, String>,
+    },
+    Allocatable {
+        node: String,
+        pages: u64,
+        restart: Cmd,
+    },
+    /// Kernel settings (`net.ipv4.ip_forward`): set those with a value;
+    /// only record those without, which a process lab starts will change.
+    Sysctls {
+        on: Target,
+        settings: Vec<(String, Option<String>)>,
+    },
 }
 
 impl Task {
@@ -45,7 +79,8 @@ impl Task {
             | Task::SeesModules { on, .. }
             | Task::Hugepages { on, .. }
             | Task::SeesHugepages { on, .. }
-            | Task::Rshared { on } => on.clone(),
+            | Task::Rshared { on }
+            | Task::Sysctls { on, .. } => on.clone(),
             Task::Labels { node, .. } | Task::Allocatable { node, .. } => Target::Node(node.clone()),
         }
     }
@@ -59,7 +94,8 @@ impl Task {
             Task::SeesHugepages { .. } => vec![Detail::run(hugepages::read_cmd())],
             Task::Rshared { .. } => propagation::details(),
             Task::Labels { node, labels } => vec![Detail::api(label::describe(node, labels))],
-            Task::Allocatable { node, .. } => kubelet::details(node),
+            Task::Allocatable { node, restart, .. } => kubelet::details(node, restart),
+            Task::Sysctls { settings, .. } => sysctl::details(settings),
         }
     }
 
@@ -74,11 +110,13 @@ impl Task {
             Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
             Task::Rshared { .. } => propagation::make_rshared(shell).await,
             Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels).await,
-            Task::Allocatable { node, pages } => {
+            Task::Allocatable { node, pages, restart } => {
                 let client = cluster.client().await?;
                 let poll = Duration::from_secs(2);
-                kubelet::make_hugepages_allocatable(client, shell, node, *pages, poll, ALLOCATABLE_TIMEOUT).await
+                kubelet::make_hugepages_allocatable(client, shell, node, *pages, restart, poll, ALLOCATABLE_TIMEOUT)
+                    .await
             }
+            Task::Sysctls { settings, .. } => sysctl::ensure(shell, settings, &record).await,
         }
     }
 }
@@ -120,9 +158,23 @@ pub fn plan(scenario: &Scenario) -> Preparation {
             if provider == ProviderKind::Kind {
                 for node in &nodes {
                     on_nodes.extend(kind_node_steps(node));
-                    on_nodes.extend(api_steps(node));
+                    on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));
                 }
             }
+            Preparation { before_cluster, on_nodes }
+        }
+        // The node is this host: its kernel first, then what the local
+        // cluster's processes need of it, recorded so `lab down` undoes it.
+        ProviderKind::Local => {
+            let mut before_cluster = kernel_steps(&nodes, Target::Host, "host", false);
+            before_cluster.push(step(
+                "set the kernel settings the local cluster needs on host".into(),
+                Task::Sysctls { on: Target::Host, settings: sysctl::local_cluster() },
+            ));
+            before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
+            let restart =
+                crate::provider::local::kubelet_restart(scenario, &crate::state::StateDir::new(scenario.name()));
+            let on_nodes = nodes.iter().flat_map(|node| api_steps(node, &restart)).collect();
             Preparation { before_cluster, on_nodes }
         }
         ProviderKind::Vagrant | ProviderKind::Existing => {
@@ -131,7 +183,7 @@ pub fn plan(scenario: &Scenario) -> Preparation {
                 let on = Target::Node(node.name.clone());
                 on_nodes.extend(kernel_steps(std::slice::from_ref(node), on.clone(), &node.name, true));
                 on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
-                on_nodes.extend(api_steps(node));
+                on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));
             }
             Preparation { before_cluster: Vec::new(), on_nodes }
         }
@@ -198,7 +250,7 @@ fn kind_node_steps(node: &PlannedNode) -> Vec<Step> {
 }
 
 /// Labels and the kubelet's allocatable hugepages, through the API.
-fn api_steps(node: &PlannedNode) -> Vec<Step> {
+fn api_steps(node: &PlannedNode, restart: &Cmd) -> Vec<Step> {
     let mut steps = Vec::new();
     let name = &node.name;
     if !node.group.labels.is_empty() {
@@ -208,7 +260,7 @@ fn api_steps(node: &PlannedNode) -> Vec<Step> {
     if let Some(pages) = node.group.hugepages2_mi {
         steps.push(step(
             format!("make {pages} hugepages allocatable on {name}"),
-            Task::Allocatable { node: name.clone(), pages },
+            Task::Allocatable { node: name.clone(), pages, restart: restart.clone() },
         ));
     }
     steps
@@ -259,6 +311,6 @@ fn write_file(path: &str, text: &str) -> Cmd {
 pub fn restore_steps(undo: &UndoLog, provider: ProviderKind) -> anyhow::Result<Vec<Step>> {
     // The host and an existing cluster's nodes outlive the lab; kind
     // containers and VMs take their changes with them.
-    let nodes_outlive_lab = matches!(provider, ProviderKind::Host | ProviderKind::Existing);
+    let nodes_outlive_lab = matches!(provider, ProviderKind::Host | ProviderKind::Existing | ProviderKind::Local);
     Ok(UndoLog::restore_steps(&undo.entries()?, nodes_outlive_lab))
 }

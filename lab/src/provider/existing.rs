@@ -114,7 +114,7 @@ impl Provider for Existing {
     }
 }
 
-async fn list_nodes(client: Client) -> anyhow::Result<Vec<NodeStatus>> {
+pub async fn list_nodes(client: Client) -> anyhow::Result<Vec<NodeStatus>> {
     let nodes: Api<Node> = Api::all(client);
     let list = nodes.list(&ListParams::default()).await.map_err(|e| anyhow::anyhow!("listing nodes: {e}"))?;
     let mut out: Vec<NodeStatus> = list.items.iter().map(node_status).collect();

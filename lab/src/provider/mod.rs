@@ -4,6 +4,7 @@
 mod existing;
 mod host;
 pub mod kind;
+pub mod local;
 pub mod vagrant;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ pub use existing::{
 };
 pub use host::Host;
 pub use kind::Kind;
+pub use local::Local;
 pub use vagrant::Vagrant;
 
 pub use crate::plan::NodeStatus;
@@ -45,5 +47,6 @@ pub fn for_scenario(scenario: &Scenario, state: &StateDir) -> Box<dyn Provider> 
         ProviderKind::Vagrant => Box::new(Vagrant::new(scenario, state)),
         ProviderKind::Existing => Box::new(Existing::new(scenario)),
         ProviderKind::Host => Box::new(Host),
+        ProviderKind::Local => Box::new(Local::new(scenario, state)),
     }
 }

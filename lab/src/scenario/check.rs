@@ -295,6 +295,7 @@ fn check_provider_sections(s: &Scenario, out: &mut Vec<Finding>) {
         ("kind", c.kind.is_some(), ProviderKind::Kind),
         ("vagrant", c.vagrant.is_some(), ProviderKind::Vagrant),
         ("existing", c.existing.is_some(), ProviderKind::Existing),
+        ("local", c.local.is_some(), ProviderKind::Local),
     ];
     for (key, present, provider) in sections {
         if present && c.provider != provider {
@@ -338,6 +339,12 @@ fn check_node_counts(s: &Scenario, out: &mut Vec<Finding>) {
         ProviderKind::Host if total > 1 => out.push((
             "cluster.nodes".into(),
             format!("the host provider has one node, the local machine; this scenario asks for {total}"),
+        )),
+        ProviderKind::Local if total != 1 => out.push((
+            "cluster.nodes".into(),
+            format!(
+                "the local provider runs one node on this machine (control plane and workloads together); this scenario asks for {total}: list one node"
+            ),
         )),
         _ => {}
     }

@@ -80,6 +80,8 @@ pub struct Cluster {
     pub vagrant: Option<VagrantOptions>,
     #[serde(default)]
     pub existing: Option<ExistingOptions>,
+    #[serde(default)]
+    pub local: Option<LocalOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +91,8 @@ pub enum ProviderKind {
     Vagrant,
     Existing,
     Host,
+    /// A single-node cluster run as processes on this host.
+    Local,
 }
 
 impl fmt::Display for ProviderKind {
@@ -98,6 +102,7 @@ impl fmt::Display for ProviderKind {
             ProviderKind::Vagrant => "vagrant",
             ProviderKind::Existing => "existing",
             ProviderKind::Host => "host",
+            ProviderKind::Local => "local",
         })
     }
 }
@@ -312,6 +317,17 @@ pub struct ExistingOptions {
     /// Image of the short-lived privileged pod that gives a shell on a node.
     #[serde(default = "default_node_shell_image")]
     pub node_shell_image: String,
+}
+
+/// The local provider: Kubernetes from binaries on this host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalOptions {
+    /// The folder with etcd, kube-apiserver, kube-controller-manager,
+    /// kube-scheduler, kubelet, kube-proxy and pause; else `$LAB_KUBE_BIN`,
+    /// else `PATH`. Relative to the scenario's folder.
+    #[serde(default)]
+    pub binaries: Option<String>,
 }
 
 fn default_node_shell_image() -> String {

@@ -1,0 +1,221 @@
+//! One process of the local cluster: how it starts (a pasteable line), how
+//! it is known to be up, and how it stops. Each runs under a small `sh` that
+//! waits for it, so it is reaped even where PID 1 reaps nothing (as on the
+//! machines lab is developed on); its pid file names the process itself.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Layout, config};
+use crate::plan::{Context, Target, View, Work};
+use crate::shell::{Cmd, Shell as _, quote};
+
+/// How a started component shows it is up.
+#[derive(Clone, Debug)]
+pub enum Ready {
+    /// Something listens on this TCP port of the loopback or node address.
+    Port(std::net::SocketAddr),
+    /// The API server answers `/readyz` with ok.
+    Readyz,
+    /// Its socket file exists.
+    Socket(String),
+    /// It is still running after a few seconds.
+    Alive,
+}
+
+#[derive(Clone, Debug)]
+pub struct Component {
+    pub name: &'static str,
+    pub program: String,
+    pub args: Vec<String>,
+    pub ready: Ready,
+    log: String,
+    pid: String,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Component {
+    fn new(layout: &Layout, name: &'static str, program: String, args: Vec<String>, ready: Ready) -> Component {
+        Component {
+            name,
+            program,
+            args,
+            ready,
+            log: layout.text(&format!("logs/{name}.log")),
+            pid: layout.text(&format!("run/{name}.pid")),
+        }
+    }
+
+    /// Every component, in start order.
+    pub fn all(layout: &Layout) -> Vec<Component> {
+        let node = super::NODE_IP;
+        let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let binary = |name| layout.binary(name);
+        vec![
+            Component::new(layout, "etcd", binary("etcd"), config::etcd_args(layout), Ready::Port(local(12379))),
+            Component::new(
+                layout,
+                "kube-apiserver",
+                binary("kube-apiserver"),
+                config::apiserver_args(layout),
+                Ready::Readyz,
+            ),
+            Component::new(
+                layout,
+                "kube-controller-manager",
+                binary("kube-controller-manager"),
+                config::controller_manager_args(layout),
+                Ready::Port(local(10257)),
+            ),
+            Component::new(
+                layout,
+                "kube-scheduler",
+                binary("kube-scheduler"),
+                config::scheduler_args(layout),
+                Ready::Port(local(10259)),
+            ),
+            // Debian's containerd, with lab's own config, root, state and socket.
+            Component::new(
+                layout,
+                "containerd",
+                "containerd".into(),
+                vec!["--config".into(), layout.text("config/containerd.toml")],
+                Ready::Socket(layout.containerd_socket()),
+            ),
+            Component::new(
+                layout,
+                "kubelet",
+                binary("kubelet"),
+                config::kubelet_args(layout),
+                Ready::Port(local(10248)),
+            ),
+            Component::new(
+                layout,
+                "kube-proxy",
+                binary("kube-proxy"),
+                vec!["--config".into(), layout.text("config/kube-proxy.yaml")],
+                Ready::Port(std::net::SocketAddr::from((node.octets(), 10256))),
+            ),
+        ]
+    }
+
+    /// Starts it in its own session, its output appended to its log.
+    pub fn start_script(&self) -> String {
+        let command: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|word| quote(word)).collect();
+        let inner = format!(
+            "{} >> {} 2>&1 < /dev/null & echo $! > {}; wait",
+            command.join(" "),
+            quote(&self.log),
+            quote(&self.pid)
+        );
+        format!("rm -f {}; setsid sh -c {} > /dev/null 2>&1 < /dev/null &", quote(&self.pid), quote(&inner))
+    }
+
+    /// The program's file name: `lab down` may see the binaries elsewhere than `lab up` did.
+    fn program_name(&self) -> &str {
+        self.program.rsplit('/').next().unwrap_or(&self.program)
+    }
+
+    /// TERM, up to 10 s to go, then KILL; nothing when it is not running.
+    /// The pid must still be this program's, so a reused pid is left alone.
+    pub fn stop_script(&self) -> String {
+        format!(
+            "(p=$(cat {pid} 2>/dev/null) || exit 0; \
+             if [ -n \"$p\" ] && grep -qF -- {program} /proc/$p/cmdline 2>/dev/null; then \
+             kill -TERM $p 2>/dev/null; i=0; \
+             while [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             kill -KILL $p 2>/dev/null; fi; rm -f {pid})",
+            pid = quote(&self.pid),
+            program = quote(self.program_name()),
+        )
+    }
+
+    /// Its pid while it runs (not a zombie, still this program).
+    pub fn running_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(&self.pid).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        let ours = String::from_utf8_lossy(&cmdline).contains(self.program_name());
+        (ours && !zombie).then_some(pid)
+    }
+
+    /// The last lines of its log.
+    pub fn last_lines(&self, count: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(count)..];
+        tail.iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    }
+
+    /// An error naming it, with its log, once it has died.
+    pub fn check_alive(&self) -> anyhow::Result<()> {
+        if std::path::Path::new(&self.pid).exists() && self.running_pid().is_none() {
+            bail!("{} exited; the last lines of {}:\n{}", self.name, self.log, self.last_lines(20));
+        }
+        Ok(())
+    }
+
+    async fn is_ready(&self, ctx: &Context<'_>) -> bool {
+        match &self.ready {
+            Ready::Port(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
+            Ready::Socket(path) => std::path::Path::new(path).exists(),
+            Ready::Alive => true,
+            Ready::Readyz => {
+                let Ok(client) = ctx.client().await else { return false };
+                let request = http::Request::get("/readyz").body(Vec::new()).expect("a valid request");
+                client.request_text(request).await.is_ok_and(|text| text.trim() == "ok")
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for Component {
+    fn describe(&self, _view: &View<'_>) -> String {
+        let until = match &self.ready {
+            Ready::Port(address) => format!("something listens on {address}"),
+            Ready::Readyz => "GET /readyz says ok".into(),
+            Ready::Socket(path) => format!("{path} exists"),
+            Ready::Alive => "it still runs".into(),
+        };
+        format!(
+            "$ sh -c {}\n     waits until {until} (at most {}s); pid in {}, log in {}",
+            quote(&self.start_script()),
+            START_TIMEOUT.as_secs(),
+            self.pid,
+            self.log
+        )
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        if let Some(pid) = self.running_pid() {
+            bail!("{} already runs as pid {pid}: `lab down` stops a lab's leftover processes", self.name);
+        }
+        ctx.shell(&Target::Host).run(&Cmd::sh(self.start_script())).await?;
+        let started = std::time::Instant::now();
+        // The pid file appears once the session's shell has started it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        loop {
+            if started.elapsed() > Duration::from_secs(2) || std::path::Path::new(&self.pid).exists() {
+                self.check_alive()?;
+            }
+            if std::path::Path::new(&self.pid).exists() && self.is_ready(ctx).await {
+                let pid = self.running_pid().map(|p| p.to_string()).unwrap_or_default();
+                return Ok(Some(format!("pid {pid}, up in {:.1}s", started.elapsed().as_secs_f64())));
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "{} is not up after {}s; the last lines of {}:\n{}",
+                    self.name,
+                    START_TIMEOUT.as_secs(),
+                    self.log,
+                    self.last_lines(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! What the local cluster's processes are told: flags, config files,
+//! kubeconfigs and certificates, all derived from the [`Layout`]; and the
+//! teardown scripts, each removing only what lab made.
+
+use std::path::PathBuf;
+
+use super::pki::Leaf;
+use super::{API_SERVICE_IP, KUBELET_ROOT, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR, node_ip};
+use crate::shell::quote;
+
+/// The certificates the components present.
+pub fn certificates(layout: &Layout) -> Vec<Leaf> {
+    let node = &layout.node;
+    let mut apiserver = Leaf::client("apiserver", "kube-apiserver", None);
+    apiserver.client = false;
+    apiserver.server = true;
+    apiserver.dns = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+    ]
+    .map(String::from)
+    .to_vec();
+    apiserver.ips = vec![node_ip(), API_SERVICE_IP.into(), std::net::Ipv4Addr::LOCALHOST.into()];
+    let mut kubelet_serving = Leaf::client("kubelet-serving", &format!("system:node:{node}"), Some("system:nodes"));
+    kubelet_serving.client = false;
+    kubelet_serving.server = true;
+    kubelet_serving.dns = vec![node.clone(), "localhost".into()];
+    kubelet_serving.ips = vec![node_ip()];
+    vec![
+        apiserver,
+        kubelet_serving,
+        Leaf::client("admin", "lab-admin", Some("system:masters")),
+        Leaf::client("controller-manager", "system:kube-controller-manager", None),
+        Leaf::client("scheduler", "system:kube-scheduler", None),
+        Leaf::client("kubelet", &format!("system:node:{node}"), Some("system:nodes")),
+        Leaf::client("kube-proxy", "system:kube-proxy", None),
+        // The apiserver's identity towards the kubelet, which asks RBAC (webhook) about it.
+        Leaf::client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", Some("system:masters")),
+    ]
+}
+
+fn kubeconfig(layout: &Layout, user: &str) -> String {
+    let pki = layout.text("pki");
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {lab}
+  cluster:
+    server: https://{NODE_IP}:6443
+    certificate-authority: {pki}/ca.crt
+users:
+- name: {user}
+  user:
+    client-certificate: {pki}/{user}.crt
+    client-key: {pki}/{user}.key
+contexts:
+- name: {lab}
+  context:
+    cluster: {lab}
+    user: {user}
+current-context: {lab}
+",
+        lab = format!("lab-{}", layout.lab)
+    )
+}
+
+/// Every file the processes read, with its contents; `lab plan --files` shows them.
+pub fn files(layout: &Layout) -> Vec<(PathBuf, String)> {
+    let mut files = vec![(layout.kubeconfig.clone(), kubeconfig(layout, "admin"))];
+    for user in ["controller-manager", "scheduler", "kubelet", "kube-proxy"] {
+        files.push((layout.path(&format!("config/{user}.kubeconfig")), kubeconfig(layout, user)));
+    }
+    files.push((layout.path("config/scheduler.yaml"), scheduler_config(layout)));
+    files.push((layout.path("config/kubelet.yaml"), kubelet_config(layout)));
+    files.push((layout.path("config/kube-proxy.yaml"), kube_proxy_config(layout)));
+    files.push((layout.path("config/containerd.toml"), containerd_config(layout)));
+    files.push((layout.path("cni/net.d/10-lab.conflist"), cni_config(layout)));
+    files
+}
+
+pub fn etcd_args(layout: &Layout) -> Vec<String> {
+    [
+        "--name=lab".into(),
+        format!("--data-dir={}", layout.text("etcd")),
+        "--listen-client-urls=http://127.0.0.1:12379".into(),
+        "--advertise-client-urls=http://127.0.0.1:12379".into(),
+        "--listen-peer-urls=http://127.0.0.1:12380".into(),
+        "--initial-advertise-peer-urls=http://127.0.0.1:12380".into(),
+        "--initial-cluster=lab=http://127.0.0.1:12380".into(),
+        "--listen-metrics-urls=".into(),
+        // A disposable cluster: losing it on a host crash costs nothing, waiting for fsync does.
+        "--unsafe-no-fsync=true".into(),
+    ]
+    .to_vec()
+}
+
+pub fn apiserver_args(layout: &Layout) -> Vec<String> {
+    let pki = layout.text("pki");
+    vec![
+        format!("--advertise-address={NODE_IP}"),
+        format!("--bind-address={NODE_IP}"),
+        "--secure-port=6443".into(),
+        "--etcd-servers=http://127.0.0.1:12379".into(),
+        format!("--tls-cert-file={pki}/apiserver.crt"),
+        format!("--tls-private-key-file={pki}/apiserver.key"),
+        format!("--client-ca-file={pki}/ca.crt"),
+        format!("--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt"),
+        format!("--kubelet-client-key={pki}/apiserver-kubelet-client.key"),
+        "--kubelet-preferred-address-types=InternalIP".into(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={pki}/sa.pub"),
+        format!("--service-account-signing-key-file={pki}/sa.key"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        // Node and RBAC, so a stack's missing RBAC rules show up here as they would anywhere.
+        "--authorization-mode=Node,RBAC".into(),
+        "--allow-privileged=true".into(),
+        "--enable-admission-plugins=NodeRestriction".into(),
+        "--profiling=false".into(),
+    ]
+}
+
+pub fn controller_manager_args(layout: &Layout) -> Vec<String> {
+    let pki = layout.text("pki");
+    let kubeconfig = layout.text("config/controller-manager.kubeconfig");
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--service-account-private-key-file={pki}/sa.key"),
+        format!("--root-ca-file={pki}/ca.crt"),
+        format!("--cluster-signing-cert-file={pki}/ca.crt"),
+        format!("--cluster-signing-key-file={pki}/ca.key"),
+        "--use-service-account-credentials=true".into(),
+        "--leader-elect=false".into(),
+        "--allocate-node-cidrs=true".into(),
+        format!("--cluster-cidr={POD_CIDR}"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+    ]
+}
+
+pub fn scheduler_args(layout: &Layout) -> Vec<String> {
+    let kubeconfig = layout.text("config/scheduler.kubeconfig");
+    vec![
+        format!("--config={}", layout.text("config/scheduler.yaml")),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".into(),
+    ]
+}
+
+pub fn kubelet_args(layout: &Layout) -> Vec<String> {
+    vec![
+        format!("--config={}", layout.text("config/kubelet.yaml")),
+        format!("--kubeconfig={}", layout.text("config/kubelet.kubeconfig")),
+        format!("--hostname-override={}", layout.node),
+        format!("--node-ip={NODE_IP}"),
+        format!("--root-dir={KUBELET_ROOT}"),
+    ]
+}
+
+fn scheduler_config(layout: &Layout) -> String {
+    format!(
+        "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: {}
+leaderElection:
+  leaderElect: false
+",
+        layout.text("config/scheduler.kubeconfig")
+    )
+}
+
+fn kubelet_config(layout: &Layout) -> String {
+    let pki = layout.text("pki");
+    format!(
+        "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: {NODE_IP}
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: {pki}/ca.crt
+authorization:
+  mode: Webhook
+tlsCertFile: {pki}/kubelet-serving.crt
+tlsPrivateKeyFile: {pki}/kubelet-serving.key
+containerRuntimeEndpoint: unix://{socket}
+cgroupDriver: cgroupfs
+# This host's cgroups are v1; kubelet 1.35+ refuses them unless told.
+failCgroupV1: false
+failSwapOn: false
+# The hard limit here is 20000 and cannot be raised.
+maxOpenFiles: 20000
+clusterDomain: cluster.local
+clusterDNS:
+- 10.96.0.10
+resolvConf: /etc/resolv.conf
+podLogsDir: {pod_logs}
+# kind's settings for a lab: never evict, never collect images lab loaded.
+evictionHard:
+  imagefs.available: 0%
+  nodefs.available: 0%
+  nodefs.inodesFree: 0%
+imageGCHighThresholdPercent: 100
+",
+        socket = layout.containerd_socket(),
+        pod_logs = layout.text("pod-logs"),
+    )
+}
+
+fn kube_proxy_config(layout: &Layout) -> String {
+    format!(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {}
+hostnameOverride: {}
+mode: iptables
+clusterCIDR: {POD_CIDR}
+bindAddress: {NODE_IP}
+healthzBindAddress: {NODE_IP}:10256
+metricsBindAddress: 127.0.0.1:10249
+oomScoreAdj: 0
+# Leave the host's conntrack settings as they are.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+iptables:
+  localhostNodePorts: false
+",
+        layout.text("config/kube-proxy.kubeconfig"),
+        layout.node
+    )
+}
+
+fn containerd_config(layout: &Layout) -> String {
+    format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+[grpc]
+  address = "{socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # A negative oom_score_adj is refused on this kind of host.
+  restrict_oom_score_adj = true
+  # No hugetlb cgroup hierarchy is mounted on this kind of host.
+  tolerate_missing_hugepages_controller = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+        root = layout.text("containerd"),
+        state = layout.run.join("containerd").display(),
+        socket = layout.containerd_socket(),
+        pause = PAUSE_IMAGE,
+        cni = layout.text("cni/net.d"),
+    )
+}
+
+/// The sandbox image: pause from the Kubernetes build, in an image lab makes.
+pub const PAUSE_IMAGE: &str = "lab.local/pause:3.10";
+
+/// A bridge with no masquerading and no port maps: pods talk to the node and
+/// each other, nothing else, and CNI adds no iptables chains.
+fn cni_config(layout: &Layout) -> String {
+    format!(
+        r#"{{
+  "cniVersion": "1.0.0",
+  "name": "lab",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "{bridge}",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{POD_SUBNET}"}}]],
+        "routes": [{{"dst": "{SERVICE_CIDR}"}}],
+        "dataDir": "{ipam}"
+      }}
+    }},
+    {{"type": "loopback"}}
+  ]
+}}
+"#,
+        bridge = layout.bridge,
+        ipam = layout.text("cni/ipam"),
+    )
+}
+
+/// Kills and removes every task and container in lab's containerd (its
+/// socket only; the system's containerd is not touched).
+pub fn remove_containers_script(layout: &Layout) -> String {
+    let socket = quote(&layout.containerd_socket());
+    format!(
+        "[ -S {socket} ] || exit 0; c=\"ctr --address {socket} -n k8s.io\"; \
+         for t in $($c tasks ls -q 2>/dev/null); do $c tasks kill -a -s SIGKILL $t >/dev/null 2>&1; done; sleep 1; \
+         for t in $($c tasks ls -q 2>/dev/null); do $c tasks delete -f $t >/dev/null 2>&1; done; \
+         for k in $($c containers ls -q 2>/dev/null); do $c containers delete $k >/dev/null 2>&1; done; true"
+    )
+}
+
+/// Unmounts, deepest first, every mount under the kubelet's folder and lab's own.
+pub fn unmount_script(layout: &Layout) -> String {
+    let roots = [KUBELET_ROOT.to_string(), layout.dir.display().to_string(), layout.run.display().to_string()];
+    let pattern: Vec<String> = roots.iter().map(|r| format!("^{}(/|$)", r.replace('.', "\\."))).collect();
+    format!(
+        "awk '{{print $2}}' /proc/self/mounts | grep -E {} | sort -r | while read -r m; do umount \"$m\" 2>/dev/null || umount -l \"$m\"; done; true",
+        quote(&pattern.join("|"))
+    )
+}
+
+/// kube-proxy's and CNI's chains, in every table of iptables and ip6tables:
+/// the rules that jump to them first, then the chains.
+pub fn flush_chains_script() -> String {
+    "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; \
+     for t in filter nat mangle; do \
+     $ipt -t $t -S 2>/dev/null | grep -E '^-A .* -j (KUBE-|CNI-)' | grep -vE '^-A (KUBE-|CNI-)' | sed 's/^-A/-D/' | while read -r rule; do eval $ipt -t $t $rule; done; \
+     for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/ {print $2}'); do $ipt -t $t -F $c; done; \
+     for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/ {print $2}'); do $ipt -t $t -X $c; done; \
+     done; done; true"
+        .into()
+}
+
+/// The kubelet's folder and its cgroups go only when lab's mark is in it.
+pub fn remove_kubelet_script(layout: &Layout) -> String {
+    format!(
+        "rm -rf {run}; rmdir /run/lab 2>/dev/null; [ -e {marker} ] || exit 0; rm -rf {root}; \
+         for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {{}} \\; 2>/dev/null; done; true",
+        marker = quote(&layout.kubelet_marker()),
+        root = KUBELET_ROOT,
+        run = quote(&layout.run.display().to_string()),
+    )
+}
