@@ -24,9 +24,8 @@ async fn io_engine_nodes(world: &LabWorld) -> Result<Vec<Node>, String> {
 
 #[given(regex = r"^every node is Ready$")]
 async fn every_node_ready(world: &mut LabWorld) -> Result<(), String> {
-    let nodes: Api<Node> = Api::all(world.ctx.client()?);
     let mut not_ready = Vec::new();
-    for node in nodes.list(&ListParams::default()).await.map_err(|e| format!("listing nodes: {e}"))? {
+    for node in all_nodes(world).await? {
         if node_ready(&node) != Some(true) {
             not_ready.push(node.metadata.name.unwrap_or_default());
         }
@@ -34,10 +33,38 @@ async fn every_node_ready(world: &mut LabWorld) -> Result<(), String> {
     if not_ready.is_empty() { Ok(()) } else { Err(format!("nodes not Ready: {}", not_ready.join(", "))) }
 }
 
+async fn all_nodes(world: &LabWorld) -> Result<Vec<Node>, String> {
+    let nodes: Api<Node> = Api::all(world.ctx.client()?);
+    Ok(nodes.list(&ListParams::default()).await.map_err(|e| format!("listing nodes: {e}"))?.items)
+}
+
+#[then(regex = r#"^every node has the label "([^"=]+)=([^"]*)"$"#)]
+async fn every_node_labelled(world: &mut LabWorld, key: String, value: String) -> Result<(), String> {
+    let mut without = Vec::new();
+    for node in all_nodes(world).await? {
+        let has = node.metadata.labels.as_ref().and_then(|l| l.get(&key)).map(String::as_str);
+        if has != Some(value.as_str()) {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            without.push(format!("{name} has {}", has.map(|v| format!("{key}={v}")).unwrap_or("no such label".into())));
+        }
+    }
+    if without.is_empty() { Ok(()) } else { Err(format!("expected {key}={value}: {}", without.join(", "))) }
+}
+
+#[then(regex = r"^every node has at least (\d+) MiB of hugepages-2Mi allocatable$")]
+async fn every_node_hugepages(world: &mut LabWorld, mib: u64) -> Result<(), String> {
+    hugepages_short(all_nodes(world).await?, mib)
+}
+
 #[then(regex = r"^every io-engine node has at least (\d+) MiB of hugepages-2Mi allocatable$")]
 async fn hugepages_allocatable(world: &mut LabWorld, mib: u64) -> Result<(), String> {
+    hugepages_short(io_engine_nodes(world).await?, mib)
+}
+
+/// Fails naming each node with less than `mib` of hugepages-2Mi allocatable.
+fn hugepages_short(nodes: Vec<Node>, mib: u64) -> Result<(), String> {
     let mut short = Vec::new();
-    for node in io_engine_nodes(world).await? {
+    for node in nodes {
         let name = node.metadata.name.clone().unwrap_or_default();
         let have = node
             .status

@@ -1,0 +1,194 @@
+//! The main job on a real Kubernetes: `lab run scenarios/local.yaml` brings
+//! up the local provider's single-node cluster from the binaries
+//! `.ci/kube/build` makes (`LAB_KUBE_BIN`), prepares the node (hugepages,
+//! label, allocatable), loads a component lab built, runs `features/local`,
+//! and tears it all down. Afterwards the host is as it was: no lab process,
+//! no mount under /var/lib/kubelet, no new interface or iptables chain, the
+//! same kernel settings. Without the binaries the test fails; it never skips.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+mod support;
+
+/// One local cluster per host at a time: its ports and folders are fixed.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn binaries() -> PathBuf {
+    let dir = std::env::var_os("LAB_KUBE_BIN").map(PathBuf::from).unwrap_or_default();
+    assert!(
+        dir.join("kubelet").is_file(),
+        "no Kubernetes binaries: run `export LAB_KUBE_BIN=$(bash .ci/kube/build | tail -n 1)` first (.ci/run does)"
+    );
+    dir
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// What a cluster could leave behind on the host, as text to compare.
+#[derive(Debug, PartialEq)]
+struct Host {
+    processes: Vec<String>,
+    mounts: Vec<String>,
+    interfaces: Vec<String>,
+    chains: Vec<String>,
+    settings: Vec<(String, String)>,
+}
+
+impl Host {
+    fn now() -> Host {
+        let names = ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kubelet", "kube-proxy"];
+        let mut processes = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let name = status.lines().next().unwrap_or("").trim_start_matches("Name:").trim().to_string();
+            // A zombie is not running; where PID 1 reaps nothing it outlives everything.
+            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+            let cmdline = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+            let lab_containerd = name == "containerd" && cmdline.contains("/.lab/");
+            if !zombie && (names.contains(&name.as_str()) || lab_containerd || name.starts_with("containerd-shim")) {
+                processes.push(format!("{name} {}", cmdline.replace('\0', " ")));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with("/var/lib/kubelet") || m.starts_with("/run/lab"))
+            .map(String::from)
+            .collect();
+        let interfaces = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with("veth"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut chains: Vec<String> = ["iptables-save", "ip6tables-save"]
+            .iter()
+            .flat_map(|save| {
+                output(save, &[]).lines().filter(|l| l.starts_with(':')).map(String::from).collect::<Vec<_>>()
+            })
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect();
+        chains.sort();
+        let keys = [
+            "net/ipv4/ip_forward",
+            "net/bridge/bridge-nf-call-iptables",
+            "fs/inotify/max_user_instances",
+            "vm/overcommit_memory",
+            "vm/panic_on_oom",
+            "kernel/panic",
+            "kernel/panic_on_oops",
+            "kernel/keys/root_maxkeys",
+            "kernel/keys/root_maxbytes",
+            "vm/nr_hugepages",
+        ];
+        let settings = keys
+            .iter()
+            .map(|k| {
+                (k.to_string(), std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default().trim().into())
+            })
+            .collect();
+        Host { processes, mounts, interfaces, chains, settings }
+    }
+}
+
+/// `lab down` even when an assertion fails half-way, then the host's pages.
+struct Down<'a> {
+    dir: &'a Path,
+    scenario: PathBuf,
+    _pages: support::HostState,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::cargo_bin("lab").unwrap().current_dir(self.dir).arg("down").arg(&self.scenario).output();
+    }
+}
+
+#[test]
+fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let before = Host::now();
+    assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = repo().join("scenarios/local.yaml");
+    let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
+
+    let started = std::time::Instant::now();
+    let run = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("LAB_KUBE_BIN", &binaries)
+        .args(["run", "--junit", "junit.xml"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "lab run failed:\n{stdout}\n{stderr}");
+    eprintln!("lab run (up, test, down) took {:.0}s", started.elapsed().as_secs_f64());
+    for step in ["start kubelet", "wait until node lab-local-control-plane is Ready", "label node", "stop etcd"] {
+        assert!(stderr.contains(step), "no step {step:?}:\n{stderr}");
+    }
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"2\"") && junit.contains("failures=\"0\""), "{junit}");
+    assert!(!dir.path().join(".lab/local").exists(), "the state directory is left");
+    drop(down);
+    assert_eq!(Host::now(), before, "the host is not as it was before lab run");
+}
+
+/// A component that cannot start is named, with the last lines of its log,
+/// and the half-made cluster is removed.
+#[test]
+fn a_component_that_dies_is_named_with_its_log() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("bin");
+    std::fs::create_dir(&broken).unwrap();
+    for entry in std::fs::read_dir(&binaries).unwrap().flatten() {
+        std::os::unix::fs::symlink(entry.path(), broken.join(entry.file_name())).unwrap();
+    }
+    // A kube-scheduler that says why and exits.
+    std::fs::remove_file(broken.join("kube-scheduler")).unwrap();
+    std::fs::write(
+        broken.join("kube-scheduler"),
+        "#!/bin/sh\necho 'scheduler: no such config, giving up' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(broken.join("kube-scheduler"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let scenario = repo().join("scenarios/local.yaml");
+    let before = Host::now();
+    let _down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
+    let up = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("LAB_KUBE_BIN", &broken)
+        .arg("up")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(!up.status.success(), "lab up succeeded with a broken scheduler:\n{stderr}");
+    assert!(stderr.contains("✗ [") && stderr.contains("start kube-scheduler"), "{stderr}");
+    assert!(stderr.contains("kube-scheduler exited"), "{stderr}");
+    assert!(stderr.contains("scheduler: no such config, giving up"), "{stderr}");
+    assert!(stderr.contains("cleaning up"), "{stderr}");
+    assert_eq!(Host::now(), before, "the failed lab up left something behind");
+}
