@@ -20,8 +20,6 @@ pub enum Ready {
     Readyz,
     /// Its socket file exists.
     Socket(String),
-    /// It is still running after a few seconds.
-    Alive,
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +99,11 @@ impl Component {
         ]
     }
 
+    /// One component by name, e.g. `kubelet`.
+    pub fn named(layout: &Layout, name: &str) -> Component {
+        Component::all(layout).into_iter().find(|c| c.name == name).expect("lab names only its own components")
+    }
+
     /// Starts it in its own session, its output appended to its log.
     pub fn start_script(&self) -> String {
         let command: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|word| quote(word)).collect();
@@ -162,7 +165,6 @@ impl Component {
         match &self.ready {
             Ready::Port(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
             Ready::Socket(path) => std::path::Path::new(path).exists(),
-            Ready::Alive => true,
             Ready::Readyz => {
                 let Ok(client) = ctx.client().await else { return false };
                 let request = http::Request::get("/readyz").body(Vec::new()).expect("a valid request");
@@ -179,7 +181,6 @@ impl Work for Component {
             Ready::Port(address) => format!("something listens on {address}"),
             Ready::Readyz => "GET /readyz says ok".into(),
             Ready::Socket(path) => format!("{path} exists"),
-            Ready::Alive => "it still runs".into(),
         };
         format!(
             "$ sh -c {}\n     waits until {until} (at most {}s); pid in {}, log in {}",
@@ -199,9 +200,7 @@ impl Work for Component {
         // The pid file appears once the session's shell has started it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         loop {
-            if started.elapsed() > Duration::from_secs(2) || std::path::Path::new(&self.pid).exists() {
-                self.check_alive()?;
-            }
+            self.check_alive()?;
             if std::path::Path::new(&self.pid).exists() && self.is_ready(ctx).await {
                 let pid = self.running_pid().map(|p| p.to_string()).unwrap_or_default();
                 return Ok(Some(format!("pid {pid}, up in {:.1}s", started.elapsed().as_secs_f64())));

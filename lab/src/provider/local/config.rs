@@ -11,24 +11,20 @@ use crate::shell::quote;
 /// The certificates the components present.
 pub fn certificates(layout: &Layout) -> Vec<Leaf> {
     let node = &layout.node;
-    let mut apiserver = Leaf::client("apiserver", "kube-apiserver", None);
-    apiserver.client = false;
-    apiserver.server = true;
-    apiserver.dns = [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-        "localhost",
-    ]
-    .map(String::from)
-    .to_vec();
-    apiserver.ips = vec![node_ip(), API_SERVICE_IP.into(), std::net::Ipv4Addr::LOCALHOST.into()];
-    let mut kubelet_serving = Leaf::client("kubelet-serving", &format!("system:node:{node}"), Some("system:nodes"));
-    kubelet_serving.client = false;
-    kubelet_serving.server = true;
-    kubelet_serving.dns = vec![node.clone(), "localhost".into()];
-    kubelet_serving.ips = vec![node_ip()];
+    let apiserver = Leaf::server(
+        "apiserver",
+        "kube-apiserver",
+        &[
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "localhost",
+        ],
+        vec![node_ip(), API_SERVICE_IP.into(), std::net::Ipv4Addr::LOCALHOST.into()],
+    );
+    let kubelet_serving =
+        Leaf::server("kubelet-serving", &format!("system:node:{node}"), &[node, "localhost"], vec![node_ip()]);
     vec![
         apiserver,
         kubelet_serving,

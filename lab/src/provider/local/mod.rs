@@ -128,7 +128,7 @@ impl Local {
 /// The command that restarts lab's kubelet, so it reads the hugepage pool anew.
 pub fn kubelet_restart(scenario: &Scenario, state: &StateDir) -> Cmd {
     let layout = Layout::new(scenario, state);
-    let kubelet = Component::all(&layout).into_iter().find(|c| c.name == "kubelet").expect("kubelet is a component");
+    let kubelet = Component::named(&layout, "kubelet");
     Cmd::sh(format!("{} && {}", kubelet.stop_script(), kubelet.start_script()))
 }
 
@@ -145,7 +145,7 @@ impl Cluster for Local {
         }
         // Not registered (yet): the node is there while its containerd runs,
         // so images can be loaded before the kubelet starts.
-        let containerd = Component::all(&self.layout).into_iter().find(|c| c.name == "containerd").expect("containerd");
+        let containerd = Component::named(&self.layout, "containerd");
         Ok(match containerd.running_pid() {
             Some(_) => {
                 vec![NodeStatus {
@@ -418,7 +418,7 @@ impl Work for WaitReady {
         })
         .await?;
         if !pending.is_empty() {
-            let kubelet = components.iter().find(|c| c.name == "kubelet").expect("kubelet");
+            let kubelet = Component::named(&self.0, "kubelet");
             anyhow::bail!(
                 "after {}s: {}; the kubelet's last lines:\n{}",
                 READY_TIMEOUT.as_secs(),

@@ -28,6 +28,12 @@ impl Leaf {
         let common_name = common_name.to_string();
         Leaf { file, common_name, organization, server: false, client: true, dns: vec![], ips: vec![] }
     }
+
+    /// A serving certificate for these names and addresses.
+    pub fn server(file: &'static str, common_name: &str, dns: &[&str], ips: Vec<IpAddr>) -> Leaf {
+        let dns = dns.iter().map(|d| d.to_string()).collect();
+        Leaf { file, common_name: common_name.to_string(), organization: None, server: true, client: false, dns, ips }
+    }
 }
 
 /// Write `ca.crt`/`ca.key`, `<leaf>.crt`/`<leaf>.key` for each leaf, and
