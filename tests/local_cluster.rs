@@ -192,3 +192,81 @@ fn a_component_that_dies_is_named_with_its_log() {
     assert!(stderr.contains("cleaning up"), "{stderr}");
     assert_eq!(Host::now(), before, "the failed lab up left something behind");
 }
+
+/// The Mayastor manifests checked by a real API server: the CRD and the
+/// namespace applied, every other object through `dryRun=All` with no
+/// rejection and nothing stored; a scratch copy with an invalid Service is
+/// rejected, naming the object, its file and the server's reason.
+#[test]
+fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_not() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    // Same lab name, so both files reach the same cluster: `lab up` of the
+    // first (no stack: Mayastor's images cannot run here), checks with the others.
+    let scenario = |stack: &str| {
+        let stack =
+            if stack.is_empty() { String::new() } else { format!("stack:\n  layers:\n    - manifests: {stack}\n") };
+        format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: mayastor-check\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\n{stack}"
+        )
+    };
+    let manifests = repo().join("manifests/mayastor");
+    std::fs::write(dir.path().join("up.yaml"), scenario("")).unwrap();
+    std::fs::write(dir.path().join("shipped.yaml"), scenario(&manifests.display().to_string())).unwrap();
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for entry in std::fs::read_dir(&manifests).unwrap().flatten() {
+        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
+    }
+    let service = broken.join("11-api-rest.yaml");
+    let text = std::fs::read_to_string(&service).unwrap();
+    assert!(text.contains("type: ClusterIP"), "the fixture's Service changed: {text}");
+    std::fs::write(&service, text.replace("type: ClusterIP", "type: Bogus")).unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), scenario("broken")).unwrap();
+
+    let _down = Down { dir: dir.path(), scenario: dir.path().join("up.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("LAB_KUBE_BIN", &binaries)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let up = lab(&["up", "up.yaml"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+
+    let shipped = lab(&["deploy", "--server-dry-run", "shipped.yaml"]);
+    let stderr = String::from_utf8_lossy(&shipped.stderr);
+    assert!(shipped.status.success(), "the shipped manifests were rejected:\n{stderr}");
+    assert!(stderr.contains("8 object(s) accepted by the API server, none stored"), "{stderr}");
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(binaries.join("kubectl"))
+            .env("KUBECONFIG", dir.path().join(".lab/mayastor-check/kubeconfig"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        kubectl(&["get", "crd", "-o", "name"]).trim(),
+        "customresourcedefinition.apiextensions.k8s.io/diskpools.openebs.io"
+    );
+    assert_eq!(
+        kubectl(&["get", "deploy,daemonset,statefulset,svc", "-n", "mayastor", "-o", "name"]),
+        "",
+        "a dry run stored objects"
+    );
+
+    let rejected = lab(&["deploy", "--server-dry-run", "broken.yaml"]);
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    assert!(!rejected.status.success(), "an invalid Service was accepted:\n{stderr}");
+    assert!(stderr.contains("the API server rejects 1 of 5 object(s)"), "{stderr}");
+    assert!(
+        stderr.contains("applying Service mayastor/mayastor-api-rest (broken/11-api-rest.yaml:1)")
+            && stderr.contains("spec.type: Unsupported value: \"Bogus\""),
+        "{stderr}"
+    );
+}

@@ -28,7 +28,7 @@ pub enum Command {
     /// Put the built images into every node, sending only what each lacks.
     Load(ComponentArgs),
     /// Apply the storage stack in order, wait until it is ready, create the pools.
-    Deploy(ChangeArgs),
+    Deploy(DeployArgs),
     /// Run the scenario's Gherkin features (fio checks among them) and write reports.
     Test(TestArgs),
     /// `lab up`, then `lab test`, then `lab down` (kept when a test fails and --keep-on-failure is given).
@@ -62,6 +62,16 @@ pub struct ChangeArgs {
     /// Print the plan with its commands and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Have the API server check every object (`dryRun=All`) and store none
+    /// but the CRDs and namespaces they need; every rejection is reported.
+    #[arg(long)]
+    pub server_dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -94,19 +94,58 @@ impl Lab {
         Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
     }
 
+    /// `lab deploy --server-dry-run`: the API server checks every object of
+    /// the stack as it would apply it (`dryRun=All`) and stores none, except
+    /// the CRDs and namespaces the others need, which are applied for real.
+    pub fn server_dry_run_plan(&self) -> anyhow::Result<Plan> {
+        let objects = stack::load(&self.scenario)?;
+        let images = std::sync::Arc::new(self.image_map()?);
+        let mut groups = stack::order::apply_order(&objects);
+        let pools = stack::pools(&self.scenario, &objects)?;
+        if !pools.is_empty() {
+            groups.push((stack::order::Phase::CustomResources, pools));
+        }
+        let steps = groups
+            .into_iter()
+            .map(|(phase, group)| {
+                let real = matches!(phase, stack::order::Phase::Crds | stack::order::Phase::Namespaces);
+                let establish_within = (phase == stack::order::Phase::Crds).then(|| std::time::Duration::from_secs(60));
+                let title = if real {
+                    format!("apply {} ({})", phase.title(), group.len())
+                } else {
+                    format!("check {} ({}) with the API server, storing nothing", phase.title(), group.len())
+                };
+                Step::work(
+                    title,
+                    stack::apply::Apply {
+                        objects: group,
+                        images: images.clone(),
+                        establish_within,
+                        server_dry_run: !real,
+                    },
+                )
+            })
+            .collect();
+        Ok(Plan { title: format!("lab deploy --server-dry-run: {}", self.describe()), steps })
+    }
+
+    fn image_map(&self) -> anyhow::Result<stack::ImageMap> {
+        Ok(stack::ImageMap {
+            builds: build::resolve(&self.scenario, &self.state, None)?,
+            registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
+        })
+    }
+
     fn deploy_steps(&self, objects: Vec<stack::manifest::Object>) -> anyhow::Result<Vec<Step>> {
         let timeouts = self.scenario.stack.as_ref().map(|s| s.timeouts.clone()).unwrap_or_default();
         let seconds = |text: &str| std::time::Duration::from_secs(scenario::parse_duration_secs(text).unwrap_or(60));
-        let images = std::sync::Arc::new(stack::ImageMap {
-            builds: build::resolve(&self.scenario, &self.state, None)?,
-            registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
-        });
+        let images = std::sync::Arc::new(self.image_map()?);
         let mut steps = Vec::new();
         for (phase, group) in stack::order::apply_order(&objects) {
             let establish_within = (phase == stack::order::Phase::Crds).then(|| seconds(&timeouts.crds));
             steps.push(Step::work(
                 format!("apply {} ({})", phase.title(), group.len()),
-                stack::apply::Apply { objects: group, images: images.clone(), establish_within },
+                stack::apply::Apply { objects: group, images: images.clone(), establish_within, server_dry_run: false },
             ));
         }
         steps.push(Step::work(
@@ -118,7 +157,12 @@ impl Lab {
             steps.extend(stack::pool::backing_file_steps(&self.scenario, &self.state));
             steps.push(Step::work(
                 format!("create {} DiskPool(s)", pools.len()),
-                stack::apply::Apply { objects: pools.clone(), images: images.clone(), establish_within: None },
+                stack::apply::Apply {
+                    objects: pools.clone(),
+                    images: images.clone(),
+                    establish_within: None,
+                    server_dry_run: false,
+                },
             ));
             steps.push(Step::work(
                 "wait until the pools are Online",

@@ -31,9 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, &progress).await,
         Command::Fio(args) => fio::run(args).await,
         Command::Deploy(args) => {
-            let lab = crate::Lab::open(args.scenario.scenario)?;
-            let plan = lab.deploy_plan()?;
-            run_or_show(&lab, &plan, args.dry_run, &progress).await
+            let lab = crate::Lab::open(args.change.scenario.scenario)?;
+            let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
+            run_or_show(&lab, &plan, args.change.dry_run, &progress).await
         }
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,

@@ -23,6 +23,8 @@ pub struct Apply {
     pub objects: Vec<Object>,
     pub images: std::sync::Arc<super::ImageMap>,
     pub establish_within: Option<Duration>,
+    /// Only ask the API server (`dryRun=All`): every rejection is reported, nothing is stored.
+    pub server_dry_run: bool,
 }
 
 #[async_trait::async_trait(?Send)]
@@ -38,7 +40,13 @@ impl Work for Apply {
                 lines.push(format!("  image {image}"));
             }
         }
-        lines.push(format!("api: server-side apply, field manager {FIELD_MANAGER}"));
+        if self.server_dry_run {
+            lines.push(format!(
+                "api: server-side apply with dryRun=All (nothing is stored), field manager {FIELD_MANAGER}"
+            ));
+        } else {
+            lines.push(format!("api: server-side apply, field manager {FIELD_MANAGER}"));
+        }
         if let Some(within) = self.establish_within {
             lines.push(format!("waits until Established (at most {}s)", within.as_secs()));
         }
@@ -49,6 +57,10 @@ impl Work for Apply {
         let mut objects = self.objects.clone();
         let replaced = super::image::rewrite(&mut objects, &self.images.replacements()?);
         let client = ctx.client().await?;
+        if self.server_dry_run {
+            dry_run(&client, &objects, &mut Kinds::default()).await?;
+            return Ok(Some(format!("{} object(s) accepted by the API server, none stored", objects.len())));
+        }
         apply(&client, &objects, &mut Kinds::default()).await?;
         if let Some(within) = self.establish_within {
             let names: Vec<String> = objects.iter().map(|o| o.name().to_string()).collect();
@@ -94,14 +106,40 @@ impl Kinds {
 pub async fn apply(client: &Client, objects: &[Object], kinds: &mut Kinds) -> anyhow::Result<()> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in objects {
-        let api = kinds.api(client, object).await?;
-        let body: DynamicObject = serde_json::from_value(object.value.clone())
-            .with_context(|| format!("{} ({})", object.describe(), object.location()))?;
-        api.patch(object.name(), &params, &Patch::Apply(&body))
-            .await
-            .with_context(|| format!("applying {} ({})", object.describe(), object.location()))?;
+        apply_one(client, object, kinds, &params).await?;
     }
     Ok(())
+}
+
+/// Ask the API server to apply each object without storing it (`dryRun=All`):
+/// its validation, defaulting and admission run as for a real apply. Every
+/// rejection is collected, each naming the object and where it was written.
+pub async fn dry_run(client: &Client, objects: &[Object], kinds: &mut Kinds) -> anyhow::Result<()> {
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    params.dry_run = true;
+    let mut rejected = Vec::new();
+    for object in objects {
+        if let Err(e) = apply_one(client, object, kinds, &params).await {
+            rejected.push(format!("{e:#}"));
+        }
+    }
+    if !rejected.is_empty() {
+        bail!("the API server rejects {} of {} object(s):\n{}", rejected.len(), objects.len(), rejected.join("\n"));
+    }
+    Ok(())
+}
+
+async fn apply_one(client: &Client, object: &Object, kinds: &mut Kinds, params: &PatchParams) -> anyhow::Result<()> {
+    let api = kinds.api(client, object).await?;
+    let body: DynamicObject = serde_json::from_value(object.value.clone())
+        .with_context(|| format!("{} ({})", object.describe(), object.location()))?;
+    let at = || format!("applying {} ({})", object.describe(), object.location());
+    match api.patch(object.name(), params, &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        // The API server's own sentence says what is wrong; its status object adds nothing.
+        Err(kube::Error::Api(status)) => Err(anyhow::anyhow!("{}: {}", at(), status.message)),
+        Err(e) => Err(e).with_context(at),
+    }
 }
 
 /// Poll until every named CRD is Established; on timeout, say which are not and why.
