@@ -3,7 +3,9 @@
 //! Each test removes its containers, even when it fails.
 
 use lab::docker::{self, DockerExecShell};
-use lab::prepare::{cpu, hugepages, module, propagation};
+use lab::plan::{Action, Target};
+use lab::prepare::undo::Recorder;
+use lab::prepare::{UndoLog, cpu, hugepages, module, propagation};
 use lab::shell::{Cmd, Shell};
 
 mod support;
@@ -109,10 +111,23 @@ async fn preparation_runs_inside_node_containers_and_failures_name_the_node() {
     let _fake = FakeCluster::start("lab-dtest-p", &[("lab-dtest-p-worker", "worker")]);
     let shell = DockerExecShell::new("lab-dtest-p-worker");
 
-    // Docker makes a container's / private; lab makes it shared, once.
-    let first = propagation::make_rshared(&shell).await.unwrap();
+    // Docker makes a container's / private; lab makes it shared, once,
+    // recording what it was, and `lab down`'s step makes it private again.
+    let dir = tempfile::tempdir().unwrap();
+    let undo = UndoLog::new(dir.path().join("changes.json"));
+    let record = Recorder { log: &undo, on: Target::Node("lab-dtest-p-worker".into()) };
+    let first = propagation::make_rshared(&shell, &record).await.unwrap();
     assert_eq!(first, "made / rshared");
-    assert_eq!(propagation::make_rshared(&shell).await.unwrap(), "/ is already shared");
+    assert_eq!(propagation::make_rshared(&shell, &record).await.unwrap(), "/ is already shared");
+    let mountinfo = || async { shell.run(&Cmd::new("cat").arg("/proc/self/mountinfo")).await.unwrap().stdout };
+    assert_eq!(propagation::root_is_shared(&mountinfo().await), Some(true));
+    let restore = UndoLog::restore_steps(&undo.entries().unwrap(), true);
+    assert_eq!(restore.len(), 1, "one record for / and its submounts");
+    for step in &restore {
+        let Action::Run { cmd, .. } = &step.action else { panic!("{} is not a command", step.title) };
+        shell.run(cmd).await.unwrap();
+    }
+    assert_eq!(propagation::root_is_shared(&mountinfo().await), Some(false), "/ is still shared after the undo");
 
     // The node shares the host's kernel: it sees the host's modules and pool.
     assert_eq!(module::verify(&shell, &["loop".into()]).await.unwrap(), "sees loop");

@@ -4,7 +4,7 @@
 //! label, allocatable), loads a component lab built, runs `features/local`,
 //! and tears it all down. Afterwards the host is as it was: no lab process,
 //! no mount under /var/lib/kubelet, no new interface or iptables chain, the
-//! same kernel settings. Without the binaries the test fails; it never skips.
+//! same kernel settings and the same propagation of `/`. Without the binaries the test fails; it never skips.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,7 @@ struct Host {
     interfaces: Vec<String>,
     chains: Vec<String>,
     settings: Vec<(String, String)>,
+    root_shared: Option<bool>,
 }
 
 impl Host {
@@ -102,7 +103,9 @@ impl Host {
                 (k.to_string(), std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default().trim().into())
             })
             .collect();
-        Host { processes, mounts, interfaces, chains, settings }
+        let root_shared =
+            lab::prepare::propagation::root_is_shared(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        Host { processes, mounts, interfaces, chains, settings, root_shared }
     }
 }
 

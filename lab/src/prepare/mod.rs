@@ -108,7 +108,7 @@ impl Task {
             Task::SeesModules { modules, .. } => module::verify(shell, modules).await,
             Task::Hugepages { pages, persist, .. } => hugepages::ensure(shell, *pages, *persist, &record).await,
             Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
-            Task::Rshared { .. } => propagation::make_rshared(shell).await,
+            Task::Rshared { .. } => propagation::make_rshared(shell, &record).await,
             Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels).await,
             Task::Allocatable { node, pages, restart } => {
                 let client = cluster.client().await?;

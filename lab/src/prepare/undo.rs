@@ -19,6 +19,9 @@ pub enum Change {
     File { path: String, was: Option<String> },
     /// A kernel module lab loaded (it was not loaded before).
     Module { name: String },
+    /// Mounts lab made shared (`mount --make-rshared /`), each with the
+    /// propagation it had: `private` or `slave`.
+    Propagation { mounts: Vec<(String, String)> },
 }
 
 impl Change {
@@ -29,6 +32,7 @@ impl Change {
             Change::Setting { path, .. } => ("setting", path),
             Change::File { path, .. } => ("file", path),
             Change::Module { name } => ("module", name),
+            Change::Propagation { .. } => ("propagation", "/"),
         }
     }
 
@@ -52,6 +56,18 @@ impl Change {
                 on.clone(),
                 Cmd::sh(format!("printf %s {} > {}", quote(text), quote(path))),
             ),
+            // A mount gone since is skipped: there is nothing left to put back.
+            Change::Propagation { mounts } => {
+                let commands: Vec<String> = mounts
+                    .iter()
+                    .map(|(mount, kind)| format!("mount --make-{kind} {} 2>/dev/null", quote(mount)))
+                    .collect();
+                Step::run(
+                    format!("make {} mount(s) {place} had unshared again", mounts.len()),
+                    on.clone(),
+                    Cmd::sh(format!("{}; true", commands.join("; "))),
+                )
+            }
             // A module another user started to rely on cannot be unloaded; that
             // leaves the kernel as capable as before, so it is not a failure.
             Change::Module { name } => Step::run(
