@@ -273,3 +273,52 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
         "{stderr}"
     );
 }
+
+/// `lab status` and `lab shell` on the local node; a larger hugepage pool
+/// than the kubelet saw when it started: `lab prepare` grows the pool,
+/// restarts lab's own kubelet, and the API then shows the new allocatable.
+#[test]
+fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |pages: u32| {
+        format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: local-restart\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\n      hugepages2Mi: {pages}\n"
+        )
+    };
+    std::fs::write(dir.path().join("lab.yaml"), scenario(32)).unwrap();
+    let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        let mut cmd = Command::cargo_bin("lab").unwrap();
+        cmd.current_dir(dir.path()).env("LAB_KUBE_BIN", &binaries).args(args);
+        cmd
+    };
+    let up = lab(&["up"]).output().unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+
+    let status = String::from_utf8(lab(&["status"]).output().unwrap().stdout).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("lab-local-restart-control-plane") && l.ends_with("Ready")),
+        "{status}"
+    );
+
+    // The shell is on the node, with ctr pointed at lab's containerd and kubectl at the cluster.
+    let kubectl = binaries.join("kubectl").display().to_string();
+    let shell = lab(&["shell", "lab-local-restart-control-plane"])
+        .env("SHELL", "/bin/sh")
+        .write_stdin(format!("ctr -n k8s.io images ls -q; {kubectl} get nodes -o name; exit 3\n"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&shell.stdout);
+    assert_eq!(shell.status.code(), Some(3), "{said}\n{}", String::from_utf8_lossy(&shell.stderr));
+    assert!(said.contains("lab.local/pause:3.10"), "lab's containerd is not the shell's: {said}");
+    assert!(said.contains("node/lab-local-restart-control-plane"), "{said}");
+
+    std::fs::write(dir.path().join("lab.yaml"), scenario(48)).unwrap();
+    let prepare = lab(&["prepare"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&prepare.stderr);
+    assert!(prepare.status.success(), "{stderr}");
+    assert!(stderr.contains("32 → 48 pages"), "the pool did not grow:\n{stderr}");
+    assert!(stderr.contains("kubelet restarted; allocatable 32 → 48 pages"), "{stderr}");
+}
