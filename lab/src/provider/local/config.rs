@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::pki::Leaf;
-use super::{API_SERVICE_IP, KUBELET_ROOT, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR, node_ip};
+use super::{API_SERVICE_IP, KUBELET_ROOT, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR};
 use crate::shell::quote;
 
 /// The certificates the components present.
@@ -21,10 +21,10 @@ pub fn certificates(layout: &Layout) -> Vec<Leaf> {
             "kubernetes.default.svc.cluster.local",
             "localhost",
         ],
-        vec![node_ip(), API_SERVICE_IP.into(), std::net::Ipv4Addr::LOCALHOST.into()],
+        vec![NODE_IP.into(), API_SERVICE_IP.into(), std::net::Ipv4Addr::LOCALHOST.into()],
     );
     let kubelet_serving =
-        Leaf::server("kubelet-serving", &format!("system:node:{node}"), &[node, "localhost"], vec![node_ip()]);
+        Leaf::server("kubelet-serving", &format!("system:node:{node}"), &[node, "localhost"], vec![NODE_IP.into()]);
     vec![
         apiserver,
         kubelet_serving,

@@ -10,7 +10,7 @@ mod component;
 mod config;
 mod pki;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -118,10 +118,6 @@ pub struct Local {
 impl Local {
     pub fn new(scenario: &Scenario, state: &StateDir) -> Local {
         Local { layout: Layout::new(scenario, state) }
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
     }
 }
 
@@ -514,11 +510,6 @@ fn overlaps(a: &str, b: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// The node's address, for SANs and flags.
-pub fn node_ip() -> IpAddr {
-    IpAddr::V4(NODE_IP)
 }
 
 #[cfg(test)]
