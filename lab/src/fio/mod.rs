@@ -110,8 +110,53 @@ impl Metric {
 /// `raw` before it is parsed, so a result that cannot be read is not lost.
 pub async fn run(shell: &dyn Shell, job: &Job, filename: &str, raw: &Path) -> anyhow::Result<Report> {
     job.check().map_err(anyhow::Error::msg)?;
-    let job_file = job.job_file(filename);
-    // The job file goes in on stdin: it works the same on the host, in a node or in a pod.
+    run_job_file(shell, &job.name, &job.job_file(filename), raw).await
+}
+
+/// Write a verifiable pattern over `size_mib` MiB of `filename`
+/// (`verify=crc32c`, `do_verify=0`), or with `verify_only` read it back and
+/// check every block's header and checksum without writing. A block that
+/// was never written, or changed since, fails the check.
+pub async fn pattern(
+    shell: &dyn Shell,
+    filename: &str,
+    size_mib: u64,
+    verify_only: bool,
+    raw: &Path,
+) -> anyhow::Result<Report> {
+    let name = if verify_only { "verify-pattern" } else { "write-pattern" };
+    let report = run_job_file(shell, name, &pattern_job_file(filename, size_mib, verify_only), raw).await?;
+    // fio with verify_only reports the blocks it checked as reads: none checked is no verdict.
+    let checked: u64 = report
+        .jobs
+        .iter()
+        .filter_map(|j| if verify_only { j.read.as_ref() } else { j.write.as_ref() })
+        .map(|d| d.io_bytes)
+        .sum();
+    let wanted = size_mib * 1024 * 1024;
+    if checked < wanted {
+        anyhow::bail!(
+            "{}: fio job {name} covered {checked} of {wanted} bytes; raw output in {}",
+            shell.place(),
+            raw.display()
+        );
+    }
+    Ok(report)
+}
+
+pub fn pattern_job_file(filename: &str, size_mib: u64, verify_only: bool) -> String {
+    // The same job both times: fio regenerates the pattern from it to compare.
+    let mut file = format!(
+        "[global]\nfilename={filename}\nioengine=psync\ndirect=1\nbs=64k\nsize={size_mib}M\n\n[pattern]\nrw=write\nverify=crc32c\nverify_fatal=1\nverify_state_save=0\n"
+    );
+    // Writing skips the read-back (`do_verify=0`); `verify_only` reads and checks without writing.
+    file.push_str(if verify_only { "verify_only=1\n" } else { "do_verify=0\n" });
+    file
+}
+
+/// Run a job file (on stdin: the same on the host, in a node or in a pod),
+/// fio's output written to `raw` before it is read.
+async fn run_job_file(shell: &dyn Shell, name: &str, job_file: &str, raw: &Path) -> anyhow::Result<Report> {
     let cmd = Cmd::new("fio").args(["--output-format=json", "-"]);
     let output = shell.exec(&cmd, Some(job_file.as_bytes())).await?;
     if let Some(dir) = raw.parent() {
@@ -119,19 +164,25 @@ pub async fn run(shell: &dyn Shell, job: &Job, filename: &str, raw: &Path) -> an
     }
     std::fs::write(raw, format!("{}{}", output.stdout, output.stderr))
         .with_context(|| format!("cannot write {}", raw.display()))?;
-    let report = parse::parse(&output.stdout)
-        .map_err(|e| anyhow::anyhow!("{} ({}; raw output in {})", e, shell.place(), raw.display()))?;
-    if !output.success() || report.jobs.iter().any(|j| j.error != 0) {
-        let notes = report.notes.join("; ");
+    let parsed = parse::parse(&output.stdout);
+    let job_failed = parsed.as_ref().is_ok_and(|r| r.jobs.iter().any(|j| j.error != 0));
+    if !output.success() || job_failed {
+        // fio's own words: the notes in its JSON, then the first lines it
+        // wrote to stderr (where a failed verify says which block and why).
+        let mut said: Vec<&str> =
+            parsed.as_ref().map(|r| r.notes.iter().map(String::as_str).collect()).unwrap_or_default();
+        said.extend(output.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).take(3));
+        let notes = said.join("; ");
         anyhow::bail!(
             "{}: fio job {} failed (exit {}){}; raw output in {}",
             shell.place(),
-            job.name,
+            name,
             output.status,
             if notes.is_empty() { String::new() } else { format!(": {notes}") },
             raw.display()
         );
     }
+    let report = parsed.map_err(|e| anyhow::anyhow!("{} ({}; raw output in {})", e, shell.place(), raw.display()))?;
     Ok(report)
 }
 
@@ -170,5 +221,32 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("host: fio job fails failed"), "{err}");
+    }
+
+    /// The pattern fio writes verifies; one changed byte, or a file that was
+    /// never written, fails with fio's own words. On disk, not tmpfs, which
+    /// refuses direct I/O.
+    #[tokio::test]
+    async fn a_written_pattern_verifies_and_a_changed_byte_does_not() {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(target).unwrap();
+        let file = dir.path().join("pattern");
+        let name = file.display().to_string();
+        let raw = |n: &str| dir.path().join(format!("raw/{n}.json"));
+        let shell = crate::shell::LocalShell;
+        pattern(&shell, &name, 4, false, &raw("write")).await.unwrap();
+        let report = pattern(&shell, &name, 4, true, &raw("verify")).await.unwrap();
+        assert_eq!(report.jobs[0].read.as_ref().unwrap().io_bytes, 4 << 20);
+
+        let mut data = std::fs::read(&file).unwrap();
+        data[70_000] ^= 0xff;
+        std::fs::write(&file, &data).unwrap();
+        let err = pattern(&shell, &name, 4, true, &raw("changed")).await.unwrap_err().to_string();
+        assert!(err.contains("fio job verify-pattern failed") && err.contains("verify failed"), "{err}");
+
+        std::fs::remove_file(&file).unwrap();
+        let err = pattern(&shell, &name, 4, true, &raw("missing")).await.unwrap_err().to_string();
+        assert!(err.contains("bad magic header"), "{err}");
     }
 }

@@ -20,6 +20,9 @@ pub struct Direction {
     pub clat_p50_us: Option<f64>,
     pub clat_p99_us: Option<f64>,
     pub clat_p999_us: Option<f64>,
+    /// Bytes moved; absent from records written before it was kept.
+    #[serde(default)]
+    pub io_bytes: u64,
 }
 
 /// What one fio job measured.
@@ -160,6 +163,7 @@ fn direction_from(d: &Value) -> Option<Direction> {
         clat_p50_us: percentile("50.000000"),
         clat_p99_us: percentile("99.000000"),
         clat_p999_us: percentile("99.900000"),
+        io_bytes: bytes,
     })
 }
 

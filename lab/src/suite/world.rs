@@ -79,6 +79,10 @@ pub struct LabWorld {
     pub namespace: Option<String>,
     /// The io-engine restarted by a fault step: its node and old pod.
     pub restarted: Option<(String, String)>,
+    /// The size of the verifiable pattern a pod wrote, in MiB.
+    pub pattern_mib: Option<u64>,
+    /// The PV each claim was bound to when a step deleted it.
+    pub deleted_claims: BTreeMap<String, String>,
 }
 
 impl LabWorld {
@@ -94,6 +98,8 @@ impl LabWorld {
             last_profile: None,
             namespace: None,
             restarted: None,
+            pattern_mib: None,
+            deleted_claims: BTreeMap::new(),
         })
     }
 }

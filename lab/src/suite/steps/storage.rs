@@ -98,6 +98,45 @@ async fn claim_bound(world: &mut LabWorld, name: String, seconds: u64) -> Result
     }
 }
 
+#[when(regex = r#"^I delete the PVC "([^"]+)"$"#)]
+async fn delete_claim(world: &mut LabWorld, name: String) -> Result<(), String> {
+    let ns = namespace(world).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
+    let claim = claims.get(&name).await.map_err(|e| format!("reading PVC {ns}/{name}: {e}"))?;
+    let volume = claim
+        .spec
+        .and_then(|s| s.volume_name)
+        .ok_or_else(|| format!("PVC {ns}/{name} has no volume to be removed with it (is it Bound?)"))?;
+    claims
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting PVC {ns}/{name}: {e}"))?;
+    world.deleted_claims.insert(name, volume);
+    Ok(())
+}
+
+#[then(regex = r#"^the PV of the PVC "([^"]+)" is gone within (\d+) seconds$"#)]
+async fn volume_gone(world: &mut LabWorld, claim: String, seconds: u64) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let volume = world
+        .deleted_claims
+        .get(&claim)
+        .cloned()
+        .ok_or_else(|| format!("PVC {claim} was not deleted in this scenario (`I delete the PVC \"{claim}\"`)"))?;
+    let volumes: Api<PersistentVolume> = Api::all(world.ctx.client()?);
+    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(1), async || {
+        let found = volumes.get_opt(&volume).await.map_err(|e| format!("reading PV {volume}: {e}"))?;
+        Ok::<_, String>(
+            found.map(|pv| pv.status.and_then(|s| s.phase).unwrap_or_else(|| "no status".into())).into_iter().collect(),
+        )
+    })
+    .await?;
+    match left.first() {
+        None => Ok(()),
+        Some(phase) => Err(format!("PV {volume} of PVC {claim} is still there ({phase}) after {seconds}s")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

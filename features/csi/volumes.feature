@@ -1,0 +1,43 @@
+@csi
+Feature: the hostpath CSI stack lab built from source serves volumes
+
+  The plugin and upstream's external-provisioner, built by lab from Go
+  modules and loaded into the node (manifests/csi-hostpath). Each scenario
+  works in a namespace of its own, removed afterwards.
+
+  Background:
+    Given the StorageClass "csi-hostpath" exists
+
+  Scenario: the plugin runs the driver built against the local copy of its dependency
+    Then the container "hostpath" of every pod of the DaemonSet "csi-hostpath/csi-hostpath-plugin" logs "csi-hostpath 1.0.1-local (local override of driverinfo)"
+
+  Scenario: a PVC of csi-hostpath binds
+    When I create a 64 MiB PVC "data" of StorageClass "csi-hostpath"
+    Then the PVC "data" is Bound within 60 seconds
+
+  Scenario: a pod mounts the volume and fio runs in it
+    When I create a 256 MiB PVC "data" of StorageClass "csi-hostpath"
+    Then the PVC "data" is Bound within 60 seconds
+    When I start a pod "fio" using the PVC "data"
+    Then the pod "fio" is Running within 60 seconds
+    When I run the fio profile "pvc-randread-4k" 2 times in the pod "fio"
+    Then read IOPS is at least 100
+    And p99 read latency is below 100 ms
+
+  Scenario: data written with a checksum survives a new pod on the same volume
+    When I create a 64 MiB PVC "data" of StorageClass "csi-hostpath"
+    Then the PVC "data" is Bound within 60 seconds
+    When I start a pod "writer" using the PVC "data"
+    Then the pod "writer" is Running within 60 seconds
+    When the pod "writer" writes a verifiable pattern of 32 MiB to its volume
+    And I delete the pod "writer"
+    Then the pod "writer" is gone within 60 seconds
+    When I start a pod "reader" using the PVC "data"
+    Then the pod "reader" is Running within 60 seconds
+    And the pattern on the volume verifies in the pod "reader"
+
+  Scenario: deleting the PVC removes its PV
+    When I create a 64 MiB PVC "data" of StorageClass "csi-hostpath"
+    Then the PVC "data" is Bound within 60 seconds
+    When I delete the PVC "data"
+    Then the PV of the PVC "data" is gone within 60 seconds
