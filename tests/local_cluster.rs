@@ -1,8 +1,8 @@
 //! The main job on a real Kubernetes: `lab run scenarios/local.yaml` brings
 //! up the local provider's single-node cluster from the binaries
 //! `.ci/kube/build` makes (`LAB_KUBE_BIN`), prepares the node (hugepages,
-//! label, allocatable), loads a component lab built, runs `features/local`,
-//! and tears it all down. Afterwards the host is as it was: no lab process,
+//! label, allocatable), builds and loads the hostpath CSI stack, deploys it,
+//! runs `features/csi`, and tears it all down. Afterwards the host is as it was: no lab process,
 //! no mount under /var/lib/kubelet, no new interface or iptables chain, the
 //! same kernel settings and the same propagation of `/`. Without the binaries the test fails; it never skips.
 
@@ -122,6 +122,40 @@ impl Drop for Down<'_> {
     }
 }
 
+/// Every scenario name of the feature files in `dir`.
+fn scenarios_of(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        names.extend(text.lines().filter_map(|l| l.trim().strip_prefix("Scenario: ")).map(String::from));
+    }
+    names
+}
+
+/// Removes the fio history a test run wrote under the repository's
+/// `scenarios/results/<name>`, unless that folder was there before.
+struct Results(Option<PathBuf>);
+
+impl Results {
+    fn of(name: &str) -> Results {
+        let dir = repo().join("scenarios/results").join(name);
+        Results((!dir.exists()).then_some(dir))
+    }
+}
+
+impl Drop for Results {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The main job, for real: the hostpath CSI stack built from Go sources (the
+/// plugin with a `go` override), loaded, deployed, every scenario of
+/// `features/csi` passed (fio in a pod, a checksummed pattern across pods,
+/// the override's log line in the running plugin), and every object of the
+/// stack gone before the cluster is.
 #[test]
 fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
@@ -130,6 +164,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
     let dir = tempfile::tempdir().unwrap();
     let scenario = repo().join("scenarios/local.yaml");
+    let _results = Results::of("local");
     let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
 
     let started = std::time::Instant::now();
@@ -144,15 +179,88 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let stderr = String::from_utf8_lossy(&run.stderr);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "lab run failed:\n{stdout}\n{stderr}");
-    eprintln!("lab run (up, test, down) took {:.0}s", started.elapsed().as_secs_f64());
-    for step in ["start kubelet", "wait until node lab-local-control-plane is Ready", "label node", "stop etcd"] {
+    eprintln!("lab run (build, up, deploy, test, down) took {:.0}s", started.elapsed().as_secs_f64());
+    for step in [
+        "build component csi-hostpath-plugin",
+        "build component csi-provisioner",
+        "start kubelet",
+        "load component csi-hostpath-plugin into the nodes",
+        "wait until the stack's workloads are ready",
+        "label node",
+        "stop etcd",
+    ] {
         assert!(stderr.contains(step), "no step {step:?}:\n{stderr}");
     }
+    // Each removal waits until its objects are gone; together they are every object applied.
+    let gone: usize = stderr
+        .lines()
+        .filter(|l| l.starts_with("✓") && l.contains(" object(s) gone"))
+        .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    let applied: usize = stderr
+        .lines()
+        .filter(|l| l.starts_with("✓") && l.contains(" object(s) applied"))
+        .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(applied >= 9 && gone == applied, "applied {applied} object(s), removed {gone}:\n{stderr}");
+
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("tests=\"2\"") && junit.contains("failures=\"0\""), "{junit}");
+    let expected = scenarios_of(&repo().join("features/csi"));
+    assert!(expected.len() >= 6, "{expected:?}");
+    for name in &expected {
+        assert!(junit.contains(&format!("<testcase name=\"Scenario: {name}:")), "no test case {name:?}:\n{junit}");
+    }
+    assert!(!junit.contains("<failure") && !junit.contains("<skipped") && !junit.contains("<error"), "{junit}");
     assert!(!dir.path().join(".lab/local").exists(), "the state directory is left");
     drop(down);
     assert_eq!(Host::now(), before, "the host is not as it was before lab run");
+}
+
+/// A broken stack fails the run before anything waits on it: a scratch copy
+/// of the manifests with a misspelt image names the container, its
+/// DaemonSet, its file and the image, asks no registry (the stack never pulls),
+/// and leaves nothing behind.
+#[test]
+fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    for entry in std::fs::read_dir(repo().join("manifests/csi-hostpath")).unwrap().flatten() {
+        std::fs::copy(entry.path(), manifests.join(entry.file_name())).unwrap();
+    }
+    let plugin = manifests.join("10-plugin.yaml");
+    let text = std::fs::read_to_string(&plugin).unwrap();
+    assert!(text.contains("image: lab-local/csi-hostpath-plugin:dev"), "the fixture's image changed: {text}");
+    std::fs::write(&plugin, text.replace("lab-local/csi-hostpath-plugin:dev", "lab-local/csi-hostpath-plugn:dev"))
+        .unwrap();
+    let shipped = std::fs::read_to_string(repo().join("scenarios/local.yaml")).unwrap();
+    let fixtures = repo().join("tests/fixtures");
+    let scenario = shipped
+        .replace("../manifests/csi-hostpath", &manifests.display().to_string())
+        .replace("../tests/fixtures", &fixtures.display().to_string())
+        .replace("../features/csi", &repo().join("features/csi").display().to_string())
+        .replace("name: local\n", "name: local-broken\n");
+    std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
+
+    let before = Host::now();
+    let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
+    let run = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("LAB_KUBE_BIN", &binaries)
+        .args(["run", "--junit", "junit.xml", "lab.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "lab run passed with a misspelt image:\n{stderr}");
+    let line = stderr.lines().find(|l| l.contains("lab-local/csi-hostpath-plugn:dev")).unwrap_or_default();
+    assert!(line.contains("container hostpath of DaemonSet csi-hostpath/csi-hostpath-plugin"), "{stderr}");
+    assert!(line.contains("10-plugin.yaml") && line.contains("never pulled"), "{stderr}");
+    assert!(stderr.contains("cleaning up"), "{stderr}");
+    assert!(!dir.path().join("junit.xml").exists(), "the suite ran on a broken stack");
+    assert_eq!(Host::now(), before, "the failed lab run left something behind");
 }
 
 /// A component that cannot start is named, with the last lines of its log,

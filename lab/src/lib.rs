@@ -254,13 +254,31 @@ impl Lab {
         ))
     }
 
-    /// The images the stack runs that lab does not build.
-    fn stack_images(&self, builds: &[std::sync::Arc<build::Build>], stack: &[stack::manifest::Object]) -> Vec<String> {
+    /// The images the stack runs that lab does not build, with their containers.
+    fn stack_images(
+        &self,
+        builds: &[std::sync::Arc<build::Build>],
+        stack: &[stack::manifest::Object],
+    ) -> Vec<load::preflight::StackImage> {
         let built: Vec<String> = builds.iter().flat_map(|b| b.component.image.names()).collect();
-        stack::image::images(stack)
-            .into_iter()
-            .filter(|image| !built.iter().any(|b| stack::image::repository(b) == stack::image::repository(image)))
-            .collect()
+        let mut out: Vec<load::preflight::StackImage> = Vec::new();
+        for used in stack::image::uses(stack) {
+            if built.iter().any(|b| stack::image::repository(b) == stack::image::repository(&used.image)) {
+                continue;
+            }
+            match out.iter_mut().find(|i| i.reference == used.image) {
+                Some(image) => {
+                    image.users.push(used.user);
+                    image.never_pulled &= used.never_pulled;
+                }
+                None => out.push(load::preflight::StackImage {
+                    reference: used.image,
+                    users: vec![used.user],
+                    never_pulled: used.never_pulled,
+                }),
+            }
+        }
+        out
     }
 
     /// `lab images`: where each referenced image stands, and what to do about missing ones.

@@ -17,8 +17,8 @@ pub enum Origin {
     Component(String),
     /// Listed under `images.preload`.
     Preload,
-    /// Referenced by the deployed stack.
-    Stack,
+    /// Referenced by the deployed stack: the containers that run it.
+    Stack(Vec<String>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,16 @@ pub struct Wanted {
     pub origin: Origin,
     /// Whether the local Docker has it (under this name, or before a registry prefix).
     pub in_docker: bool,
+    /// Every container that runs it says `imagePullPolicy: Never`: no registry is asked.
+    pub never_pulled: bool,
+}
+
+/// An image of the stack that lab does not build, with the containers that run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackImage {
+    pub reference: String,
+    pub users: Vec<String>,
+    pub never_pulled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +68,7 @@ pub fn judge(
     let why = match pullable {
         Some(Ok(())) => return Verdict::Pullable,
         Some(Err(e)) => format!("not pullable: {e}"),
+        None if wanted.never_pulled => "never pulled (imagePullPolicy: Never)".to_string(),
         None => "not checked for pulling (--offline)".to_string(),
     };
     let fix = match (&wanted.origin, wanted.in_docker) {
@@ -68,8 +79,8 @@ pub fn judge(
             "`docker pull {}` where a registry is reachable (or `docker load` it), then `lab load`",
             wanted.reference
         ),
-        (Origin::Stack, true) => format!("add `{}` to `images.preload`, then `lab load`", wanted.reference),
-        (Origin::Stack, false) => format!(
+        (Origin::Stack(_), true) => format!("add `{}` to `images.preload`, then `lab load`", wanted.reference),
+        (Origin::Stack(_), false) => format!(
             "`docker pull {}` (or `docker load` it), add it to `images.preload`, then `lab load`",
             wanted.reference
         ),
@@ -84,7 +95,7 @@ pub struct ImagePreflight {
     pub registry: Option<std::sync::Arc<super::registry::Registry>>,
     pub preload: Vec<String>,
     /// The stack's images other than lab's builds.
-    pub stack: Vec<String>,
+    pub stack: Vec<StackImage>,
 }
 
 #[async_trait::async_trait(?Send)]
@@ -117,25 +128,32 @@ pub async fn wanted(
     builds: &[std::sync::Arc<crate::build::Build>],
     registry: Option<&super::registry::Registry>,
     preload: &[String],
-    stack: &[String],
+    stack: &[StackImage],
 ) -> anyhow::Result<Vec<Wanted>> {
     let mut out = Vec::new();
     for build in builds {
         for reference in build.refs()? {
             let in_docker = crate::build::missing_images(docker, std::slice::from_ref(&reference)).await?.is_empty();
             let reference = registry.map(|r| r.name_of(&reference)).unwrap_or(reference);
-            out.push(Wanted { reference, origin: Origin::Component(build.name().to_string()), in_docker });
+            let origin = Origin::Component(build.name().to_string());
+            out.push(Wanted { reference, origin, in_docker, never_pulled: false });
         }
     }
     for reference in preload {
         let in_docker = crate::build::missing_images(docker, std::slice::from_ref(reference)).await?.is_empty();
-        out.push(Wanted { reference: reference.clone(), origin: Origin::Preload, in_docker });
+        out.push(Wanted { reference: reference.clone(), origin: Origin::Preload, in_docker, never_pulled: false });
     }
-    for reference in stack {
-        let known = out.iter().any(|w| containerd_ref(&w.reference) == containerd_ref(reference));
+    for image in stack {
+        let known = out.iter().any(|w| containerd_ref(&w.reference) == containerd_ref(&image.reference));
         if !known {
-            let in_docker = crate::build::missing_images(docker, std::slice::from_ref(reference)).await?.is_empty();
-            out.push(Wanted { reference: reference.clone(), origin: Origin::Stack, in_docker });
+            let in_docker =
+                crate::build::missing_images(docker, std::slice::from_ref(&image.reference)).await?.is_empty();
+            out.push(Wanted {
+                reference: image.reference.clone(),
+                origin: Origin::Stack(image.users.clone()),
+                in_docker,
+                never_pulled: image.never_pulled,
+            });
         }
     }
     Ok(out)
@@ -156,7 +174,7 @@ pub async fn check(
     let mut verdicts = Vec::new();
     for item in wanted {
         let on_every_node = judge(item, &inventories, None) == Verdict::OnEveryNode;
-        let pullable = if on_every_node || offline {
+        let pullable = if on_every_node || offline || item.never_pulled {
             None
         } else {
             // The daemon asks the registry for the manifest, with its own proxy and credentials.
@@ -181,7 +199,7 @@ pub fn render(verdicts: &[(Wanted, Verdict)]) -> String {
         let from = match &wanted.origin {
             Origin::Component(name) => format!("component {name}"),
             Origin::Preload => "images.preload".into(),
-            Origin::Stack => "the stack".into(),
+            Origin::Stack(users) => users.join("; "),
         };
         match verdict {
             Verdict::OnEveryNode => out.push_str(&format!("✓ {} ({from}): on every node\n", wanted.reference)),
@@ -212,17 +230,21 @@ mod tests {
     #[test]
     fn an_image_on_every_node_or_pullable_passes_and_others_get_their_fix() {
         let nodes = inventories(&[("w1", &["docker.io/library/alpine-sh:4.1.0"]), ("w2", &[])]);
-        let wanted = |origin, in_docker| Wanted { reference: "alpine-sh:4.1.0".into(), origin, in_docker };
+        let wanted =
+            |origin, in_docker| Wanted { reference: "alpine-sh:4.1.0".into(), origin, in_docker, never_pulled: false };
         let everywhere = inventories(&[("w1", &["docker.io/library/alpine-sh:4.1.0"])]);
-        assert_eq!(judge(&wanted(Origin::Stack, false), &everywhere, None), Verdict::OnEveryNode);
-        assert_eq!(judge(&wanted(Origin::Stack, false), &nodes, Some(Ok(()))), Verdict::Pullable);
+        assert_eq!(judge(&wanted(Origin::Stack(vec![]), false), &everywhere, None), Verdict::OnEveryNode);
+        assert_eq!(judge(&wanted(Origin::Stack(vec![]), false), &nodes, Some(Ok(()))), Verdict::Pullable);
         let Verdict::Missing { nodes: without, why, fix } =
-            judge(&wanted(Origin::Stack, true), &nodes, Some(Err("no such host".into())))
+            judge(&wanted(Origin::Stack(vec![]), true), &nodes, Some(Err("no such host".into())))
         else {
             panic!("judged present");
         };
         assert_eq!(without, ["w2"]);
         assert_eq!(why, "not pullable: no such host");
+        let never = Wanted { never_pulled: true, ..wanted(Origin::Stack(vec!["container c of Pod p".into()]), false) };
+        let Verdict::Missing { why, .. } = judge(&never, &nodes, None) else { panic!("judged present") };
+        assert_eq!(why, "never pulled (imagePullPolicy: Never)");
         assert_eq!(fix, "add `alpine-sh:4.1.0` to `images.preload`, then `lab load`");
         let Verdict::Missing { fix, why, .. } = judge(&wanted(Origin::Component("x".into()), false), &nodes, None)
         else {

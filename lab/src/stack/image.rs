@@ -42,6 +42,36 @@ fn for_each_image(object: &mut Object, mut visit: impl FnMut(&mut Value)) {
     }
 }
 
+/// One container's image, with who runs it and whether it may be pulled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUse {
+    pub image: String,
+    /// `container hostpath of DaemonSet ns/name (file:line)`.
+    pub user: String,
+    /// `imagePullPolicy: Never`: the kubelet only runs what the node has.
+    pub never_pulled: bool,
+}
+
+/// Every container of every workload, with its image.
+pub fn uses(objects: &[Object]) -> Vec<ImageUse> {
+    let mut out = Vec::new();
+    for object in objects {
+        let Some(spec) = pod_spec_pointer(object.kind()).and_then(|p| object.value.pointer(p)) else { continue };
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            for container in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+                let Some(image) = container.get("image").and_then(Value::as_str) else { continue };
+                let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
+                out.push(ImageUse {
+                    image: image.to_string(),
+                    user: format!("container {name} of {} ({})", object.describe(), object.location()),
+                    never_pulled: container.get("imagePullPolicy").and_then(Value::as_str) == Some("Never"),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Every image the objects reference, in order, without repeats.
 pub fn images(objects: &[Object]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -106,5 +136,17 @@ mod tests {
         ];
         assert_eq!(rewrite(&mut objects, &replacements), 3);
         assert_eq!(images(&objects), ["localhost:5001/openebs/tool:lab-9", "openebs/engine:lab-123", "other/side:1"]);
+    }
+
+    #[test]
+    fn each_container_is_named_with_its_workload_file_and_pull_policy() {
+        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d, namespace: n}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: 'a/b:1', imagePullPolicy: Never}, {name: s, image: 'a/c:1'}]\n";
+        let objects = parse(Path::new("t.yaml"), text).unwrap();
+        let found = uses(&objects);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].image, "a/b:1");
+        assert_eq!(found[0].user, "container c of DaemonSet n/d (t.yaml:1)");
+        assert!(found[0].never_pulled);
+        assert!(!found[1].never_pulled, "no policy is not Never");
     }
 }
