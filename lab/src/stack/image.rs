@@ -140,12 +140,12 @@ mod tests {
 
     #[test]
     fn each_container_is_named_with_its_workload_file_and_pull_policy() {
-        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d, namespace: n}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: 'a/b:1', imagePullPolicy: Never}, {name: s, image: 'a/c:1'}]\n";
+        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: d\n  namespace: store\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: 'a/b:1', imagePullPolicy: Never}, {name: s, image: 'a/c:1'}]\n";
         let objects = parse(Path::new("t.yaml"), text).unwrap();
         let found = uses(&objects);
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].image, "a/b:1");
-        assert_eq!(found[0].user, "container c of DaemonSet n/d (t.yaml:1)");
+        assert_eq!(found[0].user, "container c of DaemonSet store/d (t.yaml:1)");
         assert!(found[0].never_pulled);
         assert!(!found[1].never_pulled, "no policy is not Never");
     }
