@@ -242,10 +242,11 @@ mod tests {
         };
         assert_eq!(without, ["w2"]);
         assert_eq!(why, "not pullable: no such host");
+        assert_eq!(fix, "add `alpine-sh:4.1.0` to `images.preload`, then `lab load`");
+        // Nothing asks a registry for an image no pod may pull.
         let never = Wanted { never_pulled: true, ..wanted(Origin::Stack(vec!["container c of Pod p".into()]), false) };
         let Verdict::Missing { why, .. } = judge(&never, &nodes, None) else { panic!("judged present") };
         assert_eq!(why, "never pulled (imagePullPolicy: Never)");
-        assert_eq!(fix, "add `alpine-sh:4.1.0` to `images.preload`, then `lab load`");
         let Verdict::Missing { fix, why, .. } = judge(&wanted(Origin::Component("x".into()), false), &nodes, None)
         else {
             panic!("judged present");
