@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::provider::existing_kubeconfig_path;
-use crate::scenario::{ProviderKind, Scenario, VagrantProvider};
+use crate::scenario::{BuildRecipe, Override, ProviderKind, Scenario, VagrantProvider};
 use crate::shell::{Cmd, LocalShell, Shell};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,20 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         ProviderKind::Existing => vec![kubectl(false), helm],
         ProviderKind::Host | ProviderKind::Local => vec![],
     };
+    // A component with a `go` override built by a command (not a Dockerfile)
+    // is most likely built by this machine's Go.
+    let go_on_host = scenario.components.iter().any(|c| {
+        matches!(c.build, BuildRecipe::Command(_)) && c.overrides.iter().any(|o| matches!(o, Override::Go(_)))
+    });
+    if go_on_host {
+        tools.push(Tool {
+            name: "go",
+            version: &["version"],
+            required: false,
+            why: "builds the components with a `go` override and a build command",
+            install: "install Go and put `go` on PATH (Debian: apt-get install golang)",
+        });
+    }
     // The host's own steps (fio on loop devices with xfs or ext4) run on this
     // machine: a host scenario cannot do without them, others may use them.
     if scenario.features.is_some() {
@@ -497,5 +511,16 @@ mod tests {
         let absent = Tool { name: "lab-no-such-tool", ..host_test_tools(true).into_iter().next().unwrap() };
         let finding = tool_finding(&machine, absent).await;
         assert_eq!((finding.level, finding.fix.as_str()), (Level::Missing, "apt-get install fio"));
+    }
+
+    #[test]
+    fn a_go_override_built_by_a_command_asks_for_go() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let local = Scenario::load(&repo.join("scenarios/local.yaml")).unwrap();
+        let go: Vec<Tool> = tools_for(&local).into_iter().filter(|t| t.name == "go").collect();
+        assert_eq!(go.len(), 1, "scenarios/local.yaml builds its plugin with a go override");
+        assert!(!go[0].required, "a build command may run Go in a container");
+        let quickstart = Scenario::load(&repo.join("scenarios/quickstart.yaml")).unwrap();
+        assert!(tools_for(&quickstart).iter().all(|t| t.name != "go"));
     }
 }
