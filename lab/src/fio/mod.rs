@@ -144,7 +144,7 @@ pub async fn pattern(
     Ok(report)
 }
 
-pub fn pattern_job_file(filename: &str, size_mib: u64, verify_only: bool) -> String {
+fn pattern_job_file(filename: &str, size_mib: u64, verify_only: bool) -> String {
     // The same job both times: fio regenerates the pattern from it to compare.
     let mut file = format!(
         "[global]\nfilename={filename}\nioengine=psync\ndirect=1\nbs=64k\nsize={size_mib}M\n\n[pattern]\nrw=write\nverify=crc32c\nverify_fatal=1\nverify_state_save=0\n"
