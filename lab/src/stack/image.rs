@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use super::manifest::Object;
 
+/// The lists of a pod spec that hold containers, each with an image.
+const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
+
 /// Where a kind keeps its pod spec.
 fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
@@ -31,7 +34,7 @@ pub fn repository(reference: &str) -> String {
 fn for_each_image(object: &mut Object, mut visit: impl FnMut(&mut Value)) {
     let Some(pointer) = pod_spec_pointer(object.kind()) else { return };
     let Some(spec) = object.value.pointer_mut(pointer) else { return };
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
+    for list in CONTAINER_LISTS {
         if let Some(Value::Array(containers)) = spec.get_mut(list) {
             for container in containers {
                 if let Some(image) = container.get_mut("image") {
@@ -57,7 +60,7 @@ pub fn uses(objects: &[Object]) -> Vec<ImageUse> {
     let mut out = Vec::new();
     for object in objects {
         let Some(spec) = pod_spec_pointer(object.kind()).and_then(|p| object.value.pointer(p)) else { continue };
-        for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for list in CONTAINER_LISTS {
             for container in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
                 let Some(image) = container.get("image").and_then(Value::as_str) else { continue };
                 let name = container.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -75,15 +78,10 @@ pub fn uses(objects: &[Object]) -> Vec<ImageUse> {
 /// Every image the objects reference, in order, without repeats.
 pub fn images(objects: &[Object]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for object in objects {
-        let mut copy = object.clone();
-        for_each_image(&mut copy, |image| {
-            if let Some(name) = image.as_str()
-                && !out.iter().any(|seen| seen == name)
-            {
-                out.push(name.to_string());
-            }
-        });
+    for used in uses(objects) {
+        if !out.contains(&used.image) {
+            out.push(used.image);
+        }
     }
     out
 }
