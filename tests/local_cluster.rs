@@ -36,6 +36,19 @@ fn output(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// `lab`, run in `dir` with the Kubernetes binaries in `binaries`.
+fn lab_in(dir: &Path, binaries: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("lab").unwrap();
+    cmd.current_dir(dir).env("LAB_KUBE_BIN", binaries);
+    cmd
+}
+
+/// A scratch copy of a manifests folder, for a test to break.
+fn copy_manifests(from: &Path, to: &Path) {
+    let options = fs_extra::dir::CopyOptions::new().content_only(true);
+    fs_extra::dir::copy(from, to, &options).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+}
+
 /// What a cluster could leave behind on the host, as text to compare.
 #[derive(Debug, PartialEq)]
 struct Host {
@@ -168,14 +181,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
 
     let started = std::time::Instant::now();
-    let run = Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("LAB_KUBE_BIN", &binaries)
-        .args(["run", "--junit", "junit.xml"])
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let run = lab_in(dir.path(), &binaries).args(["run", "--junit", "junit.xml"]).arg(&scenario).output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "lab run failed:\n{stdout}\n{stderr}");
@@ -226,10 +232,7 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
     let binaries = binaries();
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
-    std::fs::create_dir(&manifests).unwrap();
-    for entry in std::fs::read_dir(repo().join("manifests/csi-hostpath")).unwrap().flatten() {
-        std::fs::copy(entry.path(), manifests.join(entry.file_name())).unwrap();
-    }
+    copy_manifests(&repo().join("manifests/csi-hostpath"), &manifests);
     let plugin = manifests.join("10-plugin.yaml");
     let text = std::fs::read_to_string(&plugin).unwrap();
     assert!(text.contains("image: lab-local/csi-hostpath-plugin:dev"), "the fixture's image changed: {text}");
@@ -246,13 +249,7 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
 
     let before = Host::now();
     let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
-    let run = Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("LAB_KUBE_BIN", &binaries)
-        .args(["run", "--junit", "junit.xml", "lab.yaml"])
-        .output()
-        .unwrap();
+    let run = lab_in(dir.path(), &binaries).args(["run", "--junit", "junit.xml", "lab.yaml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "lab run passed with a misspelt image:\n{stderr}");
     let line = stderr.lines().find(|l| l.contains("lab-local/csi-hostpath-plugn:dev")).unwrap_or_default();
@@ -287,14 +284,7 @@ fn a_component_that_dies_is_named_with_its_log() {
     let scenario = repo().join("scenarios/local.yaml");
     let before = Host::now();
     let _down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
-    let up = Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("LAB_KUBE_BIN", &broken)
-        .arg("up")
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let up = lab_in(dir.path(), &broken).arg("up").arg(&scenario).output().unwrap();
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(!up.status.success(), "lab up succeeded with a broken scheduler:\n{stderr}");
     assert!(stderr.contains("✗ [") && stderr.contains("start kube-scheduler"), "{stderr}");
@@ -326,10 +316,7 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
     std::fs::write(dir.path().join("up.yaml"), scenario("")).unwrap();
     std::fs::write(dir.path().join("shipped.yaml"), scenario(&manifests.display().to_string())).unwrap();
     let broken = dir.path().join("broken");
-    std::fs::create_dir(&broken).unwrap();
-    for entry in std::fs::read_dir(&manifests).unwrap().flatten() {
-        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
-    }
+    copy_manifests(&manifests, &broken);
     let service = broken.join("11-api-rest.yaml");
     let text = std::fs::read_to_string(&service).unwrap();
     assert!(text.contains("type: ClusterIP"), "the fixture's Service changed: {text}");
@@ -337,15 +324,7 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
     std::fs::write(dir.path().join("broken.yaml"), scenario("broken")).unwrap();
 
     let _down = Down { dir: dir.path(), scenario: dir.path().join("up.yaml"), _pages: support::HostState::save() };
-    let lab = |args: &[&str]| {
-        Command::cargo_bin("lab")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("LAB_KUBE_BIN", &binaries)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let lab = |args: &[&str]| lab_in(dir.path(), &binaries).args(args).output().unwrap();
     let up = lab(&["up", "up.yaml"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
 
@@ -398,8 +377,8 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     std::fs::write(dir.path().join("lab.yaml"), scenario(32)).unwrap();
     let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
     let lab = |args: &[&str]| {
-        let mut cmd = Command::cargo_bin("lab").unwrap();
-        cmd.current_dir(dir.path()).env("LAB_KUBE_BIN", &binaries).args(args);
+        let mut cmd = lab_in(dir.path(), &binaries);
+        cmd.args(args);
         cmd
     };
     let up = lab(&["up"]).output().unwrap();
