@@ -130,10 +130,7 @@ impl Lab {
     }
 
     fn image_map(&self) -> anyhow::Result<stack::ImageMap> {
-        Ok(stack::ImageMap {
-            builds: build::resolve(&self.scenario, &self.state, None)?,
-            registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
-        })
+        stack::ImageMap::of(&self.scenario, &self.state)
     }
 
     fn deploy_steps(&self, objects: Vec<stack::manifest::Object>) -> anyhow::Result<Vec<Step>> {

@@ -30,6 +30,21 @@ pub struct ImageMap {
 }
 
 impl ImageMap {
+    /// Every component of the scenario, named as its nodes will ask for it.
+    pub fn of(scenario: &Scenario, state: &crate::state::StateDir) -> anyhow::Result<ImageMap> {
+        Ok(ImageMap {
+            builds: crate::build::resolve(scenario, state, None)?,
+            registry: Registry::of(scenario).map(Arc::new),
+        })
+    }
+
+    /// What a pod runs for `image`: lab's build of its repository when a
+    /// component builds it (the registry's name in registry mode), else nothing.
+    pub fn reference_for(&self, image: &str) -> anyhow::Result<Option<String>> {
+        let wanted = image::repository(image);
+        Ok(self.replacements()?.into_iter().find(|(repo, _)| image::repository(repo) == wanted).map(|(_, r)| r))
+    }
+
     fn pairs(&self, refs_of: impl Fn(&Build) -> anyhow::Result<Vec<String>>) -> anyhow::Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for build in &self.builds {
@@ -205,6 +220,18 @@ mod tests {
 
     fn repo_manifests() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests/mayastor")
+    }
+
+    #[test]
+    fn a_pod_image_a_component_builds_is_its_build() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let scenario = Scenario::load(&repo.join("scenarios/local.yaml")).unwrap();
+        let state = crate::state::StateDir::at(tempfile::tempdir().unwrap().path());
+        let images = ImageMap::of(&scenario, &state).unwrap();
+        let fio = images.reference_for("lab-local/fio").unwrap().unwrap();
+        assert!(fio.starts_with("lab-local/fio:lab-"), "{fio}");
+        assert_eq!(images.reference_for("docker.io/lab-local/fio:other").unwrap().as_deref(), Some(fio.as_str()));
+        assert_eq!(images.reference_for("busybox:1.36").unwrap(), None);
     }
 
     #[test]

@@ -48,19 +48,12 @@ pub fn pod_with_claim(name: &str, claim: &str, image: &str) -> Pod {
     }
 }
 
-/// An image the scenario names: the reference of lab's build when a
-/// component builds that repository (`fio.podImage: lab-local/fio`), else as written.
+/// An image the scenario names: lab's build when a component builds that
+/// repository (`fio.podImage: lab-local/fio`), else as written.
 fn built_or_named(world: &LabWorld, image: &str) -> Result<String, String> {
-    let builds = crate::build::resolve(&world.ctx.scenario, &world.ctx.state, None).map_err(|e| format!("{e:#}"))?;
-    let wanted = crate::stack::image::repository(image);
-    for build in builds {
-        for reference in build.refs().map_err(|e| format!("component {}: {e:#}", build.component.name))? {
-            if crate::stack::image::repository(&reference) == wanted {
-                return Ok(reference);
-            }
-        }
-    }
-    Ok(image.to_string())
+    let images = crate::stack::ImageMap::of(&world.ctx.scenario, &world.ctx.state).map_err(|e| format!("{e:#}"))?;
+    let built = images.reference_for(image).map_err(|e| format!("{e:#}"))?;
+    Ok(built.unwrap_or_else(|| image.to_string()))
 }
 
 #[when(regex = r#"^I start a pod "([^"]+)" using the PVC "([^"]+)"$"#)]
@@ -71,57 +64,6 @@ async fn start_pod(world: &mut LabWorld, name: String, claim: String) -> Result<
     let pod = pod_with_claim(&name, &claim, &image);
     pods.create(&PostParams::default(), &pod).await.map_err(|e| format!("creating pod {ns}/{name}: {e}"))?;
     Ok(())
-}
-
-/// A pod that runs a component's image as it is (its own entrypoint), never pulled.
-fn pod_of_image(name: &str, image: &str) -> Pod {
-    use k8s_openapi::api::core::v1::{Container, PodSpec};
-    Pod {
-        metadata: super::lab_meta(name),
-        spec: Some(PodSpec {
-            containers: vec![Container {
-                name: name.into(),
-                image: Some(image.into()),
-                image_pull_policy: Some("Never".into()),
-                ..Default::default()
-            }],
-            restart_policy: Some("Never".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-#[when(regex = r#"^I start a pod "([^"]+)" from the component "([^"]+)"$"#)]
-async fn start_component_pod(world: &mut LabWorld, name: String, component: String) -> Result<(), String> {
-    let builds = crate::build::resolve(&world.ctx.scenario, &world.ctx.state, Some(&component))
-        .map_err(|e| format!("component {component}: {e:#}"))?;
-    let image = builds
-        .first()
-        .map(|b| b.refs())
-        .transpose()
-        .map_err(|e| format!("component {component}: {e:#}"))?
-        .and_then(|refs| refs.into_iter().next())
-        .ok_or_else(|| format!("component {component} makes no image"))?;
-    let ns = namespace(world).await?;
-    let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &ns);
-    pods.create(&PostParams::default(), &pod_of_image(&name, &image))
-        .await
-        .map_err(|e| format!("creating pod {ns}/{name} with {image}: {e}"))?;
-    Ok(())
-}
-
-#[then(regex = r#"^the pod "([^"]+)" logs "([^"]*)"$"#)]
-async fn pod_logs(world: &mut LabWorld, name: String, expected: String) -> Result<(), String> {
-    let ns = namespace(world).await?;
-    let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &ns);
-    let logs =
-        pods.logs(&name, &Default::default()).await.map_err(|e| format!("reading the logs of pod {ns}/{name}: {e}"))?;
-    if logs.lines().any(|line| line.contains(&expected)) {
-        Ok(())
-    } else {
-        Err(format!("pod {ns}/{name} did not log {expected:?}; it logged:\n{logs}"))
-    }
 }
 
 #[then(regex = r#"^the pod "([^"]+)" is Running within (\d+) seconds$"#)]
