@@ -10,7 +10,7 @@ fn vagrantfile_validates_with_a_generated_node_list() {
     let work = tempfile::tempdir().unwrap();
     // The files `lab up` writes, from the same library code.
     let scenario = lab::scenario::Scenario::load(&repo.join("scenarios/vagrant.yaml")).unwrap();
-    let state = lab::state::StateDir::new(scenario.name());
+    let state = scenario.state_dir().unwrap();
     let vagrant = lab::provider::Vagrant::new(&scenario, &state);
     let lab_dir = work.path().join("vm");
     std::fs::create_dir_all(&lab_dir).unwrap();

@@ -38,7 +38,7 @@ pub enum Command {
     /// Check that every image the lab references is on every node or pullable.
     Images(ImagesArgs),
     /// Remove the cluster and everything lab created for it; restore host settings.
-    Down(ChangeArgs),
+    Down(DownArgs),
     /// Show the lab's nodes as the provider sees them now.
     Status(ScenarioArg),
     /// Print what `lab up` (or `lab down`) would do, changing nothing.
@@ -65,9 +65,21 @@ pub struct ChangeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Also delete the objects `--adopt` took over (by default they stay, as they were not lab's).
+    #[arg(long)]
+    pub delete_adopted: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct DeployArgs {
     #[command(flatten)]
     pub change: ChangeArgs,
+    /// Take over stack objects the cluster already has instead of refusing (`lab down` leaves them).
+    #[arg(long)]
+    pub adopt: bool,
     /// Have the API server check every object (`dryRun=All`) and store none
     /// but the CRDs and namespaces they need; every rejection is reported.
     #[arg(long)]
@@ -81,6 +93,9 @@ pub struct UpArgs {
     /// When a step fails, keep what was made or changed, to look at it (`lab down` removes it).
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// Take over stack objects the cluster already has instead of refusing (`lab down` leaves them).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +135,12 @@ pub struct TestArgs {
     /// Keep what a failed scenario made (its namespace; for `lab run`, the lab) for a look.
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// Where failure artifacts go [default: artifacts/<lab>/<time>/ beside the scenario].
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// `lab run`: take over stack objects the cluster already has (see `lab up --adopt`).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 impl TestArgs {
@@ -133,6 +154,7 @@ impl TestArgs {
             json: self.json.clone(),
             html: self.html.clone(),
             keep_on_failure: self.keep_on_failure,
+            artifacts: self.artifacts.clone(),
         }
     }
 }

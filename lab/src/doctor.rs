@@ -241,7 +241,18 @@ async fn local_cluster(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Findin
             )
         });
     }
-    let layout = local::Layout::new(scenario, &crate::state::StateDir::new(scenario.name()));
+    let state = match scenario.state_dir() {
+        Ok(state) => state,
+        Err(e) => {
+            findings.push(Finding::missing(
+                "state directory",
+                format!("{e:#}"),
+                "set LAB_STATE_DIR to an absolute path",
+            ));
+            return findings;
+        }
+    };
+    let layout = local::Layout::new(scenario, &state);
     let conflicts = local::host_conflicts(&layout);
     findings.push(if conflicts.is_empty() {
         Finding::ok(

@@ -34,6 +34,8 @@ pub struct Lab {
     pub scenario: Scenario,
     pub state: StateDir,
     pub provider: Box<dyn Provider>,
+    /// Which cluster objects this lab may take over and delete.
+    pub ownership: std::sync::Arc<stack::ownership::Ownership>,
 }
 
 impl Lab {
@@ -41,9 +43,31 @@ impl Lab {
     pub fn open(path: Option<PathBuf>) -> anyhow::Result<Lab> {
         let path = path.unwrap_or_else(scenario::default_path);
         let scenario = Scenario::load(&path)?;
-        let state = StateDir::new(scenario.name());
+        let state = scenario.state_dir()?;
         let provider = provider::for_scenario(&scenario, &state);
-        Ok(Lab { scenario, state, provider })
+        let ownership = std::sync::Arc::new(stack::ownership::Ownership {
+            lab: scenario.name().to_string(),
+            adopt: false,
+            delete_adopted: false,
+            only_recorded: false,
+            record: state.created_objects(),
+        });
+        Ok(Lab { scenario, state, provider, ownership })
+    }
+
+    fn with_ownership(mut self, change: impl FnOnce(&mut stack::ownership::Ownership)) -> Lab {
+        change(std::sync::Arc::make_mut(&mut self.ownership));
+        self
+    }
+
+    /// Take over stack objects already in the cluster (`--adopt`) instead of refusing.
+    pub fn adopting(self, adopt: bool) -> Lab {
+        self.with_ownership(|o| o.adopt = adopt)
+    }
+
+    /// Delete adopted objects too (`lab down --delete-adopted`).
+    pub fn deleting_adopted(self, delete: bool) -> Lab {
+        self.with_ownership(|o| o.delete_adopted = delete)
     }
 
     fn describe(&self) -> String {
@@ -66,7 +90,7 @@ impl Lab {
     /// Images are built before the cluster exists, so a broken build leaves
     /// nothing behind; they are loaded once the nodes are ready.
     pub fn up_plan(&self) -> anyhow::Result<Plan> {
-        let preparation = prepare::plan(&self.scenario);
+        let preparation = prepare::plan(&self.scenario, &self.state);
         let builds = build::resolve(&self.scenario, &self.state, None)?;
         let registry = Registry::of(&self.scenario);
         let mut steps = vec![self.make_state_dir()];
@@ -74,12 +98,22 @@ impl Lab {
         steps.extend(registry.as_ref().and_then(Registry::start_step));
         steps.extend(preparation.before_cluster);
         steps.extend(self.provider.up_steps());
-        steps.extend(preparation.on_nodes);
-        steps.extend(self.load_steps(&builds, true));
         let stack_objects = match &self.scenario.stack {
             Some(_) => stack::load(&self.scenario)?,
             None => Vec::new(),
         };
+        // A cluster that was there before `lab up` may already run the stack:
+        // that is found out before lab changes anything on it.
+        if self.scenario.cluster.provider == scenario::ProviderKind::Existing && !stack_objects.is_empty() {
+            let mut objects = stack_objects.clone();
+            objects.extend(stack::pools(&self.scenario, &stack_objects)?);
+            steps.push(Step::work(
+                "check that the stack's objects in the cluster, if any, are lab's",
+                stack::ownership::CheckOwnership { objects, ownership: (*self.ownership).clone() },
+            ));
+        }
+        steps.extend(preparation.on_nodes);
+        steps.extend(self.load_steps(&builds, true));
         steps.extend(self.preflight_step(&builds, &stack_objects));
         if !stack_objects.is_empty() {
             steps.extend(self.deploy_steps(stack_objects)?);
@@ -122,6 +156,7 @@ impl Lab {
                         images: images.clone(),
                         establish_within,
                         server_dry_run: !real,
+                        ownership: self.ownership.clone(),
                     },
                 )
             })
@@ -142,7 +177,13 @@ impl Lab {
             let establish_within = (phase == stack::order::Phase::Crds).then(|| seconds(&timeouts.crds));
             steps.push(Step::work(
                 format!("apply {} ({})", phase.title(), group.len()),
-                stack::apply::Apply { objects: group, images: images.clone(), establish_within, server_dry_run: false },
+                stack::apply::Apply {
+                    objects: group,
+                    images: images.clone(),
+                    establish_within,
+                    server_dry_run: false,
+                    ownership: self.ownership.clone(),
+                },
             ));
         }
         steps.push(Step::work(
@@ -159,6 +200,7 @@ impl Lab {
                     images: images.clone(),
                     establish_within: None,
                     server_dry_run: false,
+                    ownership: self.ownership.clone(),
                 },
             ));
             steps.push(Step::work(
@@ -186,21 +228,26 @@ impl Lab {
         };
         let timeout =
             std::time::Duration::from_secs(scenario::parse_duration_secs(&spec.timeouts.teardown).unwrap_or(300));
+        let ownership = &self.ownership;
         let mut steps = vec![Step::work(
-            "remove the workloads using the lab's volumes, then their claims",
-            stack::teardown::RemoveVolumes { classes: stack::teardown::storage_classes(&objects), timeout },
+            "remove the workloads lab's scenarios left on the lab's volumes, then their claims",
+            stack::teardown::RemoveVolumes {
+                classes: stack::teardown::storage_classes(&objects),
+                lab: ownership.lab.clone(),
+                timeout,
+            },
         )];
         let pools = stack::pools(&self.scenario, &objects).unwrap_or_default();
         if !pools.is_empty() {
             steps.push(Step::work(
                 format!("remove {} DiskPool(s)", pools.len()),
-                stack::teardown::Delete { objects: pools, timeout },
+                stack::teardown::Delete { objects: pools, timeout, ownership: ownership.clone() },
             ));
         }
         for (phase, group) in stack::order::apply_order(&objects).into_iter().rev() {
             steps.push(Step::work(
                 format!("remove {} ({})", phase.title(), group.len()),
-                stack::teardown::Delete { objects: group, timeout },
+                stack::teardown::Delete { objects: group, timeout, ownership: ownership.clone() },
             ));
         }
         Ok(steps)
@@ -345,7 +392,7 @@ impl Lab {
     /// Preparation alone, on a cluster that is already up: its nodes are
     /// found first, so a lab that is not up changes nothing on the host.
     pub fn prepare_plan(&self) -> Plan {
-        let preparation = prepare::plan(&self.scenario);
+        let preparation = prepare::plan(&self.scenario, &self.state);
         let mut steps = vec![self.make_state_dir()];
         if !preparation.on_nodes.is_empty() {
             let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();
@@ -369,7 +416,61 @@ impl Lab {
         Ok(Plan { title: format!("lab down: {}", self.describe()), steps })
     }
 
+    /// After a failed `lab up`: the same as `lab down`, but of the stack
+    /// only the objects this run recorded as created.
+    pub fn cleanup_plan(self) -> anyhow::Result<(Lab, Plan)> {
+        let lab = self.with_ownership(|o| o.only_recorded = true);
+        let plan = lab.down_plan()?;
+        Ok((lab, plan))
+    }
+
     pub fn undo_log(&self) -> prepare::UndoLog {
         prepare::UndoLog::new(self.state.changes())
     }
+}
+
+impl Lab {
+    /// What of this lab can be found without its state directory: its nodes
+    /// (containers or VMs by labels), processes whose command line names the
+    /// state directory, a state directory left in the working directory by an
+    /// older `lab`, and cluster namespaces and CRDs carrying its mark.
+    pub async fn traces(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if matches!(self.provider.exists().await, Ok(true)) {
+            found.push(format!("the nodes of {} are up (`lab status` lists them)", self.scenario.cluster_name()));
+        }
+        let state = self.state.absolute().display().to_string();
+        for pid in processes_naming(&state) {
+            found.push(format!("process {pid} runs with {state} in its command line"));
+        }
+        let old = std::env::current_dir().unwrap_or_default().join(".lab").join(self.scenario.name());
+        if old != self.state.absolute() && old.is_dir() {
+            found.push(format!(
+                "a state directory {} in the working directory (lab now keeps it beside the scenario: move it to {})",
+                old.display(),
+                state
+            ));
+        }
+        if self.scenario.cluster.provider == scenario::ProviderKind::Existing
+            && let Ok(client) = self.provider.client().await
+        {
+            found.extend(stack::ownership::marked_cluster_objects(&client, self.scenario.name()).await);
+        }
+        found
+    }
+}
+
+/// Processes (by pid) whose command line contains `text`.
+fn processes_naming(text: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let own = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(text))
+        })
+        .collect()
 }

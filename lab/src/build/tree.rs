@@ -31,7 +31,9 @@ pub enum Git {
 }
 
 /// Every entry under `root`, sorted, leaving out build caches (folders with
-/// a `CACHEDIR.TAG`, such as cargo's `target/`) and a `.lab` state folder at the top.
+/// a `CACHEDIR.TAG`, such as cargo's `target/`) and `.lab` state folders at
+/// any depth (a lab's state lies beside its scenario file, which may be
+/// anywhere in a checkout; a copy must never copy itself).
 pub fn entries(root: &Path, git: Git) -> anyhow::Result<Vec<Entry>> {
     let mut out = Vec::new();
     walk(root, Path::new(""), git, &mut out).with_context(|| format!("cannot read the tree {}", root.display()))?;
@@ -50,7 +52,7 @@ fn walk(root: &Path, rel: &Path, git: Git, out: &mut Vec<Entry>) -> std::io::Res
             out.push(Entry { path, kind: Kind::Symlink(std::fs::read_link(root.join(rel).join(&name))?) });
         } else if meta.is_dir() {
             let skipped = (name == ".git" && git == Git::Skip)
-                || (rel.as_os_str().is_empty() && name == ".lab")
+                || name == ".lab"
                 || root.join(&path).join("CACHEDIR.TAG").exists();
             if skipped {
                 continue;
@@ -147,8 +149,8 @@ mod tests {
 
         let names =
             |git| -> Vec<String> { entries(root, git).unwrap().iter().map(|e| e.path.display().to_string()).collect() };
-        assert_eq!(names(Git::Skip), ["link", "src", "src/main.rs", "sub", "sub/.lab"]);
-        assert_eq!(names(Git::Keep), [".git", ".git/HEAD", "link", "src", "src/main.rs", "sub", "sub/.lab"]);
+        assert_eq!(names(Git::Skip), ["link", "src", "src/main.rs", "sub"]);
+        assert_eq!(names(Git::Keep), [".git", ".git/HEAD", "link", "src", "src/main.rs", "sub"]);
     }
 
     #[test]

@@ -2,11 +2,40 @@ use std::process::ExitCode;
 
 use super::run_or_show;
 use crate::Lab;
-use crate::cli::ChangeArgs;
+use crate::cli::DownArgs;
 use crate::progress::Progress;
 
-pub async fn run(args: ChangeArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(args.scenario.scenario)?;
+pub async fn run(args: DownArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(args.change.scenario.scenario)?.deleting_adopted(args.delete_adopted);
     let plan = lab.down_plan()?;
-    run_or_show(&lab, &plan, args.dry_run, progress).await
+    if lab.state.exists() || args.change.dry_run {
+        return run_or_show(&lab, &plan, args.change.dry_run, progress).await;
+    }
+    // No state: say what is left of the lab rather than report a clean success.
+    let traces = lab.traces().await;
+    if traces.is_empty() {
+        eprintln!(
+            "nothing to remove: no state at {} and no trace of lab {} (no nodes, processes or marked objects)",
+            lab.state.dir().display(),
+            lab.scenario.name()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("no state at {}, but lab {} left traces:", lab.state.dir().display(), lab.scenario.name());
+    for trace in &traces {
+        eprintln!("  - {trace}");
+    }
+    eprintln!("removing what can be found without the state");
+    crate::plan::execute(&plan, lab.provider.as_ref(), progress, &lab.state).await?;
+    let left = lab.traces().await;
+    let mut message = format!(
+        "lab down had no state at {}: host changes recorded there (hugepages, modules, sysctls) were not undone; \
+         if the state was moved, set LAB_STATE_DIR to the folder that holds {}/",
+        lab.state.dir().display(),
+        lab.scenario.name()
+    );
+    if !left.is_empty() {
+        message.push_str(&format!("\nstill there:\n  - {}", left.join("\n  - ")));
+    }
+    anyhow::bail!(message)
 }

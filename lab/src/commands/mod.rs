@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, &progress).await,
         Command::Fio(args) => fio::run(args).await,
         Command::Deploy(args) => {
-            let lab = crate::Lab::open(args.change.scenario.scenario)?;
+            let lab = crate::Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
             let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
             run_or_show(&lab, &plan, args.change.dry_run, &progress).await
         }

@@ -13,6 +13,7 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
             dry_run: false,
         },
         keep_on_failure: args.keep_on_failure,
+        adopt: args.adopt,
     };
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::run(up, progress).await?;

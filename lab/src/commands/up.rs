@@ -9,7 +9,7 @@ use crate::plan::execute;
 use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(args.change.scenario.scenario)?;
+    let lab = Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
     let plan = lab.up_plan()?;
     if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);
@@ -36,6 +36,8 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
     }
     std::fs::create_dir_all(lab.state.dir()).with_context(|| format!("cannot create {}", lab.state.dir().display()))?;
     std::fs::write(lab.state.file("plan.txt"), plan.render(lab.provider.as_ref(), true))?;
+    // This run's record of the objects it creates starts empty: a failed run removes only those.
+    let _ = std::fs::remove_file(lab.state.created_objects());
 
     let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state).await else {
         eprintln!("lab {} is up; state in {}", lab.scenario.name(), lab.state.dir().display());
@@ -48,9 +50,9 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         eprintln!("keeping the half-made lab for inspection (--keep-on-failure); log: {}", lab.state.log().display());
         eprintln!("  `lab status` lists its nodes, `lab down` removes it");
     } else {
-        eprintln!("cleaning up (use --keep-on-failure to keep the lab for inspection)");
-        let cleanup = match lab.down_plan() {
-            Ok(down) => execute(&down, lab.provider.as_ref(), progress, &lab.state).await,
+        eprintln!("cleaning up what this run made (use --keep-on-failure to keep the lab for inspection)");
+        let cleanup = match lab.cleanup_plan() {
+            Ok((lab, down)) => execute(&down, lab.provider.as_ref(), progress, &lab.state).await,
             Err(e) => Err(e),
         };
         if let Err(cleanup) = cleanup {

@@ -146,7 +146,7 @@ fn step(title: String, task: Task) -> Step {
     Step::work(title, task)
 }
 
-pub fn plan(scenario: &Scenario) -> Preparation {
+pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation {
     let provider = scenario.cluster.provider;
     let nodes = scenario.planned_nodes();
     match provider {
@@ -172,8 +172,7 @@ pub fn plan(scenario: &Scenario) -> Preparation {
                 Task::Sysctls { on: Target::Host, settings: sysctl::local_cluster() },
             ));
             before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
-            let restart =
-                crate::provider::local::kubelet_restart(scenario, &crate::state::StateDir::new(scenario.name()));
+            let restart = crate::provider::local::kubelet_restart(scenario, state);
             let on_nodes = nodes.iter().flat_map(|node| api_steps(node, &restart)).collect();
             Preparation { before_cluster, on_nodes }
         }

@@ -582,6 +582,11 @@ impl Scenario {
         &self.metadata.name
     }
 
+    /// Where this lab keeps its state: beside the scenario file, or under `$LAB_STATE_DIR`.
+    pub fn state_dir(&self) -> anyhow::Result<crate::state::StateDir> {
+        crate::state::StateDir::for_scenario(&self.source, self.name())
+    }
+
     /// A path written in the scenario: relative ones are relative to its folder.
     pub fn path_of(&self, written: &str) -> PathBuf {
         component::resolve(&self.source, written)

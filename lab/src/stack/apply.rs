@@ -25,6 +25,8 @@ pub struct Apply {
     pub establish_within: Option<Duration>,
     /// Only ask the API server (`dryRun=All`): every rejection is reported, nothing is stored.
     pub server_dry_run: bool,
+    /// Whose objects these become; what lab finds already there and not its own is refused.
+    pub ownership: std::sync::Arc<super::ownership::Ownership>,
 }
 
 #[async_trait::async_trait(?Send)]
@@ -40,12 +42,17 @@ impl Work for Apply {
                 lines.push(format!("  image {image}"));
             }
         }
+        let marks =
+            format!("labels {}=lab, {}={}", super::ownership::MANAGED_BY, super::ownership::LAB, self.ownership.lab);
         if self.server_dry_run {
             lines.push(format!(
-                "api: server-side apply with dryRun=All (nothing is stored), field manager {FIELD_MANAGER}"
+                "api: server-side apply with dryRun=All (nothing is stored), field manager {FIELD_MANAGER}, {marks}"
             ));
         } else {
-            lines.push(format!("api: server-side apply, field manager {FIELD_MANAGER}"));
+            let found = if self.ownership.adopt { "adopts" } else { "refuses" };
+            lines.push(format!(
+                "api: GET each object ({found} one lab did not make), then server-side apply, field manager {FIELD_MANAGER}, {marks}"
+            ));
         }
         if let Some(within) = self.establish_within {
             lines.push(format!("waits until Established (at most {}s)", within.as_secs()));
@@ -57,17 +64,38 @@ impl Work for Apply {
         let mut objects = self.objects.clone();
         let replaced = super::image::rewrite(&mut objects, &self.images.replacements()?);
         let client = ctx.client().await?;
+        let ownership = &self.ownership;
         if self.server_dry_run {
+            for object in objects.iter_mut() {
+                super::ownership::mark(object, &ownership.lab, false);
+            }
             dry_run(&client, &objects, &mut Kinds::default()).await?;
             return Ok(Some(format!("{} object(s) accepted by the API server, none stored", objects.len())));
         }
+        // Every object's owner is checked before the first is applied: a refusal changes nothing.
+        let owners = super::ownership::owners(&client, &objects, &ownership.lab).await?;
+        let conflicts = super::ownership::conflicts(&objects, &owners);
+        if !conflicts.is_empty() && !ownership.adopt {
+            return Err(super::ownership::refusal(&ownership.lab, &conflicts));
+        }
+        let mut created = Vec::new();
+        for (object, owner) in objects.iter_mut().zip(&owners) {
+            let adopted = matches!(owner, Some(super::ownership::Owner::Adopted | super::ownership::Owner::Foreign(_)));
+            super::ownership::mark(object, &ownership.lab, adopted);
+            if owner.is_none() {
+                created.push(object.describe());
+            }
+        }
+        // Recorded before applying: an object whose apply fails half-way may still exist.
+        super::ownership::record_created(&ownership.record, &created)?;
         apply(&client, &objects, &mut Kinds::default()).await?;
         if let Some(within) = self.establish_within {
             let names: Vec<String> = objects.iter().map(|o| o.name().to_string()).collect();
             wait_established(&client, &names, within, Duration::from_millis(500)).await?;
         }
         let images = if replaced > 0 { format!(", {replaced} image(s) from lab's builds") } else { String::new() };
-        Ok(Some(format!("{} object(s) applied{images}", objects.len())))
+        let adopted = if conflicts.is_empty() { String::new() } else { format!(", {} adopted", conflicts.len()) };
+        Ok(Some(format!("{} object(s) applied ({} new{adopted}){images}", objects.len(), created.len())))
     }
 }
 

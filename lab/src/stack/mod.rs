@@ -6,6 +6,7 @@ pub mod apply;
 pub mod image;
 pub mod manifest;
 pub mod order;
+pub mod ownership;
 pub mod pool;
 pub mod ready;
 pub mod teardown;

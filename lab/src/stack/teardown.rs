@@ -1,7 +1,9 @@
-//! Teardown in the order finalizers demand: the workloads using the lab's
-//! volumes, then their claims (until the volumes are gone), then the pools,
-//! then the stack in reverse, CRDs last. Each stage waits for what it
-//! deleted to be gone, and a stuck object is named with its finalizers.
+//! Teardown in the order finalizers demand: the workloads lab's scenarios
+//! left on the lab's volumes, then their claims (until the volumes are
+//! gone), then the pools, then the stack in reverse, CRDs last. Only what
+//! carries this lab's mark is deleted (see [`super::ownership`]); what stays
+//! is named with the reason. Each stage waits for what it deleted to be
+//! gone, and a stuck object is named with its finalizers.
 
 use std::time::Duration;
 
@@ -14,12 +16,13 @@ use super::apply::Kinds;
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 
-/// Delete the objects (already gone is fine), then wait until none is left.
-/// Remove the workloads using these storage classes' claims, then the
-/// claims, until their volumes are gone.
+/// Remove the workloads using these storage classes' claims in namespaces
+/// this lab made, then the claims, until their volumes are gone.
 #[derive(Debug)]
 pub struct RemoveVolumes {
     pub classes: Vec<String>,
+    /// The lab whose namespaces (marked `lab.dev/lab=<lab>`) are searched.
+    pub lab: String,
     pub timeout: Duration,
 }
 
@@ -27,7 +30,10 @@ pub struct RemoveVolumes {
 impl Work for RemoveVolumes {
     fn describe(&self, _view: &View<'_>) -> String {
         format!(
-            "api: the pods (by their controllers) using claims of {}, then the claims; waits for the volumes (at most {}s each)",
+            "api: in namespaces labelled {}={}: the pods (by their controllers) using claims of {}, then the claims; \
+             waits for the volumes (at most {}s each); claims elsewhere are not lab's and stay",
+            super::ownership::LAB,
+            self.lab,
             self.classes.join(", "),
             self.timeout.as_secs()
         )
@@ -37,29 +43,48 @@ impl Work for RemoveVolumes {
         let Some(client) = ctx.reachable_client().await else {
             return Ok(Some("no API server answers; skipped".into()));
         };
-        Ok(Some(remove_volumes(&client, &self.classes, self.timeout, Duration::from_secs(2)).await?))
+        Ok(Some(remove_volumes(&client, &self.classes, &self.lab, self.timeout, Duration::from_secs(2)).await?))
     }
 }
 
-/// Delete objects and wait until they are gone.
+/// Delete the objects that are this lab's, wait until they are gone, and
+/// say which stay and why.
 #[derive(Debug)]
 pub struct Delete {
     pub objects: Vec<Object>,
     pub timeout: Duration,
+    pub ownership: std::sync::Arc<super::ownership::Ownership>,
 }
 
 #[async_trait::async_trait(?Send)]
 impl Work for Delete {
     fn describe(&self, _view: &View<'_>) -> String {
         let names: Vec<String> = self.objects.iter().map(|o| o.describe()).collect();
-        format!("api: delete {}; waits until gone (at most {}s)", names.join(", "), self.timeout.as_secs())
+        let which = if self.ownership.only_recorded {
+            "those this run created"
+        } else if self.ownership.delete_adopted {
+            "those labelled for this lab and applied by lab, adopted ones too"
+        } else {
+            "those labelled for this lab and applied by lab, not adopted ones"
+        };
+        format!(
+            "api: delete {}; of them only {which}; waits until gone (at most {}s)",
+            names.join(", "),
+            self.timeout.as_secs()
+        )
     }
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
         let Some(client) = ctx.reachable_client().await else {
             return Ok(Some("no API server answers; skipped".into()));
         };
-        Ok(Some(delete_and_wait(&client, &self.objects, self.timeout, Duration::from_secs(2)).await?))
+        let (delete, left) = super::ownership::deletable(&client, &self.objects, &self.ownership).await?;
+        let mut note = delete_and_wait(&client, &delete, self.timeout, Duration::from_secs(2)).await?;
+        if !left.is_empty() {
+            ctx.note(&format!("left in the cluster: {}", left.join("; ")));
+            note.push_str(&format!("; left {}: {}", left.len(), left.join("; ")));
+        }
+        Ok(Some(note))
     }
 }
 
@@ -114,20 +139,44 @@ fn reference(api_version: &str, kind: &str, namespace: Option<&str>, name: &str)
     }
 }
 
-/// The claims of the given storage classes, and what runs on them: each pod's
-/// controller (a Deployment for a ReplicaSet's pods), or the pod itself.
+/// The claims of the given storage classes in this lab's namespaces, and
+/// what runs on them: each pod's controller (a Deployment for a
+/// ReplicaSet's pods), or the pod itself. Claims of these classes elsewhere
+/// are someone else's: they come back last, by name, to be reported.
 pub async fn volume_users(
     client: &Client,
     classes: &[String],
-) -> anyhow::Result<(Vec<Object>, Vec<Object>, Vec<Object>)> {
+    lab: &str,
+) -> anyhow::Result<(Vec<Object>, Vec<Object>, Vec<Object>, Vec<String>)> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
-    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-    let claims: Vec<PersistentVolumeClaim> = Api::<PersistentVolumeClaim>::all(client.clone())
-        .list(&ListParams::default())
+    use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+    let selector = ListParams::default().labels(&format!("{}={lab}", super::ownership::LAB));
+    let ours: Vec<String> = Api::<Namespace>::all(client.clone())
+        .list(&selector)
         .await?
         .items
         .into_iter()
-        .filter(|c| c.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()).is_some_and(|sc| classes.contains(sc)))
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    let (claims, others): (Vec<PersistentVolumeClaim>, Vec<PersistentVolumeClaim>) =
+        Api::<PersistentVolumeClaim>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|c| {
+                c.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()).is_some_and(|sc| classes.contains(sc))
+            })
+            .partition(|c| c.metadata.namespace.as_ref().is_some_and(|ns| ours.contains(ns)));
+    let others = others
+        .iter()
+        .map(|c| {
+            format!(
+                "PersistentVolumeClaim {}/{}",
+                c.metadata.namespace.clone().unwrap_or_default(),
+                c.metadata.name.clone().unwrap_or_default()
+            )
+        })
         .collect();
     let claim_key = |c: &PersistentVolumeClaim| {
         (c.metadata.namespace.clone().unwrap_or_default(), c.metadata.name.clone().unwrap_or_default())
@@ -170,7 +219,7 @@ pub async fn volume_users(
         .filter_map(|c| c.spec.as_ref().and_then(|s| s.volume_name.clone()))
         .map(|pv| reference("v1", "PersistentVolume", None, &pv))
         .collect();
-    Ok((users, claim_objects, volumes))
+    Ok((users, claim_objects, volumes, others))
 }
 
 /// The storage classes among the stack's objects.
@@ -182,10 +231,11 @@ pub fn storage_classes(objects: &[Object]) -> Vec<String> {
 pub async fn remove_volumes(
     client: &Client,
     classes: &[String],
+    lab: &str,
     timeout: Duration,
     poll: Duration,
 ) -> anyhow::Result<String> {
-    let (users, claims, volumes) = volume_users(client, classes).await?;
+    let (users, claims, volumes, others) = volume_users(client, classes, lab).await?;
     if !users.is_empty() {
         delete_and_wait(client, &users, timeout, poll).await?;
     }
@@ -194,7 +244,12 @@ pub async fn remove_volumes(
         // Deleting a claim deletes its volume through the CSI driver; wait for that too.
         delete_and_wait_gone_only(client, &volumes, timeout, poll).await?;
     }
-    Ok(format!("{} workload(s), {} claim(s), {} volume(s) removed", users.len(), claims.len(), volumes.len()))
+    let mut note =
+        format!("{} workload(s), {} claim(s), {} volume(s) removed", users.len(), claims.len(), volumes.len());
+    if !others.is_empty() {
+        note.push_str(&format!("; left {} claim(s) lab's scenarios did not make: {}", others.len(), others.join(", ")));
+    }
+    Ok(note)
 }
 
 /// Wait for objects something else deletes.
@@ -289,6 +344,15 @@ mod tests {
                 return Some(list.clone());
             }
             let mut objects = self.objects.lock().unwrap();
+            if method == "GET" && path == "/api/v1/namespaces" {
+                // Only the lab's namespaces are put here: the fake ignores the label selector.
+                let items: Vec<Value> = objects
+                    .iter()
+                    .filter(|(p, _)| p.starts_with("/api/v1/namespaces/") && p.matches('/').count() == 4)
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                return Some(json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}));
+            }
             if method == "GET" && (path == "/api/v1/persistentvolumeclaims" || path == "/api/v1/pods") {
                 let kind = if path.ends_with("pods") { "/pods/" } else { "/persistentvolumeclaims/" };
                 let items: Vec<Value> =
@@ -314,6 +378,8 @@ mod tests {
     async fn the_users_of_lab_volumes_go_first_then_their_claims_until_the_volumes_are_gone() {
         let api = FakeApi::default();
         let meta = |name: &str, ns: &str| json!({"name": name, "namespace": ns});
+        api.put("/api/v1/namespaces/app", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app", "labels": {"lab.dev/lab": "ci"}}}));
+        api.put("/api/v1/namespaces/users/persistentvolumeclaims/theirs", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("theirs", "users"), "spec": {"storageClassName": "mayastor-single-replica", "volumeName": "pvc-2"}}));
         api.put("/api/v1/namespaces/app/persistentvolumeclaims/data", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("data", "app"), "spec": {"storageClassName": "mayastor-single-replica", "volumeName": "pvc-1"}}));
         api.put("/api/v1/namespaces/app/persistentvolumeclaims/other", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("other", "app"), "spec": {"storageClassName": "standard"}}));
         api.put(
@@ -334,8 +400,13 @@ mod tests {
 
         let client = Client::new(service, "default");
         let classes = vec!["mayastor-single-replica".to_string()];
-        let note = remove_volumes(&client, &classes, Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
-        assert_eq!(note, "1 workload(s), 1 claim(s), 1 volume(s) removed");
+        let note =
+            remove_volumes(&client, &classes, "ci", Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
+        assert_eq!(
+            note,
+            "1 workload(s), 1 claim(s), 1 volume(s) removed; \
+             left 1 claim(s) lab's scenarios did not make: PersistentVolumeClaim users/theirs"
+        );
         let deletes: Vec<String> =
             api.seen.lock().unwrap().iter().filter(|l| l.starts_with("DELETE")).cloned().collect();
         assert_eq!(
@@ -344,9 +415,10 @@ mod tests {
                 "DELETE /apis/apps/v1/namespaces/app/deployments/fio",
                 "DELETE /api/v1/namespaces/app/persistentvolumeclaims/data"
             ],
-            "the claim of another storage class stays"
+            "the claim of another storage class stays, and so does the claim in a namespace lab did not make"
         );
         assert!(api.objects.lock().unwrap().contains_key("/api/v1/namespaces/app/persistentvolumeclaims/other"));
+        assert!(api.objects.lock().unwrap().contains_key("/api/v1/namespaces/users/persistentvolumeclaims/theirs"));
     }
 
     #[tokio::test]

@@ -1,7 +1,10 @@
-//! After each scenario: on failure, what happened is collected into
-//! `.lab/<name>/artifacts/<scenario>/` (events, pod logs, node state, the
-//! fio results); then its namespace is removed, unless it failed and
-//! `--keep-on-failure` asks to keep it for a look.
+//! After each scenario: on failure, what happened is collected into the
+//! run's artifacts folder (`artifacts/<lab>/<time>/<scenario>/` beside the
+//! scenario file, or `--artifacts DIR`), outside the state directory so
+//! `lab down` never takes it: events, every pod's object and logs (with the
+//! previous container's), node state, the fio results. Then the scenario's
+//! namespace is removed, unless it failed and `--keep-on-failure` asks to
+//! keep it. After the run, the folder is bundled into one tarball.
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +37,65 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
 fn artifacts_dir(world: &LabWorld) -> PathBuf {
     let slug: String =
         world.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    world.ctx.state.dir().join("artifacts").join(format!("{}-{}", world.ctx.label, slug.trim_matches('-')))
+    world.ctx.artifacts.join(slug.trim_matches('-'))
+}
+
+/// `artifacts/<lab>/<UTC time>/` beside the scenario file.
+pub fn default_artifacts(scenario: &crate::scenario::Scenario) -> PathBuf {
+    scenario.path_of("artifacts").join(scenario.name()).join(utc_stamp(std::time::SystemTime::now()))
+}
+
+/// `20261130T224440Z`: sorts by time and is a plain file name.
+pub fn utc_stamp(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// After the run: the lab's log and this run's raw fio output join the
+/// artifacts, and the folder becomes `<folder>.tar.gz` beside it.
+pub fn bundle(ctx: &super::world::Context) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let dir = &ctx.artifacts;
+    if ctx.state.log().exists() {
+        std::fs::copy(ctx.state.log(), dir.join("lab.log")).context("copying lab.log")?;
+    }
+    let raw = ctx.results.join(ctx.scenario.name()).join("raw");
+    let runs: Vec<PathBuf> =
+        std::fs::read_dir(&raw).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let ours: Vec<&PathBuf> =
+        runs.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&ctx.label))).collect();
+    if !ours.is_empty() {
+        std::fs::create_dir_all(dir.join("fio-raw"))?;
+        for path in ours {
+            std::fs::copy(path, dir.join("fio-raw").join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    let name = dir.file_name().context("the artifacts folder has no name")?;
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tarball = parent.join(format!("{}.tar.gz", name.to_string_lossy()));
+    let out = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(parent)
+        .arg(name)
+        .output()
+        .context("running tar")?;
+    if !out.status.success() {
+        anyhow::bail!("tar -czf {}: {}", tarball.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(tarball)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
@@ -80,11 +141,51 @@ async fn collect(world: &LabWorld, dir: &Path) -> Result<(), String> {
         })
         .collect();
     write(dir, "events.txt", &lines.join("\n"))?;
-    let pods: Api<Pod> = Api::namespaced(client, namespace);
-    for pod in pods.list(&ListParams::default()).await.map_err(|e| e.to_string())? {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let logs = pods.logs(&name, &LogParams::default()).await.unwrap_or_else(|e| format!("(no logs: {e})"));
-        write(dir, &format!("pod-{name}.log"), &logs)?;
+    pod_logs(&client, namespace, dir).await?;
+    // The stack's own pods: a driver's log often says why a volume failed.
+    for namespace in &world.ctx.stack_namespaces {
+        let stack = dir.join("stack").join(namespace);
+        std::fs::create_dir_all(&stack).map_err(|e| format!("{}: {e}", stack.display()))?;
+        pod_logs(&client, namespace, &stack).await?;
     }
     Ok(())
+}
+
+/// Each pod of a namespace: its object with status (`pods.json`, what
+/// `kubectl describe` reads) and each container's log, and the previous
+/// container's log when it restarted.
+async fn pod_logs(client: &kube::Client, namespace: &str, dir: &Path) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods.list(&ListParams::default()).await.map_err(|e| format!("listing pods in {namespace}: {e}"))?;
+    write(dir, "pods.json", &serde_json::to_string_pretty(&list.items).unwrap_or_default())?;
+    for pod in &list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        let containers: Vec<String> =
+            pod.spec.iter().flat_map(|s| s.containers.iter().map(|c| c.name.clone())).collect();
+        for container in containers {
+            let params = LogParams { container: Some(container.clone()), ..LogParams::default() };
+            let logs = pods.logs(&name, &params).await.unwrap_or_else(|e| format!("(no logs: {e})"));
+            write(dir, &format!("pod-{name}-{container}.log"), &logs)?;
+            let restarted = statuses.iter().any(|s| s.name == container && s.restart_count > 0);
+            if restarted {
+                let previous = LogParams { previous: true, ..params };
+                let logs = pods.logs(&name, &previous).await.unwrap_or_else(|e| format!("(no logs: {e})"));
+                write(dir, &format!("pod-{name}-{container}.previous.log"), &logs)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_are_named_by_utc_time() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_078_680);
+        assert_eq!(utc_stamp(at), "20261130T224440Z");
+        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000Z");
+    }
 }

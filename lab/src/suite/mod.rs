@@ -30,6 +30,8 @@ pub struct TestOptions {
     pub json: Option<PathBuf>,
     pub html: Option<PathBuf>,
     pub keep_on_failure: bool,
+    /// The folder for this run's failure artifacts (default: `artifacts/<lab>/<time>/` beside the scenario).
+    pub artifacts: Option<PathBuf>,
 }
 
 /// Where a report goes; nowhere when not asked for.
@@ -40,6 +42,18 @@ fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
         }
         None => Box::new(std::io::sink()),
     })
+}
+
+/// The namespaces the stack's objects live in, whose pods' logs a failure collects.
+fn stack_namespaces(scenario: &Scenario) -> Vec<String> {
+    let Ok(objects) = crate::stack::load(scenario) else { return Vec::new() };
+    let mut out: Vec<String> = Vec::new();
+    for namespace in objects.iter().filter_map(|o| o.namespace()) {
+        if !out.iter().any(|n| n == namespace) {
+            out.push(namespace.to_string());
+        }
+    }
+    out
 }
 
 /// A label for this run's records: when, and at which commit.
@@ -82,6 +96,8 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         results: scenario.path_of(&scenario.fio.results),
         label: run_label(),
         checks: Default::default(),
+        artifacts: options.artifacts.clone().unwrap_or_else(|| cleanup::default_artifacts(scenario)),
+        stack_namespaces: stack_namespaces(scenario),
     });
 
     let runner = cucumber::runner::basic::Cli {
@@ -121,6 +137,16 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         .run(features)
         .await;
     let failed = cucumber::writer::Stats::execution_has_failed(&finished);
+    if ctx.artifacts.is_dir() {
+        match cleanup::bundle(&ctx) {
+            Ok(tarball) => eprintln!(
+                "artifacts of the failed scenarios: {} (all in one file: {})",
+                ctx.artifacts.display(),
+                tarball.display()
+            ),
+            Err(e) => eprintln!("artifacts are in {}, but bundling them failed: {e:#}", ctx.artifacts.display()),
+        }
+    }
 
     let checks = ctx.checks.lock().map(|c| c.clone()).unwrap_or_default();
     if !checks.is_empty() {

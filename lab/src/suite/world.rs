@@ -24,6 +24,10 @@ pub struct Context {
     pub label: String,
     /// Verdicts and threshold checks, for the reports.
     pub checks: Mutex<Vec<Check>>,
+    /// This run's artifacts folder (made at the first failure).
+    pub artifacts: std::path::PathBuf,
+    /// Where the stack's pods run, for their logs on a failure.
+    pub stack_namespaces: Vec<String>,
 }
 
 /// One measured check, as the reports show it.

@@ -47,7 +47,10 @@ pub async fn namespace(world: &mut LabWorld) -> Result<String, String> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let name = namespace_name(&world.name, suffix);
     let namespaces: Api<Namespace> = Api::all(world.ctx.client()?);
-    let object = Namespace { metadata: lab_meta(&name), ..Default::default() };
+    // Marked for this lab: `lab down` removes the claims and workloads left in it, and only those.
+    let mut metadata = lab_meta(&name);
+    metadata.labels = Some(crate::stack::ownership::namespace_labels(world.ctx.scenario.name()));
+    let object = Namespace { metadata, ..Default::default() };
     namespaces.create(&PostParams::default(), &object).await.map_err(|e| format!("creating namespace {name}: {e}"))?;
     world.namespace = Some(name.clone());
     Ok(name)
