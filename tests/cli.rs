@@ -37,8 +37,16 @@ fn help_lists_every_command() {
     assert!(down.contains("--dry-run"), "{down}");
 }
 
+/// Snapshot settings that write this checkout's path as `[REPO]`.
+fn repo_redacted() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&repo_root().display().to_string()), "[REPO]");
+    settings
+}
+
 #[test]
 fn plans_of_the_shipped_scenarios() {
+    let _redacted = repo_redacted().bind_to_scope();
     for name in ["quickstart", "vagrant", "existing", "host-perf"] {
         let file = format!("scenarios/{name}.yaml");
         // The existing provider's commands name the kubeconfig.
@@ -58,13 +66,7 @@ fn plans_of_the_shipped_scenarios() {
 
 #[test]
 fn generated_kind_config_and_vagrant_node_list() {
-    let root = repo_root().display().to_string();
-    let settings = {
-        let mut s = insta::Settings::clone_current();
-        s.add_filter(&regex_escape(&root), "[REPO]");
-        s
-    };
-    settings.bind(|| {
+    repo_redacted().bind(|| {
         insta::assert_snapshot!(
             "files_quickstart",
             stdout_of(lab().args(["plan", "--files", "scenarios/quickstart.yaml"]))

@@ -90,7 +90,7 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
         findings.extend(local_cluster(scenario, machine).await);
     }
     if provider == ProviderKind::Existing {
-        let path = existing_kubeconfig_path(&scenario.cluster.existing.clone().unwrap_or_default());
+        let path = existing_kubeconfig_path(&crate::provider::existing_options(scenario));
         findings.push(if path.exists() {
             Finding::ok("kubeconfig", path.display().to_string())
         } else {

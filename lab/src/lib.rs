@@ -55,6 +55,16 @@ impl Lab {
         Ok(Lab { scenario, state, provider, ownership })
     }
 
+    /// What only this machine can tell, checked before a command changes
+    /// anything: hugepages for this host's kernel must fit in its memory.
+    pub fn check_machine(&self) -> anyhow::Result<()> {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        if let Some(total) = prepare::hugepages::mem_total_kib(&meminfo) {
+            self.scenario.check_host_memory(total)?;
+        }
+        Ok(())
+    }
+
     fn with_ownership(mut self, change: impl FnOnce(&mut stack::ownership::Ownership)) -> Lab {
         change(std::sync::Arc::make_mut(&mut self.ownership));
         self

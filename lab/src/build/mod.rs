@@ -387,11 +387,12 @@ pub fn steps(builds: &[Arc<Build>]) -> Vec<Step> {
     steps
 }
 
-/// Clone once into the cache, then fetch the ref and check it out with its submodules.
+/// Clone once into the cache, then fetch the ref and check it out with its
+/// submodules. URL and ref come after `--`, so neither is read as an option.
 fn fetch_command(url: &str, reference: &str, dir: &Path) -> Cmd {
     let (url, reference, dir) = (quote(url), quote(reference), quote(&dir.display().to_string()));
     Cmd::sh(format!(
-        "[ -d {dir}/.git ] || git clone --quiet {url} {dir} && git -C {dir} fetch --quiet origin {reference} && git -C {dir} checkout --quiet --detach FETCH_HEAD && git -C {dir} submodule update --quiet --init --recursive"
+        "[ -d {dir}/.git ] || git clone --quiet -- {url} {dir} && git -C {dir} fetch --quiet -- origin {reference} && git -C {dir} checkout --quiet --detach FETCH_HEAD && git -C {dir} submodule update --quiet --init --recursive"
     ))
 }
 

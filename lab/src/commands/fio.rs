@@ -22,6 +22,20 @@ fn reported() -> impl Iterator<Item = Metric> {
         .map(|m| Metric::parse(m).expect("a known metric"))
 }
 
+/// A label names raw output files under `results/`: it must be a plain file name.
+fn check_label(label: &str) -> anyhow::Result<()> {
+    let plain = !label.is_empty()
+        && !label.starts_with(['.', '-'])
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !plain {
+        anyhow::bail!(
+            "--label `{}`: it becomes part of file names under the results folder, so use letters, digits, '.', '_' and '-', not starting with '.' or '-'",
+            label.escape_debug()
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario.scenario.clone())?;
     let scenario = &lab.scenario;
@@ -34,6 +48,13 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
             known.join(", ")
         );
     };
+    // Checked before fio runs or anything is recorded.
+    for target in std::iter::once(&args.target).chain(args.against.as_ref()) {
+        Job::check_target(target).map_err(|e| anyhow::anyhow!("--target/--against: {e}"))?;
+    }
+    if let Some(label) = &args.label {
+        check_label(label)?;
+    }
     let metric = match &args.metric {
         Some(text) => Metric::parse(text).map_err(|e| anyhow::anyhow!("--metric {e}"))?,
         None => Metric::headline(job),

@@ -10,6 +10,7 @@ use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
+    lab.check_machine()?;
     let plan = lab.up_plan()?;
     if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);

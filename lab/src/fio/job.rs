@@ -84,6 +84,39 @@ impl Job {
         if self.iodepth == 0 || self.numjobs == 0 {
             return Err(format!("job {}: iodepth and numjobs start at 1", self.name));
         }
+        // Each value becomes one `key=value` line of the job file: a newline,
+        // `=`, `#` or `;` there would add or hide options of fio's own.
+        for (field, value, example) in [
+            ("bs", &self.bs, "4k, 4k-16k or 4k,64k"),
+            ("size", &self.size, "256M, 1G or 50%"),
+            ("ioengine", &self.ioengine, "libaio"),
+        ] {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "._:/,%-".contains(c);
+            if value.is_empty() || !value.chars().all(allowed) {
+                return Err(format!(
+                    "job {}: {field} `{}` is not a fio value (write it as fio does, e.g. {example}; no spaces, newlines, '=', '#' or ';')",
+                    self.name,
+                    value.escape_debug()
+                ));
+            }
+            if field != "ioengine" && !value.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(format!(
+                    "job {}: {field} `{value}` does not start with a number (e.g. {example})",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A target is one value of fio's `filename=`: a newline would start another option.
+    pub fn check_target(target: &str) -> Result<(), String> {
+        if target.is_empty() || target.chars().any(|c| c.is_control()) {
+            return Err(format!(
+                "target `{}`: a file or device path, without newlines or control characters",
+                target.escape_debug()
+            ));
+        }
         Ok(())
     }
 
@@ -131,5 +164,22 @@ mod tests {
         assert!(job.check().is_ok());
         job.rw = "random".into();
         assert!(job.check().unwrap_err().contains("rw `random` is not one of"));
+    }
+
+    #[test]
+    fn a_value_cannot_smuggle_another_fio_option_into_the_job_file() {
+        for (bs, size) in
+            [("4k\nfilename=/dev/sda", "1G"), ("4k", "1G\nrw=write"), ("4k=8k", "1G"), ("4k", "1G #"), ("k4", "1G")]
+        {
+            let job = Job::new("j", "randread", bs, size, 1);
+            let err = job.check().unwrap_err();
+            assert!(err.starts_with("job j: "), "{bs:?} {size:?}: {err}");
+        }
+        let mut job = Job::new("j", "randread", "4k-16k", "50%", 1);
+        assert!(job.check().is_ok());
+        job.ioengine = "io_uring\nverify=0".into();
+        assert!(job.check().unwrap_err().contains("ioengine `io_uring\\nverify=0` is not a fio value"));
+        assert!(Job::check_target("/dev/loop7").is_ok());
+        assert!(Job::check_target("/tmp/x\nrw=write").is_err());
     }
 }

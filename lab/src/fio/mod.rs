@@ -110,6 +110,7 @@ impl Metric {
 /// `raw` before it is parsed, so a result that cannot be read is not lost.
 pub async fn run(shell: &dyn Shell, job: &Job, filename: &str, raw: &Path) -> anyhow::Result<Report> {
     job.check().map_err(anyhow::Error::msg)?;
+    Job::check_target(filename).map_err(|e| anyhow::anyhow!(e))?;
     run_job_file(shell, &job.name, &job.job_file(filename), raw).await
 }
 

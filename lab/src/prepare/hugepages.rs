@@ -18,6 +18,33 @@ pub struct Pool {
     pub free: u64,
 }
 
+/// `MemTotal` in KiB from `/proc/meminfo` text.
+pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn meminfo_cmd() -> Cmd {
+    Cmd::new("cat").arg("/proc/meminfo")
+}
+
+/// Refuse a pool that would not fit in the machine's memory, before asking the kernel.
+async fn check_fits(shell: &dyn Shell, target: u64) -> anyhow::Result<()> {
+    let output = shell.run(&meminfo_cmd()).await?;
+    let Some(total) = mem_total_kib(&output.stdout) else {
+        anyhow::bail!("{}: /proc/meminfo has no MemTotal line", shell.place());
+    };
+    if target.saturating_mul(2048) >= total {
+        anyhow::bail!(
+            "{}: {target} 2 MiB hugepages take {} MiB, and it has {} MiB of memory (MemTotal): lower hugepages2Mi",
+            shell.place(),
+            target.saturating_mul(2),
+            total / 1024
+        );
+    }
+    Ok(())
+}
+
 pub fn read_cmd() -> Cmd {
     Cmd::new("cat").args([NR_HUGEPAGES, FREE_HUGEPAGES])
 }
@@ -34,6 +61,7 @@ fn sysctl_text(total: u64) -> String {
 pub fn ensure_details(pages: u64, persist: bool) -> Vec<Detail> {
     let mut details = vec![
         Detail::run(read_cmd()),
+        Detail::when(meminfo_cmd(), "when fewer are free: the pages must fit in MemTotal"),
         Detail::when(set_cmd(pages), "when fewer are free: in-use pages plus the pages wanted"),
         Detail::when(read_cmd(), "verify"),
     ];
@@ -63,6 +91,7 @@ pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recor
     } else {
         // Pages in use (by io-engine, say) stay in use: grow by what is missing.
         let target = before.total - before.free + pages;
+        check_fits(shell, target).await?;
         record.remember(Change::Setting { path: NR_HUGEPAGES.into(), was: before.total.to_string() })?;
         shell.run(&set_cmd(target)).await?;
         let after = read(shell).await?;
@@ -111,11 +140,13 @@ mod tests {
     use crate::prepare::UndoLog;
     use crate::shell::{Output, RunError};
 
-    /// A kernel that has `pool` and grants at most `limit` pages.
+    /// A kernel that has `pool` and grants at most `limit` pages, on 16 GiB of memory.
     struct Kernel {
         pool: Mutex<Pool>,
         limit: u64,
     }
+
+    const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:         1000000 kB\n";
 
     #[async_trait]
     impl Shell for Kernel {
@@ -129,6 +160,9 @@ mod tests {
             let mut pool = self.pool.lock().unwrap();
             if *cmd == read_cmd() {
                 return Ok(Output { stdout: format!("{}\n{}\n", pool.total, pool.free), ..Output::default() });
+            }
+            if *cmd == meminfo_cmd() {
+                return Ok(Output { stdout: MEMINFO.into(), ..Output::default() });
             }
             let asked: u64 = cmd.args[1].split_whitespace().nth(1).unwrap().parse().unwrap();
             let used = pool.total - pool.free;
@@ -153,5 +187,21 @@ mod tests {
         assert!(err.contains("hugepages=1024"), "{err}");
         let recorded = log.entries().unwrap();
         assert_eq!(recorded.len(), 1, "the original count is recorded once: {recorded:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pool_larger_than_memory_is_refused_before_the_kernel_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = UndoLog::new(dir.path().join("changes.json"));
+        let record = Recorder { log: &log, on: Target::Node("vm".into()) };
+        let kernel = Kernel { pool: Mutex::new(Pool { total: 0, free: 0 }), limit: u64::MAX };
+        let err = ensure(&kernel, 10_000_000, false, &record).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "node vm: 10000000 2 MiB hugepages take 20000000 MiB, and it has 16000 MiB of memory (MemTotal): lower hugepages2Mi"
+        );
+        assert_eq!(kernel.pool.lock().unwrap().total, 0, "the kernel was asked anyway");
+        assert!(log.entries().unwrap().is_empty(), "nothing changed, nothing recorded");
+        assert_eq!(mem_total_kib(MEMINFO), Some(16_384_000));
     }
 }

@@ -1,4 +1,6 @@
-//! Node labels from the scenario, applied through the Kubernetes API.
+//! Node labels from the scenario, applied through the Kubernetes API. Each
+//! label's previous value (or its absence) is recorded first, so `lab down`
+//! puts it back.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +15,21 @@ pub fn describe(node: &str, labels: &BTreeMap<String, String>) -> String {
 }
 
 /// Add or correct the labels; other labels on the node are left alone.
-pub async fn apply(client: Client, node: &str, labels: &BTreeMap<String, String>) -> anyhow::Result<String> {
+pub async fn apply(
+    client: Client,
+    node: &str,
+    labels: &BTreeMap<String, String>,
+    record: &super::Recorder<'_>,
+) -> anyhow::Result<String> {
     let nodes: Api<Node> = Api::all(client);
     let current = nodes.get(node).await.map_err(|e| anyhow::anyhow!("node {node}: reading its labels: {e}"))?;
     let have = current.metadata.labels.unwrap_or_default();
     let wrong: BTreeMap<&String, &String> = labels.iter().filter(|(k, v)| have.get(*k) != Some(*v)).collect();
     if wrong.is_empty() {
         return Ok(format!("already has {} label(s)", labels.len()));
+    }
+    for key in wrong.keys() {
+        record.remember(super::undo::Change::Label { key: key.to_string(), was: have.get(*key).cloned() })?;
     }
     let patch = serde_json::json!({ "metadata": { "labels": wrong } });
     nodes
@@ -28,6 +38,48 @@ pub async fn apply(client: Client, node: &str, labels: &BTreeMap<String, String>
         .map_err(|e| anyhow::anyhow!("node {node}: setting labels: {e}"))?;
     let names: Vec<&str> = wrong.keys().map(|k| k.as_str()).collect();
     Ok(format!("set {}", names.join(", ")))
+}
+
+/// Put recorded labels back: each to its previous value, or removed when
+/// the node had none. A cluster that is gone (a local one after `down`) took
+/// its Node objects with it, so there is nothing to restore.
+#[derive(Debug)]
+pub struct RestoreLabels {
+    pub node: String,
+    /// Each key with the value it had before lab (`None`: it had none).
+    pub labels: BTreeMap<String, Option<String>>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::plan::Work for RestoreLabels {
+    fn describe(&self, _view: &crate::plan::View<'_>) -> String {
+        let patch = serde_json::json!({ "metadata": { "labels": self.labels } });
+        format!("api: PATCH /api/v1/nodes/{} (merge) with {patch}; a null removes the label", self.node)
+    }
+
+    async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
+        let Some(client) = ctx.reachable_client().await else {
+            return Ok(Some("no API server answers: the cluster is gone with its nodes".into()));
+        };
+        let nodes: Api<Node> = Api::all(client);
+        if nodes.get_opt(&self.node).await?.is_none() {
+            return Ok(Some(format!("node {} is gone", self.node)));
+        }
+        let patch = serde_json::json!({ "metadata": { "labels": self.labels } });
+        nodes
+            .patch(&self.node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| anyhow::anyhow!("node {}: restoring labels: {e}", self.node))?;
+        let said: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => format!("{k} removed"),
+            })
+            .collect();
+        Ok(Some(said.join(", ")))
+    }
 }
 
 #[cfg(test)]
@@ -67,8 +119,20 @@ mod tests {
             ("keep".to_string(), "me".to_string()),
             ("tier".to_string(), "fast".to_string()),
         ]);
-        let note = apply(Client::new(service, "default"), "w1", &labels).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = super::super::UndoLog::new(dir.path().join("changes.json"));
+        let record = super::super::Recorder { log: &log, on: crate::plan::Target::Node("w1".into()) };
+        let note = apply(Client::new(service, "default"), "w1", &labels, &record).await.unwrap();
         assert_eq!(note, "set openebs.io/engine, tier");
+        let recorded: Vec<_> = log.entries().unwrap().into_iter().map(|e| e.change).collect();
+        assert_eq!(
+            recorded,
+            [
+                super::super::undo::Change::Label { key: "openebs.io/engine".into(), was: Some("old".into()) },
+                super::super::undo::Change::Label { key: "tier".into(), was: None },
+            ],
+            "each changed label's previous value is recorded, and only those"
+        );
         let (method, content_type, patch) = server.await.unwrap().expect("no PATCH");
         assert_eq!((method.as_str(), content_type.as_str()), ("PATCH", "application/merge-patch+json"));
         assert_eq!(
@@ -83,7 +147,11 @@ mod tests {
         let server = tokio::spawn(serve(handle, serde_json::json!({"openebs.io/engine": "mayastor"})));
         let labels = BTreeMap::from([("openebs.io/engine".to_string(), "mayastor".to_string())]);
         let client = Client::new(service, "default");
-        assert_eq!(apply(client, "w1", &labels).await.unwrap(), "already has 1 label(s)");
+        let dir = tempfile::tempdir().unwrap();
+        let log = super::super::UndoLog::new(dir.path().join("changes.json"));
+        let record = super::super::Recorder { log: &log, on: crate::plan::Target::Node("w1".into()) };
+        assert_eq!(apply(client, "w1", &labels, &record).await.unwrap(), "already has 1 label(s)");
+        assert!(log.entries().unwrap().is_empty(), "nothing changed, nothing recorded");
         assert!(server.await.unwrap().is_none(), "patched a node that needed nothing");
     }
 }

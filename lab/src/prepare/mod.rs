@@ -109,7 +109,7 @@ impl Task {
             Task::Hugepages { pages, persist, .. } => hugepages::ensure(shell, *pages, *persist, &record).await,
             Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
             Task::Rshared { .. } => propagation::make_rshared(shell, &record).await,
-            Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels).await,
+            Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels, &record).await,
             Task::Allocatable { node, pages, restart } => {
                 let client = cluster.client().await?;
                 let poll = Duration::from_secs(2);

@@ -22,6 +22,8 @@ pub enum Change {
     /// Mounts lab made shared (`mount --make-rshared /`), each with the
     /// propagation it had: `private` or `slave`.
     Propagation { mounts: Vec<(String, String)> },
+    /// A node label lab set, and the value it had (`None`: the node had no such label).
+    Label { key: String, was: Option<String> },
 }
 
 impl Change {
@@ -33,6 +35,7 @@ impl Change {
             Change::File { path, .. } => ("file", path),
             Change::Module { name } => ("module", name),
             Change::Propagation { .. } => ("propagation", "/"),
+            Change::Label { key, .. } => ("label", key),
         }
     }
 
@@ -67,6 +70,14 @@ impl Change {
                     on.clone(),
                     Cmd::sh(format!("{}; true", commands.join("; "))),
                 )
+            }
+            Change::Label { key, was } => {
+                let said = match was {
+                    Some(was) => format!("set label {key} back to {was} on {place}"),
+                    None => format!("remove label {key} from {place}"),
+                };
+                let labels = [(key.clone(), was.clone())].into();
+                Step::work(said, super::label::RestoreLabels { node: place, labels })
             }
             // A module another user started to rely on cannot be unloaded; that
             // leaves the kernel as capable as before, so it is not a failure.

@@ -30,7 +30,7 @@ impl Existing {
     pub fn new(scenario: &Scenario) -> Existing {
         Existing {
             named_nodes: scenario.planned_nodes().into_iter().map(|n| n.name).collect(),
-            options: scenario.cluster.existing.clone().unwrap_or_default(),
+            options: resolved_options(scenario),
         }
     }
 
@@ -47,10 +47,27 @@ impl Existing {
     }
 }
 
-/// The kubeconfig file: the scenario's, else `$KUBECONFIG`, else `~/.kube/config`.
+/// The scenario's options, with a relative kubeconfig path taken from the
+/// scenario's folder like every path written in it.
+pub fn resolved_options(scenario: &Scenario) -> ExistingOptions {
+    let mut options = scenario.cluster.existing.clone().unwrap_or_default();
+    if let Some(path) = &options.kubeconfig
+        && !path.starts_with('~')
+        && !std::path::Path::new(path).is_absolute()
+    {
+        options.kubeconfig = Some(scenario.path_of(path).display().to_string());
+    }
+    options
+}
+
+/// The kubeconfig file: the scenario's (a leading `~/` is the home folder),
+/// else `$KUBECONFIG`, else `~/.kube/config`.
 pub fn kubeconfig_path(options: &ExistingOptions) -> PathBuf {
     if let Some(path) = &options.kubeconfig {
-        return PathBuf::from(path);
+        return match path.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+            None => PathBuf::from(path),
+        };
     }
     if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);

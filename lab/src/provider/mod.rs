@@ -16,6 +16,7 @@ use crate::state::StateDir;
 
 pub use existing::{
     Existing, client_for as kube_client, exec_in_pod, kubeconfig_path as existing_kubeconfig_path, node_ready,
+    resolved_options as existing_options,
 };
 pub use host::Host;
 pub use kind::Kind;

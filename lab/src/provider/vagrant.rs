@@ -101,10 +101,16 @@ impl Vagrant {
         self.state.file("nodes.json")
     }
 
-    /// `vagrant …` run from the lab's state directory, where the Vagrantfile
-    /// finds `nodes.json` beside itself.
+    /// `vagrant …` run from the lab's state directory (absolute), where the
+    /// Vagrantfile finds `nodes.json` beside itself.
     fn vagrant(&self) -> Cmd {
-        Cmd::new("vagrant").env("VAGRANT_CWD", self.state.dir().display().to_string())
+        Cmd::new("vagrant").env("VAGRANT_CWD", self.state.absolute().display().to_string())
+    }
+
+    /// Without lab's Vagrantfile in the state directory, Vagrant would search
+    /// the parent folders for another and act on that project's VMs.
+    fn vagrantfile(&self) -> PathBuf {
+        self.state.absolute().join("Vagrantfile")
     }
 
     fn control_plane(&self) -> (usize, &PlannedNode) {
@@ -136,7 +142,7 @@ impl Cluster for Vagrant {
     }
 
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {
-        Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant() })
+        Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant(), vagrantfile: self.vagrantfile() })
     }
 }
 
@@ -223,11 +229,12 @@ impl Provider for Vagrant {
     }
 
     fn down_steps(&self) -> Vec<Step> {
-        vec![Step::run(
-            format!("destroy the VMs of {}", self.cluster),
-            Target::Host,
-            self.vagrant().args(["destroy", "--force"]),
-        )]
+        let vagrantfile = quote(&self.vagrantfile().display().to_string());
+        let destroy = self.vagrant().args(["destroy", "--force"]);
+        let script = format!(
+            "if [ -f {vagrantfile} ]; then {destroy}; else echo 'no lab Vagrantfile at '{vagrantfile}': no VM of this lab to destroy'; fi"
+        );
+        vec![Step::run(format!("destroy the VMs of {}", self.cluster), Target::Host, Cmd::sh(script))]
     }
 
     async fn exists(&self) -> anyhow::Result<bool> {
@@ -235,7 +242,11 @@ impl Provider for Vagrant {
     }
 
     fn interactive_shell(&self, node: &str) -> Cmd {
-        self.vagrant().args(["ssh", node])
+        let vagrantfile = quote(&self.vagrantfile().display().to_string());
+        let ssh = self.vagrant().args(["ssh", node]);
+        Cmd::sh(format!(
+            "test -f {vagrantfile} || {{ echo 'no lab Vagrantfile at '{vagrantfile} >&2; exit 1; }}; exec {ssh}"
+        ))
     }
 }
 
@@ -261,9 +272,25 @@ fn parse_machine_readable_status(text: &str) -> Vec<NodeStatus> {
 pub struct VagrantShell {
     node: String,
     vagrant: Cmd,
+    vagrantfile: PathBuf,
 }
 
 impl VagrantShell {
+    /// Refuse to run `vagrant` where lab's Vagrantfile is not.
+    fn guard(&self, cmd: &Cmd) -> Result<(), RunError> {
+        if self.vagrantfile.is_file() {
+            return Ok(());
+        }
+        Err(RunError::Spawn {
+            place: self.place(),
+            command: self.display(cmd),
+            reason: format!(
+                "lab's Vagrantfile {} is missing (`lab up` writes it); vagrant is not run, as it would look for another Vagrantfile in the parent folders",
+                self.vagrantfile.display()
+            ),
+        })
+    }
+
     fn host_command(&self, cmd: &Cmd) -> Cmd {
         self.vagrant.clone().args(["ssh", &self.node, "-c", &format!("sudo {cmd}")])
     }
@@ -280,6 +307,7 @@ impl Shell for VagrantShell {
     }
 
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
+        self.guard(cmd)?;
         LocalShell.exec(&self.host_command(cmd), stdin).await.map_err(|e| self.on_node(cmd, e))
     }
 
@@ -289,6 +317,7 @@ impl Shell for VagrantShell {
         cmd: &Cmd,
         input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     ) -> Result<Output, RunError> {
+        self.guard(cmd)?;
         LocalShell.exec_streamed(&self.host_command(cmd), input).await.map_err(|e| self.on_node(cmd, e))
     }
 }

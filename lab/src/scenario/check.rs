@@ -29,6 +29,10 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
     }
     check_name(&s.metadata.name, &mut out);
     check_provider_sections(s, &mut out);
+    // Counts first: every later check walks the nodes, and a huge count must not hang them.
+    if !check_count_bounds(s, &mut out) {
+        return out;
+    }
     check_node_counts(s, &mut out);
     for (i, group) in s.cluster.nodes.iter().enumerate() {
         check_group(s, i, group, &mut out);
@@ -197,6 +201,14 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                 }
                 if git.reference.trim().is_empty() {
                     out.push((at("source.ref"), "name a branch, tag or commit to check out".into()));
+                } else if git.reference.starts_with('-') || git.reference.chars().any(|c| c.is_whitespace()) {
+                    out.push((
+                        at("source.ref"),
+                        format!("`{}` is not a git ref: refs start with no '-' and hold no spaces", git.reference),
+                    ));
+                }
+                if git.git.starts_with('-') {
+                    out.push((at("source.git"), format!("`{}` is not a git URL: it starts with '-'", git.git)));
                 }
                 None
             }
@@ -324,6 +336,30 @@ fn check_provider_sections(s: &Scenario, out: &mut Vec<Finding>) {
     }
 }
 
+/// The most nodes one scenario may ask for: more is a typo, not a lab.
+pub const MAX_NODES: u64 = 64;
+
+/// Whether the node counts are within [`MAX_NODES`]; each group over it is named.
+fn check_count_bounds(s: &Scenario, out: &mut Vec<Finding>) -> bool {
+    let before = out.len();
+    for (i, g) in s.cluster.nodes.iter().enumerate() {
+        if u64::from(g.count) > MAX_NODES {
+            out.push((
+                format!("cluster.nodes[{i}].count"),
+                format!("{} nodes is more than lab runs in one scenario ({MAX_NODES} at most)", g.count),
+            ));
+        }
+    }
+    let total: u64 = s.cluster.nodes.iter().map(|g| u64::from(g.count)).sum();
+    if out.len() == before && total > MAX_NODES {
+        out.push((
+            "cluster.nodes".into(),
+            format!("{total} nodes in all is more than lab runs in one scenario ({MAX_NODES} at most)"),
+        ));
+    }
+    out.len() == before
+}
+
 fn check_node_counts(s: &Scenario, out: &mut Vec<Finding>) {
     let nodes = &s.cluster.nodes;
     let total: u32 = nodes.iter().map(|g| g.count).sum();
@@ -390,6 +426,9 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
     {
         out.push((at("pool.size"), format!("a pool of {} is too small: give at least 64MiB", pool.size)));
     }
+    if let Some(pool) = &g.pool {
+        check_pool_device(provider, pool, &at, out);
+    }
     if let Some(list) = &g.io_engine_core_list
         && parse_core_list(list).is_none()
     {
@@ -411,6 +450,45 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
     if g.runs_io_engine() {
         check_io_engine_node(s, i, g, out);
     }
+}
+
+/// kind nodes mount the host's `/dev`: a pool device there is the host's own
+/// disk unless it is a loop device; anything else needs `allowHostDevice`.
+fn check_pool_device(
+    provider: ProviderKind,
+    pool: &super::PoolSpec,
+    at: &dyn Fn(&str) -> String,
+    out: &mut Vec<Finding>,
+) {
+    if pool.allow_host_device && provider != ProviderKind::Kind {
+        out.push((
+            at("pool.allowHostDevice"),
+            format!("allowHostDevice matters only on kind, whose nodes share the host's /dev; {provider} nodes have their own: remove it"),
+        ));
+    }
+    let Some(device) = &pool.device else {
+        if pool.allow_host_device {
+            out.push((at("pool.allowHostDevice"), "there is no `device` to allow: remove it".into()));
+        }
+        return;
+    };
+    if !device.starts_with("/dev/") || device.contains("..") || device.chars().any(|c| c.is_whitespace()) {
+        out.push((at("pool.device"), format!("`{device}` is not a device path: write e.g. /dev/loop7")));
+        return;
+    }
+    if provider == ProviderKind::Kind && !pool.allow_host_device && !is_loop_device(device) {
+        out.push((
+            at("pool.device"),
+            format!(
+                "{device} is a disk of this host (kind nodes share its /dev), and a pool overwrites it: use a loop device lab made (`losetup -f --show <file in the lab's state folder>`), or add `allowHostDevice: true` if you mean it"
+            ),
+        ));
+    }
+}
+
+/// `/dev/loopN`.
+pub fn is_loop_device(device: &str) -> bool {
+    device.strip_prefix("/dev/loop").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// What Mayastor's io-engine needs of a node labelled for it (MAYASTOR.md).

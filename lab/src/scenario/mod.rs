@@ -198,6 +198,9 @@ pub struct PoolSpec {
     /// A block device on the node to use instead of a backing file (VMs).
     #[serde(default)]
     pub device: Option<String>,
+    /// On kind, let `device` be a disk of the host (whose /dev kind nodes share) and not a loop device.
+    #[serde(default)]
+    pub allow_host_device: bool,
 }
 
 /// What kind already offers, passed through into its config.
@@ -580,6 +583,41 @@ impl Scenario {
 
     pub fn name(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// A problem found after loading (against this machine, say), located in
+    /// the scenario file like the problems found while loading it.
+    pub fn problem(&self, path: &str, message: String) -> ScenarioError {
+        let text = std::fs::read_to_string(&self.source).unwrap_or_default();
+        let (line, column) = locate::SpanIndex::build(&text).find(path);
+        ScenarioError {
+            file: self.source.clone(),
+            text,
+            problems: vec![Problem { line, column, path: path.into(), message }],
+        }
+    }
+
+    /// Hugepages on this host's kernel (kind, local and host labs) must fit
+    /// in its memory: the kernel would hand out nearly all of it first.
+    pub fn check_host_memory(&self, mem_total_kib: u64) -> Result<(), ScenarioError> {
+        if !matches!(self.cluster.provider, ProviderKind::Kind | ProviderKind::Local | ProviderKind::Host) {
+            return Ok(());
+        }
+        for (i, group) in self.cluster.nodes.iter().enumerate() {
+            let Some(pages) = group.hugepages2_mi else { continue };
+            let want_kib = pages.saturating_mul(2048);
+            if want_kib >= mem_total_kib {
+                return Err(self.problem(
+                    &format!("cluster.nodes[{i}].hugepages2Mi"),
+                    format!(
+                        "{pages} 2 MiB hugepages take {} MiB, and this host has {} MiB of memory (MemTotal): ask for fewer",
+                        want_kib / 1024,
+                        mem_total_kib / 1024
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Where this lab keeps its state: beside the scenario file, or under `$LAB_STATE_DIR`.

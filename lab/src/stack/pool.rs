@@ -68,7 +68,10 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
     let mut steps = Vec::new();
     for node in scenario.planned_nodes().into_iter().filter(|n| n.group.runs_io_engine()) {
         let Some(pool) = &node.group.pool else { continue };
-        if pool.device.is_some() {
+        if let Some(device) = &pool.device {
+            if scenario.cluster.provider == ProviderKind::Kind {
+                steps.push(device_step(&node.name, device, pool.allow_host_device, state));
+            }
             continue;
         }
         let size = pool.size.0.to_string();
@@ -83,9 +86,113 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
             dir = quote(&dir.display().to_string()),
             file = quote(&file),
         );
-        steps.push(Step::run(format!("make the {} pool file on {}", pool.size, node.name), target, Cmd::sh(script)));
+        // A file lab made on a node that outlives the lab is recorded, so `lab down` removes it.
+        let record = scenario.cluster.provider != ProviderKind::Kind;
+        let file_title = format!("make the {} pool file on {}", pool.size, node.name);
+        steps.push(Step::work(file_title, MakePoolFile { target, file, script: Cmd::sh(script), record }));
     }
     steps
+}
+
+/// On kind a pool device is in the host's `/dev`: it must be a loop device
+/// over a file in the lab's state folder, unless the scenario allows a host
+/// disk, which the plan then says in capitals.
+fn device_step(node: &str, device: &str, allow_host_device: bool, state: &StateDir) -> Step {
+    let check = CheckPoolDevice {
+        device: device.to_string(),
+        allow_host_device,
+        state: state.absolute().display().to_string(),
+    };
+    if allow_host_device {
+        let title =
+            format!("USE HOST DEVICE {device} AS THE POOL OF {node} (allowHostDevice): ALL ITS DATA IS OVERWRITTEN");
+        return Step::work(title, check);
+    }
+    Step::work(format!("check that {device}, the pool of {node}, is a loop device of this lab"), check)
+}
+
+#[derive(Debug)]
+pub struct CheckPoolDevice {
+    pub device: String,
+    pub allow_host_device: bool,
+    /// The lab's state folder (absolute): the loop device's file must lie in it.
+    pub state: String,
+}
+
+impl CheckPoolDevice {
+    fn backing_file_cmd(&self) -> Cmd {
+        Cmd::new("losetup").args(["--noheadings", "--output", "BACK-FILE", &self.device])
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::plan::Work for CheckPoolDevice {
+    fn describe(&self, view: &crate::plan::View<'_>) -> String {
+        if self.allow_host_device {
+            return format!("{} IS A DISK OF THIS HOST; NOTHING CHECKS WHAT IS ON IT", self.device);
+        }
+        let check = crate::plan::Detail::when(self.backing_file_cmd(), "its file must lie in the lab's state folder");
+        view.details(&Target::Host, &[check])
+    }
+
+    async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
+        use crate::shell::Shell as _;
+        if self.allow_host_device {
+            return Ok(Some(format!("{} used as allowed (allowHostDevice)", self.device)));
+        }
+        let output = ctx.shell(&Target::Host).exec(&self.backing_file_cmd(), None).await?;
+        let file = output.stdout.trim();
+        if !output.success() || file.is_empty() {
+            bail!(
+                "pool device {} is not a loop device attached to a file: lab uses only its own loop devices on kind (`allowHostDevice: true` allows a host disk)",
+                self.device
+            );
+        }
+        if !Path::new(file).starts_with(&self.state) {
+            bail!(
+                "pool device {} is a loop device over {file}, which lies outside the lab's state folder {}: it is not this lab's",
+                self.device,
+                self.state
+            );
+        }
+        Ok(Some(format!("{} is a loop device over {file}", self.device)))
+    }
+}
+
+/// Make (or grow) a pool's backing file; when it did not exist, record it for `lab down`.
+#[derive(Debug)]
+pub struct MakePoolFile {
+    pub target: Target,
+    pub file: String,
+    pub script: Cmd,
+    pub record: bool,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::plan::Work for MakePoolFile {
+    fn describe(&self, view: &crate::plan::View<'_>) -> String {
+        let mut details = vec![crate::plan::Detail::run(self.script.clone())];
+        if self.record {
+            details.push(crate::plan::Detail::Note(format!("a new {} is recorded; lab down removes it", self.file)));
+        }
+        view.details(&self.target, &details)
+    }
+
+    async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
+        use crate::shell::Shell as _;
+        let shell = ctx.shell(&self.target);
+        let existed = shell.exec(&Cmd::new("test").args(["-e", &self.file]), None).await?.success();
+        if self.record && !existed {
+            let log = crate::prepare::UndoLog::new(ctx.state.changes());
+            log.remember(&self.target, crate::prepare::undo::Change::File { path: self.file.clone(), was: None })?;
+        }
+        shell.run(&self.script).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Some(if existed {
+            format!("{} was there; kept, grown if smaller", self.file)
+        } else {
+            format!("made {}", self.file)
+        }))
+    }
 }
 
 /// Online, or what the pool reports.
