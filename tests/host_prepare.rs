@@ -95,3 +95,163 @@ fn modules_this_kernel_cannot_load_stop_preparation_with_a_fix_and_no_change() {
     assert_eq!(number(NR), saved.pages, "hugepages changed although preparation failed");
     assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files written although preparation failed");
 }
+
+fn lab_env(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (bool, String) {
+    let mut cmd = assert_cmd::Command::cargo_bin("lab").unwrap();
+    cmd.current_dir(dir).env_remove("LAB_STATE_DIR");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (out.status.success(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn down_from_another_directory_finds_the_state_and_restores_the_hugepages() {
+    let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let (project, elsewhere) = (work.path().join("project"), work.path().join("elsewhere"));
+    std::fs::create_dir_all(project.join("labs")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    scenario(&project.join("labs"), &format!("      hugepages2Mi: {}\n", number(FREE) + 8));
+    let file = project.join("labs/lab.yaml");
+    let file = file.to_str().unwrap();
+
+    // Beside the scenario, whatever the working directory.
+    let (ok, stderr) = lab_env(&project, &[], &["up", "labs/lab.yaml"]);
+    assert!(ok, "{stderr}");
+    assert!(project.join("labs/.lab/hosttest/changes.json").exists(), "the state is not beside the scenario");
+    assert!(!project.join(".lab").exists(), "state written in the working directory");
+    assert_ne!(number(NR), saved.pages, "up reserved nothing, so down proves nothing");
+    let (ok, stderr) = lab_env(&elsewhere, &[], &["down", file]);
+    assert!(ok, "{stderr}");
+    assert_eq!(number(NR), saved.pages, "lab down from another folder did not restore the pool");
+    assert!(!project.join("labs/.lab/hosttest").exists(), "state left behind");
+
+    // Under an absolute $LAB_STATE_DIR, from two working directories.
+    let states = work.path().join("states");
+    let (ok, stderr) = lab_env(&project, &[("LAB_STATE_DIR", &states)], &["up", "labs/lab.yaml"]);
+    assert!(ok, "{stderr}");
+    assert!(states.join("hosttest/changes.json").exists(), "the state is not under $LAB_STATE_DIR");
+    let (ok, stderr) = lab_env(&elsewhere, &[("LAB_STATE_DIR", &states)], &["down", file]);
+    assert!(ok, "{stderr}");
+    assert_eq!(number(NR), saved.pages, "lab down with $LAB_STATE_DIR did not restore the pool");
+    let (ok, stderr) = lab_env(&elsewhere, &[("LAB_STATE_DIR", Path::new("relative"))], &["down", file]);
+    assert!(!ok && stderr.contains("$LAB_STATE_DIR is relative, a relative path: it must be absolute"), "{stderr}");
+
+    // No state and no trace: nothing to do, and it says so.
+    let (ok, stderr) = lab_env(&elsewhere, &[], &["down", file]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("nothing to remove: no state at") && stderr.contains("no trace of lab hosttest"),
+        "{stderr}"
+    );
+    // A state an older lab left in the working directory is a trace, not a success.
+    std::fs::create_dir_all(elsewhere.join(".lab/hosttest")).unwrap();
+    let (ok, stderr) = lab_env(&elsewhere, &[], &["down", file]);
+    assert!(!ok, "lab down reported success with the lab's state elsewhere:\n{stderr}");
+    assert!(stderr.contains("but lab hosttest left traces:"), "{stderr}");
+    assert!(stderr.contains(&format!("a state directory {}", elsewhere.join(".lab/hosttest").display())), "{stderr}");
+    assert!(stderr.contains("host changes recorded there (hugepages, modules, sysctls) were not undone"), "{stderr}");
+    assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files left changed");
+}
+
+/// Each hostile scenario or argument is refused with its location before
+/// anything changes: no state, no results, the host's pages and files as they were.
+#[test]
+fn hostile_input_is_refused_with_its_location_and_changes_nothing() {
+    let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = HostState::save();
+    let head = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: hostile\n";
+    let kind = "cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n";
+    let host = "cluster:\n  provider: host\n";
+    let fio = |bs: &str| {
+        format!("{head}{host}fio:\n  profiles:\n    - {{name: p, rw: read, bs: \"{bs}\", size: 4M, runtime: 1}}\n")
+    };
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "huge count",
+            format!("{head}{kind}    - role: worker\n      count: 100000000\n"),
+            "lab.yaml:10:14: cluster.nodes[1].count:",
+            "100000000 nodes is more than lab runs in one scenario (64 at most)",
+        ),
+        (
+            "huge hugepages",
+            format!("{head}{host}  nodes:\n    - role: worker\n      hugepages2Mi: 100000000\n"),
+            "lab.yaml:9:21: cluster.nodes[0].hugepages2Mi:",
+            "100000000 2 MiB hugepages take 200000000 MiB, and this host has",
+        ),
+        (
+            "newline in a fio field",
+            fio("4k\\nfilename=/etc/passwd"),
+            "lab.yaml:9:7: fio.profiles[0]:",
+            "bs `4k\\nfilename=/etc/passwd` is not a fio value",
+        ),
+        ("= in a fio field", fio("4k=1"), "lab.yaml:9:7: fio.profiles[0]:", "bs `4k=1` is not a fio value"),
+        (
+            "a ref that is an option",
+            format!(
+                "{head}{kind}components:\n  - name: app\n    source: {{git: https://example.invalid/app.git, ref: \"--upload-pack=touch /tmp/lab-pwned\"}}\n    build: {{command: make}}\n    image: x/app\n"
+            ),
+            "lab.yaml:11:57: components[0].source.ref:",
+            "is not a git ref: refs start with no '-'",
+        ),
+        (
+            "a host disk as a kind pool",
+            format!("{head}{kind}    - role: worker\n      pool: {{size: 1GiB, device: /dev/sda}}\n"),
+            "lab.yaml:10:34: cluster.nodes[1].pool.device:",
+            "/dev/sda is a disk of this host (kind nodes share its /dev), and a pool overwrites it",
+        ),
+    ];
+    for (what, text, location, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lab.yaml"), &text).unwrap();
+        let (ok, stderr) = lab(dir.path(), &["up"]);
+        assert!(!ok, "{what}: lab up accepted it");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(
+            stderr.contains(location) && stderr.contains(message),
+            "{what}: want `{location} … {message}`:\n{stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["lab.yaml"], "{what}: lab up wrote something");
+        assert_eq!(number(NR), saved.pages, "{what}: the hugepage pool changed");
+        assert_eq!(saved.changed_files(), Vec::<&str>::new(), "{what}: host files changed");
+    }
+    assert!(!Path::new("/tmp/lab-pwned").exists());
+
+    // A label that would leave the results folder is refused before fio runs.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    std::fs::write(dir.path().join("work/lab.yaml"), fio("4k")).unwrap();
+    let target = dir.path().join("target.img");
+    std::fs::write(&target, vec![0u8; 4 << 20]).unwrap();
+    for label in ["../x", "a/b", ".hidden", "-rf"] {
+        let label_arg = format!("--label={label}");
+        let args = ["fio", "--profile", "p", "--target", target.to_str().unwrap(), &label_arg, "--repeat", "2"];
+        let (ok, stderr) = lab(&dir.path().join("work"), &args);
+        assert!(!ok, "--label {label} was accepted");
+        assert!(stderr.contains(&format!("--label `{label}`: it becomes part of file names")), "{stderr}");
+    }
+    let (ok, stderr) = lab(&dir.path().join("work"), &["fio", "--profile", "p", "--target", "/tmp/x\nrw=write"]);
+    assert!(!ok && stderr.contains("without newlines or control characters"), "{stderr}");
+    let mut left: Vec<_> = walk(dir.path());
+    left.sort();
+    assert_eq!(left, ["target.img", "work", "work/lab.yaml"], "lab fio wrote something");
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    out
+}
