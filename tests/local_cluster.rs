@@ -217,7 +217,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
         assert!(junit.contains(&format!("<testcase name=\"Scenario: {name}:")), "no test case {name:?}:\n{junit}");
     }
     assert!(!junit.contains("<failure") && !junit.contains("<skipped") && !junit.contains("<error"), "{junit}");
-    assert!(!dir.path().join(".lab/local").exists(), "the state directory is left");
+    assert!(!repo().join("scenarios/.lab/local").exists(), "the state directory is left");
     drop(down);
     assert_eq!(Host::now(), before, "the host is not as it was before lab run");
 }
@@ -408,4 +408,267 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     assert!(prepare.status.success(), "{stderr}");
     assert!(stderr.contains("32 → 48 pages"), "the pool did not grow:\n{stderr}");
     assert!(stderr.contains("kubelet restarted; allocatable 32 → 48 pages"), "{stderr}");
+}
+
+/// A tiny stack with no image: a namespace, a ConfigMap, a ServiceAccount
+/// and a StorageClass whose claims bind to volumes made by hand.
+const OWN_STACK: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: own-stack}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: own-stack}
+data: {mode: test}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: agent, namespace: own-stack}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: own-static}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+";
+
+/// Removes a Docker image the test built, whatever happens.
+struct DockerImage(&'static str);
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", self.0]).output();
+    }
+}
+
+/// `provider: existing` pointed at a cluster someone else runs (a local
+/// cluster the test brings up): lab refuses a stack that is already there
+/// and changes nothing, adopts it only when told, and its `lab down` deletes
+/// only what it made. A user's claim in their own namespace, a user's
+/// ConfigMap in the stack's namespace and the node's previous label value
+/// all survive. Then a failing `lab run` leaves its artifacts beside the
+/// scenario, bundled in a tarball with the pod logs and the events.
+#[test]
+fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The node shell and test pods need an image with nsenter, sleep and fio, in the cluster already.
+    let shell_image = DockerImage("lab-test/shell:1");
+    let build = std::process::Command::new("sh")
+        .arg(repo().join("tests/fixtures/csi-hostpath/fio/build.sh"))
+        .arg(shell_image.0)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let head = |name: &str| format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\n");
+    std::fs::write(
+        root.join("base.yaml"),
+        format!(
+            "{}cluster:\n  provider: local\n  nodes:\n    - role: control-plane\nimages:\n  preload: [{}]\n",
+            head("own-base"),
+            shell_image.0
+        ),
+    )
+    .unwrap();
+    let _down = Down { dir: root, scenario: root.join("base.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        let out = lab_in(root, &binaries).args(args).output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, said) = lab(&["up", "base.yaml"]);
+    assert!(ok, "{said}");
+
+    let kubeconfig = root.join(".lab/own-base/kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(binaries.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let apply = |yaml: &str| {
+        let file = root.join("apply.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    };
+    let node = "lab-own-base-control-plane";
+    let node_label = || kubectl(&["get", "node", node, "-o", "jsonpath={.metadata.labels.lab\\.dev/role}"]);
+    let exists = |kind: &str, name: &str, ns: Option<&str>| {
+        let mut args = vec!["get", kind, name, "--ignore-not-found", "-o", "name"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        !kubectl(&args).trim().is_empty()
+    };
+    // What the cluster's owner had before lab came: a label, a namespace with a claim of the stack's class.
+    kubectl(&["label", "node", node, "lab.dev/role=before"]);
+    apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: users}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: users}\nspec:\n  storageClassName: own-static\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 8Mi}}\n",
+    );
+
+    std::fs::create_dir(root.join("stack")).unwrap();
+    std::fs::write(root.join("stack/stack.yaml"), OWN_STACK).unwrap();
+    let existing = |name: &str, rest: &str| {
+        format!(
+            "{}cluster:\n  provider: existing\n  existing:\n    kubeconfig: {}\n    nodeShellImage: {}\n  nodes:\n    - role: worker\n      name: {node}\n      labels: {{lab.dev/role: storage}}\n{rest}",
+            head(name),
+            kubeconfig.display(),
+            shell_image.0
+        )
+    };
+    std::fs::write(root.join("own.yaml"), existing("own", "stack:\n  layers:\n    - manifests: stack\n")).unwrap();
+
+    // 1. A fresh install: lab creates the stack, labels the node, and its
+    //    down removes what it made, leaving the namespace that now holds a user's ConfigMap.
+    let (ok, said) = lab(&["up", "own.yaml"]);
+    assert!(ok, "{said}");
+    assert_eq!(node_label(), "storage");
+    let marks = kubectl(&["get", "configmap", "settings", "-n", "own-stack", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        marks.contains("\"app.kubernetes.io/managed-by\":\"lab\"") && marks.contains("\"lab.dev/lab\":\"own\""),
+        "{marks}"
+    );
+    apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: user-notes, namespace: own-stack}\ndata: {note: mine}\n");
+    let (ok, said) = lab(&["down", "own.yaml"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("Namespace own-stack (it holds objects lab did not make: ConfigMap own-stack/user-notes)"),
+        "{said}"
+    );
+    assert!(
+        !exists("configmap", "settings", Some("own-stack")) && !exists("storageclass", "own-static", None),
+        "{said}"
+    );
+    assert!(exists("configmap", "user-notes", Some("own-stack")), "lab down deleted a user's ConfigMap");
+    assert!(exists("pvc", "data", Some("users")), "lab down deleted a user's claim");
+    assert_eq!(node_label(), "before", "the node's label is not back to its old value");
+
+    // 2. The stack installed by someone else: lab up refuses, names the objects and their manager, changes nothing.
+    apply(OWN_STACK);
+    let versions = || {
+        let kinds = "namespaces,configmaps,serviceaccounts,storageclasses,persistentvolumeclaims,persistentvolumes";
+        let list = kubectl(&[
+            "get",
+            kinds,
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.kind} {.metadata.namespace}/{.metadata.name} {.metadata.resourceVersion}{\"\\n\"}{end}",
+        ]);
+        (list, node_label())
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let before = versions();
+    assert!(before.0.lines().count() >= 10, "{}", before.0);
+    let (ok, said) = lab(&["up", "own.yaml"]);
+    assert!(!ok, "lab up took over a stack it did not install:\n{said}");
+    for conflict in [
+        "ConfigMap own-stack/settings (no lab mark, managed by kubectl-client-side-apply)",
+        "ServiceAccount own-stack/agent (no lab mark, managed by kubectl-client-side-apply)",
+        "StorageClass own-static (no lab mark, managed by kubectl-client-side-apply)",
+    ] {
+        assert!(said.contains(conflict), "{conflict} not named:\n{said}");
+    }
+    assert!(said.contains("nothing was changed; `--adopt` takes them over"), "{said}");
+    assert_eq!(versions(), before, "a refused lab up changed the cluster");
+
+    // 3. Adopted: lab works with them, and its down leaves them.
+    let (ok, said) = lab(&["up", "--adopt", "own.yaml"]);
+    assert!(ok, "{said}");
+    let (ok, said) = lab(&["down", "own.yaml"]);
+    assert!(ok, "{said}");
+    assert!(said.contains("ConfigMap own-stack/settings (adopted; --delete-adopted removes it)"), "{said}");
+    assert!(exists("configmap", "settings", Some("own-stack")) && exists("storageclass", "own-static", None));
+    assert_eq!(node_label(), "before");
+
+    // 4. Adopted and then deleted on request: still never the user's own objects.
+    let (ok, said) = lab(&["up", "--adopt", "own.yaml"]);
+    assert!(ok, "{said}");
+    let (ok, said) = lab(&["down", "--delete-adopted", "own.yaml"]);
+    assert!(ok, "{said}");
+    assert!(
+        !exists("configmap", "settings", Some("own-stack")) && !exists("storageclass", "own-static", None),
+        "{said}"
+    );
+    assert!(exists("configmap", "user-notes", Some("own-stack")) && exists("pvc", "data", Some("users")), "{said}");
+    assert_eq!(node_label(), "before");
+
+    // 5. A failing lab run keeps its evidence beside the scenario, after its down.
+    let volume = root.join("pv");
+    std::fs::create_dir(&volume).unwrap();
+    apply(&format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: own-pv}}\nspec:\n  storageClassName: own-fail-static\n  capacity: {{storage: 64Mi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {{path: {}}}\n",
+        volume.display()
+    ));
+    std::fs::create_dir_all(root.join("fail/stack")).unwrap();
+    std::fs::write(
+        root.join("fail/stack/class.yaml"),
+        OWN_STACK.split("---\n").last().unwrap().replace("own-static", "own-fail-static"),
+    )
+    .unwrap();
+    std::fs::create_dir(root.join("fail/features")).unwrap();
+    std::fs::write(root.join("fail/features/fail.feature"), "Feature: a failure on purpose\n  Scenario: a running pod is not gone\n    When I create a 8 MiB PVC \"data\" of StorageClass \"own-fail-static\"\n    Then the PVC \"data\" is Bound within 60 seconds\n    When I start a pod \"p\" using the PVC \"data\"\n    Then the pod \"p\" is Running within 120 seconds\n    And the pod \"p\" is gone within 1 seconds\n").unwrap();
+    let fail = existing(
+        "own-fail",
+        &format!(
+            "stack:\n  layers:\n    - manifests: stack\nfeatures: features\nfio:\n  podImage: {}\n",
+            shell_image.0
+        ),
+    );
+    std::fs::write(root.join("fail/lab.yaml"), fail).unwrap();
+    let (ok, said) = lab(&["run", "fail/lab.yaml"]);
+    kubectl(&["delete", "pv", "own-pv", "--ignore-not-found"]);
+    assert!(!ok, "the failing scenario passed:\n{said}");
+    let runs: Vec<PathBuf> = std::fs::read_dir(root.join("fail/artifacts/own-fail"))
+        .unwrap_or_else(|e| panic!("no artifacts beside the scenario ({e}):\n{said}"))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let tarball = runs
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("no tarball in {runs:?}"));
+    assert!(
+        said.contains(&tarball.display().to_string()) || said.contains("fail/artifacts/own-fail/"),
+        "the path is not printed:\n{said}"
+    );
+    assert!(!root.join("fail/.lab/own-fail").exists(), "lab run did not remove the lab:\n{said}");
+    let listing = output("tar", &["-tzf", tarball.to_str().unwrap()]);
+    for file in [
+        "a-running-pod-is-not-gone/events.txt",
+        "a-running-pod-is-not-gone/pods.json",
+        "a-running-pod-is-not-gone/pod-p-fio.log",
+        "lab.log",
+    ] {
+        assert!(listing.lines().any(|l| l.ends_with(file)), "{file} not in the tarball:\n{listing}");
+    }
+    let unpacked = root.join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    output("tar", &["-xzf", tarball.to_str().unwrap(), "-C", unpacked.to_str().unwrap()]);
+    let events = walk_files(&unpacked).into_iter().find(|p| p.ends_with("events.txt")).unwrap();
+    let events = std::fs::read_to_string(events).unwrap();
+    assert!(events.contains("Pod/p") && events.contains("Scheduled"), "{events}");
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -293,6 +293,8 @@ impl Lab {
         builds: &[std::sync::Arc<build::Build>],
         stack: &[stack::manifest::Object],
     ) -> Option<Step> {
+        let stack = self.stack_images(builds, stack);
+        // A stack without images (RBAC, classes, config) asks nothing of the nodes.
         let nothing = builds.is_empty() && self.scenario.images.preload.is_empty() && stack.is_empty();
         if nothing || self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return None;
@@ -303,7 +305,7 @@ impl Lab {
                 builds: builds.to_vec(),
                 registry: Registry::of(&self.scenario).map(std::sync::Arc::new),
                 preload: self.scenario.images.preload.clone(),
-                stack: self.stack_images(builds, stack),
+                stack,
             },
         ))
     }

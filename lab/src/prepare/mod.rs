@@ -181,7 +181,12 @@ pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation 
             for node in &nodes {
                 let on = Target::Node(node.name.clone());
                 on_nodes.extend(kernel_steps(std::slice::from_ref(node), on.clone(), &node.name, true));
-                on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
+                // A VM lab made is lab's to set up; a node of someone else's
+                // cluster is changed only where the stack needs it: io-engine
+                // nodes, whose CSI plugin mounts with Bidirectional propagation.
+                if provider == ProviderKind::Vagrant || node.group.runs_io_engine() {
+                    on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
+                }
                 on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));
             }
             Preparation { before_cluster: Vec::new(), on_nodes }

@@ -334,9 +334,22 @@ pub async fn deletable(
     Ok((delete, left))
 }
 
-/// The label selector of a namespace lab's scenarios made for this lab.
+/// The label on the namespaces lab's Gherkin scenarios make: what is in
+/// them is the scenario's, unlike a stack namespace someone else may use too.
+pub const SCENARIO_NAMESPACE: &str = "lab.dev/scenario-namespace";
+
+/// The labels of a namespace one of this lab's scenarios makes.
 pub fn namespace_labels(lab: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(MANAGED_BY.to_string(), "lab".to_string()), (LAB.to_string(), lab.to_string())])
+    BTreeMap::from([
+        (MANAGED_BY.to_string(), "lab".to_string()),
+        (LAB.to_string(), lab.to_string()),
+        (SCENARIO_NAMESPACE.to_string(), "true".to_string()),
+    ])
+}
+
+/// The selector of those namespaces.
+pub fn scenario_namespaces(lab: &str) -> String {
+    format!("{LAB}={lab},{SCENARIO_NAMESPACE}=true")
 }
 
 #[cfg(test)]

@@ -30,10 +30,9 @@ pub struct RemoveVolumes {
 impl Work for RemoveVolumes {
     fn describe(&self, _view: &View<'_>) -> String {
         format!(
-            "api: in namespaces labelled {}={}: the pods (by their controllers) using claims of {}, then the claims; \
-             waits for the volumes (at most {}s each); claims elsewhere are not lab's and stay",
-            super::ownership::LAB,
-            self.lab,
+            "api: in the namespaces of lab's scenarios ({}): the pods (by their controllers) using claims of {}, \
+             then the claims; waits for the volumes (at most {}s each); claims elsewhere are not lab's and stay",
+            super::ownership::scenario_namespaces(&self.lab),
             self.classes.join(", "),
             self.timeout.as_secs()
         )
@@ -150,7 +149,7 @@ pub async fn volume_users(
 ) -> anyhow::Result<(Vec<Object>, Vec<Object>, Vec<Object>, Vec<String>)> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-    let selector = ListParams::default().labels(&format!("{}={lab}", super::ownership::LAB));
+    let selector = ListParams::default().labels(&super::ownership::scenario_namespaces(lab));
     let ours: Vec<String> = Api::<Namespace>::all(client.clone())
         .list(&selector)
         .await?
@@ -214,11 +213,21 @@ pub async fn volume_users(
     }
     let claim_objects =
         keys.iter().map(|(ns, name)| reference("v1", "PersistentVolumeClaim", Some(ns), name)).collect();
-    let volumes = claims
-        .iter()
-        .filter_map(|c| c.spec.as_ref().and_then(|s| s.volume_name.clone()))
-        .map(|pv| reference("v1", "PersistentVolume", None, &pv))
-        .collect();
+    // Only a volume its driver deletes with the claim is waited for; one
+    // kept by its reclaim policy (a volume made by hand, say) stays, and is named.
+    let mut others: Vec<String> = others;
+    let mut volumes = Vec::new();
+    let pvs = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone());
+    for name in claims.iter().filter_map(|c| c.spec.as_ref().and_then(|s| s.volume_name.clone())) {
+        let policy = pvs.get_opt(&name).await?.and_then(|pv| pv.spec?.persistent_volume_reclaim_policy);
+        match policy.as_deref() {
+            Some("Delete") => volumes.push(reference("v1", "PersistentVolume", None, &name)),
+            Some(kept) => {
+                others.push(format!("PersistentVolume {name} (reclaim policy {kept}: it outlives its claim)"))
+            }
+            None => {}
+        }
+    }
     Ok((users, claim_objects, volumes, others))
 }
 
@@ -247,7 +256,7 @@ pub async fn remove_volumes(
     let mut note =
         format!("{} workload(s), {} claim(s), {} volume(s) removed", users.len(), claims.len(), volumes.len());
     if !others.is_empty() {
-        note.push_str(&format!("; left {} claim(s) lab's scenarios did not make: {}", others.len(), others.join(", ")));
+        note.push_str(&format!("; left {} not lab's to remove: {}", others.len(), others.join(", ")));
     }
     Ok(note)
 }
@@ -384,7 +393,7 @@ mod tests {
         api.put("/api/v1/namespaces/app/persistentvolumeclaims/other", json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("other", "app"), "spec": {"storageClassName": "standard"}}));
         api.put(
             "/api/v1/persistentvolumes/pvc-1",
-            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pvc-1"}}),
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pvc-1"}, "spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
         );
         api.put("/api/v1/namespaces/app/pods/fio-abc", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fio-abc", "namespace": "app",
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "fio-rs", "uid": "1", "controller": true}]},
@@ -405,7 +414,7 @@ mod tests {
         assert_eq!(
             note,
             "1 workload(s), 1 claim(s), 1 volume(s) removed; \
-             left 1 claim(s) lab's scenarios did not make: PersistentVolumeClaim users/theirs"
+             left 1 not lab's to remove: PersistentVolumeClaim users/theirs"
         );
         let deletes: Vec<String> =
             api.seen.lock().unwrap().iter().filter(|l| l.starts_with("DELETE")).cloned().collect();
