@@ -336,6 +336,7 @@ mod tests {
                         "v1",
                         &[
                             ("pods", "Pod", true),
+                            ("configmaps", "ConfigMap", true),
                             ("persistentvolumeclaims", "PersistentVolumeClaim", true),
                             ("persistentvolumes", "PersistentVolume", false),
                         ],
@@ -463,5 +464,64 @@ mod tests {
             err.to_string(),
             "still there after 0s: Deployment m/stuck (held by finalizers openebs.io/diskpool-protection)"
         );
+    }
+
+    #[tokio::test]
+    async fn only_this_labs_objects_are_deleted_and_a_failed_up_deletes_only_what_it_created() {
+        let api = FakeApi::default();
+        let config_map = |name: &str, labels: Value, annotations: Value, manager: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": name, "namespace": "m", "labels": labels, "annotations": annotations,
+                                "managedFields": [{"manager": manager, "operation": "Apply"}]}})
+        };
+        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"});
+        let adopted = json!({"lab.dev/adopted": "ci"});
+        for (name, labels, annotations, manager) in [
+            ("ours", marks.clone(), json!({}), "lab"),
+            ("earlier", marks.clone(), json!({}), "lab"),
+            ("theirs", json!({}), json!({}), "helm"),
+            ("copied", marks.clone(), json!({}), "kubectl"),
+            ("adopted", marks.clone(), adopted, "lab"),
+        ] {
+            api.put(&format!("/api/v1/namespaces/m/configmaps/{name}"), config_map(name, labels, annotations, manager));
+        }
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        api.clone().serve(handle);
+        let client = Client::new(service, "default");
+        let objects: Vec<Object> = ["ours", "earlier", "theirs", "copied", "adopted", "gone"]
+            .iter()
+            .map(|name| reference("v1", "ConfigMap", Some("m"), name))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("created.json");
+        super::super::ownership::record_created(&record, &["ConfigMap m/ours".to_string()]).unwrap();
+        let mut ownership = super::super::ownership::Ownership {
+            lab: "ci".into(),
+            adopt: false,
+            delete_adopted: false,
+            only_recorded: true,
+            record,
+        };
+        let names = |objects: Vec<Object>| objects.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
+
+        let (delete, left) = super::super::ownership::deletable(&client, &objects, &ownership).await.unwrap();
+        assert_eq!(names(delete), ["ours"], "a failed up deletes only what it recorded creating");
+        assert_eq!(
+            left,
+            [
+                "ConfigMap m/earlier (not created by this run)",
+                "ConfigMap m/theirs (not lab's: no lab mark, managed by helm)",
+                "ConfigMap m/copied (not lab's: marked for lab ci but not applied by lab (managed by kubectl))",
+                "ConfigMap m/adopted (adopted; --delete-adopted removes it)",
+            ]
+        );
+
+        ownership.only_recorded = false;
+        let (delete, _) = super::super::ownership::deletable(&client, &objects, &ownership).await.unwrap();
+        assert_eq!(names(delete), ["ours", "earlier"], "lab down deletes every object of this lab's, not adopted ones");
+        ownership.delete_adopted = true;
+        let (delete, left) = super::super::ownership::deletable(&client, &objects, &ownership).await.unwrap();
+        assert_eq!(names(delete), ["ours", "earlier", "adopted"]);
+        assert_eq!(left.len(), 2, "the user's objects stay even with --delete-adopted: {left:?}");
     }
 }
