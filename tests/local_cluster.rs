@@ -284,13 +284,20 @@ fn a_component_that_dies_is_named_with_its_log() {
     let scenario = repo().join("scenarios/local.yaml");
     let before = Host::now();
     let _down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
-    let up = lab_in(dir.path(), &broken).arg("up").arg(&scenario).output().unwrap();
+    let evidence = dir.path().join("evidence");
+    let up = lab_in(dir.path(), &broken).arg("up").arg("--artifacts").arg(&evidence).arg(&scenario).output().unwrap();
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(!up.status.success(), "lab up succeeded with a broken scheduler:\n{stderr}");
     assert!(stderr.contains("✗ [") && stderr.contains("start kube-scheduler"), "{stderr}");
     assert!(stderr.contains("kube-scheduler exited"), "{stderr}");
     assert!(stderr.contains("scheduler: no such config, giving up"), "{stderr}");
     assert!(stderr.contains("cleaning up"), "{stderr}");
+    // The log outlives the cleanup that removed the state folder.
+    assert!(stderr.contains(&format!("the log of the failed lab up: {}", evidence.display())), "{stderr}");
+    let log = std::fs::read_to_string(evidence.join("lab.log")).unwrap();
+    assert!(log.contains("kube-scheduler"), "{log}");
+    assert!(dir.path().join("evidence.tar.gz").is_file(), "no tarball beside {}", evidence.display());
+    assert!(!repo().join("scenarios/.lab/local").exists(), "the state folder is left");
     assert_eq!(Host::now(), before, "the failed lab up left something behind");
 }
 

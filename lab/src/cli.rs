@@ -96,6 +96,9 @@ pub struct UpArgs {
     /// Take over stack objects the cluster already has instead of refusing (`lab down` leaves them).
     #[arg(long)]
     pub adopt: bool,
+    /// Where the log of a failed run is kept [default: artifacts/<lab>/<time>/ beside the scenario].
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

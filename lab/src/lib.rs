@@ -3,6 +3,7 @@
 //! Commands (`commands/`) are thin: they open a [`Lab`], ask it for a
 //! [`plan::Plan`] and print or execute it.
 
+pub mod artifacts;
 pub mod build;
 pub mod cli;
 pub mod commands;

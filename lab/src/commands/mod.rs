@@ -64,3 +64,18 @@ async fn run_or_show(
     crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// After a failed `lab up` or `lab prepare`: the lab's log and plan copied
+/// into the artifacts folder (`--artifacts DIR`, else beside the scenario)
+/// and bundled, so they survive the cleanup; both paths are printed.
+fn keep_failure_log(lab: &crate::Lab, artifacts: Option<&std::path::Path>, command: &str) {
+    let dir = artifacts
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| crate::artifacts::default_dir(&lab.scenario.path_of("artifacts"), lab.scenario.name()));
+    let kept = crate::artifacts::keep(&dir, &[lab.state.log(), lab.state.file("plan.txt")])
+        .and_then(|()| crate::artifacts::bundle(&dir));
+    match kept {
+        Ok(tarball) => eprintln!("the log of the failed lab {command}: {} (and {})", dir.display(), tarball.display()),
+        Err(e) => eprintln!("keeping the log of the failed lab {command} in {} failed: {e:#}", dir.display()),
+    }
+}

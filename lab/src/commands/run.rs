@@ -14,6 +14,7 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         },
         keep_on_failure: args.keep_on_failure,
         adopt: args.adopt,
+        artifacts: args.artifacts.clone(),
     };
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::run(up, progress).await?;

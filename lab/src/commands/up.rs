@@ -47,6 +47,8 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::SUCCESS);
     };
+    // The log and plan outlive the cleanup below, which removes the state folder.
+    super::keep_failure_log(&lab, args.artifacts.as_deref(), "up");
     if args.keep_on_failure {
         eprintln!("keeping the half-made lab for inspection (--keep-on-failure); log: {}", lab.state.log().display());
         eprintln!("  `lab status` lists its nodes, `lab down` removes it");

@@ -40,36 +40,11 @@ fn artifacts_dir(world: &LabWorld) -> PathBuf {
     world.ctx.artifacts.join(slug.trim_matches('-'))
 }
 
-/// `artifacts/<lab>/<UTC time>/` beside the scenario file.
-pub fn default_artifacts(scenario: &crate::scenario::Scenario) -> PathBuf {
-    scenario.path_of("artifacts").join(scenario.name()).join(utc_stamp(std::time::SystemTime::now()))
-}
-
-/// `20261130T224440Z`: sorts by time and is a plain file name.
-pub fn utc_stamp(at: std::time::SystemTime) -> String {
-    let secs = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 /// After the run: the lab's log and this run's raw fio output join the
 /// artifacts, and the folder becomes `<folder>.tar.gz` beside it.
 pub fn bundle(ctx: &super::world::Context) -> anyhow::Result<PathBuf> {
-    use anyhow::Context as _;
     let dir = &ctx.artifacts;
-    if ctx.state.log().exists() {
-        std::fs::copy(ctx.state.log(), dir.join("lab.log")).context("copying lab.log")?;
-    }
+    crate::artifacts::keep(dir, &[ctx.state.log()])?;
     let raw = ctx.results.join(ctx.scenario.name()).join("raw");
     let runs: Vec<PathBuf> =
         std::fs::read_dir(&raw).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
@@ -81,21 +56,7 @@ pub fn bundle(ctx: &super::world::Context) -> anyhow::Result<PathBuf> {
             std::fs::copy(path, dir.join("fio-raw").join(path.file_name().unwrap_or_default()))?;
         }
     }
-    let name = dir.file_name().context("the artifacts folder has no name")?;
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tarball = parent.join(format!("{}.tar.gz", name.to_string_lossy()));
-    let out = std::process::Command::new("tar")
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(parent)
-        .arg(name)
-        .output()
-        .context("running tar")?;
-    if !out.status.success() {
-        anyhow::bail!("tar -czf {}: {}", tarball.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(tarball)
+    crate::artifacts::bundle(dir)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
@@ -176,16 +137,4 @@ async fn pod_logs(client: &kube::Client, namespace: &str, dir: &Path) -> Result<
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_folders_are_named_by_utc_time() {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_078_680);
-        assert_eq!(utc_stamp(at), "20261130T224440Z");
-        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000Z");
-    }
 }

@@ -96,7 +96,10 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         results: scenario.path_of(&scenario.fio.results),
         label: run_label(),
         checks: Default::default(),
-        artifacts: options.artifacts.clone().unwrap_or_else(|| cleanup::default_artifacts(scenario)),
+        artifacts: options
+            .artifacts
+            .clone()
+            .unwrap_or_else(|| crate::artifacts::default_dir(&scenario.path_of("artifacts"), scenario.name())),
         stack_namespaces: stack_namespaces(scenario),
     });
 
