@@ -16,9 +16,12 @@ fn fixtures() -> PathBuf {
 }
 
 /// `lab` run in `dir`, with its cache there too.
+/// `lab` in `dir`, with its caches and (for scenarios kept in this
+/// repository, whose folder must stay as it is) its state there too.
 fn lab(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("lab").unwrap();
-    cmd.current_dir(dir).env("LAB_CACHE_DIR", dir.join("cache")).env_remove("RUST_LOG");
+    cmd.current_dir(dir).env("LAB_CACHE_DIR", dir.join("cache")).env("LAB_STATE_DIR", dir.join(".lab"));
+    cmd.env_remove("RUST_LOG");
     cmd
 }
 

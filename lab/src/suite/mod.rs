@@ -140,7 +140,8 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         .run(features)
         .await;
     let failed = cucumber::writer::Stats::execution_has_failed(&finished);
-    if ctx.artifacts.is_dir() {
+    // Only a run with a failure collected anything (a named --artifacts folder may exist already).
+    if failed && ctx.artifacts.is_dir() {
         match cleanup::bundle(&ctx) {
             Ok(tarball) => eprintln!(
                 "artifacts of the failed scenarios: {} (all in one file: {})",
