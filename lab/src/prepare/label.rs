@@ -15,11 +15,12 @@ pub fn describe(node: &str, labels: &BTreeMap<String, String>) -> String {
 }
 
 /// Add or correct the labels; other labels on the node are left alone.
+/// `remember(key, previous value)` runs for each label before it changes.
 pub async fn apply(
     client: Client,
     node: &str,
     labels: &BTreeMap<String, String>,
-    record: &super::Recorder<'_>,
+    remember: impl Fn(&str, Option<&str>) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
     let nodes: Api<Node> = Api::all(client);
     let current = nodes.get(node).await.map_err(|e| anyhow::anyhow!("node {node}: reading its labels: {e}"))?;
@@ -29,7 +30,7 @@ pub async fn apply(
         return Ok(format!("already has {} label(s)", labels.len()));
     }
     for key in wrong.keys() {
-        record.remember(super::undo::Change::Label { key: key.to_string(), was: have.get(*key).cloned() })?;
+        remember(key, have.get(*key).map(String::as_str))?;
     }
     let patch = serde_json::json!({ "metadata": { "labels": wrong } });
     nodes
@@ -85,6 +86,7 @@ impl crate::plan::Work for RestoreLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::undo::Change;
 
     type Mock = tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
 
@@ -122,14 +124,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = super::super::UndoLog::new(dir.path().join("changes.json"));
         let record = super::super::Recorder { log: &log, on: crate::plan::Target::Node("w1".into()) };
-        let note = apply(Client::new(service, "default"), "w1", &labels, &record).await.unwrap();
+        let remember = |key: &str, was: Option<&str>| {
+            record.remember(Change::Label { key: key.into(), was: was.map(String::from) })
+        };
+        let note = apply(Client::new(service, "default"), "w1", &labels, remember).await.unwrap();
         assert_eq!(note, "set openebs.io/engine, tier");
         let recorded: Vec<_> = log.entries().unwrap().into_iter().map(|e| e.change).collect();
         assert_eq!(
             recorded,
             [
-                super::super::undo::Change::Label { key: "openebs.io/engine".into(), was: Some("old".into()) },
-                super::super::undo::Change::Label { key: "tier".into(), was: None },
+                Change::Label { key: "openebs.io/engine".into(), was: Some("old".into()) },
+                Change::Label { key: "tier".into(), was: None },
             ],
             "each changed label's previous value is recorded, and only those"
         );
@@ -150,7 +155,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = super::super::UndoLog::new(dir.path().join("changes.json"));
         let record = super::super::Recorder { log: &log, on: crate::plan::Target::Node("w1".into()) };
-        assert_eq!(apply(client, "w1", &labels, &record).await.unwrap(), "already has 1 label(s)");
+        let remember = |key: &str, was: Option<&str>| {
+            record.remember(Change::Label { key: key.into(), was: was.map(String::from) })
+        };
+        assert_eq!(apply(client, "w1", &labels, remember).await.unwrap(), "already has 1 label(s)");
         assert!(log.entries().unwrap().is_empty(), "nothing changed, nothing recorded");
         assert!(server.await.unwrap().is_none(), "patched a node that needed nothing");
     }

@@ -109,7 +109,12 @@ impl Task {
             Task::Hugepages { pages, persist, .. } => hugepages::ensure(shell, *pages, *persist, &record).await,
             Task::SeesHugepages { pages, .. } => hugepages::verify(shell, *pages).await,
             Task::Rshared { .. } => propagation::make_rshared(shell, &record).await,
-            Task::Labels { node, labels } => label::apply(cluster.client().await?, node, labels, &record).await,
+            Task::Labels { node, labels } => {
+                let remember = |key: &str, was: Option<&str>| {
+                    record.remember(undo::Change::Label { key: key.into(), was: was.map(String::from) })
+                };
+                label::apply(cluster.client().await?, node, labels, remember).await
+            }
             Task::Allocatable { node, pages, restart } => {
                 let client = cluster.client().await?;
                 let poll = Duration::from_secs(2);

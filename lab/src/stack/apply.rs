@@ -2,19 +2,18 @@
 //! through discovery of its own group version (so a kind whose CRD was just
 //! created resolves too), and re-applying an unchanged stack changes nothing.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 
-pub const FIELD_MANAGER: &str = "lab";
+pub use super::kinds::Kinds;
+pub use super::ownership::FIELD_MANAGER;
 
 /// Server-side apply objects (images pointed at lab's builds); for CRDs,
 /// wait until they are Established.
@@ -96,37 +95,6 @@ impl Work for Apply {
         let images = if replaced > 0 { format!(", {replaced} image(s) from lab's builds") } else { String::new() };
         let adopted = if conflicts.is_empty() { String::new() } else { format!(", {} adopted", conflicts.len()) };
         Ok(Some(format!("{} object(s) applied ({} new{adopted}){images}", objects.len(), created.len())))
-    }
-}
-
-/// Where objects of a kind live in the API, found once per kind.
-#[derive(Default)]
-pub struct Kinds(HashMap<(String, String), (ApiResource, ApiCapabilities)>);
-
-impl Kinds {
-    pub async fn api(&mut self, client: &Client, object: &Object) -> anyhow::Result<Api<DynamicObject>> {
-        let key = (object.api_version().to_string(), object.kind().to_string());
-        if !self.0.contains_key(&key) {
-            let (group, version) = object.api_version().split_once('/').unwrap_or(("", object.api_version()));
-            let gvk = GroupVersionKind::gvk(group, version, object.kind());
-            let found = discovery::pinned_kind(client, &gvk).await.with_context(|| {
-                format!(
-                    "{} ({}): the API server does not serve {} {}; is its CRD installed?",
-                    object.describe(),
-                    object.location(),
-                    object.api_version(),
-                    object.kind()
-                )
-            })?;
-            self.0.insert(key.clone(), found);
-        }
-        let (resource, capabilities) = &self.0[&key];
-        Ok(match capabilities.scope {
-            Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), object.namespace().unwrap_or("default"), resource)
-            }
-            Scope::Cluster => Api::all_with(client.clone(), resource),
-        })
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod image;
+pub mod kinds;
 pub mod manifest;
 pub mod order;
 pub mod ownership;

@@ -12,13 +12,15 @@ use anyhow::Context as _;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 
-use super::apply::{FIELD_MANAGER, Kinds};
+use super::kinds::Kinds;
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The label naming the lab an object belongs to.
 pub const LAB: &str = "lab.dev/lab";
+/// The field manager of every server-side apply lab makes.
+pub const FIELD_MANAGER: &str = "lab";
 /// The annotation on an object lab found and took over (`--adopt`).
 pub const ADOPTED: &str = "lab.dev/adopted";
 
