@@ -44,12 +44,18 @@ async fn run_step(step: &Step, ctx: &Context<'_>) -> anyhow::Result<Option<Strin
         Action::MakeDir { path } => {
             std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
-        Action::RemoveDir { path } => match std::fs::remove_dir_all(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+        Action::RemoveDir { path } => {
+            match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
+                _ => {}
             }
-            _ => {}
-        },
+            // The `.lab` folder beside a scenario goes with its last lab (only when empty).
+            if let Some(parent) = path.parent().filter(|p| p.file_name().is_some_and(|n| n == ".lab")) {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
         Action::ExpectNodes { names } => {
             let found: Vec<String> = ctx.cluster.nodes().await?.into_iter().map(|n| n.name).collect();
             let missing: Vec<&String> = names.iter().filter(|n| !found.contains(n)).collect();
