@@ -62,14 +62,32 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
         "{}",
         first.stdout
     );
+    // With no history the regression check cannot be judged, and says so everywhere: never "passed".
+    assert!(first.stdout.contains("? [randread-4k] 4k random reads on xfs meet"), "{}", first.stdout);
+    assert!(first.stdout.contains("    not judged: read IOPS: 0 earlier session(s)"), "{}", first.stdout);
+    assert!(first.stdout.contains(", 0 failed, 3 not judged"), "{}", first.stdout);
     let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
     assert!(
         junit.starts_with("<?xml") && junit.matches("<testcase ").count() == 3 && junit.contains("failures=\"0\""),
         "{junit}"
     );
+    assert_eq!(junit.matches("<skipped message=\"not judged: ").count(), 2, "two scenarios hold such checks: {junit}");
+    assert!(junit.contains("<skipped message=\"not judged: read IOPS: 0 earlier session(s)"), "{junit}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap()).unwrap();
     assert_eq!(json[0]["elements"].as_array().unwrap().len(), 3, "{json}");
+    let skipped: Vec<&serde_json::Value> = json[0]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap())
+        .filter(|s| s["result"]["status"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 3, "{json}");
+    assert_eq!(skipped[0]["name"], "read IOPS has not regressed against the history");
+    assert!(skipped[0]["result"]["error_message"].as_str().unwrap().starts_with("not judged: read IOPS: 0 earlier"));
+    let html = std::fs::read_to_string(dir.path().join("out.html")).unwrap();
+    assert!(html.contains("class=\"unjudged\"") && html.contains("<b>not judged:</b>"), "{html}");
     // The interleaved scenario: settled verdicts on the same pairs, both arms in the history.
     for expected in ["read IOPS", "p99 read latency"] {
         let line = first
@@ -81,7 +99,6 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     }
     let quick = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k-quick.jsonl")).unwrap();
     assert!(quick.contains("\"device\":\"loop (raw) baseline\"") && quick.contains("\"device\":\"loop (filesystem)\""));
-    let html = std::fs::read_to_string(dir.path().join("out.html")).unwrap();
     assert!(
         html.contains("<svg") && html.contains("randread-4k") && html.contains("read completion latency percentiles")
     );
@@ -97,8 +114,16 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     let randread = ["-n", "4k random reads on xfs meet"];
     let second = lab_test(dir.path(), &scenario, &randread);
     assert!(second.stdout.contains("read IOPS: 1 earlier session(s) of comparable runs"), "{}", second.stdout);
-    lab_test(dir.path(), &scenario, &randread);
-    let fourth = lab_test(dir.path(), &scenario, &[&randread[..], &["--junit", "fourth.xml"]].concat());
+    // Strict, a check that cannot be judged fails the run.
+    let strict = lab_test(dir.path(), &scenario, &[&randread[..], &["--strict"]].concat());
+    assert_eq!(strict.code, Some(1), "{}", strict.stdout);
+    assert!(
+        strict.stdout.contains("not judged, and the run is strict: read IOPS: 2 earlier session(s)"),
+        "{}",
+        strict.stdout
+    );
+    // The history the strict run needs is now seeded (three earlier sessions): CI's check is strict.
+    let fourth = lab_test(dir.path(), &scenario, &[&randread[..], &["--junit", "fourth.xml", "--strict"]].concat());
     let verdict = fourth
         .stdout
         .lines()
@@ -109,6 +134,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     assert_eq!(fourth.code, Some(if regressed { 1 } else { 0 }), "{}", fourth.stdout);
     let junit = std::fs::read_to_string(dir.path().join("fourth.xml")).unwrap();
     assert_eq!(junit.contains("<failure"), regressed, "{junit}");
+    assert!(!junit.contains("<skipped"), "{junit}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap().lines().count(),
         12
@@ -157,6 +183,27 @@ fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tag expression `@a and`"));
+
+    // A selection of no scenario is an error naming the filter, never a pass.
+    for (filter, named) in [
+        (["-n", "no such scenario"], "the name filter `no such scenario`"),
+        (["-t", "@nothing"], "the tag expression `@nothing`"),
+    ] {
+        let none = Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .arg("test")
+            .args(filter)
+            .arg(&scenario)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&none.stderr);
+        assert_eq!(none.status.code(), Some(1), "{filter:?} passed with no scenario:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("no scenario ran: none in {} matches {named}", features.display())),
+            "{stderr}"
+        );
+    }
 }
 
 /// `lab run` on the host: prepare (64 hugepages), test, and restore — the

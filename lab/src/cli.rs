@@ -138,6 +138,9 @@ pub struct TestArgs {
     /// Keep what a failed scenario made (its namespace; for `lab run`, the lab) for a look.
     #[arg(long)]
     pub keep_on_failure: bool,
+    /// A check the data cannot decide (too little history, an unsettled comparison) fails, not "not judged".
+    #[arg(long)]
+    pub strict: bool,
     /// Where failure artifacts go [default: artifacts/<lab>/<time>/ beside the scenario].
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
@@ -158,6 +161,7 @@ impl TestArgs {
             html: self.html.clone(),
             keep_on_failure: self.keep_on_failure,
             artifacts: self.artifacts.clone(),
+            strict: self.strict,
         }
     }
 }
@@ -198,6 +202,9 @@ pub struct FioArgs {
     /// Seconds after which no new pair starts.
     #[arg(long, default_value_t = 300, requires = "against")]
     pub budget: u64,
+    /// A verdict the runs cannot decide (too little history, an unsettled comparison) fails (exit 1).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]

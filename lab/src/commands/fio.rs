@@ -12,7 +12,7 @@ use crate::Lab;
 use crate::cli::FioArgs;
 use crate::fio::history::{Baseline, Fingerprint, History, Record, Shifts};
 use crate::fio::interleave::{self, Arm, Arms, Sampling};
-use crate::fio::{self, Job, JobResult, Metric, Outcome, Verdict};
+use crate::fio::{self, Job, JobResult, Judged, Metric, Verdict};
 use crate::shell::LocalShell;
 
 /// The metrics every verdict lists, when the job measured them.
@@ -49,6 +49,9 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
         );
     };
     // Checked before fio runs or anything is recorded.
+    if args.repeat == 0 && args.against.is_none() {
+        anyhow::bail!("--repeat 0 runs nothing, so nothing could be judged: give 2 or more");
+    }
     for target in std::iter::once(&args.target).chain(args.against.as_ref()) {
         Job::check_target(target).map_err(|e| anyhow::anyhow!("--target/--against: {e}"))?;
     }
@@ -80,16 +83,27 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
         Some(baseline) => (against(&run, &args, baseline, metric, threshold).await?, Vec::new()),
         None => against_history(&run, &args, threshold).await?,
     };
-    let mut regressed = false;
-    for verdict in verdicts {
-        regressed |= verdict.outcome == Outcome::Regression;
-        println!("{verdict}");
+    let strict = args.strict || scenario.fio.strict;
+    let (mut failed, mut unjudged) = (0, 0);
+    for (verdict, judged) in &verdicts {
+        println!("{}: {verdict}", judged.label());
+        match judged {
+            Judged::Failed => failed += 1,
+            Judged::NotJudged(reason) => {
+                unjudged += 1;
+                println!("  not judged: {reason}");
+            }
+            Judged::Passed => {}
+        }
     }
     for shift in shifts {
         println!("{shift}");
     }
     println!("history: {}", run.history.path().display());
-    Ok(if regressed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    if unjudged > 0 && strict {
+        eprintln!("{unjudged} check(s) not judged, and the run is strict (--strict or fio.strict): that fails it");
+    }
+    Ok(if failed > 0 || (unjudged > 0 && strict) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Runs of one profile, each recorded in the history as it finishes.
@@ -119,7 +133,7 @@ async fn against_history(
     run: &Runs<'_>,
     args: &FioArgs,
     threshold: f64,
-) -> anyhow::Result<(Vec<Verdict>, Vec<String>)> {
+) -> anyhow::Result<(Vec<(Verdict, Judged)>, Vec<String>)> {
     let earlier = run.history.records()?;
     let mut current = Vec::new();
     for i in 0..args.repeat {
@@ -135,7 +149,9 @@ async fn against_history(
             continue;
         }
         let baseline = Baseline::from_history(&earlier, &env, &run.label, args.baseline.as_deref(), metric);
-        verdicts.push(baseline.judge(&metric.name(), metric.better(), &now, threshold, 1.0));
+        let verdict = baseline.judge(&metric.name(), metric.better(), &now, threshold, 1.0);
+        let judged = Judged::of(&verdict);
+        verdicts.push((verdict, judged));
     }
     // The whole history, this session included: where did it shift?
     let records = run.history.records()?;
@@ -150,7 +166,7 @@ async fn against(
     baseline: &str,
     metric: Metric,
     threshold: f64,
-) -> anyhow::Result<Vec<Verdict>> {
+) -> anyhow::Result<Vec<(Verdict, Judged)>> {
     let sampling =
         Sampling { min_pairs: args.min_pairs, max_pairs: args.max_pairs, budget: Duration::from_secs(args.budget) };
     eprintln!(
@@ -165,9 +181,20 @@ async fn against(
     let mut arms = TargetArms { run, baseline, candidate: &args.target, metric, last: None };
     let comparison = interleave::compare(&mut arms, metric, threshold, sampling, None).await?;
     eprintln!("{}", comparison.stopped_because());
-    let mut verdicts = vec![comparison.verdict.clone()];
-    let others = reported().filter(|m| *m != metric);
-    verdicts.extend(others.filter_map(|m| comparison.verdict_for(m, threshold)));
+    // A comparison that did not settle within its budget answers nothing.
+    let judged = |m: Metric, verdict: &Verdict| match Judged::of(verdict) {
+        Judged::Passed if !verdict.settled(m.better()) => {
+            Judged::NotJudged(format!("{}: {}", m.name(), comparison.stopped_because()))
+        }
+        other => other,
+    };
+    let mut verdicts = vec![(comparison.verdict.clone(), judged(metric, &comparison.verdict))];
+    for other in reported().filter(|m| *m != metric) {
+        if let Some(verdict) = comparison.verdict_for(other, threshold) {
+            let result = judged(other, &verdict);
+            verdicts.push((verdict, result));
+        }
+    }
     Ok(verdicts)
 }
 

@@ -106,12 +106,63 @@ impl Metric {
     }
 }
 
+/// How a check ended: it passed, it failed, or the data could not decide
+/// it, which is never reported as passed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", content = "reason", rename_all = "snake_case")]
+pub enum Judged {
+    Passed,
+    Failed,
+    /// Not judged, and why ("2 earlier sessions, 3 needed").
+    NotJudged(String),
+}
+
+impl Judged {
+    /// A verdict's answer to "has it regressed?": too few samples cannot say.
+    pub fn of(verdict: &Verdict) -> Judged {
+        match verdict.outcome {
+            Outcome::Regression => Judged::Failed,
+            Outcome::TooFewSamples => Judged::NotJudged(verdict.to_string()),
+            Outcome::Improvement | Outcome::NoChange => Judged::Passed,
+        }
+    }
+
+    /// `✓ passed`, `✗ failed`, `? not judged`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Judged::Passed => "✓ passed",
+            Judged::Failed => "✗ failed",
+            Judged::NotJudged(_) => "? not judged",
+        }
+    }
+}
+
 /// Run a job on `shell` against `filename`. fio's whole output is written to
 /// `raw` before it is parsed, so a result that cannot be read is not lost.
 pub async fn run(shell: &dyn Shell, job: &Job, filename: &str, raw: &Path) -> anyhow::Result<Report> {
     job.check().map_err(anyhow::Error::msg)?;
     Job::check_target(filename).map_err(|e| anyhow::anyhow!(e))?;
-    run_job_file(shell, &job.name, &job.job_file(filename), raw).await
+    let report = run_job_file(shell, &job.name, &job.job_file(filename), raw).await?;
+    // A run that did no I/O (or did not report it) is a failure of that run,
+    // never a sample: compared, a zero only ever makes "too few samples".
+    let headline = Metric::headline(job);
+    match report.jobs.first().map(|r| headline.of(r)) {
+        Some(Some(value)) if value > 0.0 => Ok(report),
+        Some(Some(_)) => anyhow::bail!(
+            "{}: fio job {} measured 0 {} (raw output in {}): a run that did no I/O cannot be judged",
+            shell.place(),
+            job.name,
+            headline.name(),
+            raw.display()
+        ),
+        _ => anyhow::bail!(
+            "{}: fio job {} reported no {} (raw output in {})",
+            shell.place(),
+            job.name,
+            headline.name(),
+            raw.display()
+        ),
+    }
 }
 
 /// Write a verifiable pattern over `size_mib` MiB of `filename`

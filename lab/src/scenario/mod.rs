@@ -351,6 +351,10 @@ pub struct FioOptions {
     /// The image of test pods that run fio on a volume (needs `fio` and `sleep`).
     #[serde(default = "default_pod_image")]
     pub pod_image: String,
+    /// A check the data cannot decide (too little history, an unsettled
+    /// comparison) fails instead of being reported as not judged.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for FioOptions {
@@ -360,6 +364,7 @@ impl Default for FioOptions {
             noise_threshold: default_noise(),
             results: default_results(),
             pod_image: default_pod_image(),
+            strict: false,
         }
     }
 }

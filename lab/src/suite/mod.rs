@@ -32,6 +32,8 @@ pub struct TestOptions {
     pub keep_on_failure: bool,
     /// The folder for this run's failure artifacts (default: `artifacts/<lab>/<time>/` beside the scenario).
     pub artifacts: Option<PathBuf>,
+    /// A check that cannot be judged fails (also `fio.strict` in the scenario).
+    pub strict: bool,
 }
 
 /// Where a report goes; nowhere when not asked for.
@@ -101,6 +103,7 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
             .clone()
             .unwrap_or_else(|| crate::artifacts::default_dir(&scenario.path_of("artifacts"), scenario.name())),
         stack_namespaces: stack_namespaces(scenario),
+        strict: options.strict || scenario.fio.strict,
     });
 
     let runner = cucumber::runner::basic::Cli {
@@ -137,9 +140,23 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
             })
         })
         .with_cli(cli)
-        .run(features)
+        .run(features.clone())
         .await;
     let failed = cucumber::writer::Stats::execution_has_failed(&finished);
+    let steps = {
+        use cucumber::writer::Stats as _;
+        finished.passed_steps() + finished.failed_steps() + finished.skipped_steps()
+    };
+    // The report files are complete once their writers are gone.
+    drop(finished);
+    if steps == 0 && !failed {
+        let filter = match (&options.tags, &options.name) {
+            (Some(tags), _) => format!("the tag expression `{tags}`"),
+            (_, Some(name)) => format!("the name filter `{name}`"),
+            _ => "no filter (is there a .feature file with a scenario?)".to_string(),
+        };
+        anyhow::bail!("no scenario ran: none in {} matches {filter}", features.display());
+    }
     // Only a run with a failure collected anything (a named --artifacts folder may exist already).
     if failed && ctx.artifacts.is_dir() {
         match cleanup::bundle(&ctx) {
@@ -155,6 +172,16 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
     let checks = ctx.checks.lock().map(|c| c.clone()).unwrap_or_default();
     if !checks.is_empty() {
         print!("{}", report::table(&checks));
+    }
+    if let Some(path) = &options.junit {
+        let xml = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        std::fs::write(path, report::mark_unjudged_junit(&xml, &checks))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &options.json {
+        let json = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let marked = report::mark_unjudged_json(&json, &checks).with_context(|| format!("{}", path.display()))?;
+        std::fs::write(path, marked).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &options.html {
         let html = report::html(&ctx, &checks)?;

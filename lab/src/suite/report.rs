@@ -5,17 +5,37 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::world::{Check, Context};
+use super::world::{Check, Context, Judged};
 use crate::fio::history::{History, Record, Shifts};
 use crate::fio::{Metric, Outcome};
 
-/// One line per check: pass or fail, where, what was measured.
-pub fn table(checks: &[Check]) -> String {
-    let mut out = String::from("\nmeasured checks:\n");
-    for check in checks {
-        let mark = if check.passed { "✓" } else { "✗" };
-        let _ = writeln!(out, "{mark} [{}] {}: {}", check.profile, check.scenario, check.text);
+/// The mark and HTML class of each result: passed, failed, not judged.
+fn mark(result: &Judged) -> (&'static str, &'static str) {
+    match result {
+        Judged::Passed => ("✓", "pass"),
+        Judged::Failed => ("✗", "fail"),
+        Judged::NotJudged(_) => ("?", "unjudged"),
     }
+}
+
+/// One line per check: passed, failed or not judged (with why), where, what was measured.
+pub fn table(checks: &[Check]) -> String {
+    let mut out = String::from("\nmeasured checks (✓ passed, ✗ failed, ? not judged):\n");
+    for check in checks {
+        let (mark, _) = mark(&check.result);
+        let _ = writeln!(out, "{mark} [{}] {}: {}", check.profile, check.scenario, check.text);
+        if let Judged::NotJudged(reason) = &check.result {
+            let _ = writeln!(out, "    not judged: {reason}");
+        }
+    }
+    let count = |f: fn(&Judged) -> bool| checks.iter().filter(|c| f(&c.result)).count();
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed, {} not judged",
+        count(|r| *r == Judged::Passed),
+        count(|r| *r == Judged::Failed),
+        count(|r| matches!(r, Judged::NotJudged(_)))
+    );
     out
 }
 
@@ -117,16 +137,20 @@ pub fn line_chart(
 pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
     let mut out = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>lab test: {name}</title>\
-         <style>body{{font-family:sans-serif;max-width:980px;margin:auto}}.fail{{color:#b00}}.pass{{color:#070}}td{{padding:2px 8px;vertical-align:top}}</style></head>\
+         <style>body{{font-family:sans-serif;max-width:980px;margin:auto}}.fail{{color:#b00}}.pass{{color:#070}}.unjudged{{color:#a60}}td{{padding:2px 8px;vertical-align:top}}</style></head>\
          <body><h1>lab test: {name}</h1><p>run {label}</p><h2>Checks</h2><table>",
         name = escape(ctx.scenario.name()),
         label = escape(&ctx.label)
     );
     for check in checks {
-        let (class, mark) = if check.passed { ("pass", "✓") } else { ("fail", "✗") };
+        let (mark, class) = mark(&check.result);
+        let why = match &check.result {
+            Judged::NotJudged(reason) => format!("<br><b>not judged:</b> {}", escape(reason)),
+            _ => String::new(),
+        };
         let _ = write!(
             out,
-            "<tr class=\"{class}\"><td>{mark}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td>{mark}</td><td>{}</td><td>{}</td><td>{}{why}</td></tr>",
             escape(&check.scenario),
             escape(&check.profile),
             escape(&check.text)
@@ -223,5 +247,108 @@ mod tests {
         assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
         assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
         assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
+    }
+}
+
+/// The checks that ended "not judged", by scenario.
+fn unjudged(checks: &[Check]) -> Vec<(&Check, &str)> {
+    checks
+        .iter()
+        .filter_map(|c| match &c.result {
+            Judged::NotJudged(reason) => Some((c, reason.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// cucumber's JUnit file knows steps only as passed or failed: a scenario
+/// whose check could not be judged gets `<skipped message="not judged: …"/>`.
+pub fn mark_unjudged_junit(xml: &str, checks: &[Check]) -> String {
+    let mut out = xml.to_string();
+    // One `<skipped>` per test case, with every reason of its scenario.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (check, reason) in unjudged(checks) {
+        match reasons.iter_mut().find(|(s, _)| *s == check.scenario) {
+            Some((_, all)) => all.push(reason),
+            None => reasons.push((&check.scenario, vec![reason])),
+        }
+    }
+    for (scenario, reasons) in reasons {
+        let reason = reasons.join("; ");
+        let start = format!("<testcase name=\"Scenario: {}:", escape(scenario).replace('\'', "&apos;"));
+        let Some(at) = out.find(&start) else { continue };
+        let Some(end) = out[at..].find('>').map(|e| at + e) else { continue };
+        let skipped = format!("<skipped message=\"not judged: {}\"/>", escape(&reason));
+        if out[..end].ends_with('/') {
+            out.replace_range(end - 1..=end, &format!(">{skipped}</testcase>"));
+        } else {
+            out.insert_str(end + 1, &skipped);
+        }
+    }
+    out
+}
+
+/// In cucumber's JSON, the step of a check that could not be judged is
+/// `skipped`, with the reason as its error message.
+pub fn mark_unjudged_json(json: &str, checks: &[Check]) -> anyhow::Result<String> {
+    let mut features: serde_json::Value = serde_json::from_str(json)?;
+    for (check, reason) in unjudged(checks) {
+        let scenarios = features
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f.get_mut("elements").and_then(|e| e.as_array_mut()).into_iter().flatten());
+        for scenario in scenarios.filter(|s| s["name"] == check.scenario.as_str()) {
+            for step in scenario.get_mut("steps").and_then(|s| s.as_array_mut()).into_iter().flatten() {
+                let text = format!("{}{}", step["keyword"].as_str().unwrap_or(""), step["name"].as_str().unwrap_or(""));
+                if text == check.step {
+                    step["result"]["status"] = "skipped".into();
+                    step["result"]["error_message"] = format!("not judged: {reason}").into();
+                }
+            }
+        }
+    }
+    Ok(serde_json::to_string(&features)?)
+}
+
+#[cfg(test)]
+mod unjudged_tests {
+    use super::*;
+
+    fn check(scenario: &str, result: Judged) -> Check {
+        Check {
+            scenario: scenario.into(),
+            step: "Then read IOPS has not regressed against the history".into(),
+            profile: "p".into(),
+            text: "t".into(),
+            result,
+            verdict: None,
+        }
+    }
+
+    #[test]
+    fn an_unjudged_check_is_a_skipped_test_case_and_a_skipped_step() {
+        let checks = [
+            check("drift & noise", Judged::NotJudged("2 earlier sessions, 3 needed".into())),
+            check("judged", Judged::Passed),
+            check("open", Judged::NotJudged("not settled by 40 pairs".into())),
+        ];
+        let xml = "<testsuites><testsuite><testcase name=\"Scenario: drift &amp; noise: f.feature:3:3\" time=\"1\"/>\
+                   <testcase name=\"Scenario: judged: f.feature:9:3\" time=\"1\"/>\
+                   <testcase name=\"Scenario: open: f.feature:12:3\" time=\"1\"><system-out>x</system-out></testcase></testsuite></testsuites>";
+        assert_eq!(
+            mark_unjudged_junit(xml, &checks),
+            "<testsuites><testsuite><testcase name=\"Scenario: drift &amp; noise: f.feature:3:3\" time=\"1\"><skipped message=\"not judged: 2 earlier sessions, 3 needed\"/></testcase>\
+             <testcase name=\"Scenario: judged: f.feature:9:3\" time=\"1\"/>\
+             <testcase name=\"Scenario: open: f.feature:12:3\" time=\"1\"><skipped message=\"not judged: not settled by 40 pairs\"/><system-out>x</system-out></testcase></testsuite></testsuites>"
+        );
+        let json = r#"[{"elements":[{"name":"drift & noise","steps":[
+            {"keyword":"When ","name":"I run the fio profile \"p\" 3 times","result":{"status":"passed"}},
+            {"keyword":"Then ","name":"read IOPS has not regressed against the history","result":{"status":"passed"}}]}]}]"#;
+        let marked: serde_json::Value = serde_json::from_str(&mark_unjudged_json(json, &checks).unwrap()).unwrap();
+        let steps = &marked[0]["elements"][0]["steps"];
+        assert_eq!(steps[0]["result"]["status"], "passed");
+        assert_eq!(steps[1]["result"]["status"], "skipped");
+        assert_eq!(steps[1]["result"]["error_message"], "not judged: 2 earlier sessions, 3 needed");
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub use crate::fio::Judged;
 use crate::fio::{JobResult, Verdict};
 use crate::scenario::Scenario;
 use crate::state::StateDir;
@@ -28,15 +29,19 @@ pub struct Context {
     pub artifacts: std::path::PathBuf,
     /// Where the stack's pods run, for their logs on a failure.
     pub stack_namespaces: Vec<String>,
+    /// A check that cannot be judged fails (`--strict`, or `fio.strict`).
+    pub strict: bool,
 }
 
 /// One measured check, as the reports show it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Check {
     pub scenario: String,
+    /// The Gherkin step that made it, as written.
+    pub step: String,
     pub profile: String,
     pub text: String,
-    pub passed: bool,
+    pub result: Judged,
     pub verdict: Option<Verdict>,
 }
 

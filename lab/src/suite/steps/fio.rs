@@ -5,9 +5,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use cucumber::gherkin::Step;
 use cucumber::{then, when};
 
-use super::super::world::{Check, Context, LabWorld};
+use super::super::world::{Check, Context, Judged, LabWorld};
 use crate::fio::history::{Baseline, Fingerprint, History, Record};
 use crate::fio::interleave::{self, Arm, Arms, Sampling};
 use crate::fio::stats::mean;
@@ -37,6 +38,9 @@ pub async fn run_profile_on(
     target: &str,
     device: &str,
 ) -> Result<(), String> {
+    if times == 0 {
+        return Err(format!("running profile {profile} 0 times measures nothing: say 1 time or more"));
+    }
     let ctx = world.ctx.clone();
     let job = profile_named(&ctx, profile)?;
     for _ in 0..times {
@@ -164,13 +168,46 @@ fn in_base_unit(metric: Metric, value: f64, unit: &str) -> Result<f64, String> {
     Ok(value * factor)
 }
 
-fn record(world: &LabWorld, profile: &str, text: String, passed: bool, verdict: Option<fio::Verdict>) {
+/// Record a check for the reports and end its step: a failure fails it; a
+/// check that could not be judged passes the step, marked as not judged,
+/// unless the run is strict, where it fails.
+fn conclude(
+    world: &LabWorld,
+    step: &Step,
+    profile: &str,
+    text: String,
+    result: Judged,
+    verdict: Option<fio::Verdict>,
+) -> Result<(), String> {
+    let (result, outcome) = match result {
+        Judged::NotJudged(reason) if world.ctx.strict => {
+            let said = format!("not judged, and the run is strict: {reason}");
+            (Judged::Failed, Err(said))
+        }
+        Judged::Failed => (Judged::Failed, Err(text.clone())),
+        other => (other, Ok(())),
+    };
     if let Ok(mut checks) = world.ctx.checks.lock() {
-        checks.push(Check { scenario: world.name.clone(), profile: profile.into(), text, passed, verdict });
+        checks.push(Check {
+            scenario: world.name.clone(),
+            step: format!("{}{}", step.keyword, step.value),
+            profile: profile.into(),
+            text,
+            result,
+            verdict,
+        });
     }
+    outcome
 }
 
-fn threshold(world: &mut LabWorld, metric: &str, value: f64, unit: &str, at_least: bool) -> Result<(), String> {
+fn threshold(
+    world: &mut LabWorld,
+    step: &Step,
+    metric: &str,
+    value: f64,
+    unit: &str,
+    at_least: bool,
+) -> Result<(), String> {
     let metric = Metric::parse(metric)?;
     let (profile, values) = samples(world, metric)?;
     let limit = in_base_unit(metric, value, unit)?;
@@ -184,8 +221,8 @@ fn threshold(world: &mut LabWorld, metric: &str, value: f64, unit: &str, at_leas
         values.len(),
         if at_least { "at least" } else { "below" }
     );
-    record(world, &profile, text.clone(), passed, None);
-    if passed { Ok(()) } else { Err(text) }
+    let result = if passed { Judged::Passed } else { Judged::Failed };
+    conclude(world, step, &profile, text, result, None)
 }
 
 fn show(metric: Metric, value: f64) -> String {
@@ -198,17 +235,18 @@ fn show(metric: Metric, value: f64) -> String {
 }
 
 #[then(regex = r"^(.+) is at least ([0-9.]+)\s*(\S*)$")]
-fn is_at_least(world: &mut LabWorld, metric: String, value: f64, unit: String) -> Result<(), String> {
-    threshold(world, &metric, value, &unit, true)
+fn is_at_least(world: &mut LabWorld, step: &Step, metric: String, value: f64, unit: String) -> Result<(), String> {
+    threshold(world, step, &metric, value, &unit, true)
 }
 
 #[then(regex = r"^(.+) is below ([0-9.]+)\s*(\S*)$")]
-fn is_below(world: &mut LabWorld, metric: String, value: f64, unit: String) -> Result<(), String> {
-    threshold(world, &metric, value, &unit, false)
+fn is_below(world: &mut LabWorld, step: &Step, metric: String, value: f64, unit: String) -> Result<(), String> {
+    threshold(world, step, &metric, value, &unit, false)
 }
 
-/// Compare this run's samples with earlier comparable ones (or a labelled baseline).
-fn regression(world: &mut LabWorld, metric: &str, baseline_label: Option<&str>) -> Result<(), String> {
+/// Compare this run's samples with earlier comparable ones (or a labelled
+/// baseline). Too little history to decide is "not judged", never a pass.
+fn regression(world: &mut LabWorld, step: &Step, metric: &str, baseline_label: Option<&str>) -> Result<(), String> {
     let metric = Metric::parse(metric)?;
     let (profile, current) = samples(world, metric)?;
     let ctx = world.ctx.clone();
@@ -224,31 +262,35 @@ fn regression(world: &mut LabWorld, metric: &str, baseline_label: Option<&str>) 
     };
     let current: Vec<f64> = current.iter().map(|x| x * scale).collect();
     let verdict = baseline.judge(&name, metric.better(), &current, ctx.scenario.fio.noise_threshold, scale);
-    if verdict.outcome == Outcome::TooFewSamples && baseline_label.is_none() {
+    let text = match verdict.outcome {
         // A history starts somewhere: this session's runs are now part of it.
-        let text = format!("{verdict}; this session's runs are in {}", history.path().display());
-        record(world, &profile, text, true, Some(verdict));
-        return Ok(());
-    }
-    let passed = !matches!(verdict.outcome, Outcome::Regression | Outcome::TooFewSamples);
-    let text = verdict.to_string();
-    record(world, &profile, text.clone(), passed, Some(verdict));
-    if passed { Ok(()) } else { Err(text) }
+        Outcome::TooFewSamples => format!("{verdict}; this session's runs are in {}", history.path().display()),
+        _ => verdict.to_string(),
+    };
+    let result = Judged::of(&verdict);
+    conclude(world, step, &profile, text, result, Some(verdict))
 }
 
 #[then(regex = r"^(.+) has not regressed against the history$")]
-fn not_regressed(world: &mut LabWorld, metric: String) -> Result<(), String> {
-    regression(world, &metric, None)
+fn not_regressed(world: &mut LabWorld, step: &Step, metric: String) -> Result<(), String> {
+    regression(world, step, &metric, None)
 }
 
 #[then(regex = r#"^(.+) has not regressed against the baseline "([^"]+)"$"#)]
-fn not_regressed_against(world: &mut LabWorld, metric: String, label: String) -> Result<(), String> {
-    regression(world, &metric, Some(&label))
+fn not_regressed_against(world: &mut LabWorld, step: &Step, metric: String, label: String) -> Result<(), String> {
+    regression(world, step, &metric, Some(&label))
 }
 
 /// Judge the interleaved comparison on `metric`: a failure only when the
-/// whole interval of the change is beyond `threshold` in the bad direction.
-async fn against_baseline(world: &mut LabWorld, metric: &str, threshold: f64, what: &str) -> Result<(), String> {
+/// whole interval of the change is beyond `threshold` in the bad direction;
+/// a comparison that did not settle within its budget is not judged.
+async fn against_baseline(
+    world: &mut LabWorld,
+    step: &Step,
+    metric: &str,
+    threshold: f64,
+    what: &str,
+) -> Result<(), String> {
     let metric = Metric::parse(metric)?;
     let profile = world
         .comparison
@@ -261,20 +303,31 @@ async fn against_baseline(world: &mut LabWorld, metric: &str, threshold: f64, wh
     let verdict = comparison
         .verdict_for(metric, threshold)
         .ok_or_else(|| format!("profile {profile} did not measure {}", metric.name()))?;
-    let passed = verdict.outcome != Outcome::Regression;
     let text = format!("{verdict} [{what}; {}]", comparison.stopped_because());
-    record(world, &profile, text.clone(), passed, Some(verdict));
-    if passed { Ok(()) } else { Err(text) }
+    let result = if verdict.outcome == Outcome::Regression {
+        Judged::Failed
+    } else if verdict.settled(metric.better()) {
+        Judged::Passed
+    } else {
+        Judged::NotJudged(format!("{}: {}", metric.name(), comparison.stopped_because()))
+    };
+    conclude(world, step, &profile, text, result, Some(verdict))
 }
 
 #[then(regex = r"^(.+) has not regressed against the baseline$")]
-async fn not_regressed_against_baseline(world: &mut LabWorld, metric: String) -> Result<(), String> {
+async fn not_regressed_against_baseline(world: &mut LabWorld, step: &Step, metric: String) -> Result<(), String> {
     let threshold = world.ctx.scenario.fio.noise_threshold;
-    against_baseline(world, &metric, threshold, "interleaved with the baseline").await
+    against_baseline(world, step, &metric, threshold, "interleaved with the baseline").await
 }
 
 #[then(regex = r"^(.+) is (at least|at most) (\d+)% of the baseline's$")]
-async fn share_of_baseline(world: &mut LabWorld, metric: String, bound: String, percent: u32) -> Result<(), String> {
+async fn share_of_baseline(
+    world: &mut LabWorld,
+    step: &Step,
+    metric: String,
+    bound: String,
+    percent: u32,
+) -> Result<(), String> {
     let better = Metric::parse(&metric)?.better();
     // A floor for what is better higher (IOPS, bandwidth), a ceiling for latency.
     let threshold = match (bound.as_str(), better) {
@@ -289,7 +342,7 @@ async fn share_of_baseline(world: &mut LabWorld, metric: String, bound: String, 
         ("at least", _) => return Err(format!("{metric} is better lower: say `is at most N% of the baseline's`")),
         _ => return Err(format!("{metric} is better higher: say `is at least N% of the baseline's`")),
     };
-    against_baseline(world, &metric, threshold, &format!("{bound} {percent}% of the baseline's")).await
+    against_baseline(world, step, &metric, threshold, &format!("{bound} {percent}% of the baseline's")).await
 }
 
 #[when(regex = r#"^I run the fio profile "([^"]+)" (\d+) times? on node "([^"]+)" against "([^"]+)"$"#)]
