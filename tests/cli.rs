@@ -511,3 +511,50 @@ fn fio_against_another_target_runs_interleaved_pairs_and_judges_them() {
     let (code, text) = fio(&file, "/dev/null", &["--baseline", "x"]);
     assert_eq!(code, Some(2), "clap refuses --baseline with --against: {text}");
 }
+
+/// What used to pass without deciding anything now fails or says so: no
+/// runs at all, a history too short for a strict run, a run that did no I/O.
+#[test]
+fn fio_runs_that_decide_nothing_are_refused_or_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), FIO_HOST).unwrap();
+    let target = dir.path().join("data").display().to_string();
+    let fio = |path: Option<&Path>, extra: &[&str]| {
+        let mut cmd = Command::cargo_bin("lab").unwrap();
+        cmd.current_dir(dir.path()).args(["fio", "-p", "write-4k", "--target", &target]).args(extra);
+        if let Some(bin) = path {
+            cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, text) = fio(None, &["--repeat", "0"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("--repeat 0 runs nothing, so nothing could be judged"), "{text}");
+    assert!(!dir.path().join("results").exists(), "--repeat 0 recorded something");
+
+    // An empty history cannot judge a regression: said, and fatal only when strict.
+    let (code, text) = fio(None, &["--repeat", "2", "--label", "s1"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("? not judged: write IOPS: 0 earlier session(s)"), "{text}");
+    let (code, text) = fio(None, &["--repeat", "2", "--label", "s2", "--strict"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not judged, and the run is strict"), "{text}");
+
+    // A candidate that did no I/O: a fio reporting 0 IOPS fails the run, naming its raw output.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fixture = repo_root().join("tests/fixtures/fio/seqwrite-128k.json");
+    std::fs::write(
+        bin.join("fio"),
+        format!("#!/bin/sh\ncat >/dev/null\nsed 's/\"iops\" : [0-9.]*/\"iops\" : 0/' {}\n", fixture.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("fio"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, text) = fio(Some(&bin), &["--repeat", "2", "--label", "zero"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("fio job write-4k measured 0 write IOPS (raw output in results/fio-ab/raw/write-4k-zero-0.json)"),
+        "{text}"
+    );
+}
