@@ -679,3 +679,58 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A DaemonSet with `updateStrategy: OnDelete`, as Mayastor's io-engine has:
+/// after its template changes, Kubernetes replaces no pod by itself, so
+/// readiness alone would wait forever. `lab deploy` deletes the outdated pod
+/// and waits for its Ready replacement, on a real API server and kubelet.
+#[test]
+fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let daemon_set = |revision: u32| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: roll}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: waiter, namespace: roll}}\nspec:\n  selector: {{matchLabels: {{app: waiter}}}}\n  updateStrategy: {{type: OnDelete}}\n  template:\n    metadata:\n      labels: {{app: waiter}}\n      annotations: {{lab.dev/test-revision: \"{revision}\"}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      tolerations: [{{operator: Exists}}]\n      containers:\n        - name: pause\n          image: lab.local/pause:3.10\n          imagePullPolicy: Never\n"
+        )
+    };
+    std::fs::create_dir(root.join("stack")).unwrap();
+    std::fs::write(root.join("stack/waiter.yaml"), daemon_set(1)).unwrap();
+    std::fs::write(
+        root.join("lab.yaml"),
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: roll\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - manifests: stack\n  timeouts: {ready: 2m}\n",
+    )
+    .unwrap();
+    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        let out = lab_in(root, &binaries).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let revision = || {
+        let out = std::process::Command::new(binaries.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(root.join(".lab/roll/kubeconfig"))
+            .args(["get", "pods", "-n", "roll", "-l", "app=waiter", "-o"])
+            .arg("jsonpath={range .items[*]}{.metadata.labels.controller-revision-hash} {.status.phase}{\"\\n\"}{end}")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (ok, said) = lab(&["up"]);
+    assert!(ok, "{said}");
+    let first = revision();
+    assert!(first.ends_with(" Running") && first.lines().count() == 1, "{first}");
+
+    std::fs::write(root.join("stack/waiter.yaml"), daemon_set(2)).unwrap();
+    let (ok, said) = lab(&["deploy"]);
+    assert!(ok, "lab deploy did not finish the OnDelete rollout:\n{said}");
+    assert!(said.contains("DaemonSet roll/waiter: replaced the pods on 1 node(s), one at a time"), "{said}");
+    let second = revision();
+    assert!(second.ends_with(" Running") && second.lines().count() == 1, "{second}");
+    assert_ne!(first.split(' ').next(), second.split(' ').next(), "the pod still runs the old template");
+
+    // Nothing changed: nothing is replaced.
+    let (ok, said) = lab(&["deploy"]);
+    assert!(ok && said.contains("DaemonSet roll/waiter: every pod runs the newest template"), "{said}");
+}

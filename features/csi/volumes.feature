@@ -41,3 +41,13 @@ Feature: the hostpath CSI stack lab built from source serves volumes
     Then the PVC "data" is Bound within 60 seconds
     When I delete the PVC "data"
     Then the PV of the PVC "data" is gone within 60 seconds
+
+  # Restarting the node's kubelet disturbs every pod's volume calls: alone.
+  @serial
+  Scenario: data survives a kubelet restart and the deletion of its pod
+    Given a volume written with a verifiable pattern
+    When the kubelet restarts on the node of the pod "writer"
+    Then the data on the volume verifies
+    When I delete the pod "writer"
+    Then the pod "writer" is gone within 60 seconds
+    And the data on the volume verifies

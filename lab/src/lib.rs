@@ -197,6 +197,14 @@ impl Lab {
                 },
             ));
         }
+        // Kubernetes rolls an OnDelete DaemonSet (io-engine) only as its pods are deleted: lab does that.
+        let on_delete = stack::rollout::on_delete_daemon_sets(&objects);
+        if !on_delete.is_empty() {
+            steps.push(Step::work(
+                format!("roll {} OnDelete DaemonSet(s) to their newest template, one node at a time", on_delete.len()),
+                stack::rollout::RollOnDelete { daemon_sets: on_delete, timeout: seconds(&timeouts.ready) },
+            ));
+        }
         steps.push(Step::work(
             "wait until the stack's workloads are ready",
             stack::ready::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },

@@ -10,6 +10,7 @@ pub mod order;
 pub mod ownership;
 pub mod pool;
 pub mod ready;
+pub mod rollout;
 pub mod teardown;
 pub mod validate;
 

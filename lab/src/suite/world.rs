@@ -90,6 +90,8 @@ pub struct LabWorld {
     pub restarted: Option<(String, String)>,
     /// The size of the verifiable pattern a pod wrote, in MiB.
     pub pattern_mib: Option<u64>,
+    /// The claim written with the pattern (`a volume written with a verifiable pattern`), and readers so far.
+    pub survivor: Option<(String, usize)>,
     /// The PV each claim was bound to when a step deleted it.
     pub deleted_claims: BTreeMap<String, String>,
 }
@@ -108,6 +110,7 @@ impl LabWorld {
             namespace: None,
             restarted: None,
             pattern_mib: None,
+            survivor: None,
             deleted_claims: BTreeMap::new(),
         })
     }

@@ -1,14 +1,100 @@
-//! Fault steps: delete a pod; restart one node's io-engine and wait for it
-//! to come back.
+//! Fault steps: delete a pod; restart the kubelet of a pod's node; restart
+//! one node's io-engine and wait for it to come back. Around a fault, a
+//! volume written with a checksummed pattern before it is verified after it
+//! from a fresh pod, so "it came back" also means "the data did".
 
 use std::time::Duration;
 
-use cucumber::{then, when};
+use cucumber::{given, then, when};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 
 use super::super::world::LabWorld;
 use super::namespace;
+
+/// The pod that writes the pattern, and the size of the pattern.
+const WRITER: &str = "writer";
+const PATTERN_MIB: u64 = 32;
+
+/// The stack's one StorageClass, when a step does not name one.
+fn stack_class(world: &LabWorld) -> Result<String, String> {
+    let objects = crate::stack::load(&world.ctx.scenario).map_err(|e| format!("{e:#}"))?;
+    match crate::stack::teardown::storage_classes(&objects).as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err("the stack has no StorageClass: name one (`a volume of StorageClass \"…\" written …`)".into()),
+        many => Err(format!("the stack has StorageClasses {}: name one in the step", many.join(", "))),
+    }
+}
+
+#[given(regex = r"^a volume written with a verifiable pattern$")]
+async fn volume_with_pattern(world: &mut LabWorld) -> Result<(), String> {
+    let class = stack_class(world)?;
+    volume_of_class_with_pattern(world, class).await
+}
+
+#[given(regex = r#"^a volume of StorageClass "([^"]+)" written with a verifiable pattern$"#)]
+async fn volume_of_class_with_pattern(world: &mut LabWorld, class: String) -> Result<(), String> {
+    let claim = "survivor".to_string();
+    super::storage::create_claim(world, 64, claim.clone(), class).await?;
+    super::storage::claim_bound(world, claim.clone(), 120).await?;
+    super::workloads::start_pod(world, WRITER.into(), claim.clone()).await?;
+    super::workloads::pod_running(world, WRITER.into(), 180).await?;
+    super::workloads::write_pattern(world, WRITER.into(), PATTERN_MIB).await?;
+    world.survivor = Some((claim, 0));
+    Ok(())
+}
+
+#[then(regex = r"^the data on the volume verifies$")]
+async fn data_verifies(world: &mut LabWorld) -> Result<(), String> {
+    let (claim, readers) =
+        world.survivor.clone().ok_or("no volume was written (`Given a volume written with a verifiable pattern`)")?;
+    // A fresh pod on the same claim reads what a restarted or rescheduled workload would.
+    let reader = format!("reader-{}", readers + 1);
+    world.survivor = Some((claim.clone(), readers + 1));
+    super::workloads::start_pod(world, reader.clone(), claim).await?;
+    super::workloads::pod_running(world, reader.clone(), 180).await?;
+    let verified = super::workloads::verify_pattern(world, reader.clone()).await;
+    let ns = namespace(world).await?;
+    let _ = Api::<Pod>::namespaced(world.ctx.client()?, &ns).delete(&reader, &DeleteParams::background()).await;
+    verified
+}
+
+#[when(regex = r#"^the kubelet restarts on the node of the pod "([^"]+)"$"#)]
+async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String> {
+    let ns = namespace(world).await?;
+    let client = world.ctx.client()?;
+    let found = Api::<Pod>::namespaced(client.clone(), &ns)
+        .get(&pod)
+        .await
+        .map_err(|e| format!("reading pod {ns}/{pod}: {e}"))?;
+    let node = found.spec.and_then(|s| s.node_name).ok_or(format!("pod {ns}/{pod} is not on a node yet"))?;
+    let scenario = &world.ctx.scenario;
+    // The local provider's kubelet is a process of this host; elsewhere it is a systemd unit on the node.
+    let (shell, restart): (Box<dyn crate::shell::Shell>, _) = match scenario.cluster.provider {
+        crate::scenario::ProviderKind::Local => {
+            (Box::new(crate::shell::LocalShell), crate::provider::local::kubelet_restart(scenario, &world.ctx.state))
+        }
+        _ => (world.ctx.provider.node_shell(&node), crate::prepare::kubelet::systemd_restart()),
+    };
+    let before = std::time::SystemTime::now();
+    shell.run(&restart).await.map_err(|e| format!("restarting the kubelet on {node}: {e}"))?;
+    // Back when the node is Ready on a heartbeat sent after the restart.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    let pending = crate::wait::until_none_pending(Duration::from_secs(120), Duration::from_secs(1), async || {
+        let n = nodes.get(&node).await.map_err(|e| format!("reading node {node}: {e}"))?;
+        let ready = n.status.and_then(|s| s.conditions).into_iter().flatten().find(|c| c.type_ == "Ready");
+        let fresh = ready.as_ref().is_some_and(|c| {
+            c.status == "True"
+                && c.last_heartbeat_time.as_ref().is_some_and(|t| std::time::SystemTime::from(t.0) > before)
+        });
+        Ok::<_, String>(if fresh { vec![] } else { vec![node.clone()] })
+    })
+    .await?;
+    if !pending.is_empty() {
+        return Err(format!("node {node} did not report Ready within 120s after its kubelet restarted"));
+    }
+    Ok(())
+}
 
 #[when(regex = r#"^I delete the pod "([^"]+)"$"#)]
 async fn delete_pod(world: &mut LabWorld, name: String) -> Result<(), String> {

@@ -70,7 +70,7 @@ async fn storage_class_exists(world: &mut LabWorld, name: String) -> Result<(), 
 }
 
 #[when(regex = r#"^I create a (\d+) MiB PVC "([^"]+)" of StorageClass "([^"]+)"$"#)]
-async fn create_claim(world: &mut LabWorld, size: u64, name: String, class: String) -> Result<(), String> {
+pub(crate) async fn create_claim(world: &mut LabWorld, size: u64, name: String, class: String) -> Result<(), String> {
     let ns = namespace(world).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
     claims
@@ -81,7 +81,7 @@ async fn create_claim(world: &mut LabWorld, size: u64, name: String, class: Stri
 }
 
 #[then(regex = r#"^the PVC "([^"]+)" is Bound within (\d+) seconds$"#)]
-async fn claim_bound(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
+pub(crate) async fn claim_bound(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
     let ns = namespace(world).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
     let not_bound = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(1), async || {

@@ -57,7 +57,7 @@ fn built_or_named(world: &LabWorld, image: &str) -> Result<String, String> {
 }
 
 #[when(regex = r#"^I start a pod "([^"]+)" using the PVC "([^"]+)"$"#)]
-async fn start_pod(world: &mut LabWorld, name: String, claim: String) -> Result<(), String> {
+pub(crate) async fn start_pod(world: &mut LabWorld, name: String, claim: String) -> Result<(), String> {
     let ns = namespace(world).await?;
     let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &ns);
     let image = built_or_named(world, &world.ctx.scenario.fio.pod_image)?;
@@ -67,7 +67,7 @@ async fn start_pod(world: &mut LabWorld, name: String, claim: String) -> Result<
 }
 
 #[then(regex = r#"^the pod "([^"]+)" is Running within (\d+) seconds$"#)]
-async fn pod_running(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
+pub(crate) async fn pod_running(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
     let ns = namespace(world).await?;
     let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &ns);
     let not_running =
@@ -187,7 +187,7 @@ fn pattern_raw(world: &LabWorld, what: &str, pod: &str) -> std::path::PathBuf {
 const PATTERN_FILE: &str = "pattern.data";
 
 #[when(regex = r#"^the pod "([^"]+)" writes a verifiable pattern of (\d+) MiB to its volume$"#)]
-async fn write_pattern(world: &mut LabWorld, pod: String, mib: u64) -> Result<(), String> {
+pub(crate) async fn write_pattern(world: &mut LabWorld, pod: String, mib: u64) -> Result<(), String> {
     let ns = namespace(world).await?;
     let shell = pod_shell(world, &ns, &pod)?;
     let raw = pattern_raw(world, "write-pattern", &pod);
@@ -199,7 +199,7 @@ async fn write_pattern(world: &mut LabWorld, pod: String, mib: u64) -> Result<()
 }
 
 #[then(regex = r#"^the pattern on the volume verifies in the pod "([^"]+)"$"#)]
-async fn verify_pattern(world: &mut LabWorld, pod: String) -> Result<(), String> {
+pub(crate) async fn verify_pattern(world: &mut LabWorld, pod: String) -> Result<(), String> {
     let mib = world.pattern_mib.ok_or("no pattern was written in this scenario (`writes a verifiable pattern`)")?;
     let ns = namespace(world).await?;
     let shell = pod_shell(world, &ns, &pod)?;
