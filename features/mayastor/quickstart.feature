@@ -18,8 +18,8 @@ Feature: The Mayastor quickstart
 
   @faults
   Scenario: a volume survives an io-engine restart
-    When I create a 256 MiB PVC "data" of StorageClass "mayastor-single-replica"
-    Then the PVC "data" is Bound within 120 seconds
-    When I restart the io-engine on one io-engine node
+    Given a volume of StorageClass "mayastor-single-replica" written with a verifiable pattern
+    When I restart the io-engine on the node of the pod "writer"
     Then the io-engine runs again on that node within 300 seconds
     And every DiskPool is Online
+    And the data on the volume verifies

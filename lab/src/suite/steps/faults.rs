@@ -115,21 +115,43 @@ fn io_engine_pods(pods: &[Pod]) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-#[when(regex = r"^I restart the io-engine on one io-engine node$")]
-async fn restart_io_engine(world: &mut LabWorld) -> Result<(), String> {
+/// The io-engine pod on `node`: the one serving a volume whose app pod runs
+/// there (its nexus), in a single-replica lab. Any other would prove nothing.
+fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
+    let on_node: Vec<&Pod> =
+        pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)).collect();
+    match on_node.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let nodes: Vec<String> = io_engine_pods(pods).into_iter().map(|(_, n, _)| n).collect();
+            Err(format!(
+                "no io-engine pod runs on {node}, the node of the volume's pod (io-engine runs on: {})",
+                nodes.join(", ")
+            ))
+        }
+        _ => Err(format!("{} io-engine pods on {node}; expected one (a DaemonSet's)", on_node.len())),
+    }
+}
+
+#[when(regex = r#"^I restart the io-engine on the node of the pod "([^"]+)"$"#)]
+async fn restart_io_engine(world: &mut LabWorld, app: String) -> Result<(), String> {
+    let ns = namespace(world).await?;
+    let app_pod = Api::<Pod>::namespaced(world.ctx.client()?, &ns)
+        .get(&app)
+        .await
+        .map_err(|e| format!("reading pod {ns}/{app}: {e}"))?;
+    let node = app_pod.spec.and_then(|s| s.node_name).ok_or(format!("pod {ns}/{app} is not on a node yet"))?;
     let pods: Api<Pod> = Api::all(world.ctx.client()?);
     let found = pods
         .list(&ListParams::default().labels("app=io-engine"))
         .await
         .map_err(|e| format!("listing io-engine pods: {e}"))?;
-    let Some(pod) = found.items.into_iter().next() else {
+    if found.items.is_empty() {
         return Err("no io-engine pod runs (is the stack deployed? `lab deploy`)".into());
-    };
-    let (name, namespace, node) = (
-        pod.metadata.name.clone().unwrap_or_default(),
-        pod.metadata.namespace.clone().unwrap_or_default(),
-        pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-    );
+    }
+    let pod = io_engine_on(&found.items, &node)?;
+    let (name, namespace) =
+        (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
     Api::<Pod>::namespaced(world.ctx.client()?, &namespace)
         .delete(&name, &DeleteParams::default())
         .await
@@ -158,5 +180,26 @@ async fn io_engine_back(world: &mut LabWorld, seconds: u64) -> Result<(), String
         Err(format!(
             "no new io-engine pod is Running on {node} after {seconds}s (the DaemonSet uses OnDelete; is the node still schedulable?)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "mayastor"},
+            "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_io_engine_restarted_is_the_one_on_the_volumes_node() {
+        let pods = [pod("io-engine-a", "w1"), pod("io-engine-b", "w2"), pod("io-engine-c", "w3")];
+        assert_eq!(io_engine_on(&pods, "w2").unwrap().metadata.name.as_deref(), Some("io-engine-b"));
+        assert_eq!(
+            io_engine_on(&pods, "cp").unwrap_err(),
+            "no io-engine pod runs on cp, the node of the volume's pod (io-engine runs on: w1, w2, w3)"
+        );
     }
 }
