@@ -181,7 +181,12 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
 
     let started = std::time::Instant::now();
-    let run = lab_in(dir.path(), &binaries).args(["run", "--junit", "junit.xml"]).arg(&scenario).output().unwrap();
+    let run = lab_in(dir.path(), &binaries)
+        .args(["run", "--junit", "junit.xml", "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .arg(&scenario)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "lab run failed:\n{stdout}\n{stderr}");

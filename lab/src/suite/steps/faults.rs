@@ -78,16 +78,17 @@ async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String
     };
     let before = std::time::SystemTime::now();
     shell.run(&restart).await.map_err(|e| format!("restarting the kubelet on {node}: {e}"))?;
-    // Back when the node is Ready on a heartbeat sent after the restart.
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    // Back when the node is Ready and the new kubelet has renewed the node's
+    // lease (every 10 s; the Ready condition's own heartbeat may wait 5 min).
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client, "kube-node-lease");
     let pending = crate::wait::until_none_pending(Duration::from_secs(120), Duration::from_secs(1), async || {
         let n = nodes.get(&node).await.map_err(|e| format!("reading node {node}: {e}"))?;
-        let ready = n.status.and_then(|s| s.conditions).into_iter().flatten().find(|c| c.type_ == "Ready");
-        let fresh = ready.as_ref().is_some_and(|c| {
-            c.status == "True"
-                && c.last_heartbeat_time.as_ref().is_some_and(|t| std::time::SystemTime::from(t.0) > before)
-        });
-        Ok::<_, String>(if fresh { vec![] } else { vec![node.clone()] })
+        let ready =
+            n.status.and_then(|s| s.conditions).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        let lease = leases.get_opt(&node).await.map_err(|e| format!("reading the lease of node {node}: {e}"))?;
+        let renewed = lease.and_then(|l| l.spec?.renew_time).is_some_and(|t| std::time::SystemTime::from(t.0) > before);
+        Ok::<_, String>(if ready && renewed { vec![] } else { vec![node.clone()] })
     })
     .await?;
     if !pending.is_empty() {
