@@ -252,40 +252,78 @@ fn deploy_plans_show_the_ordered_stack_with_local_tags() {
     assert!(!fixture.contains("mayastor-io-engine:v2.8.0"), "{fixture}");
 }
 
+/// The real helm (`bash .ci/helm/build`; `.ci/run` puts it on PATH): a
+/// missing helm fails this test, it never skips.
+fn real_helm() -> String {
+    let out = std::process::Command::new("helm").args(["version", "--short"]).output();
+    let version =
+        out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let version = version.expect("no helm on PATH: `bash .ci/helm/build` builds it (.ci/run does and puts it on PATH)");
+    assert!(version.starts_with("v3.") || version.starts_with("v4."), "lab supports helm 3 and 4, not {version}");
+    version
+}
+
+/// lab's chart fixture rendered by the real `helm template`: values reach
+/// the objects, lab's build replaces the chart's image, CRDs from `crds/`
+/// come first and custom resources last, a template error names the chart
+/// and the template, and without helm the layer says what to do.
 #[test]
-fn a_chart_layer_is_rendered_by_helm_template_and_applied_like_manifests() {
-    use std::os::unix::fs::PermissionsExt as _;
+fn chart_layers_are_rendered_by_the_real_helm_and_applied_like_manifests() {
+    real_helm();
     let dir = tempfile::tempdir().unwrap();
-    // A stand-in for helm that records its arguments and renders one namespaced object without a namespace.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let helm = bin.join("helm");
-    std::fs::write(
-        &helm,
+    let chart = dir.path().join("chart");
+    let options = fs_extra::dir::CopyOptions::new().content_only(true);
+    fs_extra::dir::copy(repo_root().join("tests/fixtures/charts/lab-fixture"), &chart, &options).unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    let scenario = |values: &str| {
         format!(
-            "#!/bin/sh\necho \"$@\" > {}/helm-args\nprintf 'apiVersion: v1\\nkind: ServiceAccount\\nmetadata:\\n  name: sa\\n'\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let text = format!(
-        "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - {{chart: openebs/mayastor, version: 2.8.0, release: mayastor, namespace: mayastor, values: {{etcd: {{replicaCount: 1}}}}}}\n"
+            "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: app\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test/chart-app\nstack:\n  layers:\n    - {{chart: ./chart, release: fx, namespace: fx-ns, values: {values}}}\n"
+        )
+    };
+    let deploy_plan = |values: &str| {
+        std::fs::write(dir.path().join("lab.yaml"), scenario(values)).unwrap();
+        let out = Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["deploy", "--dry-run", "lab.yaml"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, plan, stderr) = deploy_plan("{extra: {enabled: true, greeting: hi there}}");
+    assert!(ok, "{stderr}");
+    let at = |what: &str| plan.find(what).unwrap_or_else(|| panic!("no {what} in the plan:\n{plan}"));
+    let (crd, deployment, widget) = (
+        at("CustomResourceDefinition widgets.fixture.lab.dev"),
+        at("Deployment fx-ns/fx-app"),
+        at("Widget fx-ns/fx-widget"),
     );
-    std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let plan = stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).env("PATH", path).args([
-        "deploy",
-        "--dry-run",
-        "lab.yaml",
-    ]));
-    assert!(plan.contains("ServiceAccount mayastor/sa  (helm template mayastor openebs/mayastor:1)"), "{plan}");
-    let args = std::fs::read_to_string(dir.path().join("helm-args")).unwrap();
+    assert!(crd < deployment && deployment < widget, "CRDs first, custom resources last:\n{plan}");
+    assert!(plan.contains("waits until Established"), "{plan}");
+    assert!(plan.contains("ConfigMap fx-ns/fx-extra"), "the values turned the optional ConfigMap on:\n{plan}");
+    assert!(plan.contains("image lab-test/chart-app:lab-"), "lab's build replaces the chart's image:\n{plan}");
+    assert!(!plan.contains("lab-test/chart-app:1.0"), "{plan}");
+
+    let (ok, plan, stderr) = deploy_plan("{}");
+    assert!(ok, "{stderr}");
+    assert!(!plan.contains("ConfigMap fx-ns/fx-extra"), "the chart's default leaves it out:\n{plan}");
+
+    // A template error names the chart and the template.
+    std::fs::write(chart.join("templates/broken.yaml"), "data: {{ .Values.nothing.here }}\n").unwrap();
+    let (ok, _, stderr) = deploy_plan("{}");
+    assert!(!ok, "a broken chart rendered");
     assert!(
-        args.starts_with("template mayastor openebs/mayastor --namespace mayastor --include-crds --values ")
-            && args.trim_end().ends_with("--version 2.8.0"),
-        "{args}"
+        stderr.contains("chart layer ./chart: `helm template` failed") && stderr.contains("templates/broken.yaml"),
+        "{stderr}"
     );
+    std::fs::remove_file(chart.join("templates/broken.yaml")).unwrap();
+
     // Without helm, the layer says what to do.
     let empty = tempfile::tempdir().unwrap();
     let out = Command::cargo_bin("lab")
@@ -296,7 +334,13 @@ fn a_chart_layer_is_rendered_by_helm_template_and_applied_like_manifests() {
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("chart layer openebs/mayastor: `helm` is not installed"), "{stderr}");
+    assert!(stderr.contains("chart layer ./chart: `helm` is not installed"), "{stderr}");
+
+    // lab doctor names the helm it found.
+    let doctor =
+        Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["doctor", "lab.yaml"]).output().unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(said.lines().any(|l| l.contains("helm") && (l.contains("v4.") || l.contains("v3."))), "{said}");
 }
 
 #[test]

@@ -739,3 +739,67 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
     let (ok, said) = lab(&["deploy"]);
     assert!(ok && said.contains("DaemonSet roll/waiter: every pod runs the newest template"), "{said}");
 }
+
+/// lab's fixture chart, rendered by the real helm (`.ci/helm/build`), on a
+/// real cluster: its CRD first, the workload Ready on an image the node has,
+/// the custom resource last, every object carrying lab's marks; `lab down`
+/// removes each of them by those marks and leaves none behind.
+#[test]
+fn a_helm_chart_layer_deploys_and_is_torn_down_by_ownership() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let helm = std::process::Command::new("helm").args(["version", "--short"]).output();
+    assert!(
+        helm.is_ok_and(|o| o.status.success()),
+        "no helm on PATH: `bash .ci/helm/build` builds it (.ci/run does and puts it on PATH)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let chart = repo().join("tests/fixtures/charts/lab-fixture");
+    std::fs::write(
+        root.join("lab.yaml"),
+        format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: chart\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - chart: {}\n      release: fx\n      namespace: default\n      values: {{image: {{repository: lab.local/pause, tag: '3.10'}}, extra: {{enabled: true}}}}\n  timeouts: {{ready: 2m}}\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        let out = lab_in(root, &binaries).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(binaries.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(root.join(".lab/chart/kubeconfig"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (ok, said) = lab(&["up"]);
+    assert!(ok, "{said}");
+    let marked = kubectl(&["get", "deployment,configmap,widget,crd", "-A", "-l", "lab.dev/lab=chart", "-o", "name"]);
+    for object in [
+        "deployment.apps/fx-app",
+        "configmap/fx-extra",
+        "widget.fixture.lab.dev/fx-widget",
+        "customresourcedefinition.apiextensions.k8s.io/widgets.fixture.lab.dev",
+    ] {
+        assert!(marked.lines().any(|l| l == object), "{object} missing or unmarked:\n{marked}\n{said}");
+    }
+    let applied: usize = said
+        .lines()
+        .filter(|l| l.starts_with("✓") && l.contains(" object(s) applied"))
+        .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    let (ok, said) = lab(&["down"]);
+    assert!(ok, "{said}");
+    let gone: usize = said
+        .lines()
+        .filter(|l| l.starts_with("✓") && l.contains(" object(s) gone"))
+        .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(applied >= 4 && gone == applied && !said.contains("; left "), "applied {applied}, removed {gone}:\n{said}");
+}

@@ -83,6 +83,9 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
     for tool in tools_for(scenario) {
         findings.push(tool_finding(machine, tool).await);
     }
+    if uses_charts(scenario) {
+        findings.push(helm(machine).await);
+    }
     if provider == ProviderKind::Vagrant {
         findings.push(vagrant_provider(machine, scenario).await);
     }
@@ -159,13 +162,6 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         why: "waits for nodes and opens node shells",
         install: "install kubectl (https://kubernetes.io/docs/tasks/tools/)",
     };
-    let helm = Tool {
-        name: "helm",
-        version: &["version", "--short"],
-        required: false,
-        why: "renders helm chart stack layers",
-        install: "install helm (https://helm.sh/docs/intro/install/) if the stack uses charts",
-    };
     let vagrant = Tool {
         name: "vagrant",
         version: &["--version"],
@@ -174,9 +170,9 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         install: "apt-get install vagrant",
     };
     let mut tools = match scenario.cluster.provider {
-        ProviderKind::Kind => vec![kind, kubectl(false), helm],
-        ProviderKind::Vagrant => vec![vagrant, kubectl(true), helm],
-        ProviderKind::Existing => vec![kubectl(false), helm],
+        ProviderKind::Kind => vec![kind, kubectl(false)],
+        ProviderKind::Vagrant => vec![vagrant, kubectl(true)],
+        ProviderKind::Existing => vec![kubectl(false)],
         ProviderKind::Host | ProviderKind::Local => vec![],
     };
     // A component with a `go` override built by a command (not a Dockerfile)
@@ -308,6 +304,32 @@ async fn tool_finding(machine: &Machine<'_>, tool: Tool) -> Finding {
         None if tool.required => Finding::missing(tool.name, format!("not found on PATH ({})", tool.why), tool.install),
         None => Finding::warn(tool.name, format!("not found on PATH ({})", tool.why), tool.install),
     }
+}
+
+fn uses_charts(scenario: &Scenario) -> bool {
+    scenario.stack.iter().flat_map(|s| s.layers.iter()).any(|l| matches!(l, crate::scenario::Layer::Chart(_)))
+}
+
+/// How to get the helm lab is tested with.
+const HELM_FIX: &str = "put helm 3 or 4 on PATH: `bash .ci/helm/build` in lab's repository builds the tested \
+    helm v4.2.3 from Go modules (add the directory it prints to PATH), or install your distribution's helm";
+
+/// A stack with chart layers needs `helm template` from helm 3 or 4.
+async fn helm(machine: &Machine<'_>) -> Finding {
+    let check = "helm";
+    let Some(version) = machine.version(Cmd::new("helm").args(["version", "--short"])).await else {
+        return Finding::missing(check, "not found on PATH (renders the stack's chart layers)", HELM_FIX);
+    };
+    match helm_major(&version) {
+        Some(3 | 4) => Finding::ok(check, version),
+        _ => Finding::missing(check, format!("{version}: lab renders charts with helm 3 or 4"), HELM_FIX),
+    }
+}
+
+/// `v4.2.3+g…` → 4; helm 2 printed `Client: v2.…`.
+fn helm_major(version: &str) -> Option<u32> {
+    let at = version.find('v')?;
+    version[at + 1..].split('.').next()?.parse().ok()
 }
 
 async fn docker_daemon() -> Finding {
@@ -533,5 +555,13 @@ mod tests {
         assert!(!go[0].required, "a build command may run Go in a container");
         let quickstart = Scenario::load(&repo.join("scenarios/quickstart.yaml")).unwrap();
         assert!(tools_for(&quickstart).iter().all(|t| t.name != "go"));
+    }
+
+    #[test]
+    fn helm_versions_3_and_4_are_told_from_2() {
+        assert_eq!(helm_major("v4.2.3+gmodule-v4.2.3"), Some(4));
+        assert_eq!(helm_major("v3.19.0+g3d8990f"), Some(3));
+        assert_eq!(helm_major("Client: v2.17.0+ga690bad"), Some(2));
+        assert_eq!(helm_major("garbage"), None);
     }
 }
