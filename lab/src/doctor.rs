@@ -153,7 +153,7 @@ fn tools_for(scenario: &Scenario) -> Vec<Tool> {
         version: &["version"],
         required: true,
         why: "creates the cluster",
-        install: "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+        install: "install kind: `bash .ci/kind/build` in lab's repository builds the pinned kind v0.33.0 from its Go module (add the directory it prints to PATH), or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
     };
     let kubectl = |required| Tool {
         name: "kubectl",
