@@ -85,14 +85,30 @@ pub fn owner(live: &DynamicObject, lab: &str) -> Owner {
     }
 }
 
-/// Add lab's marks to an object about to be applied (and the adoption note when adopted).
+/// Add lab's marks to an object about to be applied (and the adoption note
+/// when adopted), and to the claims a StatefulSet of it will make, which
+/// carry no owner reference.
 pub fn mark(object: &mut Object, lab: &str, adopted: bool) {
-    let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else { return };
-    let labels = metadata.entry("labels").or_insert_with(|| serde_json::json!({}));
-    if let Some(labels) = labels.as_object_mut() {
-        labels.insert(MANAGED_BY.into(), "lab".into());
-        labels.insert(LAB.into(), lab.into());
+    let add = |metadata: &mut serde_json::Map<String, serde_json::Value>| {
+        let labels = metadata.entry("labels").or_insert_with(|| serde_json::json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(MANAGED_BY.into(), "lab".into());
+            labels.insert(LAB.into(), lab.into());
+        }
+    };
+    if let Some(templates) = object.value.pointer_mut("/spec/volumeClaimTemplates").and_then(|t| t.as_array_mut()) {
+        for template in templates {
+            if let Some(metadata) = template
+                .as_object_mut()
+                .map(|t| t.entry("metadata").or_insert_with(|| serde_json::json!({})))
+                .and_then(|m| m.as_object_mut())
+            {
+                add(metadata);
+            }
+        }
     }
+    let Some(metadata) = object.value.get_mut("metadata").and_then(|m| m.as_object_mut()) else { return };
+    add(metadata);
     if adopted {
         let annotations = metadata.entry("annotations").or_insert_with(|| serde_json::json!({}));
         if let Some(annotations) = annotations.as_object_mut() {
@@ -400,6 +416,18 @@ mod tests {
             object.value["metadata"],
             json!({"name": "c", "labels": {"app": "x", "app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"},
                    "annotations": {"lab.dev/adopted": "ci"}})
+        );
+        let mut etcd = Object {
+            file: "a.yaml".into(),
+            line: 1,
+            value: json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "etcd"},
+                          "spec": {"volumeClaimTemplates": [{"spec": {}}]}}),
+        };
+        mark(&mut etcd, "ci", false);
+        assert_eq!(
+            etcd.value["spec"]["volumeClaimTemplates"][0]["metadata"]["labels"],
+            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"}),
+            "the claims a StatefulSet makes are lab's too"
         );
     }
 
