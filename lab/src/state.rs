@@ -85,7 +85,7 @@ impl StateDir {
 
     /// The stack objects lab created (not those it found and adopted).
     pub fn created_objects(&self) -> PathBuf {
-        self.file("created.json")
+        self.file("created-objects.txt")
     }
 
     /// The host directory that holds a node's pool backing file.

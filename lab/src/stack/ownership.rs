@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn the_record_of_created_objects_keeps_each_once() {
         let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("state/created.json");
+        let record = dir.path().join("state/created-objects.txt");
         record_created(&record, &["Namespace a".into(), "ConfigMap a/b".into()]).unwrap();
         record_created(&record, &["ConfigMap a/b".into(), "Service a/s".into()]).unwrap();
         assert_eq!(recorded(&record), ["Namespace a", "ConfigMap a/b", "Service a/s"]);

@@ -493,7 +493,7 @@ mod tests {
             .map(|name| reference("v1", "ConfigMap", Some("m"), name))
             .collect();
         let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("created.json");
+        let record = dir.path().join("created-objects.txt");
         super::super::ownership::record_created(&record, &["ConfigMap m/ours".to_string()]).unwrap();
         let mut ownership = super::super::ownership::Ownership {
             lab: "ci".into(),
