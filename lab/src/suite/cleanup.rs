@@ -48,13 +48,10 @@ pub fn bundle(ctx: &super::world::Context) -> anyhow::Result<PathBuf> {
     let raw = ctx.results.join(ctx.scenario.name()).join("raw");
     let runs: Vec<PathBuf> =
         std::fs::read_dir(&raw).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    let ours: Vec<&PathBuf> =
-        runs.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&ctx.label))).collect();
+    let ours: Vec<PathBuf> =
+        runs.into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&ctx.label))).collect();
     if !ours.is_empty() {
-        std::fs::create_dir_all(dir.join("fio-raw"))?;
-        for path in ours {
-            std::fs::copy(path, dir.join("fio-raw").join(path.file_name().unwrap_or_default()))?;
-        }
+        crate::artifacts::keep(&dir.join("fio-raw"), &ours)?;
     }
     crate::artifacts::bundle(dir)
 }
