@@ -1,7 +1,8 @@
-Feature: the local cluster is a real Kubernetes node, prepared by lab
+Feature: every node is a real Kubernetes node, prepared by lab
 
-  The local provider runs Kubernetes as processes on this host, so CI
-  checks what lab prepared on a real node.
+  The local provider runs Kubernetes as processes on this host, and kind
+  runs it in Docker containers from lab's node image, so CI checks what lab
+  prepared on real nodes.
 
   Scenario: the node is Ready, labelled, and has its hugepages allocatable
     Given every node is Ready

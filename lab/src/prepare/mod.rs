@@ -158,9 +158,15 @@ pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation 
         // One kernel for all: set it on the host, then check each node sees it.
         ProviderKind::Kind | ProviderKind::Host => {
             let persist = provider == ProviderKind::Host;
-            let before_cluster = kernel_steps(&nodes, Target::Host, "host", persist);
+            let mut before_cluster = kernel_steps(&nodes, Target::Host, "host", persist);
             let mut on_nodes = Vec::new();
             if provider == ProviderKind::Kind {
+                // io-engine nodes get the host's /dev and /run/udev with
+                // HostToContainer propagation, which Docker refuses unless
+                // the host's mounts are shared.
+                if nodes.iter().any(|n| n.group.runs_io_engine()) {
+                    before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
+                }
                 for node in &nodes {
                     on_nodes.extend(kind_node_steps(node));
                     on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));

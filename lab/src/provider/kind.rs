@@ -50,9 +50,13 @@ impl Kind {
             .iter()
             .map(|node| {
                 // Devices and udev state are shared with the host so io-engine
-                // sees real block devices and their properties.
-                let mut mounts =
-                    vec![Mount::host_to_container("/dev", "/dev"), Mount::host_to_container("/run/udev", "/run/udev")];
+                // sees real block devices and their properties. The host's
+                // mounts must then be shared, which preparation sees to.
+                let mut mounts = Vec::new();
+                if node.group.runs_io_engine() {
+                    mounts.push(Mount::host_to_container("/dev", "/dev"));
+                    mounts.push(Mount::host_to_container("/run/udev", "/run/udev"));
+                }
                 if node.group.pool.is_some() {
                     let host = pools_root.join("pools").join(&node.name);
                     mounts.push(Mount {
@@ -164,6 +168,7 @@ struct KindNode {
     image: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     extra_mounts: Vec<Mount>,
 }
 
