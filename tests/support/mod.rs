@@ -215,3 +215,44 @@ impl Drop for HostState {
         }
     }
 }
+
+/// Debian's docker-registry, with the libraries it links, serving on :5000
+/// from /var/lib/registry: the image lab starts for `images.load: registry`.
+pub const REGISTRY_IMAGE: &str = "lab-test-registry:1";
+
+pub fn registry_image() {
+    let _once = IMPORT.lock().unwrap_or_else(|e| e.into_inner());
+    if have_image(REGISTRY_IMAGE) {
+        return;
+    }
+    let binary = "/usr/bin/docker-registry";
+    assert!(Path::new(binary).exists(), "{binary} is missing: apt-get install docker-registry (.ci/run does)");
+    let root = tempfile::tempdir().unwrap();
+    let ldd = Process::new("ldd").arg(binary).output().unwrap();
+    let libraries: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+        .map(String::from)
+        .collect();
+    for file in std::iter::once(binary.to_string()).chain(libraries) {
+        let dest = root.path().join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, dest).unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("etc/docker/registry")).unwrap();
+    std::fs::create_dir_all(root.path().join("var/lib/registry")).unwrap();
+    std::fs::write(
+        root.path().join("etc/docker/registry/config.yml"),
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n",
+    )
+    .unwrap();
+    let status = Process::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c . | docker import -c 'ENTRYPOINT [\"{binary}\", \"serve\", \"/etc/docker/registry/config.yml\"]' - {REGISTRY_IMAGE}",
+            root.path().display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker import of the {REGISTRY_IMAGE} rootfs failed");
+}

@@ -32,7 +32,7 @@ pub struct Apply {
 impl Work for Apply {
     fn describe(&self, _view: &View<'_>) -> String {
         let mut objects = self.objects.clone();
-        super::image::rewrite(&mut objects, &self.images.replacements_for_plan());
+        super::image::rewrite(&mut objects, &self.images.replacements_for_plan(), self.images.registry.is_some());
         let mut lines: Vec<String> = Vec::new();
         for object in &objects {
             let at = if object.line == 0 { "generated".to_string() } else { object.location() };
@@ -61,7 +61,8 @@ impl Work for Apply {
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
         let mut objects = self.objects.clone();
-        let replaced = super::image::rewrite(&mut objects, &self.images.replacements()?);
+        let replaced =
+            super::image::rewrite(&mut objects, &self.images.replacements()?, self.images.registry.is_some());
         let client = ctx.client().await?;
         let ownership = &self.ownership;
         if self.server_dry_run {

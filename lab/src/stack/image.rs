@@ -31,15 +31,13 @@ pub fn repository(reference: &str) -> String {
     trimmed.strip_prefix("library/").unwrap_or(trimmed).to_string()
 }
 
-fn for_each_image(object: &mut Object, mut visit: impl FnMut(&mut Value)) {
+fn for_each_container(object: &mut Object, mut visit: impl FnMut(&mut serde_json::Map<String, Value>)) {
     let Some(pointer) = pod_spec_pointer(object.kind()) else { return };
     let Some(spec) = object.value.pointer_mut(pointer) else { return };
     for list in CONTAINER_LISTS {
         if let Some(Value::Array(containers)) = spec.get_mut(list) {
-            for container in containers {
-                if let Some(image) = container.get_mut("image") {
-                    visit(image);
-                }
+            for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                visit(container);
             }
         }
     }
@@ -87,15 +85,21 @@ pub fn images(objects: &[Object]) -> Vec<String> {
 }
 
 /// Replace each image whose repository matches one of `replacements`
-/// (`(repository, new reference)`); returns how many were replaced.
-pub fn rewrite(objects: &mut [Object], replacements: &[(String, String)]) -> usize {
+/// (`(repository, new reference)`); returns how many were replaced. When the
+/// nodes pull lab's builds from a registry, a replaced container's
+/// `imagePullPolicy: Never` (right for images streamed into the nodes)
+/// becomes `IfNotPresent`, or the kubelet would never pull it.
+pub fn rewrite(objects: &mut [Object], replacements: &[(String, String)], pulled: bool) -> usize {
     let mut replaced = 0;
     for object in objects {
-        for_each_image(object, |image| {
-            let Some(current) = image.as_str() else { return };
+        for_each_container(object, |container| {
+            let Some(current) = container.get("image").and_then(Value::as_str) else { return };
             let repo = repository(current);
             if let Some((_, new)) = replacements.iter().find(|(wanted, _)| repository(wanted) == repo) {
-                *image = Value::String(new.clone());
+                container.insert("image".into(), Value::String(new.clone()));
+                if pulled && container.get("imagePullPolicy").and_then(Value::as_str) == Some("Never") {
+                    container.insert("imagePullPolicy".into(), Value::String("IfNotPresent".into()));
+                }
                 replaced += 1;
             }
         });
@@ -132,8 +136,22 @@ mod tests {
             ("openebs/engine".to_string(), "openebs/engine:lab-123".to_string()),
             ("openebs/tool".to_string(), "localhost:5001/openebs/tool:lab-9".to_string()),
         ];
-        assert_eq!(rewrite(&mut objects, &replacements), 3);
+        assert_eq!(rewrite(&mut objects, &replacements, false), 3);
         assert_eq!(images(&objects), ["localhost:5001/openebs/tool:lab-9", "openebs/engine:lab-123", "other/side:1"]);
+    }
+
+    #[test]
+    fn builds_pulled_from_a_registry_are_not_left_at_pull_policy_never() {
+        let text = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: 'a/built:1', imagePullPolicy: Never}, {name: s, image: 'a/other:1', imagePullPolicy: Never}]\n";
+        let replacements = vec![("a/built".to_string(), "localhost:5001/a/built:lab-1".to_string())];
+        let policies = |pulled: bool| {
+            let mut objects = parse(Path::new("t.yaml"), text).unwrap();
+            rewrite(&mut objects, &replacements, pulled);
+            uses(&objects).into_iter().map(|u| (u.image, u.never_pulled)).collect::<Vec<_>>()
+        };
+        // Streamed: the node has it, Never stays. Pulled: only lab's build may now be pulled.
+        assert_eq!(policies(false), [("localhost:5001/a/built:lab-1".into(), true), ("a/other:1".into(), true)]);
+        assert_eq!(policies(true), [("localhost:5001/a/built:lab-1".into(), false), ("a/other:1".into(), true)]);
     }
 
     #[test]
