@@ -102,6 +102,7 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
     let state = tempfile::tempdir().unwrap();
     let artifacts = tempfile::tempdir().unwrap();
     let pages_before = hugepages();
+    let _results = support::Results::of("kind-csi");
 
     let doctor = run(lab(&root, state.path()).arg("doctor").arg(&scenario));
     assert!(doctor.stdout.lines().any(|l| l.starts_with("✓ kind")), "{}", doctor.stdout);

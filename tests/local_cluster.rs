@@ -145,25 +145,6 @@ fn scenarios_of(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Removes the fio history a test run wrote under the repository's
-/// `scenarios/results/<name>`, unless that folder was there before.
-struct Results(Option<PathBuf>);
-
-impl Results {
-    fn of(name: &str) -> Results {
-        let dir = repo().join("scenarios/results").join(name);
-        Results((!dir.exists()).then_some(dir))
-    }
-}
-
-impl Drop for Results {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.0 {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 /// The main job, for real: the hostpath CSI stack built from Go sources (the
 /// plugin with a `go` override), loaded, deployed, every scenario of
 /// `features/csi` passed (fio in a pod, a checksummed pattern across pods,
@@ -177,7 +158,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
     let dir = tempfile::tempdir().unwrap();
     let scenario = repo().join("scenarios/local.yaml");
-    let _results = Results::of("local");
+    let _results = support::Results::of("local");
     let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
 
     let started = std::time::Instant::now();

@@ -256,3 +256,22 @@ pub fn registry_image() {
         .unwrap();
     assert!(status.success(), "docker import of the {REGISTRY_IMAGE} rootfs failed");
 }
+
+/// Removes the fio history a test run wrote under the repository's
+/// `scenarios/results/<name>`, unless that folder was there before.
+pub struct Results(Option<std::path::PathBuf>);
+
+impl Results {
+    pub fn of(name: &str) -> Results {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scenarios/results").join(name);
+        Results((!dir.exists()).then_some(dir))
+    }
+}
+
+impl Drop for Results {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -33,9 +33,8 @@ impl Kind {
                 if crate::load::registry::Registry::of(scenario).is_some() {
                     options.containerd_config_patches.push(crate::load::registry::CONTAINERD_PATCH.into());
                 }
-                let fixes = HostKernel::read().fixes();
-                options.kubeadm_config_patches.extend(fixes.kubeadm.iter().map(|p| p.to_string()));
-                options.containerd_config_patches.extend(fixes.containerd.iter().map(|p| p.to_string()));
+                options.kubeadm_config_patches.push(KUBELET_ON_CGROUP_V1.into());
+                options.containerd_config_patches.push(CONTAINERD_WITHOUT_SYS_RESOURCE.into());
                 options
             },
             state: state.clone(),
@@ -92,54 +91,19 @@ impl Kind {
     }
 }
 
-/// What of this host's kernel the nodes inherit and kind's defaults do not
-/// expect: every node shares the host's cgroups and capability bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostKernel {
-    pub cgroup_v1: bool,
-    /// CAP_SYS_RESOURCE is outside the host's bounding set (as in some CI
-    /// sandboxes), so no process on it may lower an oom_score_adj.
-    pub lacks_sys_resource: bool,
-}
-
-/// Patches a node on such a host needs, in kind's config.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct HostFixes {
-    pub kubeadm: Vec<&'static str>,
-    pub containerd: Vec<&'static str>,
-}
-
-const CAP_SYS_RESOURCE: u32 = 24;
-
-impl HostKernel {
-    pub fn read() -> HostKernel {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let bounding = status
-            .lines()
-            .find_map(|line| line.strip_prefix("CapBnd:"))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-        HostKernel {
-            cgroup_v1: !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
-            lacks_sys_resource: bounding.is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) == 0),
-        }
-    }
-
-    pub fn fixes(self) -> HostFixes {
-        let mut fixes = HostFixes::default();
-        if self.cgroup_v1 {
-            // kubelet 1.35+ refuses to start on cgroup v1 unless told.
-            fixes.kubeadm.push("# this host's cgroups are v1\nkind: KubeletConfiguration\nfailCgroupV1: false\n");
-        }
-        if self.lacks_sys_resource {
-            // containerd gives pods a negative oom_score_adj, which needs
-            // CAP_SYS_RESOURCE; kind sets the same for rootless nodes.
-            fixes.containerd.push(
-                "# this host withholds CAP_SYS_RESOURCE\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n",
-            );
-        }
-        fixes
-    }
-}
+/// kind's defaults assume a host with cgroup v2 that grants every
+/// capability; its nodes share the host's kernel, so on other hosts (a CI
+/// sandbox, an older distribution) they fail. Both settings change nothing
+/// where they are not needed, so every lab's kind config carries them and
+/// its plan is the same on every machine.
+///
+/// The kubelet 1.35+ refuses to start on cgroup v1 unless told.
+pub const KUBELET_ON_CGROUP_V1: &str =
+    "# lets the kubelet run where the host's cgroups are v1\nkind: KubeletConfiguration\nfailCgroupV1: false\n";
+/// containerd gives pods a lower oom_score_adj than its own only with
+/// CAP_SYS_RESOURCE, which some hosts withhold (kind sets the same for
+/// rootless nodes).
+pub const CONTAINERD_WITHOUT_SYS_RESOURCE: &str = "# lets containerd run pods where the host withholds CAP_SYS_RESOURCE\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -258,12 +222,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_host_fix_follows_its_own_host_fact() {
-        let none = HostKernel { cgroup_v1: false, lacks_sys_resource: false }.fixes();
-        assert_eq!(none, HostFixes::default());
-        let v1 = HostKernel { cgroup_v1: true, lacks_sys_resource: false }.fixes();
-        assert!(v1.kubeadm[0].contains("failCgroupV1: false") && v1.containerd.is_empty());
-        let capped = HostKernel { cgroup_v1: false, lacks_sys_resource: true }.fixes();
-        assert!(capped.containerd[0].contains("restrict_oom_score_adj = true") && capped.kubeadm.is_empty());
+    fn every_kind_config_carries_the_host_fixes() {
+        let text = "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: t\ncluster:\n  provider: kind\n  nodes: [{role: control-plane}]\n";
+        let scenario = Scenario::parse(std::path::Path::new("lab.yaml"), text).unwrap();
+        let state = StateDir::at(std::path::PathBuf::from("/tmp/lab-kind-test"));
+        let config = Kind::new(&scenario, &state).config_yaml();
+        assert!(config.contains("failCgroupV1: false"), "{config}");
+        assert!(config.contains("restrict_oom_score_adj = true"), "{config}");
     }
 }
