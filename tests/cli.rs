@@ -420,6 +420,23 @@ fn doctor_names_what_kind_needs_with_fixes() {
 }
 
 #[test]
+fn doctor_names_a_missing_offline_kind_node_image_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("lab.yaml");
+    std::fs::write(
+        &scenario,
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: t\ncluster:\n  provider: kind\n  nodes: [{role: control-plane}]\n  kind: {image: 'lab.local/kind-node:v0.0.0-absent'}\n",
+    )
+    .unwrap();
+    let out = lab().arg("doctor").arg(&scenario).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("✗ kind node image")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("Docker has no lab.local/kind-node:v0.0.0-absent"), "{text}");
+    assert!(text.contains("`bash .ci/kind/node-image`"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+}
+
+#[test]
 fn up_without_kind_stops_before_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let empty_path = tempfile::tempdir().unwrap();

@@ -105,7 +105,9 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
     let _results = support::Results::of("kind-csi");
 
     let doctor = run(lab(&root, state.path()).arg("doctor").arg(&scenario));
-    assert!(doctor.stdout.lines().any(|l| l.starts_with("✓ kind")), "{}", doctor.stdout);
+    for check in ["✓ kind ", "✓ kind node image "] {
+        assert!(doctor.stdout.lines().any(|l| l.starts_with(check)), "{check}:\n{}", doctor.stdout);
+    }
 
     let _down = Down { dir: &root, state: state.path(), scenario: &scenario };
     let up = run(lab(&root, state.path()).arg("up").arg("--artifacts").arg(artifacts.path().join("up")).arg(&scenario));

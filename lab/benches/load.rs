@@ -10,7 +10,15 @@
 //!   rebuild: one small layer changed target ≤ 0.3× baseline, bytes ≈ that layer
 //!   warm:    unchanged image         target ≤ 2 s, nothing sent
 //!
-//! Run: `cargo bench --bench load` (needs Docker, busybox-static, containerd).
+//! Then the same image on a real kind cluster (1 control plane + 1 worker
+//! from lab's offline node image): the kind binary's own `kind load
+//! docker-image` against `lab`'s load, on the same nodes, cold and after the
+//! rebuild (each image removed from the nodes, `ctr images rm --sync`,
+//! between the two loaders).
+//!
+//! Run: `cargo bench --bench load` (needs Docker, busybox-static, containerd,
+//! and for the real-kind part kind on PATH and lab.local/kind-node:v1.36.3:
+//! `.ci/kind/build`, `.ci/kind/node-image`).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -78,13 +86,12 @@ fn kind_load(image: &str, cluster: &FakeCluster, scratch: &Path) -> Duration {
 fn lab_load(
     runtime: &tokio::runtime::Runtime,
     image: &str,
-    cluster: &FakeCluster,
+    containers: &[String],
     names: &mut LayerNames,
 ) -> (Duration, Vec<u64>) {
     runtime.block_on(async {
         let docker = lab::docker::connect().await.unwrap();
-        let nodes: Vec<Node<'_>> = cluster
-            .containers
+        let nodes: Vec<Node<'_>> = containers
             .iter()
             .map(|n| Node { name: n.clone(), shell: Box::new(DockerExecShell::new(n.clone())) })
             .collect();
@@ -94,6 +101,68 @@ fn lab_load(
         let sent = outcomes.values().map(|o| if let Outcome::Sent(b) = o { *b } else { 0 }).collect();
         (took, sent)
     })
+}
+
+const KIND_CLUSTER: &str = "lab-bench-kind";
+const NODE_IMAGE: &str = "lab.local/kind-node:v1.36.3";
+
+/// A real kind cluster, deleted on drop.
+struct RealKind {
+    nodes: Vec<String>,
+}
+
+impl RealKind {
+    fn create(scratch: &Path) -> RealKind {
+        let image = Process::new("docker").args(["image", "inspect", NODE_IMAGE]).output().unwrap();
+        assert!(image.status.success(), "Docker has no {NODE_IMAGE}: run `bash .ci/kind/node-image` (and `.ci/kind/build`)");
+        let indent = |patch: &str| patch.lines().map(|l| format!("  {l}\n")).collect::<String>();
+        let config = format!(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  image: {NODE_IMAGE}\n- role: worker\n  image: {NODE_IMAGE}\nkubeadmConfigPatches:\n- |\n{}containerdConfigPatches:\n- |\n{}",
+            indent(lab::provider::kind::KUBELET_ON_CGROUP_V1),
+            indent(lab::provider::kind::CONTAINERD_WITHOUT_SYS_RESOURCE)
+        );
+        let file = scratch.join("kind.yaml");
+        std::fs::write(&file, config).unwrap();
+        let kubeconfig = scratch.join("kubeconfig");
+        let cluster = RealKind { nodes: vec![format!("{KIND_CLUSTER}-control-plane"), format!("{KIND_CLUSTER}-worker")] };
+        let out = Process::new("kind")
+            .args(["create", "cluster", "--name", KIND_CLUSTER, "--config"])
+            .arg(&file)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .expect("kind is not on PATH: `bash .ci/kind/build` builds it");
+        assert!(out.status.success(), "kind create cluster: {}", String::from_utf8_lossy(&out.stderr));
+        cluster
+    }
+
+    /// The image gone from every node, with its unshared layers: its name,
+    /// the `import-<date>@sha256:…` names kind's `--digests` import adds and
+    /// the `sha256:<ID>` name containerd's CRI adds.
+    fn forget(&self, image: &str) {
+        let id = Process::new("docker").args(["image", "inspect", "-f", "{{.Id}}", image]).output().unwrap();
+        let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+        for node in &self.nodes {
+            let script = format!(
+                "ctr -n k8s.io images rm --sync docker.io/{image} {id} $(ctr -n k8s.io images ls -q | grep '^import-')"
+            );
+            docker(&["exec", node, "sh", "-c", &script]);
+        }
+    }
+}
+
+impl Drop for RealKind {
+    fn drop(&mut self) {
+        let _ = Process::new("kind").args(["delete", "cluster", "--name", KIND_CLUSTER]).output();
+    }
+}
+
+/// The kind binary's own load into the real cluster.
+fn kind_binary_load(image: &str) -> Duration {
+    let started = Instant::now();
+    let out = Process::new("kind").args(["load", "docker-image", image, "--name", KIND_CLUSTER]).output().unwrap();
+    assert!(out.status.success(), "kind load docker-image: {}", String::from_utf8_lossy(&out.stderr));
+    started.elapsed()
 }
 
 fn build(dir: &Path, tag: &str) {
@@ -133,8 +202,8 @@ fn main() {
     let single = nodes("single", 1);
 
     let kind_cold = kind_load(&format!("{IMAGE}:v1"), &kind_nodes, scratch.path());
-    let (lab_cold, cold_sent) = lab_load(&runtime, &format!("{IMAGE}:v1"), &lab_nodes, &mut names);
-    let (one_node, _) = lab_load(&runtime, &format!("{IMAGE}:v1"), &single, &mut names);
+    let (lab_cold, cold_sent) = lab_load(&runtime, &format!("{IMAGE}:v1"), &lab_nodes.containers, &mut names);
+    let (one_node, _) = lab_load(&runtime, &format!("{IMAGE}:v1"), &single.containers, &mut names);
     drop(single);
     let kind_single = nodes("kind-single", 1);
     let kind_one_node = kind_load(&format!("{IMAGE}:v1"), &kind_single, scratch.path());
@@ -143,8 +212,8 @@ fn main() {
     std::fs::write(context.join("small"), "version two").unwrap();
     build(&context, "v2");
     let kind_rebuild = kind_load(&format!("{IMAGE}:v2"), &kind_nodes, scratch.path());
-    let (lab_rebuild, rebuild_sent) = lab_load(&runtime, &format!("{IMAGE}:v2"), &lab_nodes, &mut names);
-    let (lab_warm, warm_sent) = lab_load(&runtime, &format!("{IMAGE}:v2"), &lab_nodes, &mut names);
+    let (lab_rebuild, rebuild_sent) = lab_load(&runtime, &format!("{IMAGE}:v2"), &lab_nodes.containers, &mut names);
+    let (lab_warm, warm_sent) = lab_load(&runtime, &format!("{IMAGE}:v2"), &lab_nodes.containers, &mut names);
 
     let secs = |d: Duration| d.as_secs_f64();
     println!();
@@ -172,4 +241,30 @@ fn main() {
     ratio("rebuild: lab / kind (same rebuilt image)", secs(lab_rebuild) / secs(kind_rebuild), "≤ 0.3");
     ratio("rebuild: lab / kind cold", secs(lab_rebuild) / secs(kind_cold), "≤ 0.3");
     ratio("warm: lab seconds", secs(lab_warm), "≤ 2 s, nothing sent");
+    drop((kind_nodes, lab_nodes));
+
+    println!();
+    println!("real kind ({KIND_CLUSTER}: 1 control plane + 1 worker from {NODE_IMAGE}), same image, same nodes");
+    let real = RealKind::create(scratch.path());
+    let mut names = LayerNames::default();
+    let v1 = format!("{IMAGE}:v1");
+    let v2 = format!("{IMAGE}:v2");
+    let kind_cold = kind_binary_load(&v1);
+    real.forget(&v1);
+    let (lab_cold, cold_sent) = lab_load(&runtime, &v1, &real.nodes, &mut names);
+    let kind_rebuild = kind_binary_load(&v2);
+    real.forget(&v2);
+    let (lab_rebuild, rebuild_sent) = lab_load(&runtime, &v2, &real.nodes, &mut names);
+    println!(
+        "times (s): kind load docker-image cold {:.2}, lab cold {:.2}, kind load docker-image rebuild {:.2}, lab rebuild {:.2}; lab sent [{}] cold, [{}] after the rebuild",
+        secs(kind_cold),
+        secs(lab_cold),
+        secs(kind_rebuild),
+        secs(lab_rebuild),
+        show(&cold_sent),
+        show(&rebuild_sent)
+    );
+    ratio("real kind, cold: lab / kind load docker-image", secs(lab_cold) / secs(kind_cold), "≤ 1.0");
+    ratio("real kind, rebuild: lab / kind load docker-image", secs(lab_rebuild) / secs(kind_rebuild), "≤ 0.3");
+    drop(real);
 }

@@ -86,6 +86,11 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
     if uses_charts(scenario) {
         findings.push(helm(machine).await);
     }
+    if let Some(image) = scenario.cluster.kind.as_ref().and_then(|k| k.image.as_deref())
+        && provider == ProviderKind::Kind
+    {
+        findings.push(kind_node_image(image).await);
+    }
     if provider == ProviderKind::Vagrant {
         findings.push(vagrant_provider(machine, scenario).await);
     }
@@ -349,6 +354,31 @@ async fn docker_daemon() -> Finding {
             format!("{e:#}"),
             "apt-get install docker.io, then `systemctl start docker` or `dockerd &`",
         ),
+    }
+}
+
+/// The scenario's kind node image: kind pulls one Docker lacks, but lab's
+/// offline image (`lab.local/…`) comes from no registry.
+async fn kind_node_image(image: &str) -> Finding {
+    let check = "kind node image";
+    let present = match crate::docker::connect().await {
+        Ok(docker) => docker.inspect_image(image).await.is_ok(),
+        Err(_) => false,
+    };
+    if present {
+        Finding::ok(check, format!("{image} is in Docker"))
+    } else if image.starts_with("lab.local/") {
+        Finding::missing(
+            check,
+            format!("Docker has no {image}, and no registry serves it"),
+            "`bash .ci/kind/node-image` in lab's repository assembles it offline",
+        )
+    } else {
+        Finding::warn(
+            check,
+            format!("Docker has no {image} yet; kind pulls it at `lab up`"),
+            format!("`docker pull {image}` now, where a registry is reachable"),
+        )
     }
 }
 
