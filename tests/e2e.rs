@@ -121,7 +121,7 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
     let _results = support::Results::of("kind-csi");
 
     let doctor = run(lab(&root, state.path()).arg("doctor").arg(&scenario));
-    for check in ["✓ kind ", "✓ kind node image "] {
+    for check in ["✓ kind ", "✓ privileged nodes ", "✓ kind node image "] {
         assert!(doctor.stdout.lines().any(|l| l.starts_with(check)), "{check}:\n{}", doctor.stdout);
     }
 

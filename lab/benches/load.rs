@@ -114,7 +114,10 @@ struct RealKind {
 impl RealKind {
     fn create(scratch: &Path) -> RealKind {
         let image = Process::new("docker").args(["image", "inspect", NODE_IMAGE]).output().unwrap();
-        assert!(image.status.success(), "Docker has no {NODE_IMAGE}: run `bash .ci/kind/node-image` (and `.ci/kind/build`)");
+        assert!(
+            image.status.success(),
+            "Docker has no {NODE_IMAGE}: run `bash .ci/kind/node-image` (and `.ci/kind/build`)"
+        );
         let indent = |patch: &str| patch.lines().map(|l| format!("  {l}\n")).collect::<String>();
         let config = format!(
             "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  image: {NODE_IMAGE}\n- role: worker\n  image: {NODE_IMAGE}\nkubeadmConfigPatches:\n- |\n{}containerdConfigPatches:\n- |\n{}",
@@ -124,7 +127,8 @@ impl RealKind {
         let file = scratch.join("kind.yaml");
         std::fs::write(&file, config).unwrap();
         let kubeconfig = scratch.join("kubeconfig");
-        let cluster = RealKind { nodes: vec![format!("{KIND_CLUSTER}-control-plane"), format!("{KIND_CLUSTER}-worker")] };
+        let cluster =
+            RealKind { nodes: vec![format!("{KIND_CLUSTER}-control-plane"), format!("{KIND_CLUSTER}-worker")] };
         let out = Process::new("kind")
             .args(["create", "cluster", "--name", KIND_CLUSTER, "--config"])
             .arg(&file)

@@ -86,6 +86,9 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
     if uses_charts(scenario) {
         findings.push(helm(machine).await);
     }
+    if provider == ProviderKind::Kind {
+        findings.push(privileged_nodes(machine).await);
+    }
     if let Some(image) = scenario.cluster.kind.as_ref().and_then(|k| k.image.as_deref())
         && provider == ProviderKind::Kind
     {
@@ -357,6 +360,91 @@ async fn docker_daemon() -> Finding {
     }
 }
 
+const CAPABILITY_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capabilities the kernel knows (up to `last_cap`) that a process
+/// with this `/proc/<pid>/status` may never hold.
+fn withheld_capabilities(status: &str, last_cap: u32) -> Vec<String> {
+    let Some(bounding) = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    else {
+        return Vec::new();
+    };
+    (0..=last_cap.min(63))
+        .filter(|bit| bounding & (1 << bit) == 0)
+        .map(|bit| CAPABILITY_NAMES.get(bit as usize).map_or(format!("capability {bit}"), |n| format!("CAP_{n}")))
+        .collect()
+}
+
+/// kind starts nodes `--privileged`, and Docker's runc then asks for every
+/// capability: where the host withholds one, no node starts.
+async fn privileged_nodes(machine: &Machine<'_>) -> Finding {
+    let check = "privileged nodes";
+    let status = machine.read("/proc/self/status").unwrap_or_default();
+    let last_cap = machine.read_number("/proc/sys/kernel/cap_last_cap").unwrap_or(40) as u32;
+    let withheld = withheld_capabilities(&status, last_cap);
+    if withheld.is_empty() {
+        return Finding::ok(check, "this host grants every capability");
+    }
+    let runtime = match crate::docker::connect().await {
+        Ok(docker) => docker.info().await.ok().and_then(|info| info.default_runtime),
+        Err(_) => None,
+    };
+    let detail = format!("this host withholds {}", withheld.join(", "));
+    match runtime.as_deref() {
+        Some("runc") | None => Finding::missing(
+            check,
+            format!("{detail}; Docker's runc then fails kind's --privileged nodes (\"unable to apply caps\")"),
+            "make Docker's default runtime drop them: dockerd --add-runtime lab-runc=<lab>/.ci/kind/runc-host-caps --default-runtime lab-runc (.ci/run does)",
+        ),
+        Some(other) => Finding::ok(check, format!("{detail}; Docker's default runtime is {other}")),
+    }
+}
+
 /// The scenario's kind node image: kind pulls one Docker lacks, but lab's
 /// offline image (`lab.local/…`) comes from no registry.
 async fn kind_node_image(image: &str) -> Finding {
@@ -519,6 +607,16 @@ pub fn this_machine() -> Machine<'static> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn withheld_capabilities_are_read_from_the_bounding_set() {
+        let status = |bounding: &str| format!("Name:\tlab\nCapPrm:\t0\nCapBnd:\t{bounding}\n");
+        assert!(super::withheld_capabilities(&status("000001ffffffffff"), 40).is_empty());
+        assert_eq!(super::withheld_capabilities(&status("000001fffeffffff"), 40), ["CAP_SYS_RESOURCE"]);
+        // A kernel that knows fewer capabilities is not asked for the others.
+        assert!(super::withheld_capabilities(&status("000000ffffffffff"), 39).is_empty());
+        assert!(super::withheld_capabilities("no such line", 40).is_empty());
+    }
+
     use super::*;
 
     /// A machine described by files under a temporary root: 2 CPUs without
