@@ -72,22 +72,6 @@ impl Drop for Down<'_> {
     }
 }
 
-/// Removes the registry-named tags `lab load` gave the builds in Docker
-/// (the builds themselves stay, under their own names).
-struct RegistryTags(&'static str);
-
-impl Drop for RegistryTags {
-    fn drop(&mut self) {
-        let _ = Process::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep '^{}/' | xargs -r docker rmi",
-                self.0
-            ))
-            .output();
-    }
-}
-
 fn node_containers(cluster: &str) -> Vec<String> {
     let out = Process::new("docker")
         .args(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=io.x-k8s.kind.cluster={cluster}")])
@@ -188,12 +172,15 @@ fn registry_mode_on_real_kind_pulls_the_components_through_labs_registry() {
     let scenario = dir.path().join("lab.yaml");
     std::fs::write(&scenario, format!("{text}{registry}")).unwrap();
 
-    let _tags = RegistryTags("localhost:5057");
     let _down = Down { dir: dir.path(), state: state.path(), scenario: &scenario };
     let up =
         run(lab(dir.path(), state.path()).arg("up").arg("--artifacts").arg(dir.path().join("failed")).arg(&scenario));
     assert!(up.ok, "lab up (registry mode) failed:\n{}", up.stderr);
     assert!(up.stderr.contains("layer(s) pushed"), "{}", up.stderr);
+    // The registry's names were for the push alone: Docker keeps none of them.
+    let tags = Process::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]).output().unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout).into_owned();
+    assert!(!tags.contains("localhost:5057/"), "lab load left registry-named tags in Docker:\n{tags}");
     // The stack became Ready on images the nodes pulled from the registry:
     // the worker, where the plugin runs (the control plane is tainted), has
     // them under the registry's name; no node has one streamed.

@@ -516,6 +516,9 @@ fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layer
     let (tag, first) = build_and_push();
     assert!(first.ok, "{}", first.stderr);
     assert!(first.stderr.contains("3 layer(s) pushed, 0 already there"), "{}", first.stderr);
+    // The registry's name was for the push alone: Docker keeps the build under its own only.
+    let tags = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(!tags.contains(&format!("127.0.0.1:{PORT}/")) && tags.contains("lab-test-reg/app:"), "{tags}");
 
     // Each node's containerd pulls through the hosts file lab wrote, as the kubelet would.
     let image = format!("127.0.0.1:{PORT}/lab-test-reg/app:{tag}");

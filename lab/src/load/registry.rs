@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::{PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder};
 use futures_util::StreamExt as _;
 use indicatif::ProgressBar;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -249,6 +249,12 @@ pub async fn push(build: &Build, registry: &Registry, spinner: Option<&ProgressB
                 None => {}
             }
         }
+        // The registry's name was needed for the push alone: untag it, so
+        // Docker keeps lab's build under its own name only.
+        docker
+            .remove_image(&target, Some(RemoveImageOptionsBuilder::new().noprune(true).build()), None)
+            .await
+            .with_context(|| format!("untagging {target} after the push"))?;
         lines.push(format!("{target}: {pushed} layer(s) pushed, {present} already there"));
     }
     Ok(lines.join("; "))
