@@ -41,8 +41,8 @@ impl Work for RollOnDelete {
         let verb = if names.len() == 1 { "uses" } else { "use" };
         format!(
             "api: {} {verb} updateStrategy OnDelete, which replaces a pod only when it is deleted: \
-             delete each pod not on the newest revision, one node at a time, and wait until its \
-             replacement is Ready (at most {}s each)",
+             delete each pod not on the newest revision, one node at a time, and wait until it is \
+             gone and its replacement is Ready (at most {}s each)",
             names.join(", "),
             self.timeout.as_secs()
         )
@@ -120,26 +120,32 @@ pub async fn roll(
         });
         let Some(pod) = outdated else { break };
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let pod_uid = pod.metadata.uid.clone();
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         pods.delete(&pod_name, &DeleteParams::background())
             .await
             .with_context(|| format!("deleting outdated pod {namespace}/{pod_name}"))?;
-        // Its replacement on the same node, on the newest revision, Ready.
+        // The outdated pod gone (the controller starts the replacement while
+        // it still terminates, and a storage daemon must not overlap its
+        // successor past the rollout), and its replacement on the same node,
+        // on the newest revision, Ready.
         let waited = crate::wait::until_none_pending(timeout, poll, async || {
             let list = pods.list(&ListParams::default().labels(&selector(&ds))).await?;
-            let ready = list.items.iter().any(|p| {
-                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
-                    && p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) == Some(&newest)
-                    && p.metadata.deletion_timestamp.is_none()
-                    && pod_ready(p)
-            });
+            let old_gone = !list.items.iter().any(|p| p.metadata.uid == pod_uid);
+            let ready = old_gone
+                && list.items.iter().any(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
+                        && p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) == Some(&newest)
+                        && p.metadata.deletion_timestamp.is_none()
+                        && pod_ready(p)
+                });
             Ok::<_, anyhow::Error>(if ready { Vec::new() } else { vec![node.clone()] })
         })
         .await?;
         if !waited.is_empty() {
             anyhow::bail!(
-                "DaemonSet {namespace}/{name}: after deleting the outdated pod {pod_name}, no pod of revision {newest} \
-                 was Ready on node {node} within {}s",
+                "DaemonSet {namespace}/{name}: within {}s of deleting the outdated pod {pod_name}, it was not gone \
+                 and a pod of revision {newest} Ready on node {node}",
                 timeout.as_secs()
             );
         }
