@@ -58,8 +58,7 @@ fn lab(dir: &Path, state: &Path) -> Command {
     cmd
 }
 
-/// `lab down` even when an assertion fails half-way, then a check that no
-/// node of the cluster is left.
+/// `lab down` even when an assertion fails half-way.
 struct Down<'a> {
     dir: &'a Path,
     state: &'a Path,
