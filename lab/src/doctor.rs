@@ -88,11 +88,9 @@ pub async fn provisioning(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Fin
     }
     if provider == ProviderKind::Kind {
         findings.push(privileged_nodes(machine).await);
-    }
-    if let Some(image) = scenario.cluster.kind.as_ref().and_then(|k| k.image.as_deref())
-        && provider == ProviderKind::Kind
-    {
-        findings.push(kind_node_image(image).await);
+        if let Some(image) = scenario.cluster.kind.as_ref().and_then(|k| k.image.as_deref()) {
+            findings.push(kind_node_image(image).await);
+        }
     }
     if provider == ProviderKind::Vagrant {
         findings.push(vagrant_provider(machine, scenario).await);
@@ -607,17 +605,17 @@ pub fn this_machine() -> Machine<'static> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn withheld_capabilities_are_read_from_the_bounding_set() {
         let status = |bounding: &str| format!("Name:\tlab\nCapPrm:\t0\nCapBnd:\t{bounding}\n");
-        assert!(super::withheld_capabilities(&status("000001ffffffffff"), 40).is_empty());
-        assert_eq!(super::withheld_capabilities(&status("000001fffeffffff"), 40), ["CAP_SYS_RESOURCE"]);
+        assert!(withheld_capabilities(&status("000001ffffffffff"), 40).is_empty());
+        assert_eq!(withheld_capabilities(&status("000001fffeffffff"), 40), ["CAP_SYS_RESOURCE"]);
         // A kernel that knows fewer capabilities is not asked for the others.
-        assert!(super::withheld_capabilities(&status("000000ffffffffff"), 39).is_empty());
-        assert!(super::withheld_capabilities("no such line", 40).is_empty());
+        assert!(withheld_capabilities(&status("000000ffffffffff"), 39).is_empty());
+        assert!(withheld_capabilities("no such line", 40).is_empty());
     }
-
-    use super::*;
 
     /// A machine described by files under a temporary root: 2 CPUs without
     /// SSE4.2, 100 of 200 hugepages free, nvme_tcp loaded.

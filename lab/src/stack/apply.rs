@@ -12,8 +12,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 
-pub use super::kinds::Kinds;
-pub use super::ownership::FIELD_MANAGER;
+use super::kinds::Kinds;
+use super::ownership::FIELD_MANAGER;
 
 /// Server-side apply objects (images pointed at lab's builds); for CRDs,
 /// wait until they are Established.

@@ -9,7 +9,7 @@ use anyhow::bail;
 use kube::Client;
 use serde_json::{Value, json};
 
-use super::apply::Kinds;
+use super::kinds::Kinds;
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 use crate::plan::{Step, Target};

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use serde_json::json;
 
-use super::apply::Kinds;
+use super::kinds::Kinds;
 use super::manifest::Object;
 use crate::plan::{Context, View, Work};
 

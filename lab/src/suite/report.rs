@@ -232,24 +232,6 @@ fn values(records: &[Record], metric: &str) -> Vec<Option<f64>> {
     records.iter().map(|r| metric.of(&r.result)).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chart_draws_every_point_and_rings_the_marked_runs() {
-        let marked = BTreeSet::from([2]);
-        let breaks = [(2, "read IOPS shifted at session s2 (2 of 2): 10 → 5 (-50.0%, p=0.0005)".to_string())];
-        let series = [("IOPS", "#123", vec![Some(10.0), None, Some(5.0)])];
-        let svg = line_chart("read IOPS <per run>", "IOPS", &series, &marked, &breaks);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<circle").count(), 3, "two points and one ring: {svg}");
-        assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
-        assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
-        assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
-    }
-}
-
 /// The checks that ended "not judged", by scenario.
 fn unjudged(checks: &[Check]) -> Vec<(&Check, &str)> {
     checks
@@ -309,6 +291,24 @@ pub fn mark_unjudged_json(json: &str, checks: &[Check]) -> anyhow::Result<String
         }
     }
     Ok(serde_json::to_string(&features)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_draws_every_point_and_rings_the_marked_runs() {
+        let marked = BTreeSet::from([2]);
+        let breaks = [(2, "read IOPS shifted at session s2 (2 of 2): 10 → 5 (-50.0%, p=0.0005)".to_string())];
+        let series = [("IOPS", "#123", vec![Some(10.0), None, Some(5.0)])];
+        let svg = line_chart("read IOPS <per run>", "IOPS", &series, &marked, &breaks);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 3, "two points and one ring: {svg}");
+        assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
+        assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
+        assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
+    }
 }
 
 #[cfg(test)]

@@ -59,15 +59,20 @@ async fn data_verifies(world: &mut LabWorld) -> Result<(), String> {
     verified
 }
 
-#[when(regex = r#"^the kubelet restarts on the node of the pod "([^"]+)"$"#)]
-async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String> {
+/// The node a pod of the scenario's namespace runs on.
+async fn node_of(world: &mut LabWorld, pod: &str) -> Result<String, String> {
     let ns = namespace(world).await?;
-    let client = world.ctx.client()?;
-    let found = Api::<Pod>::namespaced(client.clone(), &ns)
-        .get(&pod)
+    let found = Api::<Pod>::namespaced(world.ctx.client()?, &ns)
+        .get(pod)
         .await
         .map_err(|e| format!("reading pod {ns}/{pod}: {e}"))?;
-    let node = found.spec.and_then(|s| s.node_name).ok_or(format!("pod {ns}/{pod} is not on a node yet"))?;
+    found.spec.and_then(|s| s.node_name).ok_or(format!("pod {ns}/{pod} is not on a node yet"))
+}
+
+#[when(regex = r#"^the kubelet restarts on the node of the pod "([^"]+)"$"#)]
+async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String> {
+    let node = node_of(world, &pod).await?;
+    let client = world.ctx.client()?;
     let scenario = &world.ctx.scenario;
     // The local provider's kubelet is a process of this host; elsewhere it is a systemd unit on the node.
     let (shell, restart): (Box<dyn crate::shell::Shell>, _) = match scenario.cluster.provider {
@@ -136,12 +141,7 @@ fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
 
 #[when(regex = r#"^I restart the io-engine on the node of the pod "([^"]+)"$"#)]
 async fn restart_io_engine(world: &mut LabWorld, app: String) -> Result<(), String> {
-    let ns = namespace(world).await?;
-    let app_pod = Api::<Pod>::namespaced(world.ctx.client()?, &ns)
-        .get(&app)
-        .await
-        .map_err(|e| format!("reading pod {ns}/{app}: {e}"))?;
-    let node = app_pod.spec.and_then(|s| s.node_name).ok_or(format!("pod {ns}/{app} is not on a node yet"))?;
+    let node = node_of(world, &app).await?;
     let pods: Api<Pod> = Api::all(world.ctx.client()?);
     let found = pods
         .list(&ListParams::default().labels("app=io-engine"))
