@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-/// `<root>/<lab>/<UTC time>`, the root being `artifacts` beside the scenario file.
-pub fn default_dir(root: &Path, lab: &str) -> PathBuf {
-    root.join(lab).join(utc_stamp(std::time::SystemTime::now()))
+/// `artifacts/<lab>/<UTC time>` beside the scenario file.
+pub fn default_dir(scenario: &crate::scenario::Scenario) -> PathBuf {
+    scenario.path_of("artifacts").join(scenario.name()).join(utc_stamp(std::time::SystemTime::now()))
 }
 
 /// `20261130T224440Z`: sorts by time and is a plain file name.

@@ -181,17 +181,10 @@ async fn against(
     let mut arms = TargetArms { run, baseline, candidate: &args.target, metric, last: None };
     let comparison = interleave::compare(&mut arms, metric, threshold, sampling, None).await?;
     eprintln!("{}", comparison.stopped_because());
-    // A comparison that did not settle within its budget answers nothing.
-    let judged = |m: Metric, verdict: &Verdict| match Judged::of(verdict) {
-        Judged::Passed if !verdict.settled(m.better()) => {
-            Judged::NotJudged(format!("{}: {}", m.name(), comparison.stopped_because()))
-        }
-        other => other,
-    };
-    let mut verdicts = vec![(comparison.verdict.clone(), judged(metric, &comparison.verdict))];
+    let mut verdicts = vec![(comparison.verdict.clone(), comparison.judge(metric, &comparison.verdict))];
     for other in reported().filter(|m| *m != metric) {
         if let Some(verdict) = comparison.verdict_for(other, threshold) {
-            let result = judged(other, &verdict);
+            let result = comparison.judge(other, &verdict);
             verdicts.push((verdict, result));
         }
     }

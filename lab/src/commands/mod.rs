@@ -69,9 +69,8 @@ async fn run_or_show(
 /// into the artifacts folder (`--artifacts DIR`, else beside the scenario)
 /// and bundled, so they survive the cleanup; both paths are printed.
 fn keep_failure_log(lab: &crate::Lab, artifacts: Option<&std::path::Path>, command: &str) {
-    let dir = artifacts
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| crate::artifacts::default_dir(&lab.scenario.path_of("artifacts"), lab.scenario.name()));
+    let dir =
+        artifacts.map(std::path::Path::to_path_buf).unwrap_or_else(|| crate::artifacts::default_dir(&lab.scenario));
     let kept = crate::artifacts::keep(&dir, &[lab.state.log(), lab.state.file("plan.txt")])
         .and_then(|()| crate::artifacts::bundle(&dir));
     match kept {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::stats::{Verdict, compare_paired};
-use super::{JobResult, Metric};
+use super::{JobResult, Judged, Metric, Outcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arm {
@@ -60,6 +60,18 @@ impl Comparison {
     /// The verdict for another metric over the same pairs.
     pub fn verdict_for(&self, metric: Metric, threshold: f64) -> Option<Verdict> {
         paired_verdict(&self.pairs, metric, threshold)
+    }
+
+    /// One of this comparison's verdicts, judged: a regression fails; what
+    /// did not settle within the pairs or the budget decides nothing.
+    pub fn judge(&self, metric: Metric, verdict: &Verdict) -> Judged {
+        if verdict.outcome == Outcome::Regression {
+            Judged::Failed
+        } else if verdict.settled(metric.better()) {
+            Judged::Passed
+        } else {
+            Judged::NotJudged(format!("{}: {}", metric.name(), self.stopped_because()))
+        }
     }
 
     pub fn stopped_because(&self) -> String {

@@ -98,10 +98,7 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         results: scenario.path_of(&scenario.fio.results),
         label: run_label(),
         checks: Default::default(),
-        artifacts: options
-            .artifacts
-            .clone()
-            .unwrap_or_else(|| crate::artifacts::default_dir(&scenario.path_of("artifacts"), scenario.name())),
+        artifacts: options.artifacts.clone().unwrap_or_else(|| crate::artifacts::default_dir(scenario)),
         stack_namespaces: stack_namespaces(scenario),
         strict: options.strict || scenario.fio.strict,
     });

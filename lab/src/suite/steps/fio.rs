@@ -304,13 +304,7 @@ async fn against_baseline(
         .verdict_for(metric, threshold)
         .ok_or_else(|| format!("profile {profile} did not measure {}", metric.name()))?;
     let text = format!("{verdict} [{what}; {}]", comparison.stopped_because());
-    let result = if verdict.outcome == Outcome::Regression {
-        Judged::Failed
-    } else if verdict.settled(metric.better()) {
-        Judged::Passed
-    } else {
-        Judged::NotJudged(format!("{}: {}", metric.name(), comparison.stopped_because()))
-    };
+    let result = comparison.judge(metric, &verdict);
     conclude(world, step, &profile, text, result, Some(verdict))
 }
 
