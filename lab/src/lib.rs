@@ -48,12 +48,27 @@ impl Lab {
         let provider = provider::for_scenario(&scenario, &state);
         let ownership = std::sync::Arc::new(stack::ownership::Ownership {
             lab: scenario.name().to_string(),
+            instance: state.instance().unwrap_or_else(state::new_instance_id),
             adopt: false,
             delete_adopted: false,
             only_recorded: false,
             record: state.created_objects(),
         });
         Ok(Lab { scenario, state, provider, ownership })
+    }
+
+    /// Hold this lab for the life of the process (one lab process per lab):
+    /// refused, naming the holder, while another `lab` process holds it.
+    pub fn hold(&self, command: &str) -> anyhow::Result<state::Held> {
+        self.state.hold(command, &self.ownership.instance)
+    }
+
+    /// Whether the state records what an earlier run made: host or node
+    /// changes, cluster objects, or a kubeconfig of a cluster lab created.
+    pub fn has_records(&self) -> bool {
+        let non_empty = |path: std::path::PathBuf| std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let changes = self.undo_log().entries().map(|e| !e.is_empty()).unwrap_or(true);
+        changes || non_empty(self.state.created_objects()) || non_empty(self.state.kubeconfig())
     }
 
     /// What only this machine can tell, checked before a command changes
@@ -110,7 +125,7 @@ impl Lab {
         steps.extend(preparation.before_cluster);
         steps.extend(self.provider.up_steps());
         let stack_objects = match &self.scenario.stack {
-            Some(_) => stack::load(&self.scenario)?,
+            Some(_) => self.load_stack()?,
             None => Vec::new(),
         };
         // A cluster that was there before `lab up` may already run the stack:
@@ -135,7 +150,7 @@ impl Lab {
     /// `lab deploy`: the stack in apply order (CRDs established first), its
     /// workloads ready, then a DiskPool per io-engine node, Online.
     pub fn deploy_plan(&self) -> anyhow::Result<Plan> {
-        let steps = self.deploy_steps(stack::load(&self.scenario)?)?;
+        let steps = self.deploy_steps(self.load_stack()?)?;
         Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
     }
 
@@ -143,7 +158,7 @@ impl Lab {
     /// the stack as it would apply it (`dryRun=All`) and stores none, except
     /// the CRDs and namespaces the others need, which are applied for real.
     pub fn server_dry_run_plan(&self) -> anyhow::Result<Plan> {
-        let objects = stack::load(&self.scenario)?;
+        let objects = self.load_stack()?;
         let images = std::sync::Arc::new(self.image_map()?);
         let mut groups = stack::order::apply_order(&objects);
         let pools = stack::pools(&self.scenario, &objects)?;
@@ -173,6 +188,17 @@ impl Lab {
             })
             .collect();
         Ok(Plan { title: format!("lab deploy --server-dry-run: {}", self.describe()), steps })
+    }
+
+    /// The stack's objects, checked, with their kubelet paths pointed at the
+    /// cluster's kubelet root (lab's local cluster keeps its own).
+    pub fn load_stack(&self) -> anyhow::Result<Vec<stack::manifest::Object>> {
+        let mut objects = stack::load(&self.scenario)?;
+        if self.scenario.cluster.provider == scenario::ProviderKind::Local {
+            let root = provider::local::Layout::new(&self.scenario, &self.state).kubelet_root();
+            stack::rewrite_kubelet_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
+        }
+        Ok(objects)
     }
 
     fn image_map(&self) -> anyhow::Result<stack::ImageMap> {
@@ -238,7 +264,7 @@ impl Lab {
             return Ok(Vec::new());
         }
         // A stack that no longer reads (its files moved) must not keep the cluster alive.
-        let objects = match stack::load(&self.scenario) {
+        let objects = match self.load_stack() {
             Ok(objects) => objects,
             Err(e) => {
                 tracing::warn!("the stack cannot be read, so it is not removed object by object: {e:#}");
@@ -252,7 +278,7 @@ impl Lab {
             "remove the workloads lab's scenarios left on the lab's volumes, then their claims",
             stack::teardown::RemoveVolumes {
                 classes: stack::teardown::storage_classes(&objects),
-                lab: ownership.lab.clone(),
+                namespaces: stack::ownership::scenario_namespaces(&ownership.lab, &ownership.instance),
                 timeout,
             },
         )];
@@ -355,7 +381,7 @@ impl Lab {
         let docker = docker::connect().await?;
         let registry = Registry::of(&self.scenario);
         let stack_objects = match &self.scenario.stack {
-            Some(_) => stack::load(&self.scenario)?,
+            Some(_) => self.load_stack()?,
             None => Vec::new(),
         };
         let stack_images = self.stack_images(&builds, &stack_objects);
@@ -430,19 +456,35 @@ impl Lab {
     pub fn down_plan(&self) -> anyhow::Result<Plan> {
         let dir = self.state.dir().to_path_buf();
         let mut steps = self.teardown_steps()?;
+        let test_devices = suite::loop_device::devices_dir(&self.state);
+        steps.push(Step::run(
+            format!("detach the test loop devices recorded in {}", test_devices.display()),
+            plan::Target::Host,
+            shell::Cmd::sh(suite::loop_device::detach_recorded_script(&test_devices)),
+        ));
         steps.extend(self.provider.down_steps());
         steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::stop_step));
         steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
-        steps.push(Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir }));
+        // Kept when a step before failed: its records let `lab down` finish the rest.
+        steps.push(
+            Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir })
+                .only_after_success(),
+        );
         Ok(Plan { title: format!("lab down: {}", self.describe()), steps })
     }
 
     /// After a failed `lab up`: the same as `lab down`, but of the stack
     /// only the objects this run recorded as created.
-    pub fn cleanup_plan(self) -> anyhow::Result<(Lab, Plan)> {
-        let lab = self.with_ownership(|o| o.only_recorded = true);
-        let plan = lab.down_plan()?;
-        Ok((lab, plan))
+    pub fn cleanup_plan(&self) -> anyhow::Result<Plan> {
+        let mut ownership = (*self.ownership).clone();
+        ownership.only_recorded = true;
+        let lab = Lab {
+            scenario: self.scenario.clone(),
+            state: self.state.clone(),
+            provider: provider::for_scenario(&self.scenario, &self.state),
+            ownership: std::sync::Arc::new(ownership),
+        };
+        lab.down_plan()
     }
 
     pub fn undo_log(&self) -> prepare::UndoLog {

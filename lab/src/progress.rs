@@ -39,4 +39,11 @@ impl Progress {
             eprintln!("{mark} {label}{note} ({:.1}s)", took.as_secs_f64());
         }
     }
+
+    /// A line of its own, e.g. a step that was skipped.
+    pub fn line(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
 }

@@ -12,11 +12,20 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     pub program: String,
     pub args: Vec<String>,
+    /// Its output carries a secret (a join token): never logged, nor put
+    /// in errors or artifacts.
+    pub secret_output: bool,
 }
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Self {
-        Cmd { env: Vec::new(), program: program.into(), args: Vec::new() }
+        Cmd { env: Vec::new(), program: program.into(), args: Vec::new(), secret_output: false }
+    }
+
+    /// See [`Cmd::secret_output`].
+    pub fn secret_output(mut self) -> Self {
+        self.secret_output = true;
+        self
     }
 
     /// A command that needs a shell (pipes, redirections, `||`): `sh -c SCRIPT`.

@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+use sha2::Digest as _;
+
 /// The environment variable that moves every lab's state somewhere else.
 pub const STATE_DIR_VAR: &str = "LAB_STATE_DIR";
 
@@ -88,10 +91,115 @@ impl StateDir {
         self.file("created-objects.txt")
     }
 
+    /// The id of this lab instance, written when it is first used: it is in
+    /// every mark lab puts on cluster objects, so two labs of one name (two
+    /// CI jobs on one shared cluster) never take each other's objects.
+    pub fn instance_file(&self) -> PathBuf {
+        self.file("instance")
+    }
+
+    /// The recorded instance id, if this state has one.
+    pub fn instance(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.absolute.join("instance")).ok()?;
+        Some(text.trim().to_string()).filter(|id| !id.is_empty())
+    }
+
+    /// Take this lab for the life of the process: an exclusive `flock` on
+    /// `<state>/lock` (the state folder is made). A second `lab` process on
+    /// the same lab is refused, naming the holder. The lock goes with the
+    /// process, so a crashed holder never leaves it stuck. A state without an
+    /// instance id gets `instance`.
+    pub fn hold(&self, command: &str, instance: &str) -> anyhow::Result<Held> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(&self.absolute)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.absolute.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                anyhow::bail!(
+                    "lab {} is in use by another lab process ({}): wait for it to finish, or stop it; \
+                     one lab process holds a lab at a time ({})",
+                    self.dir.display(),
+                    if holder.is_empty() { "its pid is not written yet".to_string() } else { holder.to_string() },
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "pid {} (`lab {command}`, since unix time {since})", std::process::id())?;
+        if self.instance().is_none() {
+            write_new(&self.absolute.join("instance"), &format!("{instance}\n"), 0o644)?;
+        }
+        Ok(Held { _file: file })
+    }
+
     /// The host directory that holds a node's pool backing file.
     pub fn pool_dir(&self, node: &str) -> PathBuf {
         self.dir.join("pools").join(node)
     }
+}
+
+/// The lock on a lab, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct Held {
+    _file: std::fs::File,
+}
+
+/// A fresh instance id: 12 hex digits from the kernel's random source.
+pub fn new_instance_id() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 6];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // No /dev/urandom: time and pid still differ between two runs.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let seed = sha2::Sha256::digest(format!("{nanos}-{}", std::process::id()));
+        bytes.copy_from_slice(&seed[..6]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write a new file with `mode` from the moment it exists (no window in
+/// which a secret is readable by others); an existing file is replaced
+/// through a temporary one made the same way.
+pub fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", temporary.display()))?;
+    drop(file);
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A secret (key, kubeconfig, token): mode 0600 from birth.
+pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    write_new(path, contents, 0o600)
 }
 
 /// `path` made absolute against the working directory, with `.` and `..`
@@ -115,6 +223,32 @@ fn absolute(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().join("ci"));
+        let held = state.hold("up", "0123456789ab").unwrap();
+        let id = state.instance().expect("an instance id is written with the first hold");
+        assert_eq!(id, "0123456789ab");
+        let err = state.hold("down", "other").unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {} (`lab up`", std::process::id())), "{err}");
+        drop(held);
+        state.hold("down", "other").expect("free again once the holder is gone");
+        assert_eq!(state.instance().unwrap(), id, "the instance id stays");
+    }
+
+    #[test]
+    fn secrets_are_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&path, "new").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
 
     #[test]
     fn the_state_lies_beside_the_scenario_whatever_the_working_directory() {

@@ -11,13 +11,13 @@ use crate::progress::Progress;
 pub async fn build(args: ComponentArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
     let plan = lab.build_plan(args.component.as_deref())?;
-    run_or_show(&lab, &plan, args.change.dry_run, progress).await
+    run_or_show(&lab, &plan, args.change.dry_run, progress, "build").await
 }
 
 pub async fn load(args: ComponentArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
     let plan = lab.load_plan(args.component.as_deref())?;
-    run_or_show(&lab, &plan, args.change.dry_run, progress).await
+    run_or_show(&lab, &plan, args.change.dry_run, progress, "load").await
 }
 
 pub async fn images(args: ImagesArgs) -> anyhow::Result<ExitCode> {

@@ -1,15 +1,22 @@
 use std::process::ExitCode;
 
-use super::run_or_show;
 use crate::Lab;
 use crate::cli::DownArgs;
+use crate::plan::execute_through;
 use crate::progress::Progress;
 
+/// Every step runs even when one fails (each failure listed, exit 1); the
+/// state folder, with its records, stays until a `lab down` finishes clean.
 pub async fn run(args: DownArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?.deleting_adopted(args.delete_adopted);
     let plan = lab.down_plan()?;
-    if lab.state.exists() || args.change.dry_run {
-        return run_or_show(&lab, &plan, args.change.dry_run, progress).await;
+    if super::shown(&lab, &plan, args.change.dry_run) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lab.state.exists() {
+        let _held = lab.hold("down")?;
+        execute_through(&plan, lab.provider.as_ref(), progress, &lab.state).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     // No state: say what is left of the lab rather than report a clean success.
     let traces = lab.traces().await;
@@ -26,7 +33,7 @@ pub async fn run(args: DownArgs, progress: &Progress) -> anyhow::Result<ExitCode
         eprintln!("  - {trace}");
     }
     eprintln!("removing what can be found without the state");
-    crate::plan::execute(&plan, lab.provider.as_ref(), progress, &lab.state).await?;
+    let removed = execute_through(&plan, lab.provider.as_ref(), progress, &lab.state).await;
     let left = lab.traces().await;
     let mut message = format!(
         "lab down had no state at {}: host changes recorded there (hugepages, modules, sysctls) were not undone; \
@@ -34,6 +41,9 @@ pub async fn run(args: DownArgs, progress: &Progress) -> anyhow::Result<ExitCode
         lab.state.dir().display(),
         lab.scenario.name()
     );
+    if let Err(e) = removed {
+        message.push_str(&format!("\n{e:#}"));
+    }
     if !left.is_empty() {
         message.push_str(&format!("\nstill there:\n  - {}", left.join("\n  - ")));
     }

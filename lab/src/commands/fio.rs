@@ -150,7 +150,7 @@ async fn against_history(
         }
         let baseline = Baseline::from_history(&earlier, &env, &run.label, args.baseline.as_deref(), metric);
         let verdict = baseline.judge(&metric.name(), metric.better(), &now, threshold, 1.0);
-        let judged = Judged::of(&verdict);
+        let judged = Judged::of(&verdict, metric.better());
         verdicts.push((verdict, judged));
     }
     // The whole history, this session included: where did it shift?

@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => build::images(args).await,
         Command::Test(args) => {
             let lab = crate::Lab::open(args.scenario.scenario.clone())?;
+            let _held = lab.hold("test")?;
             let passed = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
             let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
-            run_or_show(&lab, &plan, args.change.dry_run, &progress).await
+            run_or_show(&lab, &plan, args.change.dry_run, &progress, "deploy").await
         }
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
@@ -51,16 +52,18 @@ fn shown(lab: &crate::Lab, plan: &crate::plan::Plan, dry_run: bool) -> bool {
     dry_run
 }
 
-/// Print the plan (`--dry-run`) or execute it.
+/// Print the plan (`--dry-run`) or execute it, holding the lab (`command` names the holder).
 async fn run_or_show(
     lab: &crate::Lab,
     plan: &crate::plan::Plan,
     dry_run: bool,
     progress: &crate::progress::Progress,
+    command: &str,
 ) -> anyhow::Result<ExitCode> {
     if shown(lab, plan, dry_run) {
         return Ok(ExitCode::SUCCESS);
     }
+    let _held = lab.hold(command)?;
     crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::Lab;
 use crate::cli::UpArgs;
 use crate::plan::{Plan, execute};
@@ -15,10 +13,10 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
     if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);
     }
+    let _held = lab.hold("prepare")?;
     let undo = lab.undo_log();
     // Read before any change: a damaged record must stop us, not be overwritten.
     let recorded_before = undo.entries()?.len();
-    std::fs::create_dir_all(lab.state.dir()).with_context(|| format!("cannot create {}", lab.state.dir().display()))?;
     let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state).await else {
         eprintln!(
             "lab {} is prepared; `lab down` restores what it changed ({})",

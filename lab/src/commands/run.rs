@@ -1,4 +1,5 @@
-//! `lab run`: up, test, down — the whole job for CI in one command.
+//! `lab run`: up, test, down — the whole job for CI in one command, holding
+//! the lab throughout.
 
 use std::process::ExitCode;
 
@@ -16,16 +17,17 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         adopt: args.adopt,
         artifacts: args.artifacts.clone(),
     };
+    let lab = Lab::open(args.scenario.scenario.clone())?.adopting(args.adopt);
+    let _held = lab.hold("run")?;
     // `lab up` cleans up after itself when it fails (unless told to keep).
-    super::up::run(up, progress).await?;
-    let lab = Lab::open(args.scenario.scenario.clone())?;
+    super::up::bring_up(&lab, &up, progress).await?;
     let tested = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await;
     let passed = matches!(tested, Ok(true));
     if !passed && args.keep_on_failure {
         eprintln!("keeping the lab (--keep-on-failure); `lab down` removes it");
     } else {
         let down = lab.down_plan()?;
-        crate::plan::execute(&down, lab.provider.as_ref(), progress, &lab.state).await?;
+        crate::plan::execute_through(&down, lab.provider.as_ref(), progress, &lab.state).await?;
     }
     match tested {
         Ok(true) => Ok(ExitCode::SUCCESS),

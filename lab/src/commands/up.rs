@@ -5,15 +5,33 @@ use anyhow::Context as _;
 use crate::Lab;
 use crate::cli::UpArgs;
 use crate::doctor;
-use crate::plan::execute;
+use crate::plan::{execute, execute_through};
 use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
+    let lab = Lab::open(args.change.scenario.scenario.clone())?.adopting(args.adopt);
+    if args.change.dry_run {
+        lab.check_machine()?;
+        super::shown(&lab, &lab.up_plan()?, true);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _held = lab.hold("up")?;
+    bring_up(&lab, &args, progress).await
+}
+
+/// `lab up` of a lab this process holds (`lab run` holds it through up, test and down).
+pub async fn bring_up(lab: &Lab, args: &UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     lab.check_machine()?;
     let plan = lab.up_plan()?;
-    if super::shown(&lab, &plan, args.change.dry_run) {
-        return Ok(ExitCode::SUCCESS);
+    // A lab that is up is refused before anything: a failed second `up` would
+    // otherwise undo the first one's records (its labels, hugepages, claims).
+    if lab.has_records() {
+        anyhow::bail!(
+            "lab {} is already up: {} records what an earlier `lab up` made. `lab prepare`, `lab load` and \
+             `lab deploy` re-apply onto it; `lab down` removes it before a fresh `lab up`",
+            lab.scenario.name(),
+            lab.state.dir().display()
+        );
     }
     // The provider's own tools first: a missing kind should stop `up` before
     // it writes anything, not half-way.
@@ -35,7 +53,6 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
             lab.scenario.cluster_name()
         );
     }
-    std::fs::create_dir_all(lab.state.dir()).with_context(|| format!("cannot create {}", lab.state.dir().display()))?;
     std::fs::write(lab.state.file("plan.txt"), plan.render(lab.provider.as_ref(), true))?;
     // This run's record of the objects it creates starts empty: a failed run removes only those.
     let _ = std::fs::remove_file(lab.state.created_objects());
@@ -48,18 +65,19 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     };
     // The log and plan outlive the cleanup below, which removes the state folder.
-    super::keep_failure_log(&lab, args.artifacts.as_deref(), "up");
+    super::keep_failure_log(lab, args.artifacts.as_deref(), "up");
     if args.keep_on_failure {
         eprintln!("keeping the half-made lab for inspection (--keep-on-failure); log: {}", lab.state.log().display());
         eprintln!("  `lab status` lists its nodes, `lab down` removes it");
     } else {
+        // Every record in the state is this run's: an earlier `up` was refused above.
         eprintln!("cleaning up what this run made (use --keep-on-failure to keep the lab for inspection)");
         let cleanup = match lab.cleanup_plan() {
-            Ok((lab, down)) => execute(&down, lab.provider.as_ref(), progress, &lab.state).await,
+            Ok(down) => execute_through(&down, lab.provider.as_ref(), progress, &lab.state).await,
             Err(e) => Err(e),
         };
         if let Err(cleanup) = cleanup {
-            eprintln!("cleanup failed too: {cleanup:#}");
+            eprintln!("cleanup failed too: {cleanup:#}\n`lab down` finishes it from the records kept in {}", lab.state.dir().display());
         }
     }
     Err(error)

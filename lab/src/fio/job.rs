@@ -106,6 +106,13 @@ impl Job {
                 ));
             }
         }
+        // `external:PATH` makes fio load a library of the scenario's choosing.
+        if self.ioengine.starts_with("external") {
+            return Err(format!(
+                "job {}: ioengine `{}` loads code from a file; lab runs fio's built-in engines only (e.g. libaio, io_uring, psync)",
+                self.name, self.ioengine
+            ));
+        }
         Ok(())
     }
 
@@ -123,7 +130,8 @@ impl Job {
     /// The job file for `filename` (a device, or a file fio creates).
     pub fn job_file(&self, filename: &str) -> String {
         let mut out = String::from("[global]\n");
-        let _ = writeln!(out, "filename={filename}");
+        // fio splits `filename=` at ':' (several files); a colon of the path is escaped.
+        let _ = writeln!(out, "filename={}", filename.replace(':', "\\:"));
         let _ = writeln!(out, "ioengine={}", self.ioengine);
         let _ = writeln!(out, "direct={}", u8::from(self.direct));
         let _ = writeln!(out, "time_based=1\nruntime={}", self.runtime);
@@ -179,6 +187,9 @@ mod tests {
         assert!(job.check().is_ok());
         job.ioengine = "io_uring\nverify=0".into();
         assert!(job.check().unwrap_err().contains("ioengine `io_uring\\nverify=0` is not a fio value"));
+        job.ioengine = "external:/tmp/evil.so".into();
+        assert!(job.check().unwrap_err().contains("loads code from a file"));
+        assert!(job.job_file("/mnt/a:b/fio.data").contains("filename=/mnt/a\\:b/fio.data\n"));
         assert!(Job::check_target("/dev/loop7").is_ok());
         assert!(Job::check_target("/tmp/x\nrw=write").is_err());
     }

@@ -118,12 +118,21 @@ pub enum Judged {
 }
 
 impl Judged {
-    /// A verdict's answer to "has it regressed?": too few samples cannot say.
-    pub fn of(verdict: &Verdict) -> Judged {
+    /// A verdict's answer to "has it regressed?": too few samples cannot
+    /// say, nor can an interval wide enough to reach past the threshold on
+    /// the worse side (more runs could still make it a regression).
+    pub fn of(verdict: &Verdict, better: Better) -> Judged {
         match verdict.outcome {
             Outcome::Regression => Judged::Failed,
             Outcome::TooFewSamples => Judged::NotJudged(verdict.to_string()),
-            Outcome::Improvement | Outcome::NoChange => Judged::Passed,
+            Outcome::Improvement | Outcome::NoChange if verdict.settled(better) => Judged::Passed,
+            Outcome::Improvement | Outcome::NoChange => Judged::NotJudged(format!(
+                "{}: unsettled, the 95 % interval {:+.1} % … {:+.1} % reaches past the {:.0} % threshold; more runs are needed",
+                verdict.metric,
+                verdict.ci.0 * 100.0,
+                verdict.ci.1 * 100.0,
+                verdict.threshold * 100.0
+            )),
         }
     }
 

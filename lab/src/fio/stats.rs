@@ -420,6 +420,11 @@ mod tests {
         let v = compare_paired("read IOPS", Better::Higher, &pairs, 0.05);
         assert_eq!(v.outcome, Outcome::NoChange);
         assert!(v.ci.0 < -0.05 && v.ci.1 > -0.05 && !v.settled(Better::Higher), "{v}");
+        // The history and baseline checks say so too: not judged, never passed.
+        let judged = super::super::Judged::of(&v, Better::Higher);
+        assert!(matches!(&judged, super::super::Judged::NotJudged(why) if why.contains("unsettled")), "{judged:?}");
+        let sure = compare_paired("read IOPS", Better::Higher, &[(1000.0, 1001.0), (1000.0, 999.0), (1000.0, 1000.5)], 0.05);
+        assert_eq!(super::super::Judged::of(&sure, Better::Higher), super::super::Judged::Passed, "{sure}");
     }
 
     #[test]

@@ -67,8 +67,19 @@ impl<'a> LoggedShell<'a> {
     }
 
     /// Append what a command printed (or why it could not run) to the log.
-    fn logged(&self, result: Result<Output, RunError>) -> Result<Output, RunError> {
+    /// A secret's output is withheld from the log, and from the error when it fails.
+    fn logged(&self, cmd: &Cmd, result: Result<Output, RunError>) -> Result<Output, RunError> {
+        let result = match result {
+            Ok(output) if cmd.secret_output && !output.success() => Ok(withheld(output)),
+            Err(RunError::Failed { place, command, output }) if cmd.secret_output => {
+                Err(RunError::Failed { place, command, output: withheld(output) })
+            }
+            other => other,
+        };
         match &result {
+            Ok(output) if cmd.secret_output => {
+                append_log(self.log, &format!("(output withheld: it carries a secret)\nexit {}", output.status))
+            }
             Ok(output) => append_log(self.log, &format!("{}{}exit {}", output.stdout, output.stderr, output.status)),
             Err(e) => append_log(self.log, &e.to_string()),
         }
@@ -86,7 +97,7 @@ impl Shell for LoggedShell<'_> {
     }
     async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>) -> Result<Output, RunError> {
         append_log(self.log, &format!("$ {}  # on {}", self.inner.display(cmd), self.inner.place()));
-        self.logged(self.inner.exec(cmd, stdin).await)
+        self.logged(cmd, self.inner.exec(cmd, stdin).await)
     }
     async fn exec_streamed(
         &self,
@@ -94,8 +105,14 @@ impl Shell for LoggedShell<'_> {
         input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     ) -> Result<Output, RunError> {
         append_log(self.log, &format!("$ {}  # on {}, input streamed", self.inner.display(cmd), self.inner.place()));
-        self.logged(self.inner.exec_streamed(cmd, input).await)
+        self.logged(cmd, self.inner.exec_streamed(cmd, input).await)
     }
+}
+
+/// A failed secret command's output, replaced by a note: stdout and stderr
+/// alike, as either may echo the secret.
+fn withheld(output: Output) -> Output {
+    Output { status: output.status, stdout: "(output withheld: it carries a secret)".into(), stderr: String::new() }
 }
 
 /// The log is only written once the state directory exists: `lab plan` and

@@ -28,6 +28,39 @@ pub async fn execute(plan: &Plan, cluster: &dyn Cluster, progress: &Progress, st
     Ok(())
 }
 
+/// Run every step even when some fail (teardown: each step removes what it
+/// can, so one failure must not leave the rest in place). Steps marked
+/// [`Step::only_after_success`] are skipped after a failure. The error lists
+/// every failed step.
+pub async fn execute_through(
+    plan: &Plan,
+    cluster: &dyn Cluster,
+    progress: &Progress,
+    state: &StateDir,
+) -> anyhow::Result<()> {
+    let mut failures: Vec<String> = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
+        if step.only_after_success && !failures.is_empty() {
+            progress.line(&format!("- {label}: skipped, as {} step(s) before it failed", failures.len()));
+            continue;
+        }
+        let spinner = progress.start(&label);
+        let started = Instant::now();
+        let ctx = Context { cluster, state, spinner: spinner.as_ref(), log: state.log() };
+        let result = run_step(step, &ctx).await;
+        let note = result.as_ref().ok().and_then(Option::as_deref);
+        progress.finish(spinner, &label, note, result.is_ok(), started.elapsed());
+        if let Err(e) = result {
+            failures.push(format!("step {} of {} ({}): {e:#}", i + 1, plan.steps.len(), step.title));
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!("{} of {} steps failed:\n- {}", failures.len(), plan.steps.len(), failures.join("\n- "))
+}
+
 /// Run one step; some steps say what they found or changed.
 async fn run_step(step: &Step, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
     match &step.action {
@@ -38,8 +71,8 @@ async fn run_step(step: &Step, ctx: &Context<'_>) -> anyhow::Result<Option<Strin
             let output = ctx.shell(&from.0).run(&from.1).await?;
             ctx.shell(&to.0).run_with_input(&to.1, Some(output.stdout.as_bytes())).await?;
         }
-        Action::WriteFile { path, contents } => {
-            std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+        Action::WriteFile { path, contents, secret } => {
+            crate::state::write_new(path, contents, if *secret { 0o600 } else { 0o644 })?;
         }
         Action::MakeDir { path } => {
             std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -174,6 +207,52 @@ mod tests {
             text.starts_with("step 3 of 4 failed: pipe: node a: `fake-exec a token` exited with status 1"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_secret_output_reaches_the_next_command_but_never_the_log() {
+        let journal = Journal::default();
+        let provider = FakeCluster { journal: journal.clone(), nodes: vec!["a", "b"], fails: "" };
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path());
+        let node = |n: &str| Target::Node(n.into());
+        let plan = Plan {
+            title: "join".into(),
+            steps: vec![Step::new(
+                "join",
+                Action::Pipe {
+                    from: (node("a"), Cmd::new("token").secret_output()),
+                    to: (node("b"), Cmd::new("join")),
+                },
+            )],
+        };
+        execute(&plan, &provider, &Progress::new(true), &state).await.unwrap();
+        assert_eq!(*journal.0.lock().unwrap(), ["a: token", "b: join <<< out of token"]);
+        let logged = std::fs::read_to_string(state.log()).unwrap();
+        assert!(!logged.contains("out of token"), "{logged}");
+        assert!(logged.contains("(output withheld: it carries a secret)"), "{logged}");
+    }
+
+    #[tokio::test]
+    async fn a_teardown_runs_past_failures_lists_them_all_and_keeps_its_record() {
+        let journal = Journal::default();
+        let provider = FakeCluster { journal: journal.clone(), nodes: vec!["a", "b"], fails: "token" };
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().join("state"));
+        std::fs::create_dir_all(state.dir()).unwrap();
+        let mut plan = plan();
+        plan.steps.push(Step::run("fails too", Target::Node("a".into()), Cmd::new("token-again")));
+        plan.steps.push(Step::new("remove state", Action::RemoveDir { path: state.absolute() }).only_after_success());
+        let err = execute_through(&plan, &provider, &Progress::new(true), &state).await.unwrap_err();
+        assert_eq!(
+            *journal.0.lock().unwrap(),
+            ["a: one", "a: token", "b: three", "a: token-again"],
+            "every step ran but the pipe's second half"
+        );
+        let text = format!("{err:#}");
+        assert!(text.starts_with("2 of 6 steps failed:\n- step 3 of 6 (pipe)"), "{text}");
+        assert!(text.contains("- step 5 of 6 (fails too)"), "{text}");
+        assert!(state.exists(), "the state folder stays when a step before failed");
     }
 
     #[tokio::test]

@@ -19,6 +19,6 @@ mod view;
 pub use cluster::{Cluster, Node, NodeStatus, Target, shell_for};
 pub use context::{Context, LoggedShell, running_nodes};
 pub use detail::Detail;
-pub use execute::execute;
+pub use execute::{execute, execute_through};
 pub use step::{Action, Plan, Step, Work};
 pub use view::View;

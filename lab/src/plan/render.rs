@@ -22,13 +22,17 @@ impl Plan {
                     format!("$ {} | {}", view.command(&from.0, &from.1), view.command(&to.0, &to.1))
                 }
                 // Unindented, so the here-document can be pasted as it is.
-                Action::WriteFile { path, contents } if show_files => {
-                    format!("$ cat > {} <<'EOF'\n{}EOF", quote(&path.display().to_string()), contents)
+                Action::WriteFile { path, contents, secret } if show_files => {
+                    let path = quote(&path.display().to_string());
+                    let umask = if *secret { "(umask 077; " } else { "" };
+                    let close = if *secret { ")" } else { "" };
+                    format!("$ {umask}cat > {path} <<'EOF'\n{contents}EOF\n{close}")
                 }
-                Action::WriteFile { path, contents } => {
+                Action::WriteFile { path, contents, secret } => {
                     format!(
-                        "writes {} ({} lines; `lab plan --files` shows it)",
+                        "writes {}{} ({} lines; `lab plan --files` shows it)",
                         path.display(),
+                        if *secret { ", mode 0600" } else { "" },
                         contents.lines().count()
                     )
                 }

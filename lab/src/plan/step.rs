@@ -27,6 +27,8 @@ pub enum Action {
     WriteFile {
         path: PathBuf,
         contents: String,
+        /// Mode 0600 from birth (kubeconfigs, keys); else 0644.
+        secret: bool,
     },
     MakeDir {
         path: PathBuf,
@@ -56,11 +58,22 @@ pub trait Work: Send + Sync + std::fmt::Debug {
 pub struct Step {
     pub title: String,
     pub action: Action,
+    /// Run only when every step before it passed ([`execute_through`] skips it
+    /// otherwise): removing the state folder would lose the records a retry needs.
+    ///
+    /// [`execute_through`]: super::execute_through
+    pub only_after_success: bool,
 }
 
 impl Step {
     pub fn new(title: impl Into<String>, action: Action) -> Step {
-        Step { title: title.into(), action }
+        Step { title: title.into(), action, only_after_success: false }
+    }
+
+    /// See [`Step::only_after_success`].
+    pub fn only_after_success(mut self) -> Step {
+        self.only_after_success = true;
+        self
     }
 
     pub fn run(title: impl Into<String>, on: Target, cmd: Cmd) -> Step {

@@ -178,7 +178,7 @@ impl Provider for Kind {
         }
         steps.push(Step::new(
             format!("write kind config {}", self.config_path().display()),
-            Action::WriteFile { path: self.config_path(), contents: self.config_yaml() },
+            Action::WriteFile { path: self.config_path(), contents: self.config_yaml(), secret: false },
         ));
         let create = Cmd::new("kind")
             .args(["create", "cluster", "--name", &self.cluster])

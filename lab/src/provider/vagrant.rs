@@ -153,15 +153,15 @@ impl Provider for Vagrant {
         let mut steps = vec![
             Step::new(
                 "write Vagrantfile",
-                Action::WriteFile { path: self.state.file("Vagrantfile"), contents: VAGRANTFILE.into() },
+                Action::WriteFile { path: self.state.file("Vagrantfile"), contents: VAGRANTFILE.into(), secret: false },
             ),
             Step::new(
                 "write node provisioning script",
-                Action::WriteFile { path: self.state.file("provision.sh"), contents: PROVISION_SCRIPT.into() },
+                Action::WriteFile { path: self.state.file("provision.sh"), contents: PROVISION_SCRIPT.into(), secret: false },
             ),
             Step::new(
                 format!("write node list {}", self.node_list_path().display()),
-                Action::WriteFile { path: self.node_list_path(), contents: json + "\n" },
+                Action::WriteFile { path: self.node_list_path(), contents: json + "\n", secret: false },
             ),
             Step::run(
                 format!("boot {} VMs ({})", self.nodes.len(), self.options.provider.as_str()),
@@ -198,14 +198,18 @@ impl Provider for Vagrant {
             ]),
         ));
         for node in self.nodes.iter().filter(|n| n.name != cp.name) {
-            let token =
-                (Target::Node(cp.name.clone()), Cmd::new("kubeadm").args(["token", "create", "--print-join-command"]));
+            // The join command carries a token: its output is never logged.
+            let token = (
+                Target::Node(cp.name.clone()),
+                Cmd::new("kubeadm").args(["token", "create", "--print-join-command"]).secret_output(),
+            );
             // Reads the join command on stdin; a node that already joined skips it.
             let join = (Target::Node(node.name.clone()), Cmd::sh("test -f /etc/kubernetes/kubelet.conf || sh"));
             steps.push(Step::new(format!("join {} to the cluster", node.name), Action::Pipe { from: token, to: join }));
         }
+        // The admin kubeconfig is 0600 from birth, as kubeadm writes it.
         let fetch = format!(
-            "{} > {}",
+            "(umask 077; {} > {})",
             self.vagrant().args(["ssh", &cp.name, "-c", "sudo cat /etc/kubernetes/admin.conf"]),
             quote(&self.state.kubeconfig().display().to_string())
         );

@@ -41,8 +41,7 @@ impl Work for Apply {
                 lines.push(format!("  image {image}"));
             }
         }
-        let marks =
-            format!("labels {}=lab, {}={}", super::ownership::MANAGED_BY, super::ownership::LAB, self.ownership.lab);
+        let marks = format!("labels {}=lab, {}", super::ownership::MANAGED_BY, self.ownership.selector());
         if self.server_dry_run {
             lines.push(format!(
                 "api: server-side apply with dryRun=All (nothing is stored), field manager {FIELD_MANAGER}, {marks}"
@@ -67,13 +66,13 @@ impl Work for Apply {
         let ownership = &self.ownership;
         if self.server_dry_run {
             for object in objects.iter_mut() {
-                super::ownership::mark(object, &ownership.lab, false);
+                super::ownership::mark(object, ownership, false);
             }
             dry_run(&client, &objects, &mut Kinds::default()).await?;
             return Ok(Some(format!("{} object(s) accepted by the API server, none stored", objects.len())));
         }
         // Every object's owner is checked before the first is applied: a refusal changes nothing.
-        let owners = super::ownership::owners(&client, &objects, &ownership.lab).await?;
+        let owners = super::ownership::owners(&client, &objects, ownership).await?;
         let conflicts = super::ownership::conflicts(&objects, &owners);
         if !conflicts.is_empty() && !ownership.adopt {
             return Err(super::ownership::refusal(&ownership.lab, &conflicts));
@@ -81,7 +80,7 @@ impl Work for Apply {
         let mut created = Vec::new();
         for (object, owner) in objects.iter_mut().zip(&owners) {
             let adopted = matches!(owner, Some(super::ownership::Owner::Adopted | super::ownership::Owner::Foreign(_)));
-            super::ownership::mark(object, &ownership.lab, adopted);
+            super::ownership::mark(object, ownership, adopted);
             if owner.is_none() {
                 created.push(object.describe());
             }

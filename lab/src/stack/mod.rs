@@ -71,6 +71,33 @@ impl ImageMap {
     }
 }
 
+/// Points every path under the usual kubelet root (`/var/lib/kubelet`) in
+/// the objects (host paths, mount paths, arguments) at `root`, the kubelet
+/// root of the cluster they go to, as charts do with their `kubeletDir`.
+pub fn rewrite_kubelet_root(objects: &mut [Object], usual: &str, root: &str) {
+    fn walk(value: &mut serde_json::Value, usual: &str, root: &str) {
+        match value {
+            serde_json::Value::String(text) => {
+                // `--kubelet-endpoint=/var/lib/kubelet/…` as well as a bare path.
+                let at = text.find(usual).filter(|&i| {
+                    let before_ok = i == 0 || text[..i].ends_with('=');
+                    let rest = &text[i + usual.len()..];
+                    before_ok && (rest.is_empty() || rest.starts_with('/'))
+                });
+                if let Some(i) = at {
+                    text.replace_range(i..i + usual.len(), root);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, usual, root)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| walk(v, usual, root)),
+            _ => {}
+        }
+    }
+    for object in objects {
+        walk(&mut object.value, usual, root);
+    }
+}
+
 /// Every object of every layer, in layer order, checked; nothing is applied here.
 pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
     let Some(stack) = &scenario.stack else {
@@ -215,6 +242,29 @@ fn tempfile_with(text: &str) -> anyhow::Result<TempValues> {
 
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod kubelet_root_tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_the_usual_kubelet_root_follow_the_clusters() {
+        let mut objects = vec![Object {
+            value: serde_json::json!({"spec": {"args": ["--kubelet-endpoint=/var/lib/kubelet/plugins/x/csi.sock", "--v=2"],
+                "volumes": [{"hostPath": {"path": "/var/lib/kubelet"}}, {"hostPath": {"path": "/var/lib/kubeletx"}},
+                            {"hostPath": {"path": "/srv/var/lib/kubelet"}}]}}),
+            file: "plugin.yaml".into(),
+            line: 1,
+        }];
+        rewrite_kubelet_root(&mut objects, "/var/lib/kubelet", "/run/lab/x/kubelet");
+        assert_eq!(
+            objects[0].value,
+            serde_json::json!({"spec": {"args": ["--kubelet-endpoint=/run/lab/x/kubelet/plugins/x/csi.sock", "--v=2"],
+                "volumes": [{"hostPath": {"path": "/run/lab/x/kubelet"}}, {"hostPath": {"path": "/var/lib/kubeletx"}},
+                            {"hostPath": {"path": "/srv/var/lib/kubelet"}}]}})
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Which cluster objects are lab's. Every object lab applies carries
-//! `app.kubernetes.io/managed-by: lab` and `lab.dev/lab: <lab name>`, and
-//! lab's field manager owns its fields. Teardown deletes only objects with
+//! `app.kubernetes.io/managed-by: lab`, `lab.dev/lab: <lab name>` and
+//! `lab.dev/instance: <this lab instance's id>`, and lab's field manager owns
+//! its fields (two CI jobs running one scenario on a shared cluster are two
+//! instances, and never take each other's objects). Teardown deletes only objects with
 //! both; an object lab found already there is refused by `lab up`, or with
 //! `--adopt` taken over and annotated `lab.dev/adopted`, which `lab down`
 //! then leaves unless told `--delete-adopted`.
@@ -19,6 +21,8 @@ use crate::plan::{Context, View, Work};
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The label naming the lab an object belongs to.
 pub const LAB: &str = "lab.dev/lab";
+/// The label naming the lab instance (`.lab/<name>/instance`) that made it.
+pub const INSTANCE: &str = "lab.dev/instance";
 /// The field manager of every server-side apply lab makes.
 pub const FIELD_MANAGER: &str = "lab";
 /// The annotation on an object lab found and took over (`--adopt`).
@@ -28,6 +32,8 @@ pub const ADOPTED: &str = "lab.dev/adopted";
 #[derive(Clone, Debug)]
 pub struct Ownership {
     pub lab: String,
+    /// This lab instance's id (`.lab/<name>/instance`).
+    pub instance: String,
     /// Take over stack objects that are already there instead of refusing.
     pub adopt: bool,
     /// Also delete what was adopted.
@@ -62,10 +68,26 @@ pub fn managers(live: &DynamicObject) -> Vec<String> {
     out
 }
 
-pub fn owner(live: &DynamicObject, lab: &str) -> Owner {
+impl Ownership {
+    /// This lab instance's marks, as a label selector.
+    pub fn selector(&self) -> String {
+        format!("{LAB}={},{INSTANCE}={}", self.lab, self.instance)
+    }
+
+    /// Whether these labels carry this lab instance's marks.
+    pub fn marked(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let Some(labels) = labels else { return false };
+        labels.get(MANAGED_BY).is_some_and(|v| v == "lab")
+            && labels.get(LAB) == Some(&self.lab)
+            && labels.get(INSTANCE) == Some(&self.instance)
+    }
+}
+
+pub fn owner(live: &DynamicObject, ownership: &Ownership) -> Owner {
+    let lab = ownership.lab.as_str();
     let labels = live.metadata.labels.clone().unwrap_or_default();
     let managers = managers(live);
-    let marked = labels.get(MANAGED_BY).is_some_and(|v| v == "lab") && labels.get(LAB).is_some_and(|v| v == lab);
+    let marked = ownership.marked(Some(&labels));
     let managed = managers.iter().any(|m| m == FIELD_MANAGER);
     let who = if managers.is_empty() {
         "no field manager".to_string()
@@ -78,8 +100,10 @@ pub fn owner(live: &DynamicObject, lab: &str) -> Owner {
             if adopted { Owner::Adopted } else { Owner::Ours }
         }
         (true, false) => Owner::Foreign(format!("marked for lab {lab} but not applied by lab ({who})")),
-        (false, _) => match labels.get(LAB) {
-            Some(other) if other != lab => Owner::Foreign(format!("lab {other}'s, {who}")),
+        (false, _) => match (labels.get(LAB), labels.get(INSTANCE)) {
+            (Some(other), _) if other != lab => Owner::Foreign(format!("lab {other}'s, {who}")),
+            (Some(_), Some(other)) => Owner::Foreign(format!("another instance of lab {lab} ({other}), {who}")),
+            (Some(_), None) => Owner::Foreign(format!("lab {lab}'s mark without an instance, {who}")),
             _ => Owner::Foreign(format!("no lab mark, {who}")),
         },
     }
@@ -88,12 +112,14 @@ pub fn owner(live: &DynamicObject, lab: &str) -> Owner {
 /// Add lab's marks to an object about to be applied (and the adoption note
 /// when adopted), and to the claims a StatefulSet of it will make, which
 /// carry no owner reference.
-pub fn mark(object: &mut Object, lab: &str, adopted: bool) {
+pub fn mark(object: &mut Object, ownership: &Ownership, adopted: bool) {
+    let lab = ownership.lab.as_str();
     let add = |metadata: &mut serde_json::Map<String, serde_json::Value>| {
         let labels = metadata.entry("labels").or_insert_with(|| serde_json::json!({}));
         if let Some(labels) = labels.as_object_mut() {
             labels.insert(MANAGED_BY.into(), "lab".into());
             labels.insert(LAB.into(), lab.into());
+            labels.insert(INSTANCE.into(), ownership.instance.as_str().into());
         }
     };
     if let Some(templates) = object.value.pointer_mut("/spec/volumeClaimTemplates").and_then(|t| t.as_array_mut()) {
@@ -136,11 +162,11 @@ fn not_served(error: &anyhow::Error) -> bool {
 }
 
 /// Each object with whose it is now (`None`: not there).
-pub async fn owners(client: &Client, objects: &[Object], lab: &str) -> anyhow::Result<Vec<Option<Owner>>> {
+pub async fn owners(client: &Client, objects: &[Object], ownership: &Ownership) -> anyhow::Result<Vec<Option<Owner>>> {
     let mut kinds = Kinds::default();
     let mut out = Vec::new();
     for object in objects {
-        out.push(live(client, &mut kinds, object).await?.map(|l| owner(&l, lab)));
+        out.push(live(client, &mut kinds, object).await?.map(|l| owner(&l, ownership)));
     }
     Ok(out)
 }
@@ -176,7 +202,7 @@ impl Work for CheckOwnership {
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
         let client = ctx.client().await?;
-        let found = owners(&client, &self.objects, &self.ownership.lab).await?;
+        let found = owners(&client, &self.objects, &self.ownership).await?;
         let conflicts = conflicts(&self.objects, &found);
         if conflicts.is_empty() {
             let present = found.iter().filter(|o| o.is_some()).count();
@@ -242,44 +268,56 @@ pub async fn marked_cluster_objects(client: &Client, lab: &str) -> Vec<String> {
     out
 }
 
-/// Objects in a namespace that someone other than lab made, of the kinds
-/// people keep there (controllers' own objects, with owner references or
-/// made for every namespace, do not count).
-pub async fn foreign_in_namespace(client: &Client, namespace: &str, lab: &str) -> anyhow::Result<Vec<String>> {
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+/// Objects in a namespace that someone other than this lab instance made,
+/// of every kind the API serves there (found by discovery: a CronJob, a
+/// Role, a NetworkPolicy or a user's DiskPool counts). What the cluster
+/// makes by itself does not: objects with owner references, events, the
+/// Endpoints of a Service, leader-election Leases, the root CA ConfigMap,
+/// the default ServiceAccount and its tokens.
+pub async fn foreign_in_namespace(client: &Client, namespace: &str, ownership: &Ownership) -> anyhow::Result<Vec<String>> {
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .with_context(|| format!("discovering the kinds namespace {namespace} may hold"))?;
     let mut out = Vec::new();
-    macro_rules! scan {
-        ($kind:ty, $name:literal, $skip:expr) => {
-            let list = Api::<$kind>::namespaced(client.clone(), namespace)
-                .list(&ListParams::default())
-                .await
-                .with_context(|| format!("listing {}s in namespace {namespace}", $name))?;
+    for group in discovery.groups() {
+        if matches!(group.name(), "events.k8s.io" | "metrics.k8s.io" | "coordination.k8s.io") {
+            continue;
+        }
+        for (resource, capabilities) in group.recommended_resources() {
+            let listable = capabilities.supports_operation(kube::discovery::verbs::LIST);
+            if capabilities.scope != kube::discovery::Scope::Namespaced || !listable {
+                continue;
+            }
+            if resource.group.is_empty() && matches!(resource.kind.as_str(), "Event" | "Endpoints") {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // A kind going away (its CRD deleted) while lab looks.
+                Err(kube::Error::Api(status)) if status.code == 404 => continue,
+                Err(e) => return Err(e).with_context(|| format!("listing {} in namespace {namespace}", resource.plural)),
+            };
             for item in list.items {
                 let meta = &item.metadata;
-                let skip: fn(&$kind) -> bool = $skip;
-                let ours = meta.labels.as_ref().and_then(|l| l.get(LAB)).is_some_and(|v| v == lab);
-                let owned = meta.owner_references.as_ref().is_some_and(|r| !r.is_empty());
-                if !ours && !owned && !skip(&item) {
-                    out.push(format!("{} {namespace}/{}", $name, meta.name.clone().unwrap_or_default()));
+                let name = meta.name.clone().unwrap_or_default();
+                let made_by_cluster = meta.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+                    || (resource.kind == "ConfigMap" && name == "kube-root-ca.crt")
+                    || (resource.kind == "ServiceAccount" && name == "default")
+                    || (resource.kind == "Secret"
+                        && item.data.get("type").and_then(|t| t.as_str()) == Some("kubernetes.io/service-account-token"));
+                if !ownership.marked(meta.labels.as_ref()) && !made_by_cluster {
+                    out.push(format!("{} {namespace}/{name}", resource.kind));
                 }
             }
-        };
+        }
     }
-    scan!(ConfigMap, "ConfigMap", |c| c.metadata.name.as_deref() == Some("kube-root-ca.crt"));
-    scan!(Secret, "Secret", |s| s.type_.as_deref() == Some("kubernetes.io/service-account-token"));
-    scan!(ServiceAccount, "ServiceAccount", |s| s.metadata.name.as_deref() == Some("default"));
-    scan!(PersistentVolumeClaim, "PersistentVolumeClaim", |_| false);
-    scan!(Pod, "Pod", |_| false);
-    scan!(Deployment, "Deployment", |_| false);
-    scan!(StatefulSet, "StatefulSet", |_| false);
-    scan!(DaemonSet, "DaemonSet", |_| false);
-    scan!(Service, "Service", |_| false);
     Ok(out)
 }
 
 /// Custom resources of a CRD that are not this lab's: deleting the CRD would take them.
-pub async fn foreign_custom_resources(client: &Client, crd: &Object, lab: &str) -> anyhow::Result<Vec<String>> {
+pub async fn foreign_custom_resources(client: &Client, crd: &Object, ownership: &Ownership) -> anyhow::Result<Vec<String>> {
     let spec = &crd.value["spec"];
     let group = spec["group"].as_str().unwrap_or_default();
     let plural = spec["names"]["plural"].as_str().unwrap_or_default();
@@ -304,7 +342,7 @@ pub async fn foreign_custom_resources(client: &Client, crd: &Object, lab: &str) 
     Ok(list
         .items
         .iter()
-        .filter(|item| matches!(owner(item, lab), Owner::Foreign(_)))
+        .filter(|item| matches!(owner(item, ownership), Owner::Foreign(_)))
         .map(|item| {
             let ns = item.metadata.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
             format!("{kind} {ns}{}", item.metadata.name.clone().unwrap_or_default())
@@ -319,13 +357,12 @@ pub async fn deletable(
     ownership: &Ownership,
 ) -> anyhow::Result<(Vec<Object>, Vec<String>)> {
     let recorded = recorded(&ownership.record);
-    let lab = &ownership.lab;
     let mut kinds = Kinds::default();
     let mut delete = Vec::new();
     let mut left = Vec::new();
     for object in objects {
         let Some(found) = live(client, &mut kinds, object).await? else { continue };
-        let why = match owner(&found, lab) {
+        let why = match owner(&found, ownership) {
             Owner::Foreign(why) => Some(format!("not lab's: {why}")),
             Owner::Adopted if !ownership.delete_adopted => Some("adopted; --delete-adopted removes it".into()),
             _ if ownership.only_recorded && !recorded.contains(&object.describe()) => {
@@ -335,11 +372,11 @@ pub async fn deletable(
         };
         let why = match (why, object.kind()) {
             (None, "Namespace") => {
-                let foreign = foreign_in_namespace(client, object.name(), lab).await?;
+                let foreign = foreign_in_namespace(client, object.name(), ownership).await?;
                 (!foreign.is_empty()).then(|| format!("it holds objects lab did not make: {}", foreign.join(", ")))
             }
             (None, "CustomResourceDefinition") => {
-                let foreign = foreign_custom_resources(client, object, lab).await?;
+                let foreign = foreign_custom_resources(client, object, ownership).await?;
                 (!foreign.is_empty()).then(|| format!("deleting it would delete {}", foreign.join(", ")))
             }
             (why, _) => why,
@@ -356,18 +393,19 @@ pub async fn deletable(
 /// them is the scenario's, unlike a stack namespace someone else may use too.
 pub const SCENARIO_NAMESPACE: &str = "lab.dev/scenario-namespace";
 
-/// The labels of a namespace one of this lab's scenarios makes.
-pub fn namespace_labels(lab: &str) -> BTreeMap<String, String> {
+/// The labels of a namespace one of this lab instance's scenarios makes.
+pub fn namespace_labels(lab: &str, instance: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY.to_string(), "lab".to_string()),
         (LAB.to_string(), lab.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
         (SCENARIO_NAMESPACE.to_string(), "true".to_string()),
     ])
 }
 
 /// The selector of those namespaces.
-pub fn scenario_namespaces(lab: &str) -> String {
-    format!("{LAB}={lab},{SCENARIO_NAMESPACE}=true")
+pub fn scenario_namespaces(lab: &str, instance: &str) -> String {
+    format!("{LAB}={lab},{INSTANCE}={instance},{SCENARIO_NAMESPACE}=true")
 }
 
 #[cfg(test)]
@@ -383,23 +421,41 @@ mod tests {
         .unwrap()
     }
 
+    fn ours(lab: &str) -> Ownership {
+        Ownership {
+            lab: lab.into(),
+            instance: "0123456789ab".into(),
+            adopt: false,
+            delete_adopted: false,
+            only_recorded: false,
+            record: "created-objects.txt".into(),
+        }
+    }
+
     #[test]
-    fn an_object_is_labs_only_with_both_marks_and_lab_as_a_field_manager() {
-        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"});
-        assert_eq!(owner(&live(marks.clone(), &["lab"], json!({})), "ci"), Owner::Ours);
-        assert_eq!(owner(&live(marks.clone(), &["lab"], json!({"lab.dev/adopted": "ci"})), "ci"), Owner::Adopted);
+    fn an_object_is_labs_only_with_its_marks_and_lab_as_a_field_manager() {
+        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
+        let ci = ours("ci");
+        assert_eq!(owner(&live(marks.clone(), &["lab"], json!({})), &ci), Owner::Ours);
+        assert_eq!(owner(&live(marks.clone(), &["lab"], json!({"lab.dev/adopted": "ci"})), &ci), Owner::Adopted);
         assert_eq!(
-            owner(&live(marks.clone(), &["kubectl"], json!({})), "ci"),
+            owner(&live(marks.clone(), &["kubectl"], json!({})), &ci),
             Owner::Foreign("marked for lab ci but not applied by lab (managed by kubectl)".into()),
             "a copied label alone does not make an object lab's"
         );
         assert_eq!(
-            owner(&live(marks, &["lab"], json!({})), "other"),
+            owner(&live(marks, &["lab"], json!({})), &ours("other")),
             Owner::Foreign("lab ci's, managed by lab".into()),
             "another lab's object is not this lab's"
         );
+        let twin = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "fedcba987654"});
         assert_eq!(
-            owner(&live(json!({}), &["helm", "kube-controller-manager"], json!({})), "ci"),
+            owner(&live(twin, &["lab"], json!({})), &ci),
+            Owner::Foreign("another instance of lab ci (fedcba987654), managed by lab".into()),
+            "a second CI job running the same scenario is another instance"
+        );
+        assert_eq!(
+            owner(&live(json!({}), &["helm", "kube-controller-manager"], json!({})), &ci),
             Owner::Foreign("no lab mark, managed by helm, kube-controller-manager".into())
         );
     }
@@ -411,10 +467,11 @@ mod tests {
             line: 1,
             value: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "x"}}}),
         };
-        mark(&mut object, "ci", true);
+        mark(&mut object, &ours("ci"), true);
         assert_eq!(
             object.value["metadata"],
-            json!({"name": "c", "labels": {"app": "x", "app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"},
+            json!({"name": "c", "labels": {"app": "x", "app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci",
+                                           "lab.dev/instance": "0123456789ab"},
                    "annotations": {"lab.dev/adopted": "ci"}})
         );
         let mut etcd = Object {
@@ -423,10 +480,10 @@ mod tests {
             value: json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "etcd"},
                           "spec": {"volumeClaimTemplates": [{"spec": {}}]}}),
         };
-        mark(&mut etcd, "ci", false);
+        mark(&mut etcd, &ours("ci"), false);
         assert_eq!(
             etcd.value["spec"]["volumeClaimTemplates"][0]["metadata"]["labels"],
-            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"}),
+            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"}),
             "the claims a StatefulSet makes are lab's too"
         );
     }

@@ -21,8 +21,8 @@ use crate::plan::{Context, View, Work};
 #[derive(Debug)]
 pub struct RemoveVolumes {
     pub classes: Vec<String>,
-    /// The lab whose namespaces (marked `lab.dev/lab=<lab>`) are searched.
-    pub lab: String,
+    /// The label selector of this lab instance's scenario namespaces, which are searched.
+    pub namespaces: String,
     pub timeout: Duration,
 }
 
@@ -32,7 +32,7 @@ impl Work for RemoveVolumes {
         format!(
             "api: in the namespaces of lab's scenarios ({}): the pods (by their controllers) using claims of {}, \
              then the claims; waits for the volumes (at most {}s each); claims elsewhere are not lab's and stay",
-            super::ownership::scenario_namespaces(&self.lab),
+            self.namespaces,
             self.classes.join(", "),
             self.timeout.as_secs()
         )
@@ -42,7 +42,7 @@ impl Work for RemoveVolumes {
         let Some(client) = ctx.reachable_client().await else {
             return Ok(Some("no API server answers; skipped".into()));
         };
-        Ok(Some(remove_volumes(&client, &self.classes, &self.lab, self.timeout, Duration::from_secs(2)).await?))
+        Ok(Some(remove_volumes(&client, &self.classes, &self.namespaces, self.timeout, Duration::from_secs(2)).await?))
     }
 }
 
@@ -145,11 +145,11 @@ fn reference(api_version: &str, kind: &str, namespace: Option<&str>, name: &str)
 pub async fn volume_users(
     client: &Client,
     classes: &[String],
-    lab: &str,
+    namespaces: &str,
 ) -> anyhow::Result<(Vec<Object>, Vec<Object>, Vec<Object>, Vec<String>)> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-    let selector = ListParams::default().labels(&super::ownership::scenario_namespaces(lab));
+    let selector = ListParams::default().labels(namespaces);
     let ours: Vec<String> = Api::<Namespace>::all(client.clone())
         .list(&selector)
         .await?
@@ -240,11 +240,11 @@ pub fn storage_classes(objects: &[Object]) -> Vec<String> {
 pub async fn remove_volumes(
     client: &Client,
     classes: &[String],
-    lab: &str,
+    namespaces: &str,
     timeout: Duration,
     poll: Duration,
 ) -> anyhow::Result<String> {
-    let (users, claims, volumes, others) = volume_users(client, classes, lab).await?;
+    let (users, claims, volumes, others) = volume_users(client, classes, namespaces).await?;
     if !users.is_empty() {
         delete_and_wait(client, &users, timeout, poll).await?;
     }
@@ -411,7 +411,7 @@ mod tests {
         let client = Client::new(service, "default");
         let classes = vec!["mayastor-single-replica".to_string()];
         let note =
-            remove_volumes(&client, &classes, "ci", Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
+            remove_volumes(&client, &classes, "lab.dev/lab=ci", Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
         assert_eq!(
             note,
             "1 workload(s), 1 claim(s), 1 volume(s) removed; \
@@ -474,7 +474,7 @@ mod tests {
                    "metadata": {"name": name, "namespace": "m", "labels": labels, "annotations": annotations,
                                 "managedFields": [{"manager": manager, "operation": "Apply"}]}})
         };
-        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci"});
+        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
         let adopted = json!({"lab.dev/adopted": "ci"});
         for (name, labels, annotations, manager) in [
             ("ours", marks.clone(), json!({}), "lab"),
@@ -496,6 +496,7 @@ mod tests {
         let record = dir.path().join("created-objects.txt");
         super::super::ownership::record_created(&record, &["ConfigMap m/ours".to_string()]).unwrap();
         let mut ownership = super::super::ownership::Ownership {
+            instance: "0123456789ab".into(),
             lab: "ci".into(),
             adopt: false,
             delete_adopted: false,

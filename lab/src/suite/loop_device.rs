@@ -1,5 +1,8 @@
 //! A loop device with a filesystem, made for a scenario and removed after
-//! it (even when it fails), so a run leaves nothing behind.
+//! it (even when it fails), so a run leaves nothing behind. Each lives in a
+//! folder of its own under the lab's state (`test-devices/`), which names
+//! its device: a run stopped before it could clean up (Ctrl-C, a crash) is
+//! finished by `lab down` from that record ([`detach_recorded_script`]).
 
 use std::process::Command as Process;
 
@@ -8,7 +11,14 @@ use std::process::Command as Process;
 pub struct LoopDevice {
     pub device: String,
     pub mount: Option<std::path::PathBuf>,
+    /// xfs, ext4, or none (the raw device).
+    pub filesystem: Option<String>,
     _dir: tempfile::TempDir,
+}
+
+/// Where a lab's test loop devices live, one folder each.
+pub fn devices_dir(state: &crate::state::StateDir) -> std::path::PathBuf {
+    state.absolute().join("test-devices")
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
@@ -21,8 +31,11 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 impl LoopDevice {
-    pub fn create(size_mib: u64, filesystem: Option<&str>) -> Result<LoopDevice, String> {
-        let dir = tempfile::Builder::new().prefix("lab-loop-").tempdir_in("/var/tmp").map_err(|e| e.to_string())?;
+    /// A device of `size_mib`, formatted with `filesystem` if given, its
+    /// folder under `dir` (the lab's `test-devices/`).
+    pub fn create(size_mib: u64, filesystem: Option<&str>, dir: &std::path::Path) -> Result<LoopDevice, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir = tempfile::Builder::new().prefix("loop-").tempdir_in(dir).map_err(|e| e.to_string())?;
         let file = dir.path().join("backing.img");
         let file_text = file.display().to_string();
         run("truncate", &["-s", &format!("{size_mib}M"), &file_text])?;
@@ -33,7 +46,11 @@ impl LoopDevice {
             run("dd", &["if=/dev/zero", &of, "bs=1M", &count, "conv=fsync,notrunc", "status=none"])?;
         }
         let device = run("losetup", &["--find", "--show", "--direct-io=on", &file_text])?;
-        let mut made = LoopDevice { device, mount: None, _dir: dir };
+        // The record first: whatever happens next, `lab down` finds this device.
+        let recorded = std::fs::write(dir.path().join("device"), format!("{device}\n"));
+        let mut made =
+            LoopDevice { device, mount: None, filesystem: filesystem.map(str::to_string), _dir: dir };
+        recorded.map_err(|e| format!("cannot record {}: {e}", made.device))?;
         if let Some(fs) = filesystem {
             let mkfs = match fs {
                 "xfs" => ("mkfs.xfs", vec!["-q", "-f"]),
@@ -70,8 +87,23 @@ impl LoopDevice {
         }
     }
 
-    /// The device for the history's fingerprint: a fresh loop device differs only by name.
+    /// The device for the history's fingerprint: a fresh loop device differs
+    /// only by name, but results on xfs and ext4 are not comparable.
     pub fn fingerprint(&self) -> String {
-        format!("loop ({})", if self.mount.is_some() { "filesystem" } else { "raw" })
+        format!("loop ({})", self.filesystem.as_deref().unwrap_or("raw"))
     }
+}
+
+/// Shell: each recorded test device still backed by its own folder's file is
+/// unmounted (from its folder) and detached; a device now backed by anything
+/// else is left alone. Then the folders go.
+pub fn detach_recorded_script(dir: &std::path::Path) -> String {
+    format!(
+        "for d in {dir}/*/; do [ -f \"$d/device\" ] || continue; dev=$(cat \"$d/device\"); \
+         back=$(losetup -nO BACK-FILE \"$dev\" 2>/dev/null | sed 's/ *$//; s/ (deleted)$//'); \
+         if [ \"$back\" = \"${{d}}backing.img\" ]; then \
+         grep -qs \" ${{d}}mnt \" /proc/self/mounts && umount \"${{d}}mnt\"; losetup -d \"$dev\" && echo \"detached $dev\"; fi; \
+         done; rm -rf {dir}",
+        dir = crate::shell::quote(&dir.display().to_string())
+    )
 }

@@ -124,8 +124,10 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
     let finished = LabWorld::cucumber()
         .with_writer(writer)
         .fail_on_skipped()
-        .before(|_, _, scenario, world| {
+        .before(|feature, _, scenario, world| {
             world.name = scenario.name.clone();
+            world.feature = feature.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            world.line = scenario.position.line;
             Box::pin(async {})
         })
         .after(|_, _, _, finished, world| {

@@ -243,25 +243,55 @@ fn unjudged(checks: &[Check]) -> Vec<(&Check, &str)> {
         .collect()
 }
 
+/// Whether a report's feature path names the check's feature file (one may
+/// be relative, the other absolute).
+fn same_feature(reported: &str, check: &Check) -> bool {
+    let (a, b) = (std::path::Path::new(reported), std::path::Path::new(&check.feature));
+    a.ends_with(b) || b.ends_with(a)
+}
+
 /// cucumber's JUnit file knows steps only as passed or failed: a scenario
-/// whose check could not be judged gets `<skipped message="not judged: …"/>`.
+/// whose check could not be judged gets `<skipped message="not judged: …"/>`,
+/// unless it failed (a failure is never hidden as skipped). Test cases are
+/// matched by name, feature file and line.
 pub fn mark_unjudged_junit(xml: &str, checks: &[Check]) -> String {
     let mut out = xml.to_string();
     // One `<skipped>` per test case, with every reason of its scenario.
-    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut reasons: Vec<(&Check, Vec<&str>)> = Vec::new();
     for (check, reason) in unjudged(checks) {
-        match reasons.iter_mut().find(|(s, _)| *s == check.scenario) {
+        let same = |c: &&Check| c.scenario == check.scenario && c.feature == check.feature && c.line == check.line;
+        match reasons.iter_mut().find(|(c, _)| same(c)) {
             Some((_, all)) => all.push(reason),
-            None => reasons.push((&check.scenario, vec![reason])),
+            None => reasons.push((check, vec![reason])),
         }
     }
-    for (scenario, reasons) in reasons {
-        let reason = reasons.join("; ");
-        let start = format!("<testcase name=\"Scenario: {}:", escape(scenario).replace('\'', "&apos;"));
-        let Some(at) = out.find(&start) else { continue };
+    for (check, reasons) in reasons {
+        let prefix = format!("Scenario: {}: ", escape(&check.scenario).replace('\'', "&apos;"));
+        let mut search = 0;
+        let found = loop {
+            let Some(at) = out[search..].find("<testcase name=\"").map(|i| search + i) else { break None };
+            let value_start = at + "<testcase name=\"".len();
+            let Some(value_end) = out[value_start..].find('"').map(|i| value_start + i) else { break None };
+            search = value_end;
+            let Some(place) = out[value_start..value_end].strip_prefix(&prefix) else { continue };
+            // `path:line:column`
+            let mut parts = place.rsplitn(3, ':');
+            let (_column, line, path) = (parts.next(), parts.next(), parts.next());
+            if line.and_then(|l| l.parse::<usize>().ok()) == Some(check.line)
+                && path.is_some_and(|p| same_feature(p, check))
+            {
+                break Some(at);
+            }
+        };
+        let Some(at) = found else { continue };
         let Some(end) = out[at..].find('>').map(|e| at + e) else { continue };
-        let skipped = format!("<skipped message=\"not judged: {}\"/>", escape(&reason));
-        if out[..end].ends_with('/') {
+        let self_closing = out[..end].ends_with('/');
+        let body_end = if self_closing { end } else { out[end..].find("</testcase>").map_or(end, |e| end + e) };
+        if out[end..body_end].contains("<failure") || out[end..body_end].contains("<error") {
+            continue;
+        }
+        let skipped = format!("<skipped message=\"not judged: {}\"/>", escape(&reasons.join("; ")));
+        if self_closing {
             out.replace_range(end - 1..=end, &format!(">{skipped}</testcase>"));
         } else {
             out.insert_str(end + 1, &skipped);
@@ -271,19 +301,22 @@ pub fn mark_unjudged_junit(xml: &str, checks: &[Check]) -> String {
 }
 
 /// In cucumber's JSON, the step of a check that could not be judged is
-/// `skipped`, with the reason as its error message.
+/// `skipped`, with the reason as its error message; a failed step stays
+/// failed. Scenarios are matched by feature file, line and name.
 pub fn mark_unjudged_json(json: &str, checks: &[Check]) -> anyhow::Result<String> {
     let mut features: serde_json::Value = serde_json::from_str(json)?;
     for (check, reason) in unjudged(checks) {
+        let features = features.as_array_mut().into_iter().flatten();
         let scenarios = features
-            .as_array_mut()
-            .into_iter()
-            .flatten()
+            .filter(|f| f["uri"].as_str().is_none_or(|uri| same_feature(uri, check)))
             .flat_map(|f| f.get_mut("elements").and_then(|e| e.as_array_mut()).into_iter().flatten());
-        for scenario in scenarios.filter(|s| s["name"] == check.scenario.as_str()) {
+        let ours = |s: &serde_json::Value| {
+            s["name"] == check.scenario.as_str() && s["line"].as_u64().is_none_or(|l| l as usize == check.line)
+        };
+        for scenario in scenarios.filter(|s| ours(s)) {
             for step in scenario.get_mut("steps").and_then(|s| s.as_array_mut()).into_iter().flatten() {
                 let text = format!("{}{}", step["keyword"].as_str().unwrap_or(""), step["name"].as_str().unwrap_or(""));
-                if text == check.step {
+                if text == check.step && step["result"]["status"] != "failed" {
                     step["result"]["status"] = "skipped".into();
                     step["result"]["error_message"] = format!("not judged: {reason}").into();
                 }
@@ -315,9 +348,11 @@ mod tests {
 mod unjudged_tests {
     use super::*;
 
-    fn check(scenario: &str, result: Judged) -> Check {
+    fn check(scenario: &str, line: usize, result: Judged) -> Check {
         Check {
             scenario: scenario.into(),
+            feature: "f.feature".into(),
+            line,
             step: "Then read IOPS has not regressed against the history".into(),
             profile: "p".into(),
             text: "t".into(),
@@ -329,9 +364,9 @@ mod unjudged_tests {
     #[test]
     fn an_unjudged_check_is_a_skipped_test_case_and_a_skipped_step() {
         let checks = [
-            check("drift & noise", Judged::NotJudged("2 earlier sessions, 3 needed".into())),
-            check("judged", Judged::Passed),
-            check("open", Judged::NotJudged("not settled by 40 pairs".into())),
+            check("drift & noise", 3, Judged::NotJudged("2 earlier sessions, 3 needed".into())),
+            check("judged", 9, Judged::Passed),
+            check("open", 12, Judged::NotJudged("not settled by 40 pairs".into())),
         ];
         let xml = "<testsuites><testsuite><testcase name=\"Scenario: drift &amp; noise: f.feature:3:3\" time=\"1\"/>\
                    <testcase name=\"Scenario: judged: f.feature:9:3\" time=\"1\"/>\
@@ -342,7 +377,7 @@ mod unjudged_tests {
              <testcase name=\"Scenario: judged: f.feature:9:3\" time=\"1\"/>\
              <testcase name=\"Scenario: open: f.feature:12:3\" time=\"1\"><skipped message=\"not judged: not settled by 40 pairs\"/><system-out>x</system-out></testcase></testsuite></testsuites>"
         );
-        let json = r#"[{"elements":[{"name":"drift & noise","steps":[
+        let json = r#"[{"uri":"f.feature","elements":[{"name":"drift & noise","line":3,"steps":[
             {"keyword":"When ","name":"I run the fio profile \"p\" 3 times","result":{"status":"passed"}},
             {"keyword":"Then ","name":"read IOPS has not regressed against the history","result":{"status":"passed"}}]}]}]"#;
         let marked: serde_json::Value = serde_json::from_str(&mark_unjudged_json(json, &checks).unwrap()).unwrap();
@@ -350,5 +385,21 @@ mod unjudged_tests {
         assert_eq!(steps[0]["result"]["status"], "passed");
         assert_eq!(steps[1]["result"]["status"], "skipped");
         assert_eq!(steps[1]["result"]["error_message"], "not judged: 2 earlier sessions, 3 needed");
+    }
+
+    #[test]
+    fn a_failed_case_is_never_skipped_and_a_namesake_is_not_marked() {
+        let checks = [check("open", 12, Judged::NotJudged("not settled".into()))];
+        let xml = "<testcase name=\"Scenario: open: f.feature:12:3\" time=\"1\"><failure message=\"x\"/></testcase>\
+                   <testcase name=\"Scenario: open: f.feature:30:3\" time=\"1\"/>\
+                   <testcase name=\"Scenario: open thing: f.feature:12:3\" time=\"1\"/>";
+        assert_eq!(mark_unjudged_junit(xml, &checks), xml, "failed stays failed; another line or name is another case");
+        let json = r#"[{"uri":"f.feature","elements":[{"name":"open","line":30,"steps":[
+            {"keyword":"Then ","name":"read IOPS has not regressed against the history","result":{"status":"passed"}}]},
+            {"name":"open","line":12,"steps":[
+            {"keyword":"Then ","name":"read IOPS has not regressed against the history","result":{"status":"failed"}}]}]}]"#;
+        let marked: serde_json::Value = serde_json::from_str(&mark_unjudged_json(json, &checks).unwrap()).unwrap();
+        assert_eq!(marked[0]["elements"][0]["steps"][0]["result"]["status"], "passed", "another line");
+        assert_eq!(marked[0]["elements"][1]["steps"][0]["result"]["status"], "failed", "failed stays failed");
     }
 }

@@ -37,6 +37,9 @@ pub struct Context {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Check {
     pub scenario: String,
+    /// The feature file and line of its scenario: two scenarios may share a name.
+    pub feature: String,
+    pub line: usize,
     /// The Gherkin step that made it, as written.
     pub step: String,
     pub profile: String,
@@ -75,6 +78,9 @@ pub struct LabWorld {
     pub ctx: Arc<Context>,
     /// The Gherkin scenario's name, for records and reports.
     pub name: String,
+    /// The scenario's feature file and line, as cucumber reports them.
+    pub feature: String,
+    pub line: usize,
     pub loop_device: Option<super::loop_device::LoopDevice>,
     /// What the loop device is compared with, run interleaved with it.
     pub baseline_device: Option<super::loop_device::LoopDevice>,
@@ -102,6 +108,8 @@ impl LabWorld {
         Ok(LabWorld {
             ctx,
             name: String::new(),
+            feature: String::new(),
+            line: 0,
             loop_device: None,
             baseline_device: None,
             comparison: None,

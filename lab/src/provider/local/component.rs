@@ -1,7 +1,11 @@
 //! One process of the local cluster: how it starts (a pasteable line), how
 //! it is known to be up, and how it stops. Each runs under a small `sh` that
 //! waits for it, so it is reaped even where PID 1 reaps nothing (as on the
-//! machines lab is developed on); its pid file names the process itself.
+//! machines lab is developed on). Its pid file records the process itself:
+//! `PID START EXE`, its start time (`/proc/PID/stat` field 22) written with
+//! the pid, its executable once it has exec'd. A process is lab's only when
+//! all three match, so a reused pid (after a reboot, or a stale file) is
+//! never signalled.
 
 use std::time::Duration;
 
@@ -104,11 +108,12 @@ impl Component {
         Component::all(layout).into_iter().find(|c| c.name == name).expect("lab names only its own components")
     }
 
-    /// Starts it in its own session, its output appended to its log.
+    /// Starts it in its own session, its output appended to its log; the
+    /// pid file gets its pid and start time at once.
     pub fn start_script(&self) -> String {
         let command: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|word| quote(word)).collect();
         let inner = format!(
-            "{} >> {} 2>&1 < /dev/null & echo $! > {}; wait",
+            "{} >> {} 2>&1 < /dev/null & p=$!; echo \"$p $({START_TIME_OF_P})\" > {}; wait",
             command.join(" "),
             quote(&self.log),
             quote(&self.pid)
@@ -122,11 +127,14 @@ impl Component {
     }
 
     /// TERM, up to 10 s to go, then KILL; nothing when it is not running.
-    /// The pid must still be this program's, so a reused pid is left alone.
+    /// Only the recorded process: pid, start time and executable must all
+    /// match (an old pid file with no start time matches nothing).
     pub fn stop_script(&self) -> String {
         format!(
-            "(p=$(cat {pid} 2>/dev/null) || exit 0; \
-             if [ -n \"$p\" ] && grep -qF -- {program} /proc/$p/cmdline 2>/dev/null; then \
+            "(read -r p s e < {pid} 2>/dev/null || exit 0; \
+             x=$(readlink /proc/$p/exe 2>/dev/null); x=${{x% (deleted)}}; \
+             if [ -n \"$p\" ] && [ -n \"$s\" ] && [ \"$({START_TIME_OF_P})\" = \"$s\" ] \
+             && {{ [ \"$x\" = \"$e\" ] || {{ [ -z \"$e\" ] && [ \"${{x##*/}}\" = {program} ]; }}; }}; then \
              kill -TERM $p 2>/dev/null; i=0; \
              while [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
              kill -KILL $p 2>/dev/null; fi; rm -f {pid})",
@@ -135,14 +143,28 @@ impl Component {
         )
     }
 
-    /// Its pid while it runs (not a zombie, still this program).
+    /// Its pid while it runs: not a zombie, and the recorded process (pid,
+    /// start time, executable).
     pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(&self.pid).ok()?.trim().parse().ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let record = ProcessRecord::parse(&std::fs::read_to_string(&self.pid).ok()?)?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", record.pid)).ok()?;
         let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-        let ours = String::from_utf8_lossy(&cmdline).contains(self.program_name());
-        (ours && !zombie).then_some(pid)
+        (record.is_alive_as(self.program_name()) && !zombie).then_some(record.pid)
+    }
+
+    /// Completes the pid file with the executable, once the process has
+    /// exec'd its program (the shell's fork runs `sh` until then).
+    fn record_executable(&self) {
+        let Some(record) = std::fs::read_to_string(&self.pid).ok().and_then(|t| ProcessRecord::parse(&t)) else {
+            return;
+        };
+        if record.exe.is_some() {
+            return;
+        }
+        let Some(exe) = executable(record.pid) else { return };
+        if exe.rsplit('/').next() == Some(self.program_name()) && process_start(record.pid) == Some(record.start) {
+            let _ = std::fs::write(&self.pid, format!("{} {} {exe}\n", record.pid, record.start));
+        }
     }
 
     /// The last lines of its log.
@@ -202,6 +224,7 @@ impl Work for Component {
         loop {
             self.check_alive()?;
             if std::path::Path::new(&self.pid).exists() && self.is_ready(ctx).await {
+                self.record_executable();
                 let pid = self.running_pid().map(|p| p.to_string()).unwrap_or_default();
                 return Ok(Some(format!("pid {pid}, up in {:.1}s", started.elapsed().as_secs_f64())));
             }
@@ -216,5 +239,82 @@ impl Work for Component {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+/// Shell: the start time (`/proc/PID/stat` field 22) of `$p`; the fields
+/// are counted after the command name's closing parenthesis, as the name may
+/// hold spaces.
+const START_TIME_OF_P: &str = "sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20";
+
+/// A pid file's record of the process lab started.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub start: u64,
+    pub exe: Option<String>,
+}
+
+impl ProcessRecord {
+    /// `PID START [EXE]`; an old file holding a pid alone records no process.
+    pub fn parse(text: &str) -> Option<ProcessRecord> {
+        let mut words = text.trim().splitn(3, ' ');
+        let pid = words.next()?.parse().ok()?;
+        let start = words.next()?.parse().ok()?;
+        let exe = words.next().map(str::to_string).filter(|e| !e.is_empty());
+        Some(ProcessRecord { pid, start, exe })
+    }
+
+    /// The process now at this pid is the one recorded: same start time, and
+    /// the recorded executable (or, before it was recorded, one of this name).
+    pub fn is_alive_as(&self, program_name: &str) -> bool {
+        let Some(exe) = executable(self.pid) else { return false };
+        let same_exe = match &self.exe {
+            Some(recorded) => &exe == recorded,
+            None => exe.rsplit('/').next() == Some(program_name),
+        };
+        process_start(self.pid) == Some(self.start) && same_exe
+    }
+}
+
+/// When a process started, in clock ticks after boot (`/proc/PID/stat` field 22).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// The executable a process runs, without the ` (deleted)` of a replaced file.
+fn executable(pid: u32) -> Option<String> {
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let text = path.display().to_string();
+    Some(text.strip_suffix(" (deleted)").unwrap_or(&text).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_file_records_pid_start_and_executable() {
+        assert_eq!(
+            ProcessRecord::parse("42 1234 /opt/kube/bin/etcd\n"),
+            Some(ProcessRecord { pid: 42, start: 1234, exe: Some("/opt/kube/bin/etcd".into()) })
+        );
+        assert_eq!(ProcessRecord::parse("42 1234"), Some(ProcessRecord { pid: 42, start: 1234, exe: None }));
+        assert_eq!(ProcessRecord::parse("42\n"), None, "a pid alone (an older lab's file) records no process");
+    }
+
+    #[test]
+    fn this_process_is_itself_and_not_another_start() {
+        let pid = std::process::id();
+        let start = process_start(pid).unwrap();
+        let exe = executable(pid).unwrap();
+        let name = exe.rsplit('/').next().unwrap().to_string();
+        assert!(ProcessRecord { pid, start, exe: Some(exe.clone()) }.is_alive_as(&name));
+        assert!(ProcessRecord { pid, start, exe: None }.is_alive_as(&name));
+        assert!(!ProcessRecord { pid, start: start + 1, exe: Some(exe.clone()) }.is_alive_as(&name), "pid reused");
+        assert!(!ProcessRecord { pid, start, exe: Some("/usr/bin/containerd".into()) }.is_alive_as(&name));
+        assert!(!ProcessRecord { pid, start, exe: None }.is_alive_as("containerd"));
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::pki::Leaf;
-use super::{API_SERVICE_IP, KUBELET_ROOT, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR};
+use super::{API_SERVICE_IP, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR};
 use crate::shell::quote;
 
 /// The certificates the components present.
@@ -35,6 +35,9 @@ pub fn certificates(layout: &Layout) -> Vec<Leaf> {
         Leaf::client("kube-proxy", "system:kube-proxy", None),
         // The apiserver's identity towards the kubelet, which asks RBAC (webhook) about it.
         Leaf::client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", Some("system:masters")),
+        // etcd serves and peers over mutual TLS; the apiserver is its one client.
+        Leaf::server("etcd", "lab-etcd", &["localhost"], vec![std::net::Ipv4Addr::LOCALHOST.into()]).also_client(),
+        Leaf::client("apiserver-etcd-client", "kube-apiserver-etcd-client", None),
     ]
 }
 
@@ -64,29 +67,42 @@ current-context: {lab}
     )
 }
 
-/// Every file the processes read, with its contents; `lab plan --files` shows them.
-pub fn files(layout: &Layout) -> Vec<(PathBuf, String)> {
-    let mut files = vec![(layout.kubeconfig.clone(), kubeconfig(layout, "admin"))];
+/// Every file the processes read, with its contents and whether it is a
+/// secret (kubeconfigs: 0600 from birth); `lab plan --files` shows them.
+pub fn files(layout: &Layout) -> Vec<(PathBuf, String, bool)> {
+    let mut files = vec![(layout.kubeconfig.clone(), kubeconfig(layout, "admin"), true)];
     for user in ["controller-manager", "scheduler", "kubelet", "kube-proxy"] {
-        files.push((layout.path(&format!("config/{user}.kubeconfig")), kubeconfig(layout, user)));
+        files.push((layout.path(&format!("config/{user}.kubeconfig")), kubeconfig(layout, user), true));
     }
-    files.push((layout.path("config/scheduler.yaml"), scheduler_config(layout)));
-    files.push((layout.path("config/kubelet.yaml"), kubelet_config(layout)));
-    files.push((layout.path("config/kube-proxy.yaml"), kube_proxy_config(layout)));
-    files.push((layout.path("config/containerd.toml"), containerd_config(layout)));
-    files.push((layout.path("cni/net.d/10-lab.conflist"), cni_config(layout)));
+    files.push((layout.path("config/scheduler.yaml"), scheduler_config(layout), false));
+    files.push((layout.path("config/kubelet.yaml"), kubelet_config(layout), false));
+    files.push((layout.path("config/kube-proxy.yaml"), kube_proxy_config(layout), false));
+    files.push((layout.path("config/containerd.toml"), containerd_config(layout), false));
+    files.push((layout.path("cni/net.d/10-lab.conflist"), cni_config(layout), false));
     files
 }
 
+/// etcd on loopback behind mutual TLS: a client without a certificate lab's
+/// CA signed is refused (it would be cluster-admin, then root through a
+/// privileged pod).
 pub fn etcd_args(layout: &Layout) -> Vec<String> {
+    let pki = layout.text("pki");
     [
         "--name=lab".into(),
         format!("--data-dir={}", layout.text("etcd")),
-        "--listen-client-urls=http://127.0.0.1:12379".into(),
-        "--advertise-client-urls=http://127.0.0.1:12379".into(),
-        "--listen-peer-urls=http://127.0.0.1:12380".into(),
-        "--initial-advertise-peer-urls=http://127.0.0.1:12380".into(),
-        "--initial-cluster=lab=http://127.0.0.1:12380".into(),
+        format!("--listen-client-urls={ETCD_URL}"),
+        format!("--advertise-client-urls={ETCD_URL}"),
+        "--listen-peer-urls=https://127.0.0.1:12380".into(),
+        "--initial-advertise-peer-urls=https://127.0.0.1:12380".into(),
+        "--initial-cluster=lab=https://127.0.0.1:12380".into(),
+        format!("--cert-file={pki}/etcd.crt"),
+        format!("--key-file={pki}/etcd.key"),
+        format!("--trusted-ca-file={pki}/ca.crt"),
+        "--client-cert-auth=true".into(),
+        format!("--peer-cert-file={pki}/etcd.crt"),
+        format!("--peer-key-file={pki}/etcd.key"),
+        format!("--peer-trusted-ca-file={pki}/ca.crt"),
+        "--peer-client-cert-auth=true".into(),
         "--listen-metrics-urls=".into(),
         // A disposable cluster: losing it on a host crash costs nothing, waiting for fsync does.
         "--unsafe-no-fsync=true".into(),
@@ -94,13 +110,19 @@ pub fn etcd_args(layout: &Layout) -> Vec<String> {
     .to_vec()
 }
 
+/// Where etcd serves its clients.
+pub const ETCD_URL: &str = "https://127.0.0.1:12379";
+
 pub fn apiserver_args(layout: &Layout) -> Vec<String> {
     let pki = layout.text("pki");
     vec![
         format!("--advertise-address={NODE_IP}"),
         format!("--bind-address={NODE_IP}"),
         "--secure-port=6443".into(),
-        "--etcd-servers=http://127.0.0.1:12379".into(),
+        format!("--etcd-servers={ETCD_URL}"),
+        format!("--etcd-cafile={pki}/ca.crt"),
+        format!("--etcd-certfile={pki}/apiserver-etcd-client.crt"),
+        format!("--etcd-keyfile={pki}/apiserver-etcd-client.key"),
         format!("--tls-cert-file={pki}/apiserver.crt"),
         format!("--tls-private-key-file={pki}/apiserver.key"),
         format!("--client-ca-file={pki}/ca.crt"),
@@ -155,7 +177,7 @@ pub fn kubelet_args(layout: &Layout) -> Vec<String> {
         format!("--kubeconfig={}", layout.text("config/kubelet.kubeconfig")),
         format!("--hostname-override={}", layout.node),
         format!("--node-ip={NODE_IP}"),
-        format!("--root-dir={KUBELET_ROOT}"),
+        format!("--root-dir={}", layout.kubelet_root()),
     ]
 }
 
@@ -195,6 +217,8 @@ tlsCertFile: {pki}/kubelet-serving.crt
 tlsPrivateKeyFile: {pki}/kubelet-serving.key
 containerRuntimeEndpoint: unix://{socket}
 cgroupDriver: cgroupfs
+# lab's own cgroup, made before the kubelet starts: its pods never mix with another kubelet's kubepods.
+cgroupRoot: {cgroup_root}
 # This host's cgroups are v1; kubelet 1.35+ refuses them unless told.
 failCgroupV1: false
 failSwapOn: false
@@ -214,6 +238,7 @@ imageGCHighThresholdPercent: 100
 ",
         socket = layout.containerd_socket(),
         pod_logs = layout.text("pod-logs"),
+        cgroup_root = layout.cgroup_root(),
     )
 }
 
@@ -238,6 +263,9 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 iptables:
   localhostNodePorts: false
+# NodePorts answer on lab's bridge alone, never on the host's other addresses.
+nodePortAddresses:
+- {NODE_IP}/32
 ",
         layout.text("config/kube-proxy.kubeconfig"),
         layout.node
@@ -321,35 +349,87 @@ pub fn remove_containers_script(layout: &Layout) -> String {
     )
 }
 
-/// Unmounts, deepest first, every mount under the kubelet's folder and lab's own.
+/// Unmounts, deepest first, every mount under lab's own folders (the kubelet's
+/// root is in the run folder): nothing outside them.
 pub fn unmount_script(layout: &Layout) -> String {
-    let roots = [KUBELET_ROOT.to_string(), layout.dir.display().to_string(), layout.run.display().to_string()];
-    let pattern: Vec<String> = roots.iter().map(|r| format!("^{}(/|$)", r.replace('.', "\\."))).collect();
+    let roots = [layout.dir.display().to_string(), layout.run.display().to_string()];
+    let pattern: Vec<String> = roots.iter().map(|r| format!("^{}(/|$)", regex::escape(r))).collect();
     format!(
         "awk '{{print $2}}' /proc/self/mounts | grep -E {} | sort -r | while read -r m; do umount \"$m\" 2>/dev/null || umount -l \"$m\"; done; true",
         quote(&pattern.join("|"))
     )
 }
 
-/// kube-proxy's and CNI's chains, in every table of iptables and ip6tables:
-/// the rules that jump to them first, then the chains.
-pub fn flush_chains_script() -> String {
-    "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; \
-     for t in filter nat mangle; do \
-     $ipt -t $t -S 2>/dev/null | grep -E '^-A .* -j (KUBE-|CNI-)' | grep -vE '^-A (KUBE-|CNI-)' | sed 's/^-A/-D/' | while read -r rule; do eval $ipt -t $t $rule; done; \
-     for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/ {print $2}'); do $ipt -t $t -F $c; done; \
-     for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/ {print $2}'); do $ipt -t $t -X $c; done; \
-     done; done; true"
-        .into()
+/// The chains only kube-proxy makes, by table: one already there means
+/// another kube-proxy runs on this host.
+pub const KUBE_PROXY_CHAINS: [(&str, &str); 3] =
+    [("nat", "KUBE-SERVICES"), ("nat", "KUBE-POSTROUTING"), ("filter", "KUBE-FORWARD")];
+
+/// Whether iptables has this chain (false without iptables).
+pub fn chain_exists(table: &str, chain: &str) -> bool {
+    std::process::Command::new("iptables")
+        .args(["-w", "-t", table, "-S", chain])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
-/// The kubelet's folder and its cgroups go only when lab's mark is in it.
+const CHAIN_TABLES: &str = "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; for t in filter nat mangle raw; do";
+
+/// Every chain the host has now, `iptables|ip6tables table chain` a line.
+pub fn record_chains_script(layout: &Layout) -> String {
+    format!(
+        "{{ {CHAIN_TABLES} $ipt -w -t $t -S 2>/dev/null | awk -v i=$ipt -v t=$t '/^-N / {{print i, t, $2}}'; done; done; }} > {}",
+        quote(&layout.chains_before().display().to_string())
+    )
+}
+
+/// The chains kube-proxy made for lab (named `KUBE-…`, absent from the
+/// record taken before it started): the rules jumping to them first, then
+/// the chains. A chain the host had before is never touched, nor one of
+/// another name (Docker's, CNI's, the user's). No record: nothing is removed.
+pub fn remove_new_chains_script(layout: &Layout) -> String {
+    format!(
+        "before={before}; [ -f \"$before\" ] || {{ echo \"no record of the host's chains ($before): none removed\"; exit 0; }}; \
+         {CHAIN_TABLES} \
+         new=$($ipt -w -t $t -S 2>/dev/null | awk '/^-N KUBE-/ {{print $2}}' | while read -r c; do grep -qxF \"$ipt $t $c\" \"$before\" || echo \"$c\"; done); \
+         [ -n \"$new\" ] || continue; \
+         $ipt -w -t $t -S 2>/dev/null | grep '^-A ' | while read -r rule; do \
+           set -- $rule; from=$2; to=$(echo \"$rule\" | sed -n 's/.* -j \\([^ ]*\\).*/\\1/p'); \
+           echo \"$new\" | grep -qxF -- \"$from\" && continue; echo \"$new\" | grep -qxF -- \"$to\" || continue; \
+           eval $ipt -w -t $t $(echo \"$rule\" | sed 's/^-A/-D/'); \
+         done; \
+         for c in $new; do $ipt -w -t $t -F $c; done; for c in $new; do $ipt -w -t $t -X $c; done; \
+         done; done; true",
+        before = quote(&layout.chains_before().display().to_string())
+    )
+}
+
+/// The kubelet's root and lab's cgroup in every mounted hierarchy, made
+/// fresh (`mkdir` without `-p`: one already there is not lab's to take).
+/// A new cpuset cgroup gets its parent's CPUs and memory nodes, as the
+/// kubelet's children need them.
+pub fn make_kubelet_dirs_script(layout: &Layout) -> String {
+    format!(
+        "mkdir -p {root} && for h in $(awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {{print $2}}' /proc/self/mounts | sort -u); do \
+         mkdir \"$h\"{cgroup} || exit 1; \
+         if [ -f \"$h\"{cgroup}/cpuset.cpus ]; then cat \"$h/cpuset.cpus\" > \"$h\"{cgroup}/cpuset.cpus; cat \"$h/cpuset.mems\" > \"$h\"{cgroup}/cpuset.mems; fi; \
+         done",
+        root = quote(&layout.kubelet_root()),
+        cgroup = quote(&layout.cgroup_root()),
+    )
+}
+
+/// lab's run folder (with the kubelet's root in it, unmounted before) and
+/// lab's cgroup in every hierarchy, deepest first; nothing else.
 pub fn remove_kubelet_script(layout: &Layout) -> String {
     format!(
-        "rm -rf {run}; rmdir /run/lab 2>/dev/null; [ -e {marker} ] || exit 0; rm -rf {root}; \
-         for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {{}} \\; 2>/dev/null; done; true",
-        marker = quote(&layout.kubelet_marker()),
-        root = KUBELET_ROOT,
+        "rm -rf --one-file-system {run}; rmdir /run/lab 2>/dev/null; \
+         for h in $(awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {{print $2}}' /proc/self/mounts | sort -u); do \
+         [ -d \"$h\"{cgroup} ] && find \"$h\"{cgroup} -depth -type d -exec rmdir {{}} \\; 2>/dev/null; \
+         done; true",
         run = quote(&layout.run.display().to_string()),
+        cgroup = quote(&layout.cgroup_root()),
     )
 }

@@ -5,6 +5,13 @@
 //! makes, the pods' network too. Everything lab starts
 //! has a pid file and a log under `.lab/<name>/local/`, and `lab down` stops
 //! it in reverse, unmounts what it mounted and removes what it made.
+//!
+//! Its host footprint is lab's own and named: the kubelet's root under
+//! `/run/lab/<name>/kubelet` (never `/var/lib/kubelet`), its cgroups under
+//! `lab-<name>-<id>` in each hierarchy, its bridge, etcd behind mutual TLS,
+//! NodePorts on its bridge alone, and the iptables chains that appeared after
+//! lab recorded the host's own (`local/chains-before.txt`). Teardown removes
+//! those and nothing else.
 
 mod component;
 mod config;
@@ -20,15 +27,16 @@ use sha2::{Digest as _, Sha256};
 use super::Provider;
 use crate::plan::{Action, Cluster, Context, NodeStatus, Step, Target, View, Work};
 use crate::scenario::Scenario;
-use crate::shell::{Cmd, LocalShell, Output, RunError, Shell, quote};
+use crate::shell::{Cmd, LocalShell, Output, RunError, Shell};
 use crate::state::StateDir;
 pub use component::Component;
 
 /// The components' binaries, in start order; `pause` is the sandbox image's program.
 pub const BINARIES: [&str; 7] =
     ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "pause"];
-/// Where the kubelet keeps pods; CSI drivers' manifests expect this path.
-pub const KUBELET_ROOT: &str = "/var/lib/kubelet";
+/// Where a kubelet keeps pods on most clusters; stacks name it in their
+/// paths, which lab rewrites to its own kubelet's root ([`Layout::kubelet_root`]).
+pub const USUAL_KUBELET_ROOT: &str = "/var/lib/kubelet";
 /// Addresses lab gives its cluster: the node's (the gateway of lab's pod
 /// bridge), pods' and services'. None may overlap a network the host already has.
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -89,9 +97,23 @@ impl Layout {
         self.run.join("containerd.sock").display().to_string()
     }
 
-    /// The file in the kubelet's folder that says lab made it.
-    pub fn kubelet_marker(&self) -> String {
-        format!("{KUBELET_ROOT}/.made-by-lab-{}", self.lab)
+    /// The kubelet's root: in lab's own run folder, so no other kubelet's
+    /// pods, mounts or plugins are ever under it (and its socket paths stay short).
+    pub fn kubelet_root(&self) -> String {
+        self.run.join("kubelet").display().to_string()
+    }
+
+    /// The cgroup (in every mounted hierarchy) under which the kubelet puts
+    /// its pods: `cgroupRoot`, lab's own, so teardown never touches another
+    /// kubelet's `kubepods`.
+    pub fn cgroup_root(&self) -> String {
+        format!("/lab-{}-{}", self.lab, &self.bridge["labbr-".len()..])
+    }
+
+    /// The host's iptables chains as they were before kube-proxy started:
+    /// those are never lab's to remove.
+    pub fn chains_before(&self) -> PathBuf {
+        self.path("chains-before.txt")
     }
 }
 
@@ -183,8 +205,8 @@ impl Provider for Local {
                 },
             ),
         ];
-        for (file, contents) in config::files(layout) {
-            steps.push(Step::new(format!("write {}", file.display()), Action::WriteFile { path: file, contents }));
+        for (file, contents, secret) in config::files(layout) {
+            steps.push(Step::new(format!("write {}", file.display()), Action::WriteFile { path: file, contents, secret }));
         }
         steps.push(Step::run(
             format!("give the node {NODE_IP} on lab's bridge {}", layout.bridge),
@@ -197,9 +219,16 @@ impl Provider for Local {
         for component in Component::all(layout) {
             if component.name == "kubelet" {
                 steps.push(Step::run(
-                    format!("make the kubelet's folder {KUBELET_ROOT}, marked as lab's"),
+                    format!("make the kubelet's folder {} and its cgroup {}", layout.kubelet_root(), layout.cgroup_root()),
                     Target::Host,
-                    Cmd::sh(format!("mkdir -p {KUBELET_ROOT} && touch {}", quote(&layout.kubelet_marker()))),
+                    Cmd::sh(config::make_kubelet_dirs_script(layout)),
+                ));
+            }
+            if component.name == "kube-proxy" {
+                steps.push(Step::run(
+                    format!("record the host's iptables chains in {}", layout.chains_before().display()),
+                    Target::Host,
+                    Cmd::sh(config::record_chains_script(layout)),
                 ));
             }
             let containerd = component.name == "containerd";
@@ -226,13 +255,6 @@ impl Provider for Local {
         let mut steps = vec![Step::work("remove every pod, so the kubelet unmounts and unplugs them", RemovePods)];
         for component in components.iter().rev() {
             steps.push(Step::run(format!("stop {}", component.name), Target::Host, Cmd::sh(component.stop_script())));
-            if component.name == "kube-proxy" {
-                steps.push(Step::run(
-                    "remove kube-proxy's iptables rules",
-                    Target::Host,
-                    Cmd::sh(format!("{} --cleanup >/dev/null 2>&1 || true", quote(&layout.binary("kube-proxy")))),
-                ));
-            }
             if component.name == "kubelet" {
                 steps.push(Step::run(
                     "kill the containers left in lab's containerd",
@@ -252,12 +274,12 @@ impl Provider for Local {
             Cmd::sh(format!("! ip link show {0} >/dev/null 2>&1 || ip link delete {0}", layout.bridge)),
         ));
         steps.push(Step::run(
-            "remove the KUBE- and CNI- iptables chains",
+            format!("remove the iptables chains that appeared after {}", layout.chains_before().display()),
             Target::Host,
-            Cmd::sh(config::flush_chains_script()),
+            Cmd::sh(config::remove_new_chains_script(layout)),
         ));
         steps.push(Step::run(
-            format!("remove the kubelet's folder and cgroups (only with lab's mark in {KUBELET_ROOT})"),
+            format!("remove the kubelet's folder {} and cgroup {}", layout.kubelet_root(), layout.cgroup_root()),
             Target::Host,
             Cmd::sh(config::remove_kubelet_script(layout)),
         ));
@@ -467,10 +489,19 @@ impl Work for RemovePods {
 /// networks, taken ports. Each is a sentence saying what to do.
 pub fn host_conflicts(layout: &Layout) -> Vec<String> {
     let mut out = Vec::new();
-    if Path::new(KUBELET_ROOT).exists() && !Path::new(&layout.kubelet_marker()).exists() {
+    if Path::new(&layout.kubelet_root()).exists() {
         out.push(format!(
-            "{KUBELET_ROOT} exists and lab did not make it: another kubelet uses this host; stop it and move the folder away"
+            "{} exists: a lab of this name is up or left it; `lab down` removes a lab's leftover one",
+            layout.kubelet_root()
         ));
+    }
+    // kube-proxy's own chains have fixed names: another kube-proxy's would be shared, and lost with lab's.
+    for (table, chain) in config::KUBE_PROXY_CHAINS {
+        if config::chain_exists(table, chain) {
+            out.push(format!(
+                "iptables chain {chain} in table {table} exists: another kube-proxy runs on this host, and lab's would share its rules; stop it first"
+            ));
+        }
     }
     if Path::new("/sys/class/net").join(&layout.bridge).exists() {
         out.push(format!("interface {} exists: `lab down` removes a lab's leftover one", layout.bridge));

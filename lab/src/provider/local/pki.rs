@@ -3,7 +3,6 @@
 //! certificate and the service-account key pair. Keys are ECDSA P-256.
 
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -27,6 +26,12 @@ impl Leaf {
     pub fn client(file: &'static str, common_name: &str, organization: Option<&'static str>) -> Leaf {
         let common_name = common_name.to_string();
         Leaf { file, common_name, organization, server: false, client: true, dns: vec![], ips: vec![] }
+    }
+
+    /// Usable as a client too (etcd's peers present their serving certificate).
+    pub fn also_client(mut self) -> Leaf {
+        self.client = true;
+        self
     }
 
     /// A serving certificate for these names and addresses.
@@ -88,11 +93,5 @@ fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
 }
 
 fn save(dir: &Path, file: &str, text: &str, secret: bool) -> anyhow::Result<()> {
-    let path = dir.join(file);
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    if secret {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
-    Ok(())
+    crate::state::write_new(&dir.join(file), text, if secret { 0o600 } else { 0o644 })
 }

@@ -190,6 +190,8 @@ fn conclude(
     if let Ok(mut checks) = world.ctx.checks.lock() {
         checks.push(Check {
             scenario: world.name.clone(),
+            feature: world.feature.clone(),
+            line: world.line,
             step: format!("{}{}", step.keyword, step.value),
             profile: profile.into(),
             text,
@@ -267,7 +269,7 @@ fn regression(world: &mut LabWorld, step: &Step, metric: &str, baseline_label: O
         Outcome::TooFewSamples => format!("{verdict}; this session's runs are in {}", history.path().display()),
         _ => verdict.to_string(),
     };
-    let result = Judged::of(&verdict);
+    let result = Judged::of(&verdict, metric.better());
     conclude(world, step, &profile, text, result, Some(verdict))
 }
 

@@ -2,17 +2,20 @@
 
 use cucumber::given;
 
-use crate::suite::loop_device::LoopDevice;
+use crate::suite::loop_device::{LoopDevice, devices_dir};
 use crate::suite::world::LabWorld;
 
 #[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))?$")]
 fn loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
-    world.loop_device = Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?);
+    let dir = devices_dir(&world.ctx.state);
+    world.loop_device = Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()), &dir)?);
     Ok(())
 }
 
 #[given(regex = r"^a (\d+) MiB loop device(?: formatted (\w+))? as the baseline$")]
 fn baseline_loop_device(world: &mut LabWorld, size: u64, filesystem: String) -> Result<(), String> {
-    world.baseline_device = Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()))?);
+    let dir = devices_dir(&world.ctx.state);
+    world.baseline_device =
+        Some(LoopDevice::create(size, Some(filesystem.as_str()).filter(|fs| !fs.is_empty()), &dir)?);
     Ok(())
 }
