@@ -278,7 +278,8 @@ impl Lab {
             "remove the workloads lab's scenarios left on the lab's volumes, then their claims",
             stack::teardown::RemoveVolumes {
                 classes: stack::teardown::storage_classes(&objects),
-                namespaces: stack::ownership::scenario_namespaces(&ownership.lab, &ownership.instance),
+                lab: ownership.lab.clone(),
+                instance: ownership.instance.clone(),
                 timeout,
             },
         )];

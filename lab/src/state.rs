@@ -112,6 +112,7 @@ impl StateDir {
     pub fn hold(&self, command: &str, instance: &str) -> anyhow::Result<Held> {
         use std::io::{Read as _, Seek as _, Write as _};
         use std::os::unix::fs::OpenOptionsExt as _;
+        let created = !self.absolute.is_dir();
         std::fs::create_dir_all(&self.absolute)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.absolute.join("lock");
@@ -148,7 +149,7 @@ impl StateDir {
         if self.instance().is_none() {
             write_new(&self.absolute.join("instance"), &format!("{instance}\n"), 0o644)?;
         }
-        Ok(Held { _file: file })
+        Ok(Held { _file: file, made: created.then(|| self.absolute.clone()) })
     }
 
     /// The host directory that holds a node's pool backing file.
@@ -161,6 +162,21 @@ impl StateDir {
 #[derive(Debug)]
 pub struct Held {
     _file: std::fs::File,
+    /// The state folder, when taking the lock made it.
+    made: Option<PathBuf>,
+}
+
+impl Held {
+    /// A command refused right after taking the lock leaves no state
+    /// folder behind when the lock made it.
+    pub fn forget_if_new(&self) {
+        if let Some(dir) = &self.made {
+            let _ = std::fs::remove_dir_all(dir);
+            if let Some(parent) = dir.parent().filter(|p| p.file_name().is_some_and(|n| n == ".lab")) {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
 }
 
 /// A fresh instance id: 12 hex digits from the kernel's random source.

@@ -18,9 +18,10 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         artifacts: args.artifacts.clone(),
     };
     let lab = Lab::open(args.scenario.scenario.clone())?.adopting(args.adopt);
-    let _held = lab.hold("run")?;
+    let plan = super::up::check(&lab).await?;
+    let held = lab.hold("run")?;
     // `lab up` cleans up after itself when it fails (unless told to keep).
-    super::up::bring_up(&lab, &up, progress).await?;
+    super::up::bring_up(&lab, &held, plan, &up, progress).await?;
     let tested = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await;
     let passed = matches!(tested, Ok(true));
     if !passed && args.keep_on_failure {

@@ -7,32 +7,25 @@ use crate::cli::UpArgs;
 use crate::doctor;
 use crate::plan::{execute, execute_through};
 use crate::progress::Progress;
+use crate::state::Held;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario.clone())?.adopting(args.adopt);
+    lab.check_machine()?;
     if args.change.dry_run {
-        lab.check_machine()?;
         super::shown(&lab, &lab.up_plan()?, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let _held = lab.hold("up")?;
-    bring_up(&lab, &args, progress).await
+    let plan = check(&lab).await?;
+    let held = lab.hold("up")?;
+    bring_up(&lab, &held, plan, &args, progress).await
 }
 
-/// `lab up` of a lab this process holds (`lab run` holds it through up, test and down).
-pub async fn bring_up(lab: &Lab, args: &UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+/// What `lab up` checks before it touches anything (the state folder
+/// included): the machine, the scenario's plan, the provider's own tools.
+pub async fn check(lab: &Lab) -> anyhow::Result<crate::plan::Plan> {
     lab.check_machine()?;
     let plan = lab.up_plan()?;
-    // A lab that is up is refused before anything: a failed second `up` would
-    // otherwise undo the first one's records (its labels, hugepages, claims).
-    if lab.has_records() {
-        anyhow::bail!(
-            "lab {} is already up: {} records what an earlier `lab up` made. `lab prepare`, `lab load` and \
-             `lab deploy` re-apply onto it; `lab down` removes it before a fresh `lab up`",
-            lab.scenario.name(),
-            lab.state.dir().display()
-        );
-    }
     // The provider's own tools first: a missing kind should stop `up` before
     // it writes anything, not half-way.
     let missing: Vec<_> = doctor::provisioning(&lab.scenario, &doctor::this_machine())
@@ -47,7 +40,30 @@ pub async fn bring_up(lab: &Lab, args: &UpArgs, progress: &Progress) -> anyhow::
             doctor::render(&missing).trim_end()
         );
     }
+    Ok(plan)
+}
+
+/// `lab up` of a lab this process holds (`lab run` holds it through up,
+/// test and down), after [`check`].
+pub async fn bring_up(
+    lab: &Lab,
+    held: &Held,
+    plan: crate::plan::Plan,
+    args: &UpArgs,
+    progress: &Progress,
+) -> anyhow::Result<ExitCode> {
+    // A lab that is up is refused before anything: a failed second `up` would
+    // otherwise undo the first one's records (its labels, hugepages, claims).
+    if lab.has_records() {
+        anyhow::bail!(
+            "lab {} is already up: {} records what an earlier `lab up` made. `lab prepare`, `lab load` and \
+             `lab deploy` re-apply onto it; `lab down` removes it before a fresh `lab up`",
+            lab.scenario.name(),
+            lab.state.dir().display()
+        );
+    }
     if lab.provider.exists().await.context("checking whether the lab is already up")? {
+        held.forget_if_new();
         anyhow::bail!(
             "{} is already up: `lab status` shows its nodes; `lab down` removes it before a fresh `lab up`",
             lab.scenario.cluster_name()

@@ -25,8 +25,8 @@ impl Plan {
                 Action::WriteFile { path, contents, secret } if show_files => {
                     let path = quote(&path.display().to_string());
                     let umask = if *secret { "(umask 077; " } else { "" };
-                    let close = if *secret { ")" } else { "" };
-                    format!("$ {umask}cat > {path} <<'EOF'\n{contents}EOF\n{close}")
+                    let close = if *secret { "\n)" } else { "" };
+                    format!("$ {umask}cat > {path} <<'EOF'\n{contents}EOF{close}")
                 }
                 Action::WriteFile { path, contents, secret } => {
                     format!(

@@ -41,7 +41,13 @@ impl Work for Apply {
                 lines.push(format!("  image {image}"));
             }
         }
-        let marks = format!("labels {}=lab, {}", super::ownership::MANAGED_BY, self.ownership.selector());
+        let marks = format!(
+            "labels {}=lab, {}={}, {}=<this lab instance's id>",
+            super::ownership::MANAGED_BY,
+            super::ownership::LAB,
+            self.ownership.lab,
+            super::ownership::INSTANCE
+        );
         if self.server_dry_run {
             lines.push(format!(
                 "api: server-side apply with dryRun=All (nothing is stored), field manager {FIELD_MANAGER}, {marks}"

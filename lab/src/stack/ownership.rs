@@ -69,11 +69,6 @@ pub fn managers(live: &DynamicObject) -> Vec<String> {
 }
 
 impl Ownership {
-    /// This lab instance's marks, as a label selector.
-    pub fn selector(&self) -> String {
-        format!("{LAB}={},{INSTANCE}={}", self.lab, self.instance)
-    }
-
     /// Whether these labels carry this lab instance's marks.
     pub fn marked(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
         let Some(labels) = labels else { return false };

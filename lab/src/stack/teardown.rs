@@ -21,8 +21,9 @@ use crate::plan::{Context, View, Work};
 #[derive(Debug)]
 pub struct RemoveVolumes {
     pub classes: Vec<String>,
-    /// The label selector of this lab instance's scenario namespaces, which are searched.
-    pub namespaces: String,
+    /// The lab instance whose scenario namespaces are searched.
+    pub lab: String,
+    pub instance: String,
     pub timeout: Duration,
 }
 
@@ -32,7 +33,7 @@ impl Work for RemoveVolumes {
         format!(
             "api: in the namespaces of lab's scenarios ({}): the pods (by their controllers) using claims of {}, \
              then the claims; waits for the volumes (at most {}s each); claims elsewhere are not lab's and stay",
-            self.namespaces,
+            super::ownership::scenario_namespaces(&self.lab, "<this lab instance's id>"),
             self.classes.join(", "),
             self.timeout.as_secs()
         )
@@ -42,7 +43,8 @@ impl Work for RemoveVolumes {
         let Some(client) = ctx.reachable_client().await else {
             return Ok(Some("no API server answers; skipped".into()));
         };
-        Ok(Some(remove_volumes(&client, &self.classes, &self.namespaces, self.timeout, Duration::from_secs(2)).await?))
+        let namespaces = super::ownership::scenario_namespaces(&self.lab, &self.instance);
+        Ok(Some(remove_volumes(&client, &self.classes, &namespaces, self.timeout, Duration::from_secs(2)).await?))
     }
 }
 
