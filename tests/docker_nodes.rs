@@ -121,7 +121,7 @@ async fn preparation_runs_inside_node_containers_and_failures_name_the_node() {
     assert_eq!(propagation::make_rshared(&shell, &record).await.unwrap(), "/ is already shared");
     let mountinfo = || async { shell.run(&Cmd::new("cat").arg("/proc/self/mountinfo")).await.unwrap().stdout };
     assert_eq!(propagation::root_is_shared(&mountinfo().await), Some(true));
-    let restore = UndoLog::restore_steps(&undo.entries().unwrap(), true);
+    let restore = undo.restore_steps(&undo.entries().unwrap(), true);
     assert_eq!(restore.len(), 1, "one record for / and its submounts");
     for step in &restore {
         let Action::Run { cmd, .. } = &step.action else { panic!("{} is not a command", step.title) };

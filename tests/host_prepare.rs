@@ -159,6 +159,75 @@ fn down_from_another_directory_finds_the_state_and_restores_the_hugepages() {
     assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files left changed");
 }
 
+/// Two labs up at once on one host, with 64 and 96 more pages than are
+/// free: the first one down leaves the second its pages, the last one down
+/// leaves the host exactly as it was (pages and files), in either order.
+#[test]
+fn two_labs_side_by_side_downed_in_either_order_leave_the_host_as_it_was() {
+    let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("host-changes.json");
+    let free = number(FREE);
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    for (dir, name, pages) in [(&first, "first", free + 64), (&second, "second", free + 96)] {
+        std::fs::create_dir_all(dir).unwrap();
+        let text = format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      hugepages2Mi: {pages}\n"
+        );
+        std::fs::write(dir.join("lab.yaml"), text).unwrap();
+    }
+    let env = [("LAB_HOST_RECORD", record.as_path())];
+    for order in [[&first, &second], [&second, &first]] {
+        for dir in [&first, &second] {
+            let (ok, stderr) = lab_env(dir, &env, &["up"]);
+            assert!(ok, "{stderr}");
+        }
+        assert!(number(FREE) >= free + 96, "both labs up: {} free", number(FREE));
+        let (ok, stderr) = lab_env(order[0], &env, &["down"]);
+        assert!(ok, "{stderr}");
+        let still = if order[1] == &second { free + 96 } else { free + 64 };
+        assert!(
+            number(FREE) >= still,
+            "the lab still up lost its pages: {} free, it needs {still}\n{stderr}",
+            number(FREE)
+        );
+        assert!(stderr.contains("kept: other labs hold it too"), "{stderr}");
+        let (ok, stderr) = lab_env(order[1], &env, &["down"]);
+        assert!(ok, "{stderr}");
+        assert_eq!(number(NR), saved.pages, "the last lab down did not restore the pool\n{stderr}");
+        assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files left changed\n{stderr}");
+        assert!(!record.exists(), "the host-level record is left: {:?}", std::fs::read_to_string(&record));
+    }
+}
+
+/// A second `lab up` of a lab that is up is refused before it changes
+/// anything: the first run's hugepages and record stay, and `lab down` then
+/// restores them.
+#[test]
+fn a_second_up_of_a_lab_that_is_up_is_refused_and_leaves_the_first_runs_changes() {
+    let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("host-changes.json");
+    let env = [("LAB_HOST_RECORD", record.as_path())];
+    let want = number(FREE) + 16;
+    scenario(work.path(), &format!("      hugepages2Mi: {want}\n"));
+    let (ok, stderr) = lab_env(work.path(), &env, &["up"]);
+    assert!(ok, "{stderr}");
+    let (pages, changes) =
+        (number(NR), std::fs::read_to_string(work.path().join(".lab/hosttest/changes.json")).unwrap());
+    // The second run would also fail on a module no kernel has.
+    scenario(work.path(), &format!("      hugepages2Mi: {want}\n      modules: [lab-no-such-module]\n"));
+    let (ok, stderr) = lab_env(work.path(), &env, &["up"]);
+    assert!(!ok && stderr.contains("lab hosttest is already up"), "{stderr}");
+    assert_eq!(number(NR), pages, "the refused run changed the pool");
+    assert_eq!(std::fs::read_to_string(work.path().join(".lab/hosttest/changes.json")).unwrap(), changes);
+    let (ok, stderr) = lab_env(work.path(), &env, &["down"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(number(NR), saved.pages, "lab down did not restore the pool");
+}
+
 /// Each hostile scenario or argument is refused with its location before
 /// anything changes: no state, no results, the host's pages and files as they were.
 #[test]

@@ -135,6 +135,100 @@ impl Drop for Down<'_> {
     }
 }
 
+/// Host state that is not lab's, made before a lab comes up (as podman's
+/// CNI chains, another tool's mounts and another kubelet's cgroups would
+/// be), checked after it is down, and removed by the test even on failure.
+struct Foreign {
+    made_kubelet_dir: bool,
+    made_kubepods: Vec<PathBuf>,
+}
+
+const FOREIGN_MOUNT: &str = "/var/lib/kubelet/lab-test-foreign";
+
+fn run_ok(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The v1 hierarchies (or the v2 root) where a kubelet would put `kubepods`.
+fn cgroup_roots() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2).is_some_and(|t| *t == "cgroup" || *t == "cgroup2")).then(|| PathBuf::from(fields[1]))
+        })
+        .filter(|p| p.ends_with("memory") || p.ends_with("pids") || p == Path::new("/sys/fs/cgroup"))
+        .collect()
+}
+
+impl Foreign {
+    fn make() -> Foreign {
+        run_ok("iptables", &["-w", "-N", "KUBE-LAB-TEST-FOREIGN"]);
+        run_ok("iptables", &["-w", "-A", "FORWARD", "-j", "KUBE-LAB-TEST-FOREIGN"]);
+        run_ok("iptables", &["-w", "-t", "nat", "-N", "CNI-LAB-TEST-FOREIGN"]);
+        run_ok("iptables", &["-w", "-t", "nat", "-N", "KUBE-LAB-TEST-FOREIGN-NAT"]);
+        let made_kubelet_dir = !Path::new("/var/lib/kubelet").exists();
+        std::fs::create_dir_all(FOREIGN_MOUNT).unwrap();
+        run_ok("mount", &["-t", "tmpfs", "lab-test-foreign", FOREIGN_MOUNT]);
+        let mut made_kubepods = Vec::new();
+        for root in cgroup_roots() {
+            let dir = root.join("kubepods").join("lab-test-foreign");
+            if std::fs::create_dir_all(&dir).is_ok() {
+                made_kubepods.push(dir);
+            }
+        }
+        Foreign { made_kubelet_dir, made_kubepods }
+    }
+
+    /// What of it is gone, if anything.
+    fn missing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let filter = output("iptables", &["-w", "-S"]);
+        let nat = output("iptables", &["-w", "-t", "nat", "-S"]);
+        for (text, line) in [
+            (&filter, "-N KUBE-LAB-TEST-FOREIGN"),
+            (&filter, "-A FORWARD -j KUBE-LAB-TEST-FOREIGN"),
+            (&nat, "-N CNI-LAB-TEST-FOREIGN"),
+            (&nat, "-N KUBE-LAB-TEST-FOREIGN-NAT"),
+        ] {
+            if !text.lines().any(|l| l == line) {
+                out.push(format!("iptables: {line}"));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        if !mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(FOREIGN_MOUNT)) {
+            out.push(format!("the mount on {FOREIGN_MOUNT}"));
+        }
+        out.extend(self.made_kubepods.iter().filter(|d| !d.is_dir()).map(|d| format!("cgroup {}", d.display())));
+        out
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let run = |program: &str, args: &[&str]| {
+            let _ = std::process::Command::new(program).args(args).output();
+        };
+        run("iptables", &["-w", "-D", "FORWARD", "-j", "KUBE-LAB-TEST-FOREIGN"]);
+        run("iptables", &["-w", "-X", "KUBE-LAB-TEST-FOREIGN"]);
+        run("iptables", &["-w", "-t", "nat", "-X", "CNI-LAB-TEST-FOREIGN"]);
+        run("iptables", &["-w", "-t", "nat", "-X", "KUBE-LAB-TEST-FOREIGN-NAT"]);
+        run("umount", &[FOREIGN_MOUNT]);
+        let _ = std::fs::remove_dir(FOREIGN_MOUNT);
+        if self.made_kubelet_dir {
+            let _ = std::fs::remove_dir("/var/lib/kubelet");
+        }
+        for dir in &self.made_kubepods {
+            let _ = std::fs::remove_dir(dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
 /// Every scenario name of the feature files in `dir`.
 fn scenarios_of(dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
@@ -154,6 +248,8 @@ fn scenarios_of(dir: &Path) -> Vec<String> {
 fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
+    // Made first, so `before` holds them: they must all be there after.
+    let foreign = Foreign::make();
     let before = Host::now();
     assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
     let dir = tempfile::tempdir().unwrap();
@@ -206,6 +302,47 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     assert!(!repo().join("scenarios/.lab/local").exists(), "the state directory is left");
     drop(down);
     assert_eq!(Host::now(), before, "the host is not as it was before lab run");
+    assert_eq!(foreign.missing(), Vec::<String>::new(), "lab removed host state it did not make");
+}
+
+/// A pid file left in a lab's state (an older lab's, or one outliving a
+/// reboot) that points at a live process with the component's very name is
+/// not enough: `lab down` signals a process only when its pid, start time
+/// and executable all match what lab recorded, so this one lives.
+#[test]
+fn a_stale_pid_file_never_gets_an_unrelated_process_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // An unrelated process whose executable is named etcd.
+    let etcd = dir.path().join("etcd");
+    std::fs::copy("/bin/sleep", &etcd).unwrap();
+    let mut victim = std::process::Command::new(&etcd).arg("300").spawn().unwrap();
+    let pid = victim.id();
+    let run_dir = state.join("local/local/run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let start: u64 = {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(19).unwrap().parse().unwrap()
+    };
+    // An old pid file (a pid alone), a record with another start time, and one with another executable.
+    std::fs::write(run_dir.join("etcd.pid"), format!("{pid}\n")).unwrap();
+    std::fs::write(run_dir.join("kube-apiserver.pid"), format!("{pid} {}\n", start + 1)).unwrap();
+    std::fs::write(run_dir.join("containerd.pid"), format!("{pid} {start} /usr/bin/containerd\n")).unwrap();
+    std::fs::write(state.join("local/instance"), "0123456789ab\n").unwrap();
+
+    let down = Command::cargo_bin("lab")
+        .unwrap()
+        .env("LAB_STATE_DIR", &state)
+        .env("LAB_KUBE_BIN", dir.path())
+        .args(["down", "-q"])
+        .arg(repo().join("scenarios/local.yaml"))
+        .output()
+        .unwrap();
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(alive, "lab down killed a process it did not start:\n{}", String::from_utf8_lossy(&down.stderr));
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
 }
 
 /// A broken stack fails the run before anything waits on it: a scratch copy

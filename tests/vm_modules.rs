@@ -266,7 +266,7 @@ async fn modules_and_hugepages_are_loaded_verified_persisted_and_undone_in_a_rea
 
     // `lab down`'s steps, run in the VM: everything back as it was.
     let entries = undo.entries().unwrap();
-    for step in UndoLog::restore_steps(&entries, true) {
+    for step in undo.restore_steps(&entries, true) {
         let Action::Run { cmd, .. } = &step.action else { panic!("{} is not a command", step.title) };
         shell.run(cmd).await.unwrap_or_else(|e| panic!("{}: {e}", step.title));
     }

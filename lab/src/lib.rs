@@ -75,8 +75,17 @@ impl Lab {
     /// anything: hugepages for this host's kernel must fit in its memory.
     pub fn check_machine(&self) -> anyhow::Result<()> {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        // Pages already free (another lab's, say) cost nothing more; the rest
+        // must fit in what the host has available, less a margin for its processes.
+        let free_pages: u64 = std::fs::read_to_string(prepare::hugepages::FREE_HUGEPAGES)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let room = prepare::hugepages::meminfo_kib(&meminfo, "MemAvailable:").map(|available| {
+            available.saturating_sub(prepare::hugepages::MEMORY_MARGIN_KIB).saturating_add(free_pages * 2048)
+        });
         if let Some(total) = prepare::hugepages::mem_total_kib(&meminfo) {
-            self.scenario.check_host_memory(total)?;
+            self.scenario.check_host_memory(total, room)?;
         }
         Ok(())
     }

@@ -113,8 +113,7 @@ impl StateDir {
         use std::io::{Read as _, Seek as _, Write as _};
         use std::os::unix::fs::OpenOptionsExt as _;
         let created = !self.absolute.is_dir();
-        std::fs::create_dir_all(&self.absolute)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.absolute).with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.absolute.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)

@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use crate::Lab;
 use crate::cli::UpArgs;
 use crate::plan::{Plan, execute};
-use crate::prepare::UndoLog;
 use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
@@ -32,7 +31,7 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
     }
     // Only this run's changes: an earlier, successful preparation stays.
     let entries = undo.entries()?;
-    let steps = UndoLog::restore_steps(&entries[recorded_before.min(entries.len())..], true);
+    let steps = undo.restore_steps(&entries[recorded_before.min(entries.len())..], true);
     if !steps.is_empty() {
         eprintln!("undoing what this run changed (use --keep-on-failure to keep it)");
         let rollback = Plan { title: "undo this run's changes".into(), steps };

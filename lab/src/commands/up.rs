@@ -93,7 +93,10 @@ pub async fn bring_up(
             Err(e) => Err(e),
         };
         if let Err(cleanup) = cleanup {
-            eprintln!("cleanup failed too: {cleanup:#}\n`lab down` finishes it from the records kept in {}", lab.state.dir().display());
+            eprintln!(
+                "cleanup failed too: {cleanup:#}\n`lab down` finishes it from the records kept in {}",
+                lab.state.dir().display()
+            );
         }
     }
     Err(error)

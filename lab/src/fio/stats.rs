@@ -423,7 +423,8 @@ mod tests {
         // The history and baseline checks say so too: not judged, never passed.
         let judged = super::super::Judged::of(&v, Better::Higher);
         assert!(matches!(&judged, super::super::Judged::NotJudged(why) if why.contains("unsettled")), "{judged:?}");
-        let sure = compare_paired("read IOPS", Better::Higher, &[(1000.0, 1001.0), (1000.0, 999.0), (1000.0, 1000.5)], 0.05);
+        let sure =
+            compare_paired("read IOPS", Better::Higher, &[(1000.0, 1001.0), (1000.0, 999.0), (1000.0, 1000.5)], 0.05);
         assert_eq!(super::super::Judged::of(&sure, Better::Higher), super::super::Judged::Passed, "{sure}");
     }
 

@@ -20,16 +20,41 @@ pub struct Pool {
 
 /// `MemTotal` in KiB from `/proc/meminfo` text.
 pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    meminfo_kib(meminfo, "MemTotal:")
+}
+
+/// A field of `/proc/meminfo` text, in KiB.
+pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What lab leaves the host's processes, at least, when it reserves hugepages.
+pub const MEMORY_MARGIN_KIB: u64 = 512 * 1024;
+
+/// Why growing the pool by `new_pages` would leave the host short of memory,
+/// if it would: the new pages must fit in `MemAvailable` less a margin.
+pub fn memory_shortfall(meminfo: &str, new_pages: u64) -> Option<String> {
+    let available = meminfo_kib(meminfo, "MemAvailable:")?;
+    let need = new_pages.saturating_mul(2048);
+    (need.saturating_add(MEMORY_MARGIN_KIB) > available).then(|| {
+        format!(
+            "{new_pages} more 2 MiB hugepages take {} MiB, and only {} MiB are available (MemAvailable) of which lab leaves {} MiB to the host's processes",
+            need / 1024,
+            available / 1024,
+            MEMORY_MARGIN_KIB / 1024
+        )
+    })
 }
 
 fn meminfo_cmd() -> Cmd {
     Cmd::new("cat").arg("/proc/meminfo")
 }
 
-/// Refuse a pool that would not fit in the machine's memory, before asking the kernel.
-async fn check_fits(shell: &dyn Shell, target: u64) -> anyhow::Result<()> {
+/// Refuse a pool that would not fit in the machine's memory, or would leave
+/// it short (the growth beyond `current` against `MemAvailable`), before
+/// asking the kernel.
+async fn check_fits(shell: &dyn Shell, current: u64, target: u64) -> anyhow::Result<()> {
     let output = shell.run(&meminfo_cmd()).await?;
     let Some(total) = mem_total_kib(&output.stdout) else {
         anyhow::bail!("{}: /proc/meminfo has no MemTotal line", shell.place());
@@ -41,6 +66,9 @@ async fn check_fits(shell: &dyn Shell, target: u64) -> anyhow::Result<()> {
             target.saturating_mul(2),
             total / 1024
         );
+    }
+    if let Some(why) = memory_shortfall(&output.stdout, target.saturating_sub(current)) {
+        anyhow::bail!("{}: {why}: lower hugepages2Mi, or free memory first", shell.place());
     }
     Ok(())
 }
@@ -87,11 +115,13 @@ pub async fn ensure(shell: &dyn Shell, pages: u64, persist: bool, record: &Recor
     let before = read(shell).await?;
     let mut total = before.total;
     let mut note = if before.free >= pages {
+        // Perhaps another lab's pages: this lab holds them too.
+        record.rely_on(Change::Setting { path: NR_HUGEPAGES.into(), was: before.total.to_string() })?;
         format!("already {} pages, {} free; unchanged", before.total, before.free)
     } else {
         // Pages in use (by io-engine, say) stay in use: grow by what is missing.
         let target = before.total - before.free + pages;
-        check_fits(shell, target).await?;
+        check_fits(shell, before.total, target).await?;
         record.remember(Change::Setting { path: NR_HUGEPAGES.into(), was: before.total.to_string() })?;
         shell.run(&set_cmd(target)).await?;
         let after = read(shell).await?;
@@ -146,7 +176,7 @@ mod tests {
         limit: u64,
     }
 
-    const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:         1000000 kB\n";
+    const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n";
 
     #[async_trait]
     impl Shell for Kernel {
@@ -203,5 +233,14 @@ mod tests {
         assert_eq!(kernel.pool.lock().unwrap().total, 0, "the kernel was asked anyway");
         assert!(log.entries().unwrap().is_empty(), "nothing changed, nothing recorded");
         assert_eq!(mem_total_kib(MEMINFO), Some(16_384_000));
+    }
+
+    #[test]
+    fn new_pages_must_leave_the_host_its_margin_of_available_memory() {
+        // 8000000 KiB available, 512 MiB kept: 3650 pages (7300 MiB) fit, 3700 (7400 MiB) do not.
+        assert_eq!(memory_shortfall(MEMINFO, 3650), None);
+        let why = memory_shortfall(MEMINFO, 3700).unwrap();
+        assert!(why.starts_with("3700 more 2 MiB hugepages take 7400 MiB, and only 7812 MiB are available"), "{why}");
+        assert_eq!(memory_shortfall("MemTotal: 1 kB\n", 10), None, "a kernel without MemAvailable is not judged here");
     }
 }

@@ -5,6 +5,7 @@
 //! [`UndoLog`] before it changes, so `lab down` can restore it.
 
 pub mod cpu;
+pub mod host_record;
 pub mod hugepages;
 pub mod kubelet;
 pub mod label;
@@ -298,6 +299,8 @@ fn exists_cmd(path: &str) -> Cmd {
 async fn write_if_different(shell: &dyn Shell, path: &str, text: &str, record: &Recorder<'_>) -> anyhow::Result<bool> {
     let current = read_file(shell, path).await?;
     if current.as_deref() == Some(text) {
+        // Another lab's file, perhaps: this lab needs it as it is.
+        record.rely_on(undo::Change::File { path: path.into(), was: current })?;
         return Ok(false);
     }
     record.remember(undo::Change::File { path: path.into(), was: current })?;
@@ -327,5 +330,5 @@ pub fn restore_steps(undo: &UndoLog, provider: ProviderKind) -> anyhow::Result<V
     // The host and an existing cluster's nodes outlive the lab; kind
     // containers and VMs take their changes with them.
     let nodes_outlive_lab = matches!(provider, ProviderKind::Host | ProviderKind::Existing | ProviderKind::Local);
-    Ok(UndoLog::restore_steps(&undo.entries()?, nodes_outlive_lab))
+    Ok(undo.restore_steps(&undo.entries()?, nodes_outlive_lab))
 }

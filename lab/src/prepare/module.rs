@@ -111,6 +111,10 @@ pub async fn ensure(
 ) -> anyhow::Result<String> {
     let place = shell.place();
     let absent = missing(shell, modules).await?;
+    // Loaded already, perhaps by another lab: this lab needs them too.
+    for module in modules.iter().filter(|m| !absent.contains(m)) {
+        record.rely_on(Change::Module { name: module.clone() })?;
+    }
     let mut note = if absent.is_empty() {
         format!("{} already loaded", modules.join(", "))
     } else {

@@ -53,6 +53,7 @@ pub async fn make_rshared(shell: &dyn Shell, record: &Recorder<'_>) -> anyhow::R
     let shared = |text: &str| root_is_shared(text).unwrap_or(false);
     let before = shell.run(&mountinfo_cmd()).await?.stdout;
     if shared(&before) {
+        record.rely_on(Change::Propagation { mounts: Vec::new() })?;
         return Ok("/ is already shared".into());
     }
     record.remember(Change::Propagation { mounts: unshared_mounts(&before) })?;

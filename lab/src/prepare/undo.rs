@@ -1,5 +1,7 @@
 //! What preparation changed on a host or node, recorded before the change is
-//! made, so `lab down` (or a failed `lab prepare`) can put it back.
+//! made, so `lab down` (or a failed `lab prepare`) can put it back. Changes
+//! to the host are shared with other labs on it through the host-level
+//! record ([`super::host_record`]): the last lab down restores them.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,12 @@ pub enum Change {
 }
 
 impl Change {
+    /// The key of the thing changed, in the host-level record.
+    fn host_key(&self) -> String {
+        let (kind, what) = self.key();
+        format!("{kind} {what}")
+    }
+
     /// Two changes to the same thing share a key; only the first is kept, as
     /// it holds the original state.
     fn key(&self) -> (&'static str, &str) {
@@ -39,56 +47,98 @@ impl Change {
         }
     }
 
-    /// The step that puts the original back.
-    fn restore_step(&self, on: &Target) -> Step {
-        let place = match on {
-            Target::Host => "host".to_string(),
-            Target::Node(node) => node.clone(),
-        };
-        match self {
-            Change::Setting { path, was } => Step::run(
-                format!("restore {path} to {was} on {place}"),
-                on.clone(),
-                Cmd::sh(format!("echo {} > {}", quote(was), quote(path))),
-            ),
-            Change::File { path, was: None } => {
-                Step::run(format!("remove {path} on {place}"), on.clone(), Cmd::new("rm").args(["-f", path]))
-            }
-            Change::File { path, was: Some(text) } => Step::run(
-                format!("restore the previous {path} on {place}"),
-                on.clone(),
-                Cmd::sh(format!("printf %s {} > {}", quote(text), quote(path))),
-            ),
+    /// The command that puts the original back (labels go through the API instead).
+    fn restore_cmd(&self) -> Option<Cmd> {
+        Some(match self {
+            Change::Setting { path, was } => Cmd::sh(format!("echo {} > {}", quote(was), quote(path))),
+            Change::File { path, was: None } => Cmd::new("rm").args(["-f", path]),
+            Change::File { path, was: Some(text) } => Cmd::sh(format!("printf %s {} > {}", quote(text), quote(path))),
             // A mount gone since is skipped: there is nothing left to put back.
             Change::Propagation { mounts } => {
                 let commands: Vec<String> = mounts
                     .iter()
                     .map(|(mount, kind)| format!("mount --make-{kind} {} 2>/dev/null", quote(mount)))
                     .collect();
-                Step::run(
-                    format!("make {} mount(s) {place} had unshared again", mounts.len()),
-                    on.clone(),
-                    Cmd::sh(format!("{}; true", commands.join("; "))),
-                )
-            }
-            Change::Label { key, was } => {
-                let said = match was {
-                    Some(was) => format!("set label {key} back to {was} on {place}"),
-                    None => format!("remove label {key} from {place}"),
-                };
-                let labels = [(key.clone(), was.clone())].into();
-                Step::work(said, super::label::RestoreLabels { node: place, labels })
+                Cmd::sh(format!("{}; true", commands.join("; ")))
             }
             // A module another user started to rely on cannot be unloaded; that
             // leaves the kernel as capable as before, so it is not a failure.
-            Change::Module { name } => Step::run(
-                format!("unload module {name} on {place}"),
-                on.clone(),
-                Cmd::sh(format!(
-                    "modprobe -r {name} 2>/dev/null || echo '{name} stays loaded: it is in use or cannot be unloaded'"
-                )),
-            ),
+            Change::Module { name } => Cmd::sh(format!(
+                "modprobe -r {name} 2>/dev/null || echo '{name} stays loaded: it is in use or cannot be unloaded'"
+            )),
+            Change::Label { .. } => return None,
+        })
+    }
+
+    /// What restoring it is called in a plan.
+    fn restore_title(&self, place: &str) -> String {
+        match self {
+            Change::Setting { path, was } => format!("restore {path} to {was} on {place}"),
+            Change::File { path, was: None } => format!("remove {path} on {place}"),
+            Change::File { path, was: Some(_) } => format!("restore the previous {path} on {place}"),
+            Change::Propagation { mounts } => format!("make {} mount(s) {place} had unshared again", mounts.len()),
+            Change::Module { name } => format!("unload module {name} on {place}"),
+            Change::Label { key, was: Some(was) } => format!("set label {key} back to {was} on {place}"),
+            Change::Label { key, was: None } => format!("remove label {key} from {place}"),
         }
+    }
+
+    /// The step that puts the original back.
+    fn restore_step(&self, on: &Target) -> Step {
+        let place = match on {
+            Target::Host => "host".to_string(),
+            Target::Node(node) => node.clone(),
+        };
+        let title = self.restore_title(&place);
+        match (self.restore_cmd(), self) {
+            (Some(cmd), _) => Step::run(title, on.clone(), cmd),
+            (None, Change::Label { key, was }) => {
+                let labels = [(key.clone(), was.clone())].into();
+                Step::work(title, super::label::RestoreLabels { node: place, labels })
+            }
+            (None, _) => unreachable!("every change but a label restores by a command"),
+        }
+    }
+}
+
+/// A host change shared with other labs: released from the host-level
+/// record, restored (to what the host had before the first lab) only by the
+/// last lab holding it.
+#[derive(Debug)]
+struct ReleaseHostChange {
+    change: Change,
+    holder: String,
+    host_record: PathBuf,
+}
+
+#[async_trait::async_trait(?Send)]
+impl crate::plan::Work for ReleaseHostChange {
+    fn describe(&self, view: &crate::plan::View<'_>) -> String {
+        let cmd = self.change.restore_cmd().map(|c| view.command(&Target::Host, &c)).unwrap_or_default();
+        format!(
+            "releases this lab's hold in {}; when no other lab holds it, puts back what the host had before the first lab:\n     $ {cmd}",
+            self.host_record.display()
+        )
+    }
+
+    async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
+        use super::host_record::Release;
+        let mut record = super::host_record::open(&self.host_record)?;
+        let original = match record.release(&self.change.host_key(), &self.holder) {
+            Release::Kept(holders) => {
+                record.save()?;
+                return Ok(Some(format!("kept: other labs hold it too ({})", holders.join(", "))));
+            }
+            Release::Last(original) => original,
+            Release::NotShared => self.change.clone(),
+        };
+        if let Some(cmd) = original.restore_cmd() {
+            use crate::shell::Shell as _;
+            ctx.shell(&Target::Host).run(&cmd).await?;
+        }
+        // Saved only once restored: a failed restore stays recorded for the next `lab down`.
+        record.save()?;
+        Ok(Some(original.restore_title("host")))
     }
 }
 
@@ -104,15 +154,28 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct UndoLog {
     path: PathBuf,
+    /// The host-level record of settings shared with other labs.
+    host_record: PathBuf,
 }
 
 impl UndoLog {
     pub fn new(path: impl Into<PathBuf>) -> UndoLog {
-        UndoLog { path: path.into() }
+        UndoLog { path: path.into(), host_record: super::host_record::default_path() }
+    }
+
+    /// With the host-level record elsewhere (tests).
+    pub fn with_host_record(path: impl Into<PathBuf>, host_record: impl Into<PathBuf>) -> UndoLog {
+        UndoLog { path: path.into(), host_record: host_record.into() }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This lab, as the host-level record names its holders: its state folder.
+    fn holder(&self) -> String {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string()
     }
 
     /// Every recorded change, oldest first; none when nothing was recorded.
@@ -127,14 +190,46 @@ impl UndoLog {
     }
 
     /// Record a change about to be made on `on`, unless the same thing was
-    /// recorded before (that record holds the original).
+    /// recorded before (that record holds the original). A host change is
+    /// also held in the host-level record, whose original is the host's
+    /// before the first lab.
     pub fn remember(&self, on: &Target, change: Change) -> anyhow::Result<()> {
         let mut entries = self.entries()?;
         if entries.iter().any(|e| &e.on == on && e.change.key() == change.key()) {
             return Ok(());
         }
+        if on == &Target::Host {
+            let mut record = super::host_record::open(&self.host_record)?;
+            record.hold(&change.host_key(), &self.holder(), &change);
+            record.save()?;
+        }
         entries.push(Entry { on: on.clone(), change });
-        let text = serde_json::to_string_pretty(&entries)?;
+        self.write(&entries)
+    }
+
+    /// This lab needs a host setting as it is now, without changing it: when
+    /// another lab changed it (the host-level record holds it), this lab
+    /// holds it too, so that lab's `down` does not take it away.
+    pub fn rely_on(&self, on: &Target, change: Change) -> anyhow::Result<()> {
+        if on != &Target::Host {
+            return Ok(());
+        }
+        let mut entries = self.entries()?;
+        if entries.iter().any(|e| &e.on == on && e.change.key() == change.key()) {
+            return Ok(());
+        }
+        let mut record = super::host_record::open(&self.host_record)?;
+        if !record.settings.contains_key(&change.host_key()) {
+            return Ok(());
+        }
+        record.hold(&change.host_key(), &self.holder(), &change);
+        record.save()?;
+        entries.push(Entry { on: on.clone(), change });
+        self.write(&entries)
+    }
+
+    fn write(&self, entries: &[Entry]) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(entries)?;
         let temporary = self.path.with_extension("json.tmp");
         std::fs::write(&temporary, text + "\n")
             .and_then(|()| std::fs::rename(&temporary, &self.path))
@@ -143,12 +238,23 @@ impl UndoLog {
 
     /// Steps that undo `entries`, newest first. Changes on nodes that do not
     /// outlive the lab (kind containers, VMs) go with them and are skipped.
-    pub fn restore_steps(entries: &[Entry], nodes_outlive_lab: bool) -> Vec<Step> {
+    /// Host changes are released through the host-level record.
+    pub fn restore_steps(&self, entries: &[Entry], nodes_outlive_lab: bool) -> Vec<Step> {
         entries
             .iter()
             .rev()
             .filter(|e| nodes_outlive_lab || e.on == Target::Host)
-            .map(|e| e.change.restore_step(&e.on))
+            .map(|e| match (&e.on, &e.change) {
+                (Target::Host, change) if change.restore_cmd().is_some() => Step::work(
+                    change.restore_title("host"),
+                    ReleaseHostChange {
+                        change: change.clone(),
+                        holder: self.holder(),
+                        host_record: self.host_record.clone(),
+                    },
+                ),
+                (on, change) => change.restore_step(on),
+            })
             .collect()
     }
 }
@@ -163,6 +269,11 @@ impl Recorder<'_> {
     pub fn remember(&self, change: Change) -> anyhow::Result<()> {
         self.log.remember(&self.on, change)
     }
+
+    /// See [`UndoLog::rely_on`].
+    pub fn rely_on(&self, change: Change) -> anyhow::Result<()> {
+        self.log.rely_on(&self.on, change)
+    }
 }
 
 #[cfg(test)]
@@ -172,7 +283,7 @@ mod tests {
     #[test]
     fn the_first_record_of_a_thing_wins_and_restores_run_newest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let log = UndoLog::new(dir.path().join("changes.json"));
+        let log = UndoLog::with_host_record(dir.path().join("changes.json"), dir.path().join("host.json"));
         let pages = |was: &str| Change::Setting { path: "/proc/sys/vm/nr_hugepages".into(), was: was.into() };
         log.remember(&Target::Host, pages("0")).unwrap();
         log.remember(&Target::Host, Change::File { path: "/etc/sysctl.d/x.conf".into(), was: None }).unwrap();
@@ -183,14 +294,14 @@ mod tests {
 
         let titles = |steps: Vec<Step>| steps.into_iter().map(|s| s.title).collect::<Vec<_>>();
         assert_eq!(
-            titles(UndoLog::restore_steps(&entries, true)),
+            titles(log.restore_steps(&entries, true)),
             [
                 "unload module nbd on n1",
                 "remove /etc/sysctl.d/x.conf on host",
                 "restore /proc/sys/vm/nr_hugepages to 0 on host"
             ]
         );
-        assert_eq!(titles(UndoLog::restore_steps(&entries, false)).len(), 2, "node changes go with the nodes");
+        assert_eq!(titles(log.restore_steps(&entries, false)).len(), 2, "node changes go with the nodes");
     }
 
     #[test]

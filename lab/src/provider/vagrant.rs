@@ -157,7 +157,11 @@ impl Provider for Vagrant {
             ),
             Step::new(
                 "write node provisioning script",
-                Action::WriteFile { path: self.state.file("provision.sh"), contents: PROVISION_SCRIPT.into(), secret: false },
+                Action::WriteFile {
+                    path: self.state.file("provision.sh"),
+                    contents: PROVISION_SCRIPT.into(),
+                    secret: false,
+                },
             ),
             Step::new(
                 format!("write node list {}", self.node_list_path().display()),

@@ -604,20 +604,33 @@ impl Scenario {
 
     /// Hugepages on this host's kernel (kind, local and host labs) must fit
     /// in its memory: the kernel would hand out nearly all of it first.
-    pub fn check_host_memory(&self, mem_total_kib: u64) -> Result<(), ScenarioError> {
+    pub fn check_host_memory(&self, mem_total_kib: u64, room_kib: Option<u64>) -> Result<(), ScenarioError> {
         if !matches!(self.cluster.provider, ProviderKind::Kind | ProviderKind::Local | ProviderKind::Host) {
             return Ok(());
         }
         for (i, group) in self.cluster.nodes.iter().enumerate() {
             let Some(pages) = group.hugepages2_mi else { continue };
             let want_kib = pages.saturating_mul(2048);
+            let field = format!("cluster.nodes[{i}].hugepages2Mi");
             if want_kib >= mem_total_kib {
                 return Err(self.problem(
-                    &format!("cluster.nodes[{i}].hugepages2Mi"),
+                    &field,
                     format!(
                         "{pages} 2 MiB hugepages take {} MiB, and this host has {} MiB of memory (MemTotal): ask for fewer",
                         want_kib / 1024,
                         mem_total_kib / 1024
+                    ),
+                ));
+            }
+            if let Some(room) = room_kib.filter(|room| want_kib > *room) {
+                return Err(self.problem(
+                    &field,
+                    format!(
+                        "{pages} 2 MiB hugepages take {} MiB, and this host can give {} MiB without running short \
+                         (MemAvailable and the pages already free, less {} MiB kept for its processes): ask for fewer, or free memory first",
+                        want_kib / 1024,
+                        room / 1024,
+                        crate::prepare::hugepages::MEMORY_MARGIN_KIB / 1024
                     ),
                 ));
             }

@@ -269,7 +269,11 @@ pub async fn marked_cluster_objects(client: &Client, lab: &str) -> Vec<String> {
 /// makes by itself does not: objects with owner references, events, the
 /// Endpoints of a Service, leader-election Leases, the root CA ConfigMap,
 /// the default ServiceAccount and its tokens.
-pub async fn foreign_in_namespace(client: &Client, namespace: &str, ownership: &Ownership) -> anyhow::Result<Vec<String>> {
+pub async fn foreign_in_namespace(
+    client: &Client,
+    namespace: &str,
+    ownership: &Ownership,
+) -> anyhow::Result<Vec<String>> {
     let discovery = kube::discovery::Discovery::new(client.clone())
         .run()
         .await
@@ -292,7 +296,9 @@ pub async fn foreign_in_namespace(client: &Client, namespace: &str, ownership: &
                 Ok(list) => list,
                 // A kind going away (its CRD deleted) while lab looks.
                 Err(kube::Error::Api(status)) if status.code == 404 => continue,
-                Err(e) => return Err(e).with_context(|| format!("listing {} in namespace {namespace}", resource.plural)),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("listing {} in namespace {namespace}", resource.plural));
+                }
             };
             for item in list.items {
                 let meta = &item.metadata;
@@ -301,7 +307,8 @@ pub async fn foreign_in_namespace(client: &Client, namespace: &str, ownership: &
                     || (resource.kind == "ConfigMap" && name == "kube-root-ca.crt")
                     || (resource.kind == "ServiceAccount" && name == "default")
                     || (resource.kind == "Secret"
-                        && item.data.get("type").and_then(|t| t.as_str()) == Some("kubernetes.io/service-account-token"));
+                        && item.data.get("type").and_then(|t| t.as_str())
+                            == Some("kubernetes.io/service-account-token"));
                 if !ownership.marked(meta.labels.as_ref()) && !made_by_cluster {
                     out.push(format!("{} {namespace}/{name}", resource.kind));
                 }
@@ -312,7 +319,11 @@ pub async fn foreign_in_namespace(client: &Client, namespace: &str, ownership: &
 }
 
 /// Custom resources of a CRD that are not this lab's: deleting the CRD would take them.
-pub async fn foreign_custom_resources(client: &Client, crd: &Object, ownership: &Ownership) -> anyhow::Result<Vec<String>> {
+pub async fn foreign_custom_resources(
+    client: &Client,
+    crd: &Object,
+    ownership: &Ownership,
+) -> anyhow::Result<Vec<String>> {
     let spec = &crd.value["spec"];
     let group = spec["group"].as_str().unwrap_or_default();
     let plural = spec["names"]["plural"].as_str().unwrap_or_default();
@@ -429,7 +440,8 @@ mod tests {
 
     #[test]
     fn an_object_is_labs_only_with_its_marks_and_lab_as_a_field_manager() {
-        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
+        let marks =
+            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
         let ci = ours("ci");
         assert_eq!(owner(&live(marks.clone(), &["lab"], json!({})), &ci), Owner::Ours);
         assert_eq!(owner(&live(marks.clone(), &["lab"], json!({"lab.dev/adopted": "ci"})), &ci), Owner::Adopted);
@@ -443,7 +455,8 @@ mod tests {
             Owner::Foreign("lab ci's, managed by lab".into()),
             "another lab's object is not this lab's"
         );
-        let twin = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "fedcba987654"});
+        let twin =
+            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "fedcba987654"});
         assert_eq!(
             owner(&live(twin, &["lab"], json!({})), &ci),
             Owner::Foreign("another instance of lab ci (fedcba987654), managed by lab".into()),

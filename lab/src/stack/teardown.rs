@@ -413,7 +413,9 @@ mod tests {
         let client = Client::new(service, "default");
         let classes = vec!["mayastor-single-replica".to_string()];
         let note =
-            remove_volumes(&client, &classes, "lab.dev/lab=ci", Duration::from_secs(5), Duration::from_millis(1)).await.unwrap();
+            remove_volumes(&client, &classes, "lab.dev/lab=ci", Duration::from_secs(5), Duration::from_millis(1))
+                .await
+                .unwrap();
         assert_eq!(
             note,
             "1 workload(s), 1 claim(s), 1 volume(s) removed; \
@@ -476,7 +478,8 @@ mod tests {
                    "metadata": {"name": name, "namespace": "m", "labels": labels, "annotations": annotations,
                                 "managedFields": [{"manager": manager, "operation": "Apply"}]}})
         };
-        let marks = json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
+        let marks =
+            json!({"app.kubernetes.io/managed-by": "lab", "lab.dev/lab": "ci", "lab.dev/instance": "0123456789ab"});
         let adopted = json!({"lab.dev/adopted": "ci"});
         for (name, labels, annotations, manager) in [
             ("ours", marks.clone(), json!({}), "lab"),

@@ -48,8 +48,7 @@ impl LoopDevice {
         let device = run("losetup", &["--find", "--show", "--direct-io=on", &file_text])?;
         // The record first: whatever happens next, `lab down` finds this device.
         let recorded = std::fs::write(dir.path().join("device"), format!("{device}\n"));
-        let mut made =
-            LoopDevice { device, mount: None, filesystem: filesystem.map(str::to_string), _dir: dir };
+        let mut made = LoopDevice { device, mount: None, filesystem: filesystem.map(str::to_string), _dir: dir };
         recorded.map_err(|e| format!("cannot record {}: {e}", made.device))?;
         if let Some(fs) = filesystem {
             let mkfs = match fs {

@@ -375,7 +375,8 @@ pub fn chain_exists(table: &str, chain: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-const CHAIN_TABLES: &str = "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; for t in filter nat mangle raw; do";
+const CHAIN_TABLES: &str =
+    "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; for t in filter nat mangle raw; do";
 
 /// Every chain the host has now, `iptables|ip6tables table chain` a line.
 pub fn record_chains_script(layout: &Layout) -> String {
@@ -385,8 +386,8 @@ pub fn record_chains_script(layout: &Layout) -> String {
     )
 }
 
-/// The chains kube-proxy made for lab (named `KUBE-…`, absent from the
-/// record taken before it started): the rules jumping to them first, then
+/// The chains lab's kubelet and kube-proxy made (named `KUBE-…`, absent
+/// from the record taken before the kubelet started): the rules jumping to them first, then
 /// the chains. A chain the host had before is never touched, nor one of
 /// another name (Docker's, CNI's, the user's). No record: nothing is removed.
 pub fn remove_new_chains_script(layout: &Layout) -> String {

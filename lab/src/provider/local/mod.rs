@@ -206,7 +206,10 @@ impl Provider for Local {
             ),
         ];
         for (file, contents, secret) in config::files(layout) {
-            steps.push(Step::new(format!("write {}", file.display()), Action::WriteFile { path: file, contents, secret }));
+            steps.push(Step::new(
+                format!("write {}", file.display()),
+                Action::WriteFile { path: file, contents, secret },
+            ));
         }
         steps.push(Step::run(
             format!("give the node {NODE_IP} on lab's bridge {}", layout.bridge),
@@ -218,17 +221,20 @@ impl Provider for Local {
         ));
         for component in Component::all(layout) {
             if component.name == "kubelet" {
-                steps.push(Step::run(
-                    format!("make the kubelet's folder {} and its cgroup {}", layout.kubelet_root(), layout.cgroup_root()),
-                    Target::Host,
-                    Cmd::sh(config::make_kubelet_dirs_script(layout)),
-                ));
-            }
-            if component.name == "kube-proxy" {
+                // Before the kubelet: it makes chains too (KUBE-KUBELET-CANARY).
                 steps.push(Step::run(
                     format!("record the host's iptables chains in {}", layout.chains_before().display()),
                     Target::Host,
                     Cmd::sh(config::record_chains_script(layout)),
+                ));
+                steps.push(Step::run(
+                    format!(
+                        "make the kubelet's folder {} and its cgroup {}",
+                        layout.kubelet_root(),
+                        layout.cgroup_root()
+                    ),
+                    Target::Host,
+                    Cmd::sh(config::make_kubelet_dirs_script(layout)),
                 ));
             }
             let containerd = component.name == "containerd";

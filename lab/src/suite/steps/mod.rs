@@ -49,7 +49,8 @@ pub async fn namespace(world: &mut LabWorld) -> Result<String, String> {
     let namespaces: Api<Namespace> = Api::all(world.ctx.client()?);
     // Marked for this lab: `lab down` removes the claims and workloads left in it, and only those.
     let mut metadata = lab_meta(&name);
-    let instance = world.ctx.state.instance().ok_or("the lab has no instance id: `lab up` or `lab test` records one")?;
+    let instance =
+        world.ctx.state.instance().ok_or("the lab has no instance id: `lab up` or `lab test` records one")?;
     metadata.labels = Some(crate::stack::ownership::namespace_labels(world.ctx.scenario.name(), &instance));
     let object = Namespace { metadata, ..Default::default() };
     namespaces.create(&PostParams::default(), &object).await.map_err(|e| format!("creating namespace {name}: {e}"))?;
