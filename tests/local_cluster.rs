@@ -305,6 +305,41 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     assert_eq!(foreign.missing(), Vec::<String>::new(), "lab removed host state it did not make");
 }
 
+/// `lab doctor` checks what its line says: with kube-proxy's own chain
+/// already on the host (another kube-proxy's), it names the chain and fails;
+/// without it, the line lists what was found free.
+#[test]
+fn doctor_names_a_kube_proxy_chain_in_the_way() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = || {
+        let out = lab_in(dir.path(), &binaries)
+            .env("LAB_STATE_DIR", dir.path())
+            .arg("doctor")
+            .arg(repo().join("scenarios/local.yaml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    run_ok("iptables", &["-w", "-t", "nat", "-N", "KUBE-SERVICES"]);
+    let (ok, text) = doctor();
+    let _ = std::process::Command::new("iptables").args(["-w", "-t", "nat", "-X", "KUBE-SERVICES"]).output();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("iptables chain KUBE-SERVICES in table nat exists: another kube-proxy runs on this host"),
+        "{text}"
+    );
+    let (_, text) = doctor();
+    assert!(
+        text.contains("no kube-proxy chain KUBE-SERVICES (nat), KUBE-POSTROUTING (nat), KUBE-FORWARD (filter)"),
+        "{text}"
+    );
+}
+
 /// A pid file left in a lab's state (an older lab's, or one outliving a
 /// reboot) that points at a live process with the component's very name is
 /// not enough: `lab down` signals a process only when its pid, start time
@@ -834,7 +869,7 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
         let out = std::process::Command::new(binaries.join("kubectl"))
             .arg("--kubeconfig")
             .arg(root.join(".lab/roll/kubeconfig"))
-            .args(["get", "pods", "-n", "roll", "-l", "app=waiter", "-o"])
+            .args(["get", "pods", "-n", "roll", "-l", "app=waiter,role!=bystander", "-o"])
             .arg("jsonpath={range .items[*]}{.metadata.labels.controller-revision-hash} {.status.phase}{\"\\n\"}{end}")
             .output()
             .unwrap();
@@ -844,6 +879,25 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
     assert!(ok, "{said}");
     let first = revision();
     assert!(first.ends_with(" Running") && first.lines().count() == 1, "{first}");
+    // A user's pod that matches the DaemonSet's selector, on an old revision, but is not its pod.
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = assert_cmd::Command::new(binaries.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(root.join(".lab/roll/kubeconfig")).args(args);
+        if let Some(text) = stdin {
+            cmd.write_stdin(text);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // It has a controller of its own, so the DaemonSet controller does not adopt it.
+    kubectl(&["create", "configmap", "-n", "roll", "bystander-owner"], None);
+    let owner = kubectl(&["get", "configmap", "-n", "roll", "bystander-owner", "-o", "jsonpath={.metadata.uid}"], None);
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: bystander\n  namespace: roll\n  labels: {{app: waiter, role: bystander, controller-revision-hash: old}}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: bystander-owner, uid: {owner}, controller: true}}]\nspec:\n  terminationGracePeriodSeconds: 1\n  tolerations: [{{operator: Exists}}]\n  containers: [{{name: pause, image: lab.local/pause:3.10, imagePullPolicy: Never}}]\n")),
+    );
+    let bystander_uid = kubectl(&["get", "pod", "-n", "roll", "bystander", "-o", "jsonpath={.metadata.uid}"], None);
 
     std::fs::write(root.join("stack/waiter.yaml"), daemon_set(2)).unwrap();
     let (ok, said) = lab(&["deploy"]);
@@ -856,6 +910,10 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
     // Nothing changed: nothing is replaced.
     let (ok, said) = lab(&["deploy"]);
     assert!(ok && said.contains("DaemonSet roll/waiter: every pod runs the newest template"), "{said}");
+    let still = kubectl(&["get", "pod", "-n", "roll", "bystander", "-o", "jsonpath={.metadata.uid}"], None);
+    assert_eq!(still, bystander_uid, "the rollout deleted a pod the DaemonSet does not own");
+    kubectl(&["delete", "configmap", "-n", "roll", "bystander-owner"], None);
+    kubectl(&["delete", "pod", "-n", "roll", "bystander", "--wait=true"], None);
 }
 
 /// lab's fixture chart, rendered by the real helm (`.ci/helm/build`), on a

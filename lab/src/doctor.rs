@@ -257,10 +257,7 @@ async fn local_cluster(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Findin
     let layout = local::Layout::new(scenario, &state);
     let conflicts = local::host_conflicts(&layout);
     findings.push(if conflicts.is_empty() {
-        Finding::ok(
-            "host free for a local cluster",
-            "no kubelet folder, chains, interfaces, networks or ports in the way",
-        )
+        Finding::ok("host free for a local cluster", local::what_host_conflicts_checks(&layout))
     } else {
         Finding::missing(
             "host free for a local cluster",

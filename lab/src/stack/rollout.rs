@@ -75,6 +75,11 @@ async fn newest_revision(client: &Client, namespace: &str, daemon_set: &DaemonSe
         .and_then(|r| r.metadata.labels?.get(REVISION_LABEL).cloned()))
 }
 
+/// Whether the pod's controller is the object with this uid.
+fn owned_by(pod: &Pod, uid: &str) -> bool {
+    pod.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
 fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -114,8 +119,11 @@ pub async fn roll(
             continue;
         };
         let list = pods.list(&ListParams::default().labels(&selector(&ds))).await?;
+        // Only this DaemonSet's own pods: another workload's pods may match its selector.
+        let uid = ds.metadata.uid.clone().unwrap_or_default();
         let outdated = list.items.iter().find(|p| {
-            p.metadata.deletion_timestamp.is_none()
+            owned_by(p, &uid)
+                && p.metadata.deletion_timestamp.is_none()
                 && p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) != Some(&newest)
         });
         let Some(pod) = outdated else { break };
@@ -134,7 +142,8 @@ pub async fn roll(
             let old_gone = !list.items.iter().any(|p| p.metadata.uid == pod_uid);
             let ready = old_gone
                 && list.items.iter().any(|p| {
-                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
+                    owned_by(p, &uid)
+                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())
                         && p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) == Some(&newest)
                         && p.metadata.deletion_timestamp.is_none()
                         && pod_ready(p)

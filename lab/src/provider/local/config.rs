@@ -365,6 +365,16 @@ pub fn unmount_script(layout: &Layout) -> String {
 pub const KUBE_PROXY_CHAINS: [(&str, &str); 3] =
     [("nat", "KUBE-SERVICES"), ("nat", "KUBE-POSTROUTING"), ("filter", "KUBE-FORWARD")];
 
+/// Whether iptables runs and lists its rules here.
+pub fn iptables_answers() -> bool {
+    std::process::Command::new("iptables")
+        .args(["-w", "-S"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Whether iptables has this chain (false without iptables).
 pub fn chain_exists(table: &str, chain: &str) -> bool {
     std::process::Command::new("iptables")

@@ -502,6 +502,12 @@ pub fn host_conflicts(layout: &Layout) -> Vec<String> {
         ));
     }
     // kube-proxy's own chains have fixed names: another kube-proxy's would be shared, and lost with lab's.
+    if !config::iptables_answers() {
+        out.push(
+            "iptables does not answer (`iptables -w -S`), so the chains cannot be checked: apt-get install iptables"
+                .into(),
+        );
+    }
     for (table, chain) in config::KUBE_PROXY_CHAINS {
         if config::chain_exists(table, chain) {
             out.push(format!(
@@ -529,6 +535,20 @@ pub fn host_conflicts(layout: &Layout) -> Vec<String> {
         }
     }
     out
+}
+
+/// What [`host_conflicts`] found free, said as precisely as it checked it.
+pub fn what_host_conflicts_checks(layout: &Layout) -> String {
+    let chains: Vec<String> =
+        config::KUBE_PROXY_CHAINS.iter().map(|(table, chain)| format!("{chain} ({table})")).collect();
+    let ports: Vec<String> = PORTS.iter().map(|(port, _)| port.to_string()).collect();
+    format!(
+        "no {}; no kube-proxy chain {}; no interface {}; {POD_CIDR} and {SERVICE_CIDR} overlap no address of this host; ports {} free",
+        layout.kubelet_root(),
+        chains.join(", "),
+        layout.bridge,
+        ports.join(", ")
+    )
 }
 
 /// Whether two IPv4 networks share an address.
