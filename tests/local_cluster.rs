@@ -702,12 +702,21 @@ fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence()
         "{marks}"
     );
     apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: user-notes, namespace: own-stack}\ndata: {note: mine}\n");
+    // Kinds a guard of a fixed list would miss: a (suspended) Job, and a custom resource of the user's own CRD.
+    apply(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: notes.users.example.com}\nspec:\n  group: users.example.com\n  scope: Namespaced\n  names: {plural: notes, singular: note, kind: Note}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+    );
+    kubectl(&["wait", "--for=condition=Established", "crd/notes.users.example.com", "--timeout=60s"]);
+    apply(
+        "apiVersion: users.example.com/v1\nkind: Note\nmetadata: {name: mine, namespace: own-stack}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: user-job, namespace: own-stack}\nspec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: lab.local/pause:3.10, imagePullPolicy: Never}]\n",
+    );
     let (ok, said) = lab(&["down", "own.yaml"]);
     assert!(ok, "{said}");
-    assert!(
-        said.contains("Namespace own-stack (it holds objects lab did not make: ConfigMap own-stack/user-notes)"),
-        "{said}"
-    );
+    let kept = said.lines().find(|l| l.contains("Namespace own-stack (it holds objects lab did not make:")).unwrap_or_default();
+    for foreign in ["ConfigMap own-stack/user-notes", "Job own-stack/user-job", "Note own-stack/mine"] {
+        assert!(kept.contains(foreign), "the namespace guard missed {foreign}:\n{said}");
+    }
+    assert!(exists("job", "user-job", Some("own-stack")) && exists("note", "mine", Some("own-stack")), "{said}");
     assert!(
         !exists("configmap", "settings", Some("own-stack")) && !exists("storageclass", "own-static", None),
         "{said}"
