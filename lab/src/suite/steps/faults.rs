@@ -81,10 +81,11 @@ async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String
         }
         _ => (world.ctx.provider.node_shell(&node), crate::prepare::kubelet::systemd_restart()),
     };
-    let before = std::time::SystemTime::now();
     shell.run(&restart).await.map_err(|e| format!("restarting the kubelet on {node}: {e}"))?;
     // Back when the node is Ready and the new kubelet has renewed the node's
-    // lease (every 10 s; the Ready condition's own heartbeat may wait 5 min).
+    // lease (every 10 s; the Ready condition's own heartbeat may wait 5 min)
+    // after the restart ended: a renewal from before it could be the old kubelet's.
+    let before = std::time::SystemTime::now();
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client, "kube-node-lease");
     let pending = crate::wait::until_none_pending(Duration::from_secs(120), Duration::from_secs(1), async || {
@@ -113,7 +114,12 @@ async fn delete_pod(world: &mut LabWorld, name: String) -> Result<(), String> {
 fn io_engine_pods(pods: &[Pod]) -> Vec<(String, String, bool)> {
     pods.iter()
         .map(|p| {
-            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            // Ready, not merely Running: an io-engine that started but cannot serve is not back.
+            let running = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
                 && p.metadata.deletion_timestamp.is_none();
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
             (p.metadata.name.clone().unwrap_or_default(), node, running)
@@ -179,7 +185,7 @@ async fn io_engine_back(world: &mut LabWorld, seconds: u64) -> Result<(), String
         Ok(())
     } else {
         Err(format!(
-            "no new io-engine pod is Running on {node} after {seconds}s (the DaemonSet uses OnDelete; is the node still schedulable?)"
+            "no new io-engine pod is Ready on {node} after {seconds}s (the DaemonSet uses OnDelete; is the node still schedulable?)"
         ))
     }
 }
@@ -192,6 +198,16 @@ mod tests {
         serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "mayastor"},
             "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}}))
         .unwrap()
+    }
+
+    #[test]
+    fn an_io_engine_is_back_when_ready_not_when_running() {
+        let mut ready = pod("io-engine-a", "w1");
+        let running = pod("io-engine-b", "w1");
+        ready.status.as_mut().unwrap().conditions =
+            Some(vec![serde_json::from_value(serde_json::json!({"type": "Ready", "status": "True"})).unwrap()]);
+        let seen: Vec<bool> = io_engine_pods(&[ready, running]).into_iter().map(|(_, _, back)| back).collect();
+        assert_eq!(seen, [true, false]);
     }
 
     #[test]
