@@ -712,7 +712,10 @@ fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence()
     );
     let (ok, said) = lab(&["down", "own.yaml"]);
     assert!(ok, "{said}");
-    let kept = said.lines().find(|l| l.contains("Namespace own-stack (it holds objects lab did not make:")).unwrap_or_default();
+    let kept = said
+        .lines()
+        .find(|l| l.contains("Namespace own-stack (it holds objects lab did not make:"))
+        .unwrap_or_default();
     for foreign in ["ConfigMap own-stack/user-notes", "Job own-stack/user-job", "Note own-stack/mine"] {
         assert!(kept.contains(foreign), "the namespace guard missed {foreign}:\n{said}");
     }
@@ -904,7 +907,9 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
     let owner = kubectl(&["get", "configmap", "-n", "roll", "bystander-owner", "-o", "jsonpath={.metadata.uid}"], None);
     kubectl(
         &["apply", "-f", "-"],
-        Some(&format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: bystander\n  namespace: roll\n  labels: {{app: waiter, role: bystander, controller-revision-hash: old}}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: bystander-owner, uid: {owner}, controller: true}}]\nspec:\n  terminationGracePeriodSeconds: 1\n  tolerations: [{{operator: Exists}}]\n  containers: [{{name: pause, image: lab.local/pause:3.10, imagePullPolicy: Never}}]\n")),
+        Some(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bystander\n  namespace: roll\n  labels: {{app: waiter, role: bystander, controller-revision-hash: old}}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: bystander-owner, uid: {owner}, controller: true}}]\nspec:\n  terminationGracePeriodSeconds: 1\n  tolerations: [{{operator: Exists}}]\n  containers: [{{name: pause, image: lab.local/pause:3.10, imagePullPolicy: Never}}]\n"
+        )),
     );
     let bystander_uid = kubectl(&["get", "pod", "-n", "roll", "bystander", "-o", "jsonpath={.metadata.uid}"], None);
 
@@ -987,4 +992,102 @@ fn a_helm_chart_layer_deploys_and_is_torn_down_by_ownership() {
         .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
         .sum();
     assert!(applied >= 4 && gone == applied && !said.contains("; left "), "applied {applied}, removed {gone}:\n{said}");
+}
+
+/// `lab up` of `scenarios/local.yaml` as a child process with its state in `state`.
+fn spawn_up(state: &Path, binaries: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .env("LAB_KUBE_BIN", binaries)
+        .env("LAB_STATE_DIR", state)
+        .args(["up", "-q"])
+        .arg(repo().join("scenarios/local.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn lab_down(state: &Path, binaries: &Path) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .env("LAB_KUBE_BIN", binaries)
+        .env("LAB_STATE_DIR", state)
+        .args(["down", "-q"])
+        .arg(repo().join("scenarios/local.yaml"))
+        .output()
+        .unwrap()
+}
+
+/// One lab process per lab: a second `lab up` of the same scenario while the
+/// first runs is refused, naming the first's pid, and the first ends with a
+/// working lab. Then Ctrl-C (SIGINT) at several points of `lab up`: each
+/// run stops, and `lab down` leaves the host exactly as it was.
+#[test]
+fn a_second_up_waits_for_no_one_and_ctrl_c_leaves_nothing_lab_down_cannot_remove() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let before = Host::now();
+    assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
+    let _pages = support::HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let _down = DownAt { state: state.clone(), binaries: binaries.clone() };
+
+    let mut first = Running(Some(spawn_up(&state, &binaries)));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let second = spawn_up(&state, &binaries).wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second lab up ran beside the first:\n{said}");
+    assert!(said.contains("is in use by another lab process (pid"), "{said}");
+    let first = first.0.take().unwrap().wait_with_output().unwrap();
+    assert!(first.status.success(), "the first lab up failed:\n{}", String::from_utf8_lossy(&first.stderr));
+    let kubeconfig = state.join("local/kubeconfig");
+    let nodes = output(
+        binaries.join("kubectl").to_str().unwrap(),
+        &["--kubeconfig", kubeconfig.to_str().unwrap(), "get", "nodes"],
+    );
+    assert!(nodes.contains(" Ready "), "the lab that won is not working: {nodes}");
+    let down = lab_down(&state, &binaries);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(Host::now(), before, "the host is not as it was");
+
+    for millis in [800, 3000, 6000, 10000] {
+        let up = spawn_up(&state, &binaries);
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+        let pid = up.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+        let stopped = up.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&stopped.stderr).into_owned();
+        let down = lab_down(&state, &binaries);
+        assert!(
+            down.status.success(),
+            "lab down after Ctrl-C at {millis} ms failed:\n{said}\n{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+        assert!(!state.join("local").exists(), "state left after Ctrl-C at {millis} ms and lab down");
+        assert_eq!(Host::now(), before, "after Ctrl-C at {millis} ms and lab down, the host is not as it was:\n{said}");
+    }
+}
+
+/// A `lab` child: on a failed test, stopped (SIGINT) and waited for before the lab is downed.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `lab down` of the local scenario with its state in `state`, even when the test fails.
+struct DownAt {
+    state: PathBuf,
+    binaries: PathBuf,
+}
+
+impl Drop for DownAt {
+    fn drop(&mut self) {
+        let _ = lab_down(&self.state, &self.binaries);
+    }
 }

@@ -15,7 +15,12 @@ pub async fn run(args: DownArgs, progress: &Progress) -> anyhow::Result<ExitCode
     }
     if lab.state.exists() {
         let _held = lab.hold("down")?;
-        execute_through(&plan, lab.provider.as_ref(), progress, &lab.state).await?;
+        tokio::select! {
+            done = execute_through(&plan, lab.provider.as_ref(), progress, &lab.state) => done?,
+            why = super::interrupted() => anyhow::bail!(
+                "lab down {why}; the records left in {} let the next `lab down` finish", lab.state.dir().display()
+            ),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     // No state: say what is left of the lab rather than report a clean success.

@@ -26,11 +26,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => {
             let lab = crate::Lab::open(args.scenario.scenario.clone())?;
             let _held = lab.hold("test")?;
-            let passed = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await?;
+            let options = args.options();
+            let passed = tokio::select! {
+                passed = crate::suite::run(&lab.scenario, &lab.state, &options) => passed?,
+                why = interrupted() => return Err(stopped(&lab, why, "lab test")),
+            };
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Run(args) => run::run(args, &progress).await,
-        Command::Fio(args) => fio::run(args).await,
+        Command::Fio(args) => tokio::select! {
+            done = fio::run(args) => done,
+            why = interrupted() => anyhow::bail!("lab fio {why}: the runs finished so far are recorded; the one under way is not"),
+        },
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
             let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
@@ -42,6 +49,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Shell(args) => shell::run(args).await,
     }
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM.
+/// Racing a command against it drops the command's future: its child
+/// processes are killed, and what it made for itself (test loop devices,
+/// node-shell pods) is removed as its values drop; its records stay.
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "was interrupted (SIGINT)",
+        () = terminated => "was terminated (SIGTERM)",
+    }
+}
+
+/// The error of a command stopped by a signal: what stays and how to finish.
+fn stopped(lab: &crate::Lab, why: &str, command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{command} {why}; its log is {}; `lab down` removes the lab from the records in {}",
+        lab.state.log().display(),
+        lab.state.dir().display()
+    )
 }
 
 /// With `--dry-run`, print the plan and say so: the command then changes nothing.
@@ -64,7 +101,10 @@ async fn run_or_show(
         return Ok(ExitCode::SUCCESS);
     }
     let _held = lab.hold(command)?;
-    crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state).await?;
+    tokio::select! {
+        done = crate::plan::execute(plan, lab.provider.as_ref(), progress, &lab.state) => done?,
+        why = interrupted() => return Err(stopped(lab, why, &format!("lab {command}"))),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

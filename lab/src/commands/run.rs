@@ -18,11 +18,14 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         artifacts: args.artifacts.clone(),
     };
     let lab = Lab::open(args.scenario.scenario.clone())?.adopting(args.adopt);
-    let plan = super::up::check(&lab).await?;
-    let held = lab.hold("run")?;
+    let (plan, held) = super::up::check_and_hold(&lab, "run").await?;
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::bring_up(&lab, &held, plan, &up, progress).await?;
-    let tested = crate::suite::run(&lab.scenario, &lab.state, &args.options()).await;
+    let options = args.options();
+    let tested = tokio::select! {
+        tested = crate::suite::run(&lab.scenario, &lab.state, &options) => tested,
+        why = super::interrupted() => return Err(super::stopped(&lab, why, "lab run")),
+    };
     let passed = matches!(tested, Ok(true));
     if !passed && args.keep_on_failure {
         eprintln!("keeping the lab (--keep-on-failure); `lab down` removes it");

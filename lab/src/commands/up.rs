@@ -16,9 +16,21 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         super::shown(&lab, &lab.up_plan()?, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = check(&lab).await?;
-    let held = lab.hold("up")?;
+    let (plan, held) = check_and_hold(&lab, "up").await?;
     bring_up(&lab, &held, plan, &args, progress).await
+}
+
+/// [`check`], and the lab held: a state folder that exists is held first, so
+/// another lab process at work on it is named rather than mistaken for a
+/// host in the way; a new one is made only once the checks pass.
+pub async fn check_and_hold(lab: &Lab, command: &str) -> anyhow::Result<(crate::plan::Plan, Held)> {
+    let early = if lab.state.exists() { Some(lab.hold(command)?) } else { None };
+    let plan = check(lab).await?;
+    let held = match early {
+        Some(held) => held,
+        None => lab.hold(command)?,
+    };
+    Ok((plan, held))
 }
 
 /// What `lab up` checks before it touches anything (the state folder
@@ -73,7 +85,12 @@ pub async fn bring_up(
     // This run's record of the objects it creates starts empty: a failed run removes only those.
     let _ = std::fs::remove_file(lab.state.created_objects());
 
-    let Err(error) = execute(&plan, lab.provider.as_ref(), progress, &lab.state).await else {
+    // A signal stops the run as a failure would: its log kept, what it made removed from its records.
+    let result = tokio::select! {
+        done = execute(&plan, lab.provider.as_ref(), progress, &lab.state) => done,
+        why = super::interrupted() => Err(anyhow::anyhow!("lab up {why}")),
+    };
+    let Err(error) = result else {
         eprintln!("lab {} is up; state in {}", lab.scenario.name(), lab.state.dir().display());
         if lab.state.kubeconfig().exists() {
             eprintln!("  export KUBECONFIG={}", lab.state.absolute().join("kubeconfig").display());
@@ -89,7 +106,10 @@ pub async fn bring_up(
         // Every record in the state is this run's: an earlier `up` was refused above.
         eprintln!("cleaning up what this run made (use --keep-on-failure to keep the lab for inspection)");
         let cleanup = match lab.cleanup_plan() {
-            Ok(down) => execute_through(&down, lab.provider.as_ref(), progress, &lab.state).await,
+            Ok(down) => tokio::select! {
+                done = execute_through(&down, lab.provider.as_ref(), progress, &lab.state) => done,
+                why = super::interrupted() => Err(anyhow::anyhow!("the cleanup {why}")),
+            },
             Err(e) => Err(e),
         };
         if let Err(cleanup) = cleanup {
