@@ -233,7 +233,10 @@ fn registry_mode_starts_wires_advertises_and_removes_the_registry() {
         "{HEAD}cluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\nimages:\n  load: registry\n"
     );
     std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
-    let plan = |args: &[&str]| stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args));
+    let plan = |args: &[&str]| {
+        let text = stdout_of(Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(args));
+        text.replace(&dir.path().display().to_string(), "[DIR]")
+    };
     insta::assert_snapshot!("plan_up_registry", plan(&["plan", "lab.yaml"]));
     insta::assert_snapshot!("plan_down_registry", plan(&["plan", "--for", "down", "lab.yaml"]));
     let config = plan(&["plan", "--files", "lab.yaml"]);

@@ -438,8 +438,18 @@ impl Lab {
             steps.extend(registry.connect_step());
         }
         steps.extend(self.scenario.planned_nodes().iter().map(|n| registry.node_step(&n.name)));
-        if advertise {
-            steps.push(registry.hosting_step());
+        // Applied, refused or adopted, and torn down, as the stack's own objects are.
+        if advertise && let Ok(object) = registry_hosting_object(&registry) {
+            steps.push(Step::work(
+                "advertise the registry (ConfigMap kube-public/local-registry-hosting)",
+                stack::apply::Apply {
+                    objects: vec![object],
+                    images: std::sync::Arc::new(stack::ImageMap { builds: Vec::new(), registry: None }),
+                    establish_within: None,
+                    server_dry_run: false,
+                    ownership: self.ownership.clone(),
+                },
+            ));
         }
         let registry = std::sync::Arc::new(registry);
         steps.extend(builds.iter().map(|b| registry.push_step(b)));
@@ -468,10 +478,23 @@ impl Lab {
         let mut steps = self.teardown_steps()?;
         let test_devices = suite::loop_device::devices_dir(&self.state);
         steps.push(Step::run(
-            format!("detach the test loop devices recorded in {}", test_devices.display()),
+            format!("detach the test loop devices recorded in {}", self.state.dir().join("test-devices").display()),
             plan::Target::Host,
             shell::Cmd::sh(suite::loop_device::detach_recorded_script(&test_devices)),
         ));
+        if let Some(registry) = Registry::of(&self.scenario)
+            && self.scenario.cluster.provider != scenario::ProviderKind::Host
+            && let Ok(object) = registry_hosting_object(&registry)
+        {
+            steps.push(Step::work(
+                "remove the registry's advertisement (ConfigMap kube-public/local-registry-hosting)",
+                stack::teardown::Delete {
+                    objects: vec![object],
+                    timeout: std::time::Duration::from_secs(60),
+                    ownership: self.ownership.clone(),
+                },
+            ));
+        }
         steps.extend(self.provider.down_steps());
         steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::stop_step));
         steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
@@ -531,6 +554,15 @@ impl Lab {
         }
         found
     }
+}
+
+/// The registry's KEP-1755 ConfigMap as a stack object lab applies and removes by its marks.
+fn registry_hosting_object(registry: &Registry) -> anyhow::Result<stack::manifest::Object> {
+    Ok(stack::manifest::Object {
+        file: "generated".into(),
+        line: 0,
+        value: serde_json::to_value(registry.hosting_config_map())?,
+    })
 }
 
 /// Processes (by pid) whose command line contains `text`.

@@ -104,18 +104,16 @@ impl Registry {
         )
     }
 
-    /// Write the hosts file on a node (idempotent).
+    /// Write the hosts file on a node (idempotent), recording what the file
+    /// held first: `lab down` puts it back on a node that outlives the lab.
     pub fn node_step(&self, node: &str) -> Step {
-        let dir = format!("{CERTS_DIR}/{}", self.address);
-        let script = format!(
-            "mkdir -p {dir} && printf '%s' {} > {dir}/hosts.toml",
-            quote(&self.hosts_toml()),
-            dir = quote(&dir)
-        );
-        Step::run(
+        Step::work(
             format!("point {node}'s containerd at registry {}", self.address),
-            Target::Node(node.into()),
-            Cmd::sh(script),
+            PointNode {
+                node: node.into(),
+                path: format!("{CERTS_DIR}/{}/hosts.toml", self.address),
+                text: self.hosts_toml(),
+            },
         )
     }
 
@@ -135,13 +133,6 @@ impl Registry {
         }
     }
 
-    pub fn hosting_step(&self) -> Step {
-        Step::work(
-            "advertise the registry (ConfigMap kube-public/local-registry-hosting)",
-            HostingConfigMap(self.hosting_config_map()),
-        )
-    }
-
     /// A step that pushes a component's images here.
     pub fn push_step(self: &Arc<Registry>, build: &Arc<Build>) -> Step {
         Step::work(
@@ -151,23 +142,34 @@ impl Registry {
     }
 }
 
-/// Server-side apply of the ConfigMap that tells tools where the registry is.
+/// A node's containerd pointed at the registry through its hosts file.
 #[derive(Debug)]
-struct HostingConfigMap(ConfigMap);
+struct PointNode {
+    node: String,
+    path: String,
+    text: String,
+}
 
 #[async_trait::async_trait(?Send)]
-impl Work for HostingConfigMap {
-    fn describe(&self, _view: &View<'_>) -> String {
+impl Work for PointNode {
+    fn describe(&self, view: &View<'_>) -> String {
+        let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+        let cmd =
+            Cmd::sh(format!("mkdir -p {} && printf '%s' {} > {}", quote(dir), quote(&self.text), quote(&self.path)));
         format!(
-            "api: server-side apply ConfigMap {}/{} (field manager lab)",
-            self.0.metadata.namespace.as_deref().unwrap_or("default"),
-            self.0.metadata.name.as_deref().unwrap_or_default()
+            "$ {}\n     (what {} held is recorded first; `lab down` puts it back)",
+            view.command(&Target::Node(self.node.clone()), &cmd),
+            self.path
         )
     }
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
-        apply_config_map(ctx.client().await?, &self.0).await?;
-        Ok(None)
+        let on = Target::Node(self.node.clone());
+        let shell = ctx.shell(&on);
+        let log = crate::prepare::UndoLog::new(ctx.state.changes());
+        let record = crate::prepare::undo::Recorder { log: &log, on };
+        let changed = crate::prepare::write_if_different(&shell, &self.path, &self.text, &record).await?;
+        Ok(Some(if changed { format!("wrote {}", self.path) } else { format!("{} already says so", self.path) }))
     }
 }
 
@@ -196,19 +198,6 @@ impl Work for Push {
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
         Ok(Some(push(&self.build, &self.registry, ctx.spinner).await?))
     }
-}
-
-/// Server-side apply of a ConfigMap as field manager `lab`: re-applying an
-/// unchanged one changes nothing.
-pub async fn apply_config_map(client: kube::Client, map: &ConfigMap) -> anyhow::Result<()> {
-    use kube::api::{Api, Patch, PatchParams};
-    let namespace = map.metadata.namespace.as_deref().unwrap_or("default");
-    let name = map.metadata.name.as_deref().unwrap_or_default();
-    Api::<ConfigMap>::namespaced(client, namespace)
-        .patch(name, &PatchParams::apply("lab").force(), &Patch::Apply(map))
-        .await
-        .with_context(|| format!("applying ConfigMap {namespace}/{name}"))?;
-    Ok(())
 }
 
 /// Push a component's images to the registry; the registry keeps the layers
@@ -276,31 +265,6 @@ mod tests {
         );
         assert_eq!(named.endpoint, "http://127.0.0.1:5002");
         assert!(named.start_step().is_none() && named.stop_step().is_none());
-    }
-
-    #[tokio::test]
-    async fn the_hosting_config_map_is_server_side_applied_by_lab() {
-        let registry = Registry::new("lab-q", &RegistryOptions::default());
-        let map = registry.hosting_config_map();
-        let (service, mut handle) =
-            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
-        let server = tokio::spawn(async move {
-            let (request, respond) = handle.next_request().await.expect("no request");
-            let (method, uri) = (request.method().clone(), request.uri().clone());
-            let content_type = request.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_string();
-            let body = request.into_body().collect_bytes().await.unwrap();
-            let sent: ConfigMap = serde_json::from_slice(&body).unwrap();
-            respond.send_response(http::Response::builder().body(kube::client::Body::from(body.to_vec())).unwrap());
-            (method, uri, content_type, sent)
-        });
-        apply_config_map(kube::Client::new(service, "default"), &map).await.unwrap();
-        let (method, uri, content_type, sent) = server.await.unwrap();
-        assert_eq!(method, http::Method::PATCH);
-        assert_eq!(uri.path(), "/api/v1/namespaces/kube-public/configmaps/local-registry-hosting");
-        let query = uri.query().unwrap_or_default();
-        assert!(query.contains("fieldManager=lab") && query.contains("force=true"), "{query}");
-        assert_eq!(content_type, "application/apply-patch+yaml");
-        assert_eq!(sent.data, map.data);
     }
 
     #[test]

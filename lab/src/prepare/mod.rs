@@ -296,7 +296,12 @@ fn exists_cmd(path: &str) -> Cmd {
 }
 
 /// Make `path` hold `text`, recording what it held before; false when it already did.
-async fn write_if_different(shell: &dyn Shell, path: &str, text: &str, record: &Recorder<'_>) -> anyhow::Result<bool> {
+pub async fn write_if_different(
+    shell: &dyn Shell,
+    path: &str,
+    text: &str,
+    record: &Recorder<'_>,
+) -> anyhow::Result<bool> {
     let current = read_file(shell, path).await?;
     if current.as_deref() == Some(text) {
         // Another lab's file, perhaps: this lab needs it as it is.
