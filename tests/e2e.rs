@@ -111,6 +111,12 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
     let _down = Down { dir: &root, state: state.path(), scenario: &scenario };
     let up = run(lab(&root, state.path()).arg("up").arg("--artifacts").arg(artifacts.path().join("up")).arg(&scenario));
     assert!(up.ok, "lab up failed:\n{}", up.stderr);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let kubeconfig = state.path().join("kind-csi/kubeconfig");
+        let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is readable by others ({mode:o})", kubeconfig.display());
+    }
     assert!(up.stderr.contains("create kind cluster lab-kind-csi"), "{}", up.stderr);
     assert_eq!(node_containers("lab-kind-csi").len(), 2, "kind made other nodes than the scenario's two");
 

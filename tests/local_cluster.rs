@@ -1046,6 +1046,50 @@ fn a_second_up_waits_for_no_one_and_ctrl_c_leaves_nothing_lab_down_cannot_remove
         &["--kubeconfig", kubeconfig.to_str().unwrap(), "get", "nodes"],
     );
     assert!(nodes.contains(" Ready "), "the lab that won is not working: {nodes}");
+    // Secrets are root's alone: every key and kubeconfig lab wrote.
+    let lab_dir = state.join("local");
+    let mut secrets = vec![lab_dir.join("kubeconfig")];
+    for dir in ["local/config", "local/pki"] {
+        for entry in std::fs::read_dir(lab_dir.join(dir)).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".key") || name.ends_with(".kubeconfig") {
+                secrets.push(entry.path());
+            }
+        }
+    }
+    assert!(secrets.len() >= 15, "{secrets:?}");
+    for secret in &secrets {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", secret.display());
+    }
+    // etcd asks every client for a certificate lab's CA signed.
+    let pki = lab_dir.join("local/pki");
+    let ca = pki.join("ca.crt");
+    let etcd = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert", ca.to_str().unwrap()])
+            .args(extra)
+            .arg("https://127.0.0.1:12379/version")
+            .output()
+            .expect("curl (apt-get install curl)")
+    };
+    let anonymous = etcd(&[]);
+    assert!(!anonymous.status.success(), "etcd answered a client without a certificate");
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "http://127.0.0.1:12379/version"])
+        .output()
+        .unwrap();
+    assert!(
+        !plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("etcdserver"),
+        "etcd answered plain HTTP"
+    );
+    let (cert, key) = (pki.join("apiserver-etcd-client.crt"), pki.join("apiserver-etcd-client.key"));
+    let with_cert = etcd(&["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&with_cert.stdout).contains("etcdserver"),
+        "etcd refused lab's own client certificate"
+    );
     let down = lab_down(&state, &binaries);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(Host::now(), before, "the host is not as it was");
