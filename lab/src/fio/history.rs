@@ -19,6 +19,10 @@ pub struct Fingerprint {
     pub kernel: String,
     pub cpu: String,
     pub device: String,
+    /// The filesystem fio's target lives on (`xfs`, `ext4`, `raw` for a
+    /// block device); empty where it cannot be told (a pod's path).
+    #[serde(default)]
+    pub filesystem: String,
     pub fio: String,
     pub lab: String,
     pub git_commit: String,
@@ -56,16 +60,45 @@ impl Fingerprint {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             cpu,
             device: device.to_string(),
+            filesystem: filesystem_of(device),
             fio: fio_version.to_string(),
             lab: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: git_commit().to_string(),
         }
     }
 
-    /// Whether two runs can be compared: same kernel, CPU, device and fio.
+    /// Whether two runs can be compared: same kernel, CPU, device, filesystem and fio.
     pub fn comparable(&self, other: &Fingerprint) -> bool {
-        (&self.kernel, &self.cpu, &self.device, &self.fio) == (&other.kernel, &other.cpu, &other.device, &other.fio)
+        (&self.kernel, &self.cpu, &self.device, &self.filesystem, &self.fio)
+            == (&other.kernel, &other.cpu, &other.device, &other.filesystem, &other.fio)
     }
+}
+
+/// The filesystem a path on this host lives on: the type of the deepest
+/// mount holding it, `raw` for a block device, empty for what is not a path here.
+pub fn filesystem_of(target: &str) -> String {
+    let path = std::path::Path::new(target);
+    if !path.is_absolute() {
+        return String::new();
+    }
+    if std::fs::metadata(path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())) {
+        return "raw".into();
+    }
+    // fio may create the file: its folder decides.
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    let Ok(resolved) = existing.canonicalize() else { return String::new() };
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            Some((point.replace("\\040", " "), kind.to_string()))
+        })
+        .filter(|(point, _)| resolved.starts_with(point))
+        .max_by_key(|(point, _)| point.len())
+        .map(|(_, kind)| kind)
+        .unwrap_or_default()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -263,6 +296,9 @@ mod tests {
         let here = Fingerprint::here("/dev/loop0", "fio-3.33");
         assert!(here.comparable(&Fingerprint { git_commit: "other".into(), ..here.clone() }));
         assert!(!here.comparable(&Fingerprint { device: "/dev/loop1".into(), ..here.clone() }));
+        assert!(!here.comparable(&Fingerprint { filesystem: "ext4".into(), ..here.clone() }), "xfs is not ext4");
+        assert_eq!(filesystem_of("/proc/self/status"), "proc");
+        assert_eq!(filesystem_of("loop (xfs)"), "", "not a path on this host");
 
         std::fs::write(history.path(), "{\"broken\n").unwrap();
         let err = format!("{:#}", history.records().unwrap_err());
