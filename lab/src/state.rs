@@ -165,6 +165,24 @@ pub struct Held {
     made: Option<PathBuf>,
 }
 
+/// A state folder this process made and left holding nothing but the lock,
+/// the instance id and an empty `test-devices` (a `lab test` of a lab that
+/// was never up) goes when the lock is let go.
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(dir) = &self.made else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let only_ours = entries.flatten().all(|e| match e.file_name().to_str() {
+            Some("lock" | "instance") => true,
+            Some("test-devices") => std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none()),
+            _ => false,
+        });
+        if only_ours {
+            self.forget_if_new();
+        }
+    }
+}
+
 impl Held {
     /// A command refused right after taking the lock leaves no state
     /// folder behind when the lock made it.
@@ -243,6 +261,7 @@ mod tests {
     fn a_second_holder_is_refused_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::at(dir.path().join("ci"));
+        std::fs::create_dir_all(state.dir()).unwrap();
         let held = state.hold("up", "0123456789ab").unwrap();
         let id = state.instance().expect("an instance id is written with the first hold");
         assert_eq!(id, "0123456789ab");
@@ -251,6 +270,18 @@ mod tests {
         drop(held);
         state.hold("down", "other").expect("free again once the holder is gone");
         assert_eq!(state.instance().unwrap(), id, "the instance id stays");
+    }
+
+    #[test]
+    fn a_state_folder_the_lock_made_goes_with_it_unless_something_was_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path().join(".lab/ci"));
+        drop(state.hold("test", "0123456789ab").unwrap());
+        assert!(!dir.path().join(".lab").exists(), "an empty state folder was left");
+        let held = state.hold("up", "0123456789ab").unwrap();
+        std::fs::write(state.changes(), "[]").unwrap();
+        drop(held);
+        assert!(state.exists(), "a state with a record was removed");
     }
 
     #[test]

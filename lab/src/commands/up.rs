@@ -11,8 +11,8 @@ use crate::state::Held;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario.clone())?.adopting(args.adopt);
-    lab.check_machine()?;
     if args.change.dry_run {
+        lab.check_machine()?;
         super::shown(&lab, &lab.up_plan()?, true);
         return Ok(ExitCode::SUCCESS);
     }
