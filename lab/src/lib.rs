@@ -85,7 +85,7 @@ impl Lab {
             available.saturating_sub(prepare::hugepages::MEMORY_MARGIN_KIB).saturating_add(free_pages * 2048)
         });
         if let Some(total) = prepare::hugepages::mem_total_kib(&meminfo) {
-            self.scenario.check_host_memory(total, room)?;
+            self.scenario.check_host_memory(total, room, prepare::hugepages::MEMORY_MARGIN_KIB)?;
         }
         Ok(())
     }

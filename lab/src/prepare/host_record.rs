@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::undo::Change;
-
 /// Where the host-level record is, unless `$LAB_HOST_RECORD` says otherwise.
 pub const DEFAULT_PATH: &str = "/var/lib/lab/host-changes.json";
 
@@ -24,11 +22,12 @@ pub fn default_path() -> PathBuf {
     std::env::var_os("LAB_HOST_RECORD").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or(DEFAULT_PATH.into())
 }
 
-/// One shared setting: the host's original, and the labs (their state
-/// folders) holding it.
+/// One shared setting: the host's original (the change record that holds
+/// it, as the lab that made it wrote it), and the labs (their state folders)
+/// holding it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shared {
-    pub original: Change,
+    pub original: serde_json::Value,
     pub holders: Vec<String>,
 }
 
@@ -96,14 +95,13 @@ impl Open {
 
     /// `holder` holds the setting `key`; `original` is what the host has
     /// now, kept only when no lab held it yet.
-    pub fn hold(&mut self, key: &str, holder: &str, original: &Change) {
-        let shared = self
-            .settings
-            .entry(key.to_string())
-            .or_insert_with(|| Shared { original: original.clone(), holders: vec![] });
+    pub fn hold(&mut self, key: &str, holder: &str, original: &impl Serialize) -> anyhow::Result<()> {
+        let original = serde_json::to_value(original)?;
+        let shared = self.settings.entry(key.to_string()).or_insert_with(|| Shared { original, holders: vec![] });
         if !shared.holders.iter().any(|h| h == holder) {
             shared.holders.push(holder.to_string());
         }
+        Ok(())
     }
 
     /// Drop `holder`'s hold on `key`, and holders whose state is gone (a lab
@@ -129,7 +127,7 @@ pub enum Release {
     /// Other labs hold it: it stays.
     Kept(Vec<String>),
     /// This lab was the last: put back what the host had before the first lab.
-    Last(Change),
+    Last(serde_json::Value),
 }
 
 #[cfg(test)]
@@ -143,12 +141,13 @@ mod tests {
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
         let (a, b) = (a.display().to_string(), b.display().to_string());
-        let pages = |was: &str| Change::Setting { path: "/proc/sys/vm/nr_hugepages".into(), was: was.into() };
+        let pages =
+            |was: &str| serde_json::json!({"change": "setting", "path": "/proc/sys/vm/nr_hugepages", "was": was});
         let path = dir.path().join("host.json");
         {
             let mut record = open(&path).unwrap();
-            record.hold("setting /proc/sys/vm/nr_hugepages", &a, &pages("0"));
-            record.hold("setting /proc/sys/vm/nr_hugepages", &b, &pages("64"));
+            record.hold("setting /proc/sys/vm/nr_hugepages", &a, &pages("0")).unwrap();
+            record.hold("setting /proc/sys/vm/nr_hugepages", &b, &pages("64")).unwrap();
             record.save().unwrap();
         }
         let mut record = open(&path).unwrap();
@@ -164,9 +163,9 @@ mod tests {
         std::fs::create_dir_all(&a).unwrap();
         let a = a.display().to_string();
         let mut record = open(&dir.path().join("host.json")).unwrap();
-        let module = Change::Module { name: "nbd".into() };
-        record.hold("module nbd", "/nonexistent/lab/state", &module);
-        record.hold("module nbd", &a, &module);
+        let module = serde_json::json!({"change": "module", "name": "nbd"});
+        record.hold("module nbd", "/nonexistent/lab/state", &module).unwrap();
+        record.hold("module nbd", &a, &module).unwrap();
         assert_eq!(record.release("module nbd", &a), Release::Last(module));
     }
 }

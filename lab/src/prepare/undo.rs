@@ -129,7 +129,8 @@ impl crate::plan::Work for ReleaseHostChange {
                 record.save()?;
                 return Ok(Some(format!("kept: other labs hold it too ({})", holders.join(", "))));
             }
-            Release::Last(original) => original,
+            Release::Last(original) => serde_json::from_value(original)
+                .with_context(|| format!("{} holds an original lab cannot read", self.host_record.display()))?,
             Release::NotShared => self.change.clone(),
         };
         if let Some(cmd) = original.restore_cmd() {
@@ -200,7 +201,7 @@ impl UndoLog {
         }
         if on == &Target::Host {
             let mut record = super::host_record::open(&self.host_record)?;
-            record.hold(&change.host_key(), &self.holder(), &change);
+            record.hold(&change.host_key(), &self.holder(), &change)?;
             record.save()?;
         }
         entries.push(Entry { on: on.clone(), change });
@@ -222,7 +223,7 @@ impl UndoLog {
         if !record.settings.contains_key(&change.host_key()) {
             return Ok(());
         }
-        record.hold(&change.host_key(), &self.holder(), &change);
+        record.hold(&change.host_key(), &self.holder(), &change)?;
         record.save()?;
         entries.push(Entry { on: on.clone(), change });
         self.write(&entries)

@@ -603,8 +603,15 @@ impl Scenario {
     }
 
     /// Hugepages on this host's kernel (kind, local and host labs) must fit
-    /// in its memory: the kernel would hand out nearly all of it first.
-    pub fn check_host_memory(&self, mem_total_kib: u64, room_kib: Option<u64>) -> Result<(), ScenarioError> {
+    /// in its memory (`MemTotal`: the kernel would hand out nearly all of it
+    /// first), and in `room_kib`, what the host can give without running
+    /// short (`margin_kib` kept back for its processes).
+    pub fn check_host_memory(
+        &self,
+        mem_total_kib: u64,
+        room_kib: Option<u64>,
+        margin_kib: u64,
+    ) -> Result<(), ScenarioError> {
         if !matches!(self.cluster.provider, ProviderKind::Kind | ProviderKind::Local | ProviderKind::Host) {
             return Ok(());
         }
@@ -630,7 +637,7 @@ impl Scenario {
                          (MemAvailable and the pages already free, less {} MiB kept for its processes): ask for fewer, or free memory first",
                         want_kib / 1024,
                         room / 1024,
-                        crate::prepare::hugepages::MEMORY_MARGIN_KIB / 1024
+                        margin_kib / 1024
                     ),
                 ));
             }
