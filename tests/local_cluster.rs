@@ -346,6 +346,8 @@ fn doctor_names_a_kube_proxy_chain_in_the_way() {
 /// and executable all match what lab recorded, so this one lives.
 #[test]
 fn a_stale_pid_file_never_gets_an_unrelated_process_killed() {
+    // Its process is named etcd: the other tests' view of the host must not see it.
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // An unrelated process whose executable is named etcd.

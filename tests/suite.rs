@@ -20,7 +20,12 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// No loop device or mount of lab's may be left behind.
 fn lab_loops() -> Vec<String> {
     let out = std::process::Command::new("losetup").arg("-a").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("lab-loop-")).map(str::to_string).collect()
+    // lab's test devices live in folders `test-devices/loop-*` of a lab's state.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("/test-devices/loop-"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The shipped host-perf scenario, its features and profiles, with results kept in `dir`.
@@ -98,7 +103,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
         assert!(line.contains("interleaved pairs)") && line.contains("settled after"), "{line}");
     }
     let quick = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k-quick.jsonl")).unwrap();
-    assert!(quick.contains("\"device\":\"loop (raw) baseline\"") && quick.contains("\"device\":\"loop (filesystem)\""));
+    assert!(quick.contains("\"device\":\"loop (raw) baseline\"") && quick.contains("\"device\":\"loop (xfs)\""));
     assert!(
         html.contains("<svg") && html.contains("randread-4k") && html.contains("read completion latency percentiles")
     );
@@ -129,12 +134,15 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
         .lines()
         .find(|l| l.contains("read IOPS: ") && l.contains("N=3 runs against 3 earlier sessions"))
         .unwrap_or_else(|| panic!("{}", fourth.stdout));
+    // Three real sessions on a noisy machine often leave the interval wide:
+    // then the check is not judged (never passed), and strict makes it fail.
     let regressed = fourth.stdout.contains("regression beyond");
+    let unsettled = fourth.stdout.contains("not judged, and the run is strict: read IOPS: unsettled");
     assert!(verdict.contains("95% CI"), "{verdict}");
-    assert_eq!(fourth.code, Some(if regressed { 1 } else { 0 }), "{}", fourth.stdout);
+    assert_eq!(fourth.code, Some(if regressed || unsettled { 1 } else { 0 }), "{}", fourth.stdout);
     let junit = std::fs::read_to_string(dir.path().join("fourth.xml")).unwrap();
-    assert_eq!(junit.contains("<failure"), regressed, "{junit}");
-    assert!(!junit.contains("<skipped"), "{junit}");
+    assert_eq!(junit.contains("<failure"), regressed || unsettled, "{junit}");
+    assert!(!junit.contains("<skipped"), "a failed case is never marked skipped: {junit}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap().lines().count(),
         12
@@ -234,4 +242,38 @@ fn lab_run_prepares_tests_and_restores_the_host() {
     assert_eq!(std::fs::read_to_string(PAGES).unwrap().trim(), before, "lab down did not restore the pages");
     assert!(!dir.path().join(".lab/host-perf").exists(), "the state directory was not removed");
     assert!(lab_loops().is_empty());
+}
+
+/// Ctrl-C in the middle of `lab test`: the run stops, its loop devices (and
+/// their mounts) are gone at once, and `lab down` has nothing left to fail on.
+#[test]
+fn ctrl_c_during_lab_test_leaves_no_loop_device_and_down_finishes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(dir.path(), &repo().join("features/host"));
+    let mut test = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(dir.path())
+        .args(["test", "-q", "-n", "4k random reads on xfs meet"])
+        .arg(&scenario)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until fio runs on the lab's loop device, then interrupt.
+    let started = std::time::Instant::now();
+    while lab_loops().is_empty() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!lab_loops().is_empty(), "lab test never made its loop device");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill").args(["-INT", &test.id().to_string()]).status();
+    let status = test.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(test.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(!status.success(), "lab test reported success after Ctrl-C:\n{said}");
+    assert!(said.contains("lab test was interrupted (SIGINT)"), "{said}");
+    assert_eq!(lab_loops(), Vec::<String>::new(), "Ctrl-C left loop devices:\n{said}");
+    let down = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("down").arg(&scenario).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(!dir.path().join(".lab/host-perf").exists(), "the state is left after lab down");
 }

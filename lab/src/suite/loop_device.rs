@@ -13,7 +13,9 @@ pub struct LoopDevice {
     pub mount: Option<std::path::PathBuf>,
     /// xfs, ext4, or none (the raw device).
     pub filesystem: Option<String>,
-    _dir: tempfile::TempDir,
+    /// Its folder, removed once the device is detached; kept (with its
+    /// record) when it cannot be, for `lab down`.
+    dir: Option<tempfile::TempDir>,
 }
 
 /// Where a lab's test loop devices live, one folder each.
@@ -48,7 +50,8 @@ impl LoopDevice {
         let device = run("losetup", &["--find", "--show", "--direct-io=on", &file_text])?;
         // The record first: whatever happens next, `lab down` finds this device.
         let recorded = std::fs::write(dir.path().join("device"), format!("{device}\n"));
-        let mut made = LoopDevice { device, mount: None, filesystem: filesystem.map(str::to_string), _dir: dir };
+        let folder = dir.path().to_path_buf();
+        let mut made = LoopDevice { device, mount: None, filesystem: filesystem.map(str::to_string), dir: Some(dir) };
         recorded.map_err(|e| format!("cannot record {}: {e}", made.device))?;
         if let Some(fs) = filesystem {
             let mkfs = match fs {
@@ -59,7 +62,7 @@ impl LoopDevice {
             let mut args = mkfs.1;
             args.push(&made.device);
             run(mkfs.0, &args).map_err(|e| format!("{e} (mkfs.xfs comes with xfsprogs)"))?;
-            let mount = made._dir.path().join("mnt");
+            let mount = folder.join("mnt");
             std::fs::create_dir(&mount).map_err(|e| e.to_string())?;
             run("mount", &[&made.device, &mount.display().to_string()])?;
             made.mount = Some(mount);
@@ -69,11 +72,26 @@ impl LoopDevice {
 }
 
 impl Drop for LoopDevice {
+    /// Unmounted and detached; fio, killed when a run is interrupted, may
+    /// hold the mount a moment longer, so busy is retried for a few seconds.
     fn drop(&mut self) {
+        let mut unmounted = true;
         if let Some(mount) = &self.mount {
-            let _ = run("umount", &[&mount.display().to_string()]);
+            let mount = mount.display().to_string();
+            unmounted = (0..50).any(|_| {
+                let done = run("umount", &[&mount]).is_ok();
+                if !done {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                done
+            });
         }
-        let _ = run("losetup", &["-d", &self.device]);
+        let detached = unmounted && run("losetup", &["-d", &self.device]).is_ok();
+        if !detached && let Some(dir) = self.dir.take() {
+            // Its record stays: `lab down` detaches the device from it.
+            let kept = dir.keep();
+            eprintln!("{} stays attached; `lab down` detaches it (recorded in {})", self.device, kept.display());
+        }
     }
 }
 
