@@ -81,11 +81,11 @@ impl Lab {
             .ok()
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
-        let room = prepare::hugepages::meminfo_kib(&meminfo, "MemAvailable:").map(|available| {
-            available.saturating_sub(prepare::hugepages::MEMORY_MARGIN_KIB).saturating_add(free_pages * 2048)
-        });
         if let Some(total) = prepare::hugepages::mem_total_kib(&meminfo) {
-            self.scenario.check_host_memory(total, room, prepare::hugepages::MEMORY_MARGIN_KIB)?;
+            let margin = prepare::hugepages::memory_margin_kib(total);
+            let room = prepare::hugepages::meminfo_kib(&meminfo, "MemAvailable:")
+                .map(|available| available.saturating_sub(margin).saturating_add(free_pages * 2048));
+            self.scenario.check_host_memory(total, room, margin)?;
         }
         Ok(())
     }

@@ -29,20 +29,24 @@ pub fn meminfo_kib(meminfo: &str, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// What lab leaves the host's processes, at least, when it reserves hugepages.
-pub const MEMORY_MARGIN_KIB: u64 = 512 * 1024;
+/// What lab leaves a machine's processes, at least, when it reserves
+/// hugepages: a tenth of its memory, between 64 MiB (a small VM node) and 512 MiB.
+pub fn memory_margin_kib(mem_total_kib: u64) -> u64 {
+    (mem_total_kib / 10).clamp(64 * 1024, 512 * 1024)
+}
 
-/// Why growing the pool by `new_pages` would leave the host short of memory,
-/// if it would: the new pages must fit in `MemAvailable` less a margin.
+/// Why growing the pool by `new_pages` would leave the machine short of
+/// memory, if it would: the new pages must fit in `MemAvailable` less the margin.
 pub fn memory_shortfall(meminfo: &str, new_pages: u64) -> Option<String> {
     let available = meminfo_kib(meminfo, "MemAvailable:")?;
+    let margin = memory_margin_kib(mem_total_kib(meminfo)?);
     let need = new_pages.saturating_mul(2048);
-    (need.saturating_add(MEMORY_MARGIN_KIB) > available).then(|| {
+    (need.saturating_add(margin) > available).then(|| {
         format!(
             "{new_pages} more 2 MiB hugepages take {} MiB, and only {} MiB are available (MemAvailable) of which lab leaves {} MiB to the host's processes",
             need / 1024,
             available / 1024,
-            MEMORY_MARGIN_KIB / 1024
+            margin / 1024
         )
     })
 }
@@ -242,5 +246,9 @@ mod tests {
         let why = memory_shortfall(MEMINFO, 3700).unwrap();
         assert!(why.starts_with("3700 more 2 MiB hugepages take 7400 MiB, and only 7812 MiB are available"), "{why}");
         assert_eq!(memory_shortfall("MemTotal: 1 kB\n", 10), None, "a kernel without MemAvailable is not judged here");
+        // A 512 MiB VM keeps 64 MiB back, not 512.
+        let small = "MemTotal: 500000 kB\nMemAvailable: 412000 kB\n";
+        assert_eq!(memory_shortfall(small, 32), None);
+        assert_eq!(memory_margin_kib(24 * 1024 * 1024), 512 * 1024);
     }
 }

@@ -110,7 +110,7 @@ impl Layout {
         format!("/lab-{}-{}", self.lab, &self.bridge["labbr-".len()..])
     }
 
-    /// The host's iptables chains as they were before kube-proxy started:
+    /// The host's iptables chains as they were before the kubelet started:
     /// those are never lab's to remove.
     pub fn chains_before(&self) -> PathBuf {
         self.path("chains-before.txt")
