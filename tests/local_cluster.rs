@@ -996,27 +996,22 @@ fn a_helm_chart_layer_deploys_and_is_torn_down_by_ownership() {
     assert!(applied >= 4 && gone == applied && !said.contains("; left "), "applied {applied}, removed {gone}:\n{said}");
 }
 
-/// `lab up` of `scenarios/local.yaml` as a child process with its state in `state`.
+/// `lab COMMAND -q scenarios/local.yaml` with its state in `state`.
+fn local_lab(state: &Path, binaries: &Path, command: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"));
+    cmd.env("LAB_KUBE_BIN", binaries).env("LAB_STATE_DIR", state).args([command, "-q"]);
+    cmd.arg(repo().join("scenarios/local.yaml"));
+    cmd
+}
+
+/// `lab up` as a child process.
 fn spawn_up(state: &Path, binaries: &Path) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
-        .env("LAB_KUBE_BIN", binaries)
-        .env("LAB_STATE_DIR", state)
-        .args(["up", "-q"])
-        .arg(repo().join("scenarios/local.yaml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+    let mut up = local_lab(state, binaries, "up");
+    up.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
 }
 
 fn lab_down(state: &Path, binaries: &Path) -> std::process::Output {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
-        .env("LAB_KUBE_BIN", binaries)
-        .env("LAB_STATE_DIR", state)
-        .args(["down", "-q"])
-        .arg(repo().join("scenarios/local.yaml"))
-        .output()
-        .unwrap()
+    local_lab(state, binaries, "down").output().unwrap()
 }
 
 /// One lab process per lab: a second `lab up` of the same scenario while the

@@ -201,7 +201,7 @@ impl Lab {
 
     /// The stack's objects, checked, with their kubelet paths pointed at the
     /// cluster's kubelet root (lab's local cluster keeps its own).
-    pub fn load_stack(&self) -> anyhow::Result<Vec<stack::manifest::Object>> {
+    fn load_stack(&self) -> anyhow::Result<Vec<stack::manifest::Object>> {
         let mut objects = stack::load(&self.scenario)?;
         if self.scenario.cluster.provider == scenario::ProviderKind::Local {
             let root = provider::local::Layout::new(&self.scenario, &self.state).kubelet_root();
@@ -267,7 +267,7 @@ impl Lab {
 
     /// The stack comes off before the cluster, in the order its finalizers
     /// need: volume users, claims, pools, the stack in reverse, CRDs last.
-    fn teardown_steps(&self) -> anyhow::Result<Vec<Step>> {
+    fn teardown_steps(&self, ownership: &std::sync::Arc<stack::ownership::Ownership>) -> anyhow::Result<Vec<Step>> {
         let Some(spec) = &self.scenario.stack else { return Ok(Vec::new()) };
         if self.scenario.cluster.provider == scenario::ProviderKind::Host {
             return Ok(Vec::new());
@@ -282,7 +282,6 @@ impl Lab {
         };
         let timeout =
             std::time::Duration::from_secs(scenario::parse_duration_secs(&spec.timeouts.teardown).unwrap_or(300));
-        let ownership = &self.ownership;
         let mut steps = vec![Step::work(
             "remove the workloads lab's scenarios left on the lab's volumes, then their claims",
             stack::teardown::RemoveVolumes {
@@ -439,11 +438,11 @@ impl Lab {
         }
         steps.extend(self.scenario.planned_nodes().iter().map(|n| registry.node_step(&n.name)));
         // Applied, refused or adopted, and torn down, as the stack's own objects are.
-        if advertise && let Ok(object) = registry_hosting_object(&registry) {
+        if advertise {
             steps.push(Step::work(
                 "advertise the registry (ConfigMap kube-public/local-registry-hosting)",
                 stack::apply::Apply {
-                    objects: vec![object],
+                    objects: vec![registry_hosting_object(&registry)],
                     images: std::sync::Arc::new(stack::ImageMap { builds: Vec::new(), registry: None }),
                     establish_within: None,
                     server_dry_run: false,
@@ -474,8 +473,20 @@ impl Lab {
     /// longer hold hugepages); the state directory goes last, as it holds the
     /// kubeconfig and the record the steps before use.
     pub fn down_plan(&self) -> anyhow::Result<Plan> {
+        self.down_plan_owning(&self.ownership)
+    }
+
+    /// After a failed `lab up`: the same as `lab down`, but of the cluster's
+    /// objects only those this run recorded as created.
+    pub fn cleanup_plan(&self) -> anyhow::Result<Plan> {
+        let mut ownership = (*self.ownership).clone();
+        ownership.only_recorded = true;
+        self.down_plan_owning(&std::sync::Arc::new(ownership))
+    }
+
+    fn down_plan_owning(&self, ownership: &std::sync::Arc<stack::ownership::Ownership>) -> anyhow::Result<Plan> {
         let dir = self.state.dir().to_path_buf();
-        let mut steps = self.teardown_steps()?;
+        let mut steps = self.teardown_steps(ownership)?;
         let test_devices = suite::loop_device::devices_dir(&self.state);
         steps.push(Step::run(
             format!("detach the test loop devices recorded in {}", self.state.dir().join("test-devices").display()),
@@ -484,14 +495,13 @@ impl Lab {
         ));
         if let Some(registry) = Registry::of(&self.scenario)
             && self.scenario.cluster.provider != scenario::ProviderKind::Host
-            && let Ok(object) = registry_hosting_object(&registry)
         {
             steps.push(Step::work(
                 "remove the registry's advertisement (ConfigMap kube-public/local-registry-hosting)",
                 stack::teardown::Delete {
-                    objects: vec![object],
+                    objects: vec![registry_hosting_object(&registry)],
                     timeout: std::time::Duration::from_secs(60),
-                    ownership: self.ownership.clone(),
+                    ownership: ownership.clone(),
                 },
             ));
         }
@@ -504,20 +514,6 @@ impl Lab {
                 .only_after_success(),
         );
         Ok(Plan { title: format!("lab down: {}", self.describe()), steps })
-    }
-
-    /// After a failed `lab up`: the same as `lab down`, but of the stack
-    /// only the objects this run recorded as created.
-    pub fn cleanup_plan(&self) -> anyhow::Result<Plan> {
-        let mut ownership = (*self.ownership).clone();
-        ownership.only_recorded = true;
-        let lab = Lab {
-            scenario: self.scenario.clone(),
-            state: self.state.clone(),
-            provider: provider::for_scenario(&self.scenario, &self.state),
-            ownership: std::sync::Arc::new(ownership),
-        };
-        lab.down_plan()
     }
 
     pub fn undo_log(&self) -> prepare::UndoLog {
@@ -557,12 +553,9 @@ impl Lab {
 }
 
 /// The registry's KEP-1755 ConfigMap as a stack object lab applies and removes by its marks.
-fn registry_hosting_object(registry: &Registry) -> anyhow::Result<stack::manifest::Object> {
-    Ok(stack::manifest::Object {
-        file: "generated".into(),
-        line: 0,
-        value: serde_json::to_value(registry.hosting_config_map())?,
-    })
+fn registry_hosting_object(registry: &Registry) -> stack::manifest::Object {
+    let value = serde_json::to_value(registry.hosting_config_map()).expect("a ConfigMap of strings always serializes");
+    stack::manifest::Object { file: "generated".into(), line: 0, value }
 }
 
 /// Processes (by pid) whose command line contains `text`.

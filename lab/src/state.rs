@@ -91,14 +91,10 @@ impl StateDir {
         self.file("created-objects.txt")
     }
 
-    /// The id of this lab instance, written when it is first used: it is in
-    /// every mark lab puts on cluster objects, so two labs of one name (two
-    /// CI jobs on one shared cluster) never take each other's objects.
-    pub fn instance_file(&self) -> PathBuf {
-        self.file("instance")
-    }
-
-    /// The recorded instance id, if this state has one.
+    /// The recorded id of this lab instance (`instance`), if this state has
+    /// one: written when the lab is first held, it is in every mark lab puts
+    /// on cluster objects, so two labs of one name (two CI jobs on one shared
+    /// cluster) never take each other's objects.
     pub fn instance(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.absolute.join("instance")).ok()?;
         Some(text.trim().to_string()).filter(|id| !id.is_empty())
@@ -188,12 +184,22 @@ impl Held {
     /// folder behind when the lock made it.
     pub fn forget_if_new(&self) {
         if let Some(dir) = &self.made {
-            let _ = std::fs::remove_dir_all(dir);
-            if let Some(parent) = dir.parent().filter(|p| p.file_name().is_some_and(|n| n == ".lab")) {
-                let _ = std::fs::remove_dir(parent);
-            }
+            let _ = remove_state_dir(dir);
         }
     }
+}
+
+/// Remove a state folder (gone already is fine); the `.lab` folder beside a
+/// scenario goes with its last lab (only when empty).
+pub fn remove_state_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    if let Some(parent) = path.parent().filter(|p| p.file_name().is_some_and(|n| n == ".lab")) {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
 }
 
 /// A fresh instance id: 12 hex digits from the kernel's random source.
@@ -228,11 +234,6 @@ pub fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", temporary.display()))?;
     drop(file);
     std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A secret (key, kubeconfig, token): mode 0600 from birth.
-pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
-    write_new(path, contents, 0o600)
 }
 
 /// `path` made absolute against the working directory, with `.` and `..`
@@ -291,7 +292,7 @@ mod tests {
         let path = dir.path().join("kubeconfig");
         std::fs::write(&path, "old").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_secret(&path, "new").unwrap();
+        write_new(&path, "new", 0o600).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
     }

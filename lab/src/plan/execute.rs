@@ -16,14 +16,9 @@ use crate::state::StateDir;
 /// host or node record it in the state directory's undo log.
 pub async fn execute(plan: &Plan, cluster: &dyn Cluster, progress: &Progress, state: &StateDir) -> anyhow::Result<()> {
     for (i, step) in plan.steps.iter().enumerate() {
-        let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
-        let spinner = progress.start(&label);
-        let started = Instant::now();
-        let ctx = Context { cluster, state, spinner: spinner.as_ref(), log: state.log() };
-        let result = run_step(step, &ctx).await;
-        let note = result.as_ref().ok().and_then(Option::as_deref);
-        progress.finish(spinner, &label, note, result.is_ok(), started.elapsed());
-        result.with_context(|| format!("step {} of {} failed: {}", i + 1, plan.steps.len(), step.title))?;
+        run_shown(step, &label(plan, i), cluster, progress, state)
+            .await
+            .with_context(|| format!("step {} of {} failed: {}", i + 1, plan.steps.len(), step.title))?;
     }
     Ok(())
 }
@@ -40,18 +35,12 @@ pub async fn execute_through(
 ) -> anyhow::Result<()> {
     let mut failures: Vec<String> = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
-        let label = format!("[{}/{}] {}", i + 1, plan.steps.len(), step.title);
+        let label = label(plan, i);
         if step.only_after_success && !failures.is_empty() {
             progress.line(&format!("- {label}: skipped, as {} step(s) before it failed", failures.len()));
             continue;
         }
-        let spinner = progress.start(&label);
-        let started = Instant::now();
-        let ctx = Context { cluster, state, spinner: spinner.as_ref(), log: state.log() };
-        let result = run_step(step, &ctx).await;
-        let note = result.as_ref().ok().and_then(Option::as_deref);
-        progress.finish(spinner, &label, note, result.is_ok(), started.elapsed());
-        if let Err(e) = result {
+        if let Err(e) = run_shown(step, &label, cluster, progress, state).await {
             failures.push(format!("step {} of {} ({}): {e:#}", i + 1, plan.steps.len(), step.title));
         }
     }
@@ -59,6 +48,28 @@ pub async fn execute_through(
         return Ok(());
     }
     anyhow::bail!("{} of {} steps failed:\n- {}", failures.len(), plan.steps.len(), failures.join("\n- "))
+}
+
+/// `[3/12] title`: how a step is shown.
+fn label(plan: &Plan, i: usize) -> String {
+    format!("[{}/{}] {}", i + 1, plan.steps.len(), plan.steps[i].title)
+}
+
+/// Run one step under its progress line: a spinner, then ✓ or ✗ with its note and time.
+async fn run_shown(
+    step: &Step,
+    label: &str,
+    cluster: &dyn Cluster,
+    progress: &Progress,
+    state: &StateDir,
+) -> anyhow::Result<()> {
+    let spinner = progress.start(label);
+    let started = Instant::now();
+    let ctx = Context { cluster, state, spinner: spinner.as_ref(), log: state.log() };
+    let result = run_step(step, &ctx).await;
+    let note = result.as_ref().ok().and_then(Option::as_deref);
+    progress.finish(spinner, label, note, result.is_ok(), started.elapsed());
+    result.map(|_| ())
 }
 
 /// Run one step; some steps say what they found or changed.
@@ -78,16 +89,7 @@ async fn run_step(step: &Step, ctx: &Context<'_>) -> anyhow::Result<Option<Strin
             std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
         }
         Action::RemoveDir { path } => {
-            match std::fs::remove_dir_all(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
-                }
-                _ => {}
-            }
-            // The `.lab` folder beside a scenario goes with its last lab (only when empty).
-            if let Some(parent) = path.parent().filter(|p| p.file_name().is_some_and(|n| n == ".lab")) {
-                let _ = std::fs::remove_dir(parent);
-            }
+            crate::state::remove_state_dir(path).with_context(|| format!("cannot remove {}", path.display()))?;
         }
         Action::ExpectNodes { names } => {
             let found: Vec<String> = ctx.cluster.nodes().await?.into_iter().map(|n| n.name).collect();

@@ -367,18 +367,17 @@ pub const KUBE_PROXY_CHAINS: [(&str, &str); 3] =
 
 /// Whether iptables runs and lists its rules here.
 pub fn iptables_answers() -> bool {
-    std::process::Command::new("iptables")
-        .args(["-w", "-S"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    iptables_succeeds(&["-w", "-S"])
 }
 
 /// Whether iptables has this chain (false without iptables).
 pub fn chain_exists(table: &str, chain: &str) -> bool {
+    iptables_succeeds(&["-w", "-t", table, "-S", chain])
+}
+
+fn iptables_succeeds(args: &[&str]) -> bool {
     std::process::Command::new("iptables")
-        .args(["-w", "-t", table, "-S", chain])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
@@ -397,8 +396,8 @@ pub fn record_chains_script(layout: &Layout) -> String {
 }
 
 /// The chains lab's kubelet and kube-proxy made (named `KUBE-…`, absent
-/// from the record taken before the kubelet started): the rules jumping to them first, then
-/// the chains. A chain the host had before is never touched, nor one of
+/// from the record taken before the kubelet started): the rules jumping to
+/// them first, then the chains. A chain the host had before is never touched, nor one of
 /// another name (Docker's, CNI's, the user's). No record: nothing is removed.
 pub fn remove_new_chains_script(layout: &Layout) -> String {
     format!(
@@ -417,13 +416,16 @@ pub fn remove_new_chains_script(layout: &Layout) -> String {
     )
 }
 
+/// Shell: every mounted cgroup hierarchy (v1 controllers, or the v2 root).
+const CGROUP_HIERARCHIES: &str = "awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {print $2}' /proc/self/mounts | sort -u";
+
 /// The kubelet's root and lab's cgroup in every mounted hierarchy, made
 /// fresh (`mkdir` without `-p`: one already there is not lab's to take).
 /// A new cpuset cgroup gets its parent's CPUs and memory nodes, as the
 /// kubelet's children need them.
 pub fn make_kubelet_dirs_script(layout: &Layout) -> String {
     format!(
-        "mkdir -p {root} && for h in $(awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {{print $2}}' /proc/self/mounts | sort -u); do \
+        "mkdir -p {root} && for h in $({CGROUP_HIERARCHIES}); do \
          mkdir \"$h\"{cgroup} || exit 1; \
          if [ -f \"$h\"{cgroup}/cpuset.cpus ]; then cat \"$h/cpuset.cpus\" > \"$h\"{cgroup}/cpuset.cpus; cat \"$h/cpuset.mems\" > \"$h\"{cgroup}/cpuset.mems; fi; \
          done",
@@ -437,7 +439,7 @@ pub fn make_kubelet_dirs_script(layout: &Layout) -> String {
 pub fn remove_kubelet_script(layout: &Layout) -> String {
     format!(
         "rm -rf --one-file-system {run}; rmdir /run/lab 2>/dev/null; \
-         for h in $(awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {{print $2}}' /proc/self/mounts | sort -u); do \
+         for h in $({CGROUP_HIERARCHIES}); do \
          [ -d \"$h\"{cgroup} ] && find \"$h\"{cgroup} -depth -type d -exec rmdir {{}} \\; 2>/dev/null; \
          done; true",
         run = quote(&layout.run.display().to_string()),
