@@ -11,7 +11,7 @@ fn vagrantfile_validates_with_a_generated_node_list() {
     // The files `lab up` writes, from the same library code.
     let scenario = lab::scenario::Scenario::load(&repo.join("scenarios/vagrant.yaml")).unwrap();
     let state = scenario.state_dir().unwrap();
-    let vagrant = lab::provider::Vagrant::new(&scenario, &state);
+    let vagrant = lab::provider::Vagrant::new(&scenario, &state, "0123456789ab");
     let lab_dir = work.path().join("vm");
     std::fs::create_dir_all(&lab_dir).unwrap();
     std::fs::write(lab_dir.join("Vagrantfile"), lab::provider::vagrant::VAGRANTFILE).unwrap();

@@ -45,10 +45,11 @@ impl Lab {
         let path = path.unwrap_or_else(scenario::default_path);
         let scenario = Scenario::load(&path)?;
         let state = scenario.state_dir()?;
-        let provider = provider::for_scenario(&scenario, &state);
+        let instance = state.instance().unwrap_or_else(state::new_instance_id);
+        let provider = provider::for_scenario(&scenario, &state, &instance);
         let ownership = std::sync::Arc::new(stack::ownership::Ownership {
             lab: scenario.name().to_string(),
-            instance: state.instance().unwrap_or_else(state::new_instance_id),
+            instance,
             adopt: false,
             delete_adopted: false,
             only_recorded: false,

@@ -42,10 +42,11 @@ pub trait Provider: Cluster {
     fn interactive_shell(&self, node: &str) -> Cmd;
 }
 
-pub fn for_scenario(scenario: &Scenario, state: &StateDir) -> Box<dyn Provider> {
+/// The scenario's provider; `instance` names what it makes on the host (VMs).
+pub fn for_scenario(scenario: &Scenario, state: &StateDir, instance: &str) -> Box<dyn Provider> {
     match scenario.cluster.provider {
         ProviderKind::Kind => Box::new(Kind::new(scenario, state)),
-        ProviderKind::Vagrant => Box::new(Vagrant::new(scenario, state)),
+        ProviderKind::Vagrant => Box::new(Vagrant::new(scenario, state, instance)),
         ProviderKind::Existing => Box::new(Existing::new(scenario)),
         ProviderKind::Host => Box::new(Host),
         ProviderKind::Local => Box::new(Local::new(scenario, state)),

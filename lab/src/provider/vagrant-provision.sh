@@ -1,5 +1,7 @@
 #!/bin/sh
-# Installs containerd and kubeadm on a Debian VM for a `lab` cluster.
+# Readies a Debian VM for a `lab` cluster. A box with Kubernetes inside (lab's
+# offline box) needs nothing downloaded; any other box gets containerd and
+# kubeadm from the internet (Debian's and Kubernetes' apt repositories).
 # Arguments: Kubernetes minor release (v1.33), the node's private IP, node labels.
 set -eu
 k8s_minor=$1
@@ -24,26 +26,29 @@ net.ipv4.ip_forward = 1
 SYSCTL
 sysctl --system >/dev/null
 
-apt-get update -q
-apt-get install -y -q containerd apt-transport-https ca-certificates curl gpg
-mkdir -p /etc/containerd
-# config_path: registry hosts files under certs.d, as lab's registry mode writes them.
-containerd config default \
-  | sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
-        -e 's|config_path = ""|config_path = "/etc/containerd/certs.d"|' \
-  > /etc/containerd/config.toml
-systemctl restart containerd
+if ! command -v kubeadm >/dev/null 2>&1; then
+  apt-get update -q
+  apt-get install -y -q containerd apt-transport-https ca-certificates curl gpg
+  mkdir -p /etc/containerd
+  # config_path: registry hosts files under certs.d, as lab's registry mode writes them.
+  containerd config default \
+    | sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
+          -e 's|config_path = ""|config_path = "/etc/containerd/certs.d"|' \
+    > /etc/containerd/config.toml
+  systemctl restart containerd
 
-mkdir -p /etc/apt/keyrings
-curl -fsSL "https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/Release.key" \
-  | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
-echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/ /" \
-  > /etc/apt/sources.list.d/kubernetes.list
-apt-get update -q
-apt-get install -y -q kubelet kubeadm kubectl
-apt-mark hold kubelet kubeadm kubectl
+  mkdir -p /etc/apt/keyrings
+  curl -fsSL "https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/Release.key" \
+    | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+  echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/${k8s_minor}/deb/ /" \
+    > /etc/apt/sources.list.d/kubernetes.list
+  apt-get update -q
+  apt-get install -y -q kubelet kubeadm kubectl
+  apt-mark hold kubelet kubeadm kubectl
+fi
 
-# Advertise the private network address (eth0 is Vagrant's NAT, the same on every VM).
+# Advertise the private network address: eth0 is the management network
+# (Vagrant's NAT, or libvirt's isolated DHCP network), not the nodes' own.
 extra="--node-ip=${node_ip}"
 [ -n "$node_labels" ] && extra="$extra --node-labels=${node_labels}"
 echo "KUBELET_EXTRA_ARGS=$extra" > /etc/default/kubelet

@@ -1,17 +1,19 @@
 //! Vagrant: one VM per node, each with its own kernel. The root `Vagrantfile`
 //! defines the VMs from the node list `lab` writes; `lab` runs kubeadm itself,
-//! as visible plan steps.
+//! as visible plan steps. Under libvirt every domain, network and storage
+//! pool is named after the lab's instance, recorded in the node list, and
+//! removed from that record.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Provider;
 use crate::plan::{Action, Step, Target};
 use crate::plan::{Cluster, NodeStatus};
-use crate::scenario::{PlannedNode, Role, Scenario, VagrantOptions, VagrantProvider};
+use crate::scenario::{DomainType, PlannedNode, Role, Scenario, VagrantOptions, VagrantProvider};
 use crate::shell::{Cmd, LocalShell, Output, RunError, Shell, quote};
 use crate::state::StateDir;
 
@@ -19,20 +21,30 @@ use crate::state::StateDir;
 /// each lab has its own `.vagrant/` and `lab` works from any directory.
 pub const VAGRANTFILE: &str = include_str!("../../../Vagrantfile");
 const PROVISION_SCRIPT: &str = include_str!("vagrant-provision.sh");
+const DOMAIN_PROBE_SCRIPT: &str = include_str!("libvirt-domain-probe.sh");
 /// The environment variable through which the Vagrantfile finds the node list.
 pub const NODES_ENV: &str = "LAB_NODES";
+/// lab's own Vagrant home (boxes, the box's kernel): outside `/root`, which
+/// libvirt's qemu user cannot enter. `$LAB_VAGRANT_HOME` overrides it.
+pub const DEFAULT_VAGRANT_HOME: &str = "/var/lib/lab/vagrant";
 const POD_CIDR: &str = "10.244.0.0/16";
 const FLANNEL_MANIFEST: &str = "https://github.com/flannel-io/flannel/releases/latest/download/kube-flannel.yml";
+/// Where a box with Kubernetes inside keeps its pod network (lab's offline box).
+const BOX_POD_NETWORK: &str = "/etc/lab/pod-network.yaml";
+/// Where libvirt keeps the storage pools lab makes.
+const POOL_PARENT: &str = "/var/lib/libvirt/images";
 
 pub struct Vagrant {
     cluster: String,
     nodes: Vec<PlannedNode>,
     options: VagrantOptions,
+    box_file: Option<PathBuf>,
     state: StateDir,
+    libvirt: LibvirtNames,
 }
 
 /// What the Vagrantfile reads.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeList {
     pub cluster: String,
@@ -41,14 +53,31 @@ pub struct NodeList {
     pub provider: VagrantProvider,
     pub kubernetes: String,
     pub provision_script: String,
+    pub libvirt: LibvirtNames,
     pub nodes: Vec<VmNode>,
 }
 
-#[derive(Serialize, Debug)]
+/// The libvirt objects of one lab instance: the record `lab down` removes from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LibvirtNames {
+    /// Domains are named `<prefix><node>`.
+    pub prefix: String,
+    pub storage_pool: String,
+    pub management_network: String,
+    pub management_network_address: String,
+    pub node_network: String,
+    /// The domain type the scenario fixed; otherwise the probe writes `domainFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<serde_json::Value>,
+    pub domain_file: String,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct VmNode {
     pub name: String,
-    pub role: &'static str,
+    pub role: String,
     pub ip: String,
     pub cpus: u32,
     pub memory_mib: u64,
@@ -58,12 +87,40 @@ pub struct VmNode {
     pub pool_disk_mib: Option<u64>,
 }
 
+impl LibvirtNames {
+    fn new(instance: &str, options: &VagrantOptions) -> LibvirtNames {
+        let base = format!("lab-{instance}");
+        let domain = match options.driver {
+            DomainType::Auto => None,
+            DomainType::Kvm => Some(serde_json::json!({"type": "kvm", "cpuMode": "host-passthrough"})),
+            // io-engine needs SSE4.2, which qemu's emulated Nehalem has.
+            DomainType::Qemu => Some(serde_json::json!({"type": "qemu", "cpuMode": "custom", "cpuModel": "Nehalem"})),
+        };
+        LibvirtNames {
+            prefix: format!("{base}-"),
+            storage_pool: base.clone(),
+            management_network: format!("{base}-mgmt"),
+            management_network_address: format!("{}.0/24", options.management_network),
+            node_network: format!("{base}-nodes"),
+            domain,
+            domain_file: "libvirt-domain.json".into(),
+        }
+    }
+
+    fn pool_path(&self) -> String {
+        format!("{POOL_PARENT}/{}", self.storage_pool)
+    }
+}
+
 impl Vagrant {
-    pub fn new(scenario: &Scenario, state: &StateDir) -> Vagrant {
+    pub fn new(scenario: &Scenario, state: &StateDir, instance: &str) -> Vagrant {
+        let options = scenario.cluster.vagrant.clone().unwrap_or_default();
         Vagrant {
             cluster: scenario.cluster_name(),
             nodes: scenario.planned_nodes(),
-            options: scenario.cluster.vagrant.clone().unwrap_or_default(),
+            box_file: options.box_file.as_deref().map(|f| scenario.path_of(f)),
+            libvirt: LibvirtNames::new(instance, &options),
+            options,
             state: state.clone(),
         }
     }
@@ -75,7 +132,7 @@ impl Vagrant {
             .enumerate()
             .map(|(i, node)| VmNode {
                 name: node.name.clone(),
-                role: node.group.role.as_str(),
+                role: node.group.role.as_str().to_string(),
                 ip: self.ip(i),
                 cpus: node.group.cpus.unwrap_or(self.options.cpus),
                 memory_mib: node.group.memory.unwrap_or(self.options.memory).mebibytes(),
@@ -89,6 +146,7 @@ impl Vagrant {
             provider: self.options.provider,
             kubernetes: self.options.kubernetes.clone(),
             provision_script: "provision.sh".into(),
+            libvirt: self.libvirt.clone(),
             nodes,
         }
     }
@@ -101,10 +159,24 @@ impl Vagrant {
         self.state.file("nodes.json")
     }
 
+    /// The node list an earlier `up` wrote: the record of its libvirt objects.
+    fn recorded_node_list(&self) -> Option<NodeList> {
+        let text = std::fs::read_to_string(self.node_list_path()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn vagrant_home() -> String {
+        std::env::var("LAB_VAGRANT_HOME").unwrap_or_else(|_| DEFAULT_VAGRANT_HOME.to_string())
+    }
+
     /// `vagrant …` run from the lab's state directory (absolute), where the
-    /// Vagrantfile finds `nodes.json` beside itself.
+    /// Vagrantfile finds `nodes.json` beside itself; lab's own Vagrant home;
+    /// no update check over the network.
     fn vagrant(&self) -> Cmd {
-        Cmd::new("vagrant").env("VAGRANT_CWD", self.state.absolute().display().to_string())
+        Cmd::new("vagrant")
+            .env("VAGRANT_CWD", self.state.absolute().display().to_string())
+            .env("VAGRANT_HOME", Self::vagrant_home())
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
     }
 
     /// Without lab's Vagrantfile in the state directory, Vagrant would search
@@ -113,8 +185,81 @@ impl Vagrant {
         self.state.absolute().join("Vagrantfile")
     }
 
+    /// OpenSSH's settings for the VMs, from `vagrant ssh-config`: one `ssh`
+    /// per command instead of a Vagrant start-up each time.
+    fn ssh_config(&self) -> PathBuf {
+        self.state.absolute().join("ssh-config")
+    }
+
     fn control_plane(&self) -> (usize, &PlannedNode) {
         self.nodes.iter().enumerate().find(|(_, n)| n.group.role == Role::ControlPlane).unwrap_or((0, &self.nodes[0]))
+    }
+
+    fn is_libvirt(&self) -> bool {
+        self.options.provider == VagrantProvider::Libvirt
+    }
+
+    /// Adds the scenario's box file to lab's Vagrant home when the box is
+    /// missing there or older than the file (a rebuilt box).
+    fn add_box_step(&self, file: &std::path::Path) -> Step {
+        let name = &self.options.box_name;
+        let added = format!(
+            "{}/boxes/{}/0/{}/metadata.json",
+            Self::vagrant_home(),
+            name.replace('/', "-VAGRANTSLASH-"),
+            self.options.provider.as_str()
+        );
+        let add = self.vagrant().args(["box", "add", "--force", "--name", name]).arg(file.display().to_string());
+        let file = quote(&file.display().to_string());
+        Step::run(
+            format!("add box {name} from {} (when missing or older)", self.box_file_shown()),
+            Target::Host,
+            Cmd::sh(format!(
+                "test -f {file} || {{ echo 'no box file '{file}': build it with .ci/vm/box' >&2; exit 1; }}; \
+                 mkdir -p {home} && chmod 0755 {home}; \
+                 if [ -f {added} ] && [ ! {file} -nt {added} ]; then echo 'box {name} is current'; else {add}; fi",
+                home = quote(&Self::vagrant_home()),
+                added = quote(&added),
+            )),
+        )
+    }
+
+    fn box_file_shown(&self) -> String {
+        self.box_file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+    }
+
+    /// The kernel the domain probe boots: the box's own when it has one.
+    fn box_kernel(&self) -> String {
+        format!(
+            "{}/boxes/{}/0/libvirt/vmlinuz",
+            Self::vagrant_home(),
+            self.options.box_name.replace('/', "-VAGRANTSLASH-")
+        )
+    }
+
+    fn libvirt_up_steps(&self) -> Vec<Step> {
+        let names = &self.libvirt;
+        let mut steps = vec![Step::run(
+            format!("create libvirt storage pool {} in {}", names.storage_pool, names.pool_path()),
+            Target::Host,
+            Cmd::sh(format!(
+                "virsh -c qemu:///system pool-define-as {pool} dir --target {path} && \
+                 virsh -c qemu:///system pool-build {pool} && virsh -c qemu:///system pool-start {pool}",
+                pool = quote(&names.storage_pool),
+                path = quote(&names.pool_path()),
+            )),
+        )];
+        if names.domain.is_none() {
+            steps.push(Step::run(
+                "choose the libvirt domain type: KVM if a kernel boots under it within 30 s, else qemu (emulation)",
+                Target::Host,
+                Cmd::new("sh").arg("-c").arg(DOMAIN_PROBE_SCRIPT).arg("libvirt-domain-probe").args([
+                    self.box_kernel(),
+                    self.state.absolute().join(&names.domain_file).display().to_string(),
+                ]),
+            ));
+        }
+        steps
     }
 }
 
@@ -142,7 +287,7 @@ impl Cluster for Vagrant {
     }
 
     fn node_shell(&self, node: &str) -> Box<dyn Shell> {
-        Box::new(VagrantShell { node: node.to_string(), vagrant: self.vagrant(), vagrantfile: self.vagrantfile() })
+        Box::new(VagrantShell { node: node.to_string(), ssh_config: self.ssh_config() })
     }
 }
 
@@ -167,40 +312,59 @@ impl Provider for Vagrant {
                 format!("write node list {}", self.node_list_path().display()),
                 Action::WriteFile { path: self.node_list_path(), contents: json + "\n", secret: false },
             ),
-            Step::run(
-                format!("boot {} VMs ({})", self.nodes.len(), self.options.provider.as_str()),
-                Target::Host,
-                self.vagrant().env(NODES_ENV, "nodes.json").args(["up", "--provider", self.options.provider.as_str()]),
-            ),
         ];
+        if let Some(file) = &self.box_file {
+            steps.push(self.add_box_step(file));
+        }
+        if self.is_libvirt() {
+            steps.extend(self.libvirt_up_steps());
+        }
+        steps.push(Step::run(
+            format!("boot {} VMs ({})", self.nodes.len(), self.options.provider.as_str()),
+            Target::Host,
+            self.vagrant().env(NODES_ENV, "nodes.json").args(["up", "--provider", self.options.provider.as_str()]),
+        ));
+        // It names the key Vagrant made for the VMs: 0600 like the key.
+        steps.push(Step::run(
+            format!("write the VMs' ssh settings to {}", self.ssh_config().display()),
+            Target::Host,
+            Cmd::sh(format!(
+                "(umask 077; {} > {})",
+                self.vagrant().arg("ssh-config"),
+                quote(&self.ssh_config().display().to_string())
+            )),
+        ));
         let (cp_index, cp) = self.control_plane();
+        let cp_ip = self.ip(cp_index);
         let admin = "--kubeconfig=/etc/kubernetes/admin.conf";
-        let init = format!(
-            "test -f /etc/kubernetes/admin.conf || kubeadm init --apiserver-advertise-address={} --pod-network-cidr={POD_CIDR} --node-name={}",
-            self.ip(cp_index),
-            cp.name
-        );
-        steps.push(Step::run(format!("kubeadm init on {}", cp.name), Target::Node(cp.name.clone()), Cmd::sh(init)));
         steps.push(Step::run(
-            "install the flannel pod network",
+            format!("kubeadm init on {}", cp.name),
             Target::Node(cp.name.clone()),
-            Cmd::new("kubectl").args([admin, "apply", "-f", FLANNEL_MANIFEST]),
+            Cmd::sh(kubeadm_init_script(&cp.name, &cp_ip)),
         ));
-        // The VMs' first NIC is Vagrant's NAT with the same address everywhere;
-        // pod traffic must use the private network.
         steps.push(Step::run(
-            "make flannel use the private network (eth1)",
+            "install the pod network (the box's own, else flannel from the internet)",
             Target::Node(cp.name.clone()),
-            Cmd::new("kubectl").args([
-                admin,
-                "-n",
-                "kube-flannel",
-                "set",
-                "env",
-                "daemonset/kube-flannel-ds",
-                "FLANNELD_IFACE=eth1",
-            ]),
+            Cmd::sh(format!(
+                "if [ -f {BOX_POD_NETWORK} ]; then \
+                   sed 's|@CONTROL_PLANE_ENDPOINT@|{cp_ip}:6443|' {BOX_POD_NETWORK} | kubectl {admin} apply -f -; \
+                 else \
+                   kubectl {admin} apply -f {FLANNEL_MANIFEST} && \
+                   kubectl {admin} -n kube-flannel set env daemonset/kube-flannel-ds FLANNELD_IFACE=eth1; \
+                 fi"
+            )),
         ));
+        if self.nodes.len() == 1 {
+            let node = quote(&cp.name);
+            steps.push(Step::run(
+                format!("let pods run on {}, the only node (remove the control-plane taint)", cp.name),
+                Target::Node(cp.name.clone()),
+                Cmd::sh(format!(
+                    "kubectl {admin} get node {node} -o jsonpath='{{.spec.taints}}' | grep -q node-role.kubernetes.io/control-plane || exit 0; \
+                     kubectl {admin} taint nodes {node} node-role.kubernetes.io/control-plane:NoSchedule-"
+                )),
+            ));
+        }
         for node in self.nodes.iter().filter(|n| n.name != cp.name) {
             // The join command carries a token: its output is never logged.
             let token = (
@@ -213,8 +377,9 @@ impl Provider for Vagrant {
         }
         // The admin kubeconfig is 0600 from birth, as kubeadm writes it.
         let fetch = format!(
-            "(umask 077; {} > {})",
-            self.vagrant().args(["ssh", &cp.name, "-c", "sudo cat /etc/kubernetes/admin.conf"]),
+            "(umask 077; ssh -F {} {} sudo cat /etc/kubernetes/admin.conf > {})",
+            quote(&self.ssh_config().display().to_string()),
+            quote(&cp.name),
             quote(&self.state.kubeconfig().display().to_string())
         );
         steps.push(Step::run(
@@ -242,7 +407,20 @@ impl Provider for Vagrant {
         let script = format!(
             "if [ -f {vagrantfile} ]; then {destroy}; else echo 'no lab Vagrantfile at '{vagrantfile}': no VM of this lab to destroy'; fi"
         );
-        vec![Step::run(format!("destroy the VMs of {}", self.cluster), Target::Host, Cmd::sh(script))]
+        let mut steps = vec![Step::run(format!("destroy the VMs of {}", self.cluster), Target::Host, Cmd::sh(script))];
+        // What the recorded instance made, by the names it recorded.
+        if let Some(record) = self.recorded_node_list().filter(|r| r.provider == VagrantProvider::Libvirt) {
+            let names = &record.libvirt;
+            steps.push(Step::run(
+                format!(
+                    "remove what libvirt still holds of {}: domains {}<node>, networks {} and {}, storage pool {}",
+                    self.cluster, names.prefix, names.management_network, names.node_network, names.storage_pool
+                ),
+                Target::Host,
+                Cmd::sh(libvirt_down_script(&record)),
+            ));
+        }
+        steps
     }
 
     async fn exists(&self) -> anyhow::Result<bool> {
@@ -250,12 +428,77 @@ impl Provider for Vagrant {
     }
 
     fn interactive_shell(&self, node: &str) -> Cmd {
-        let vagrantfile = quote(&self.vagrantfile().display().to_string());
-        let ssh = self.vagrant().args(["ssh", node]);
+        let config = quote(&self.ssh_config().display().to_string());
         Cmd::sh(format!(
-            "test -f {vagrantfile} || {{ echo 'no lab Vagrantfile at '{vagrantfile} >&2; exit 1; }}; exec {ssh}"
+            "test -f {config} || {{ echo 'no ssh settings at '{config}': `lab up` writes them once the VMs boot' >&2; exit 1; }}; exec ssh -F {config} {}",
+            quote(node)
         ))
     }
+}
+
+/// kubeadm init from a configuration: the node's own address, the Kubernetes
+/// version of the kubeadm in the VM (no release lookup over the network), and
+/// timeouts that hold under emulation. A node already initialised skips it.
+fn kubeadm_init_script(node: &str, ip: &str) -> String {
+    format!(
+        r#"test -f /etc/kubernetes/admin.conf && exit 0
+mkdir -p /etc/lab
+cat > /etc/lab/kubeadm.yaml <<CONFIG
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: {ip}
+  bindPort: 6443
+nodeRegistration:
+  name: {node}
+  kubeletExtraArgs:
+  - name: node-ip
+    value: {ip}
+timeouts:
+  controlPlaneComponentHealthCheck: 15m0s
+  kubeletHealthCheck: 10m0s
+  kubernetesAPICall: 5m0s
+  tlsBootstrap: 10m0s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: $(kubeadm version -o short)
+controlPlaneEndpoint: {ip}:6443
+networking:
+  podSubnet: {POD_CIDR}
+CONFIG
+kubeadm init --config /etc/lab/kubeadm.yaml"#
+    )
+}
+
+/// `virsh` commands that remove what libvirt still holds of a recorded lab
+/// instance after `vagrant destroy`: its domains, networks and storage pool
+/// (with the volumes in it, all lab's: the box's base image and the disks).
+fn libvirt_down_script(record: &NodeList) -> String {
+    let names = &record.libvirt;
+    let virsh = "virsh -c qemu:///system";
+    let mut script = String::new();
+    for node in &record.nodes {
+        let domain = quote(&format!("{}{}", names.prefix, node.name));
+        script += &format!(
+            "if {virsh} dominfo {domain} >/dev/null 2>&1; then {virsh} destroy {domain} >/dev/null 2>&1; {virsh} undefine {domain} && echo removed domain {domain}; fi\n"
+        );
+    }
+    for network in [&names.management_network, &names.node_network] {
+        let network = quote(network);
+        script += &format!(
+            "if {virsh} net-info {network} >/dev/null 2>&1; then {virsh} net-destroy {network} >/dev/null 2>&1; {virsh} net-undefine {network} && echo removed network {network}; fi\n"
+        );
+    }
+    let pool = quote(&names.storage_pool);
+    script += &format!(
+        "if {virsh} pool-info {pool} >/dev/null 2>&1; then\n\
+         \x20 {virsh} pool-start {pool} >/dev/null 2>&1\n\
+         \x20 for volume in $({virsh} vol-list {pool} --name); do {virsh} vol-delete --pool {pool} \"$volume\" >/dev/null || exit 1; done\n\
+         \x20 {virsh} pool-destroy {pool} >/dev/null && {virsh} pool-delete {pool} >/dev/null && {virsh} pool-undefine {pool} && echo removed storage pool {pool}\n\
+         fi\n"
+    );
+    script
 }
 
 /// `vagrant status --machine-readable` lines are `time,target,type,data`.
@@ -276,31 +519,42 @@ fn parse_machine_readable_status(text: &str) -> Vec<NodeStatus> {
     nodes
 }
 
-/// Runs commands on a VM as root through `vagrant ssh NODE -c`.
+/// Runs commands on a VM as root over ssh, with the settings `vagrant
+/// ssh-config` wrote when the VMs booted (one ssh per command, no Vagrant
+/// start-up each time).
 pub struct VagrantShell {
     node: String,
-    vagrant: Cmd,
-    vagrantfile: PathBuf,
+    ssh_config: PathBuf,
 }
 
 impl VagrantShell {
-    /// Refuse to run `vagrant` where lab's Vagrantfile is not.
+    /// Refuse to run without lab's ssh settings: they exist once the VMs boot.
     fn guard(&self, cmd: &Cmd) -> Result<(), RunError> {
-        if self.vagrantfile.is_file() {
+        if self.ssh_config.is_file() {
             return Ok(());
         }
         Err(RunError::Spawn {
             place: self.place(),
             command: self.display(cmd),
             reason: format!(
-                "lab's Vagrantfile {} is missing (`lab up` writes it); vagrant is not run, as it would look for another Vagrantfile in the parent folders",
-                self.vagrantfile.display()
+                "lab's ssh settings {} are missing (`lab up` writes them once the VMs boot)",
+                self.ssh_config.display()
             ),
         })
     }
 
     fn host_command(&self, cmd: &Cmd) -> Cmd {
-        self.vagrant.clone().args(["ssh", &self.node, "-c", &format!("sudo {cmd}")])
+        Cmd::new("ssh").arg("-F").arg(self.ssh_config.display().to_string()).arg(&self.node).arg(format!("sudo {cmd}"))
+    }
+
+    /// A spawn failure is reported where the command was meant to run.
+    fn on_node(&self, cmd: &Cmd, e: RunError) -> RunError {
+        match e {
+            RunError::Spawn { reason, .. } => {
+                RunError::Spawn { place: self.place(), command: self.display(cmd), reason }
+            }
+            other => other,
+        }
     }
 }
 
@@ -319,7 +573,7 @@ impl Shell for VagrantShell {
         LocalShell.exec(&self.host_command(cmd), stdin).await.map_err(|e| self.on_node(cmd, e))
     }
 
-    /// Image imports stream through `vagrant ssh` instead of gathering in memory.
+    /// Image imports stream through ssh instead of gathering in memory.
     async fn exec_streamed(
         &self,
         cmd: &Cmd,
@@ -327,18 +581,6 @@ impl Shell for VagrantShell {
     ) -> Result<Output, RunError> {
         self.guard(cmd)?;
         LocalShell.exec_streamed(&self.host_command(cmd), input).await.map_err(|e| self.on_node(cmd, e))
-    }
-}
-
-impl VagrantShell {
-    /// A spawn failure is reported where the command was meant to run.
-    fn on_node(&self, cmd: &Cmd, e: RunError) -> RunError {
-        match e {
-            RunError::Spawn { reason, .. } => {
-                RunError::Spawn { place: self.place(), command: self.display(cmd), reason }
-            }
-            other => other,
-        }
     }
 }
 

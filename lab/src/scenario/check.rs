@@ -48,12 +48,13 @@ pub fn check(s: &Scenario) -> Vec<Finding> {
 }
 
 fn check_tests(s: &Scenario, out: &mut Vec<Finding>) {
-    if let Some(path) = &s.features
-        && !s.path_of(path).exists()
-    {
+    if matches!(&s.features, Some(super::Features::Many(paths)) if paths.is_empty()) {
+        out.push(("features".into(), "the list is empty: name a feature file or folder".into()));
+    }
+    for path in s.feature_paths().iter().filter(|p| !p.exists()) {
         out.push((
             "features".into(),
-            format!("`{}` does not exist (relative paths start at the scenario's folder)", s.path_of(path).display()),
+            format!("`{}` does not exist (relative paths start at the scenario's folder)", path.display()),
         ));
     }
     let mut names = std::collections::BTreeSet::new();

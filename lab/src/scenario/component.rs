@@ -178,8 +178,12 @@ impl<'de> Deserialize<'de> for Override {
     }
 }
 
-/// A relative path in a scenario is relative to the scenario file's folder.
+/// A relative path in a scenario is relative to the scenario file's folder;
+/// `~/` starts at the user's home.
 pub fn resolve(scenario_file: &Path, path: &str) -> PathBuf {
+    if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        return tidy(&Path::new(&home).join(rest));
+    }
     let path = Path::new(path);
     if path.is_absolute() {
         return path.to_path_buf();

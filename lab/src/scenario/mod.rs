@@ -49,9 +49,10 @@ pub struct Scenario {
     /// The storage stack `lab deploy` applies, layer by layer.
     #[serde(default)]
     pub stack: Option<StackSpec>,
-    /// The feature file or folder `lab test` runs (relative to the scenario).
+    /// The feature files or folders `lab test` runs (relative to the
+    /// scenario): one path or a list.
     #[serde(default)]
-    pub features: Option<String>,
+    pub features: Option<Features>,
     /// fio profiles the features name, and how regressions are judged.
     #[serde(default)]
     pub fio: FioOptions,
@@ -258,9 +259,40 @@ pub struct VagrantOptions {
     /// First three octets of the private network; nodes get .10, .11, …
     #[serde(default = "default_network")]
     pub network: String,
-    /// Kubernetes minor release installed by kubeadm, e.g. `v1.33`.
+    /// Kubernetes minor release installed by kubeadm, e.g. `v1.33` (only
+    /// where the box has no Kubernetes inside).
     #[serde(default = "default_kubernetes")]
     pub kubernetes: String,
+    /// A `.box` file (lab's offline box, `.ci/vm/box`) that lab adds to its
+    /// Vagrant home under `box` when missing or older than the file.
+    #[serde(default)]
+    pub box_file: Option<String>,
+    /// libvirt's domain type: `auto` probes KVM (a kernel must boot under it
+    /// within 30 s) and falls back to `qemu` (software emulation).
+    #[serde(default)]
+    pub driver: DomainType,
+    /// First three octets of libvirt's isolated management network (DHCP,
+    /// what `vagrant ssh` uses); the nodes' own network is `network`.
+    #[serde(default = "default_management_network")]
+    pub management_network: String,
+}
+
+/// `features:`, one path or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Features {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Which libvirt domain type runs the VMs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainType {
+    #[default]
+    Auto,
+    Kvm,
+    Qemu,
 }
 
 impl Default for VagrantOptions {
@@ -272,8 +304,15 @@ impl Default for VagrantOptions {
             memory: default_memory(),
             network: default_network(),
             kubernetes: default_kubernetes(),
+            box_file: None,
+            driver: DomainType::default(),
+            management_network: default_management_network(),
         }
     }
+}
+
+fn default_management_network() -> String {
+    "192.168.121".into()
 }
 
 fn default_box() -> String {
@@ -648,6 +687,16 @@ impl Scenario {
     /// Where this lab keeps its state: beside the scenario file, or under `$LAB_STATE_DIR`.
     pub fn state_dir(&self) -> anyhow::Result<crate::state::StateDir> {
         crate::state::StateDir::for_scenario(&self.source, self.name())
+    }
+
+    /// The feature files or folders the scenario names, resolved.
+    pub fn feature_paths(&self) -> Vec<PathBuf> {
+        let written = match &self.features {
+            None => return Vec::new(),
+            Some(Features::One(path)) => std::slice::from_ref(path),
+            Some(Features::Many(paths)) => paths.as_slice(),
+        };
+        written.iter().map(|p| self.path_of(p)).collect()
     }
 
     /// A path written in the scenario: relative ones are relative to its folder.

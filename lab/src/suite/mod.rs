@@ -69,10 +69,10 @@ pub fn run_label() -> String {
 
 /// Run the features; `Ok(true)` when every scenario passed.
 pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -> anyhow::Result<bool> {
-    let Some(features) = &scenario.features else {
+    let features = scenario.feature_paths();
+    if features.is_empty() {
         anyhow::bail!("{} names no `features:` to run", scenario.source.display());
-    };
-    let features = scenario.path_of(features);
+    }
     // Checked before anything runs: a bad expression must not start a suite.
     let tags = match &options.tags {
         Some(expr) => Some(
@@ -87,7 +87,7 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
     };
     // The host alone has no API; a cluster that is not up is said so by the first step that needs it.
     let provider: std::sync::Arc<dyn crate::provider::Provider> =
-        std::sync::Arc::from(crate::provider::for_scenario(scenario, state));
+        std::sync::Arc::from(crate::provider::for_scenario(scenario, state, &state.instance().unwrap_or_default()));
     let client = provider.client().await.ok();
     let ctx = world::install(Context {
         provider,
@@ -121,7 +121,8 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
         .tee::<LabWorld, _>(writer::JUnit::for_tee(output(&options.junit)?, 0))
         .tee::<LabWorld, _>(writer::Json::for_tee(output(&options.json)?))
         .normalized();
-    let finished = LabWorld::cucumber()
+    let finished = LabWorld::cucumber::<&str>()
+        .with_parser(Several::default())
         .with_writer(writer)
         .fail_on_skipped()
         .before(|feature, _, scenario, world| {
@@ -154,7 +155,8 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
             (_, Some(name)) => format!("the name filter `{name}`"),
             _ => "no filter (is there a .feature file with a scenario?)".to_string(),
         };
-        anyhow::bail!("no scenario ran: none in {} matches {filter}", features.display());
+        let features: Vec<_> = features.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("no scenario ran: none in {} matches {filter}", features.join(", "));
     }
     // Only a run with a failure collected anything (a named --artifacts folder may exist already).
     if failed && ctx.artifacts.is_dir() {
@@ -188,6 +190,28 @@ pub async fn run(scenario: &Scenario, state: &StateDir, options: &TestOptions) -
     }
     let _ = std::io::stdout().flush();
     Ok(!failed)
+}
+
+/// Cucumber's own parser over each of the scenario's feature paths, in order.
+#[derive(Clone, Debug, Default)]
+struct Several(cucumber::parser::Basic);
+
+impl cucumber::Parser<Vec<std::path::PathBuf>> for Several {
+    type Cli = cucumber::parser::basic::Cli;
+    type Output = futures_util::stream::Iter<std::vec::IntoIter<cucumber::parser::Result<cucumber::gherkin::Feature>>>;
+
+    fn parse(self, input: Vec<std::path::PathBuf>, cli: Self::Cli) -> Self::Output {
+        use futures_util::{FutureExt as _, StreamExt as _};
+        let mut features = Vec::new();
+        for path in input {
+            // The basic parser reads its files at once: its stream is always ready.
+            let mut parsed = self.0.clone().parse(path, cli.clone());
+            while let Some(Some(feature)) = parsed.next().now_or_never() {
+                features.push(feature);
+            }
+        }
+        futures_util::stream::iter(features)
+    }
 }
 
 #[cfg(test)]

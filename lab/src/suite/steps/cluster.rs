@@ -1,5 +1,6 @@
 //! Cluster and node steps: every node Ready, io-engine nodes with their
-//! hugepages allocatable and their modules loaded (checked on the node).
+//! hugepages allocatable and their modules loaded (checked on the node), and
+//! every node's own kernel with the modules asked for.
 
 use cucumber::{given, then};
 use k8s_openapi::api::core::v1::Node;
@@ -104,5 +105,46 @@ async fn module_loaded(world: &mut LabWorld, module: String) -> Result<(), Strin
         Ok(())
     } else {
         Err(format!("/sys/module/{module} is missing on {} (`lab prepare` loads it)", missing.join(", ")))
+    }
+}
+
+/// Asked of the node's own kernel (`lsmod`, from /proc/modules): a module
+/// built into the kernel is not listed, and does not pass.
+#[then(regex = r#"^every node has the kernel module "(\w+)" loaded$"#)]
+async fn every_node_module_loaded(world: &mut LabWorld, module: String) -> Result<(), String> {
+    let mut missing = Vec::new();
+    for node in all_nodes(world).await? {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let listed = world
+            .ctx
+            .provider
+            .node_shell(&name)
+            .run(&Cmd::new("lsmod"))
+            .await
+            .map_err(|e| format!("listing the modules of {name}: {e}"))?;
+        if !lsmod_lists(&listed.stdout, &module) {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("lsmod does not list {module} on {} (`lab prepare` loads it)", missing.join(", ")))
+    }
+}
+
+fn lsmod_lists(lsmod: &str, module: &str) -> bool {
+    lsmod.lines().skip(1).any(|line| line.split_whitespace().next() == Some(module))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lsmod_lists_a_module_by_its_first_column_only() {
+        let lsmod = "Module                  Size  Used by\nnvme_tcp               45056  0\nnvme_fabrics           32768  1 nvme_tcp\n";
+        assert!(super::lsmod_lists(lsmod, "nvme_tcp"));
+        assert!(super::lsmod_lists(lsmod, "nvme_fabrics"));
+        assert!(!super::lsmod_lists(lsmod, "nbd"));
+        assert!(!super::lsmod_lists("Module Size Used by\n", "Module"));
     }
 }
