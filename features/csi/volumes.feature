@@ -15,15 +15,6 @@ Feature: the hostpath CSI stack lab built from source serves volumes
     When I create a 64 MiB PVC "data" of StorageClass "csi-hostpath"
     Then the PVC "data" is Bound within 60 seconds
 
-  Scenario: a pod mounts the volume and fio runs in it
-    When I create a 256 MiB PVC "data" of StorageClass "csi-hostpath"
-    Then the PVC "data" is Bound within 60 seconds
-    When I start a pod "fio" using the PVC "data"
-    Then the pod "fio" is Running within 60 seconds
-    When I run the fio profile "pvc-randread-4k" 2 times in the pod "fio"
-    Then read IOPS is at least 100
-    And p99 read latency is below 100 ms
-
   Scenario: data written with a checksum survives a new pod on the same volume
     When I create a 64 MiB PVC "data" of StorageClass "csi-hostpath"
     Then the PVC "data" is Bound within 60 seconds

@@ -494,7 +494,9 @@ fn libvirt_down_script(record: &NodeList) -> String {
     script += &format!(
         "if {virsh} pool-info {pool} >/dev/null 2>&1; then\n\
          \x20 {virsh} pool-start {pool} >/dev/null 2>&1\n\
-         \x20 for volume in $({virsh} vol-list {pool} --name); do {virsh} vol-delete --pool {pool} \"$volume\" >/dev/null || exit 1; done\n\
+         \x20 volumes=$({virsh} vol-list --pool {pool}) || exit 1\n\
+         \x20 # A table: two heading lines, then `name path` per volume.\n\
+         \x20 for volume in $(printf '%s\\n' \"$volumes\" | awk 'NR > 2 && NF {{ print $1 }}'); do {virsh} vol-delete --pool {pool} \"$volume\" >/dev/null || exit 1; done\n\
          \x20 {virsh} pool-destroy {pool} >/dev/null && {virsh} pool-delete {pool} >/dev/null && {virsh} pool-undefine {pool} && echo removed storage pool {pool}\n\
          fi\n"
     );
