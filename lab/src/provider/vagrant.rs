@@ -320,7 +320,10 @@ impl Provider for Vagrant {
             steps.extend(self.libvirt_up_steps());
         }
         steps.push(Step::run(
-            format!("boot {} VMs ({})", self.nodes.len(), self.options.provider.as_str()),
+            match self.nodes.len() {
+                1 => format!("boot 1 VM ({})", self.options.provider.as_str()),
+                n => format!("boot {n} VMs ({})", self.options.provider.as_str()),
+            },
             Target::Host,
             self.vagrant().env(NODES_ENV, "nodes.json").args(["up", "--provider", self.options.provider.as_str()]),
         ));
