@@ -116,6 +116,69 @@ fn one_component(dir: &Path, name: &str, nodes: &str, source: &Path, build: &str
 
 const ONE_NODE: &str = "    - role: control-plane\n";
 
+/// `cargo` in `dir`, failing the test with its output.
+fn cargo_in(dir: &Path, args: &[&str]) {
+    let out = Process::new("cargo").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
+    support::base_image();
+    let _images = Repositories::clean(vec!["lab-test-inputs/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    // A checkout whose lock holds an old itoa, as old locks hold an old `time`.
+    let source = checkout(
+        dir.path(),
+        &[
+            ("Cargo.toml", b"[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n"),
+            ("lib.rs", b""),
+        ],
+    );
+    std::fs::write(
+        source.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nitoa = \"1\"\n",
+    )
+    .unwrap();
+    cargo_in(&source, &["generate-lockfile", "--quiet"]);
+    cargo_in(&source, &["update", "--quiet", "-p", "itoa", "--precise", "1.0.0"]);
+    // lab's build scripts as an input, found through a variable.
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let script = "set -eu\nout=$(mktemp -d)\ncp Cargo.lock \"$out/\"\nprintf 'FROM lab-test-busybox:2\\nCOPY Cargo.lock /Cargo.lock\\n' > \"$out/Dockerfile\"\ndocker build -q -t \"$1\" \"$out\"\nrm -rf \"$out\"\n";
+    std::fs::write(scripts.join("build.sh"), script).unwrap();
+    let before = support::tree_listing(&source);
+    let file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: inputs\ncluster:\n  provider: host\ncomponents:\n  - name: app\n    source: src\n    inputs:\n      scripts: ${LAB_TEST_SCRIPTS}\n    overrides:\n      - {cargo: itoa, version: 1.0.11}\n    build:\n      command: sh \"$LAB_INPUT_SCRIPTS/build.sh\" lab-test-inputs/app:{tag}\n    image: lab-test-inputs/app\n",
+    )
+    .unwrap();
+
+    let unset = run(lab(dir.path()).arg("build").arg(&file).env_remove("LAB_TEST_SCRIPTS"));
+    assert!(!unset.ok, "{}", unset.stderr);
+    assert!(
+        unset.stderr.contains("lab.yaml:11:16: components[0].inputs.scripts: `${LAB_TEST_SCRIPTS}` in `${LAB_TEST_SCRIPTS}` is not set"),
+        "{}",
+        unset.stderr
+    );
+
+    let first = run(lab(dir.path()).arg("build").arg(&file).env("LAB_TEST_SCRIPTS", &scripts));
+    assert!(first.ok, "{}", first.stderr);
+    let image = format!("lab-test-inputs/app:{}", tag_in(&first.stderr, "lab-test-inputs/app"));
+    let lock = docker(&["run", "--rm", "--network", "none", &image, "cat", "/Cargo.lock"]);
+    assert!(lock.contains("name = \"itoa\"\nversion = \"1.0.11\""), "the copy's lock was not moved:\n{lock}");
+    assert_eq!(support::tree_listing(&source), before, "the checkout changed");
+    let checkout_lock = std::fs::read_to_string(source.join("Cargo.lock")).unwrap();
+    assert!(checkout_lock.contains("name = \"itoa\"\nversion = \"1.0.0\""), "{checkout_lock}");
+
+    // The input is part of the tag: a changed script is a new image.
+    std::fs::write(scripts.join("build.sh"), format!("{script}# changed\n")).unwrap();
+    let second = run(lab(dir.path()).arg("build").arg(&file).env("LAB_TEST_SCRIPTS", &scripts));
+    assert!(second.ok && second.stderr.contains("built lab-test-inputs/app:lab-"), "{}", second.stderr);
+    assert_ne!(tag_in(&second.stderr, "lab-test-inputs/app"), image.rsplit_once(':').unwrap().1);
+}
+
 #[test]
 fn overrides_are_built_into_images_and_the_checkouts_stay_byte_identical() {
     support::base_image();

@@ -45,7 +45,10 @@ pub struct Build {
     pub component: Component,
     /// The checkout: the user's path, or the clone in the cache for git sources.
     pub checkout: PathBuf,
-    pub overrides: Vec<(Override, PathBuf)>,
+    /// Each override with its local checkout, for those that have one.
+    pub overrides: Vec<(Override, Option<PathBuf>)>,
+    /// The component's further inputs by name, resolved.
+    pub inputs: Vec<(String, PathBuf)>,
     /// `.lab/<name>/build/<component>`: the isolated copy and the build log.
     pub work_dir: PathBuf,
     tag: OnceLock<String>,
@@ -57,11 +60,14 @@ impl Build {
             Source::Path(path) => scenario.path_of(path),
             Source::Git(git) => cache_root().join("sources").join(file_name_of(&git.git)),
         };
-        let overrides = component.overrides.iter().map(|o| (o.clone(), scenario.path_of(o.path()))).collect();
+        let overrides =
+            component.overrides.iter().map(|o| (o.clone(), o.path().map(|p| scenario.path_of(p)))).collect();
+        let inputs = component.inputs.iter().map(|(name, path)| (name.clone(), scenario.path_of(path))).collect();
         Build {
             component: component.clone(),
             checkout,
             overrides,
+            inputs,
             work_dir: state.dir().join("build").join(&component.name),
             tag: OnceLock::new(),
         }
@@ -72,7 +78,7 @@ impl Build {
     }
 
     /// `lab-` and 12 hex digits of a hash over everything the image is made
-    /// from: the recipe, the checkout's files and each override's files.
+    /// from: the recipe, the checkout's files, each override's and each input's files.
     /// Computed once per run, at the build (or load) itself, never from a
     /// clone that a fetch step has yet to update.
     pub fn tag(&self) -> anyhow::Result<String> {
@@ -86,18 +92,27 @@ impl Build {
     fn compute_tag(&self) -> anyhow::Result<String> {
         let mut hasher = Sha256::new();
         hasher.update(TAG_SCHEME);
-        let recipe = serde_json::json!({
+        let mut recipe = serde_json::json!({
             "build": self.component.build,
             "images": self.component.image.names(),
-            "overrides": self.component.overrides.iter().map(|o| (o.target(), o.dir_in_context())).collect::<Vec<_>>(),
+            "overrides": self.component.overrides.iter().map(Override::recipe).collect::<Vec<_>>(),
         });
+        if !self.component.inputs.is_empty() {
+            recipe["inputs"] = serde_json::json!(self.component.inputs.keys().collect::<Vec<_>>());
+        }
         hasher.update(recipe.to_string());
         tree::hash_into(&mut hasher, &self.checkout)
             .with_context(|| format!("component {}: hashing its checkout", self.name()))?;
         for (o, dir) in &self.overrides {
+            let Some(dir) = dir else { continue };
             hasher.update(format!("\0override {}\0", o.target()));
             tree::hash_into(&mut hasher, dir)
                 .with_context(|| format!("component {}: hashing override `{}`", self.name(), o.target()))?;
+        }
+        for (name, dir) in &self.inputs {
+            hasher.update(format!("\0input {name}\0"));
+            tree::hash_into(&mut hasher, dir)
+                .with_context(|| format!("component {}: hashing input `{name}` ({})", self.name(), dir.display()))?;
         }
         let digest = format!("{:x}", hasher.finalize());
         Ok(format!("lab-{}", &digest[..12]))
@@ -157,8 +172,11 @@ impl Build {
 
     fn command(&self, template: &str, tag: &str) -> Cmd {
         let cache = self.cache_dir();
-        Cmd::sh(template.replace("{tag}", tag).replace("{registry}", &self.registry()))
-            .env("LAB_TAG", tag)
+        let mut cmd = Cmd::sh(template.replace("{tag}", tag).replace("{registry}", &self.registry()));
+        for (name, dir) in &self.inputs {
+            cmd = cmd.env(input_variable(name), absolute(dir).display().to_string());
+        }
+        cmd.env("LAB_TAG", tag)
             .env("LAB_REGISTRY", self.registry())
             .env("LAB_CACHE_DIR", cache.display().to_string())
             .env("CARGO_TARGET_DIR", cache.join("target").display().to_string())
@@ -191,11 +209,24 @@ impl Build {
             self.checkout.clone()
         };
         for (o, dir) in &self.overrides {
-            let how = match o {
-                Override::Cargo(_) => "Cargo [patch]",
-                Override::Go(_) => "go.mod replace",
+            let note = match (o, dir) {
+                (Override::CargoVersion(v), _) => {
+                    format!("Cargo.lock: {} moved to {} (cargo update --precise)", v.cargo, v.version)
+                }
+                (Override::Go(_), Some(dir)) => {
+                    format!("go.mod replace: {} → {} ({})", o.target(), o.dir_in_context(), dir.display())
+                }
+                (_, dir) => format!(
+                    "Cargo [patch]: {} → {} ({})",
+                    o.target(),
+                    o.dir_in_context(),
+                    dir.as_deref().unwrap_or(Path::new("?")).display()
+                ),
             };
-            out.push(Detail::Note(format!("{how}: {} → {} ({})", o.target(), o.dir_in_context(), dir.display())));
+            out.push(Detail::Note(note));
+        }
+        for (name, dir) in &self.inputs {
+            out.push(Detail::Note(format!("input {name}: {} (read only, ${})", dir.display(), input_variable(name))));
         }
         match &self.component.build {
             BuildRecipe::Dockerfile(build) => {
@@ -270,6 +301,19 @@ impl Build {
             .with_context(|| format!("component {}: applying overrides in {}", self.name(), copy.display()))?;
         Ok(copy)
     }
+}
+
+/// The variable a build command finds an input in: `LAB_INPUT_SPDK` for `spdk`.
+pub fn input_variable(name: &str) -> String {
+    format!("LAB_INPUT_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// A build command runs in the copy, so its inputs are given from `/`.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Which of `refs` the Docker engine does not have.

@@ -85,12 +85,16 @@ pub fn add_go_replace(go_mod: &str, module: &str, dir: &str) -> String {
     text
 }
 
-/// Copy each override into `copy/.lab-overrides/…` and point the copy's manifest at it.
-pub fn apply(copy: &Path, overrides: &[(Override, std::path::PathBuf)]) -> anyhow::Result<()> {
+/// Copy each local override into `copy/.lab-overrides/…` and point the
+/// copy's manifest at it; then move the locked versions asked for.
+pub fn apply(copy: &Path, overrides: &[(Override, Option<std::path::PathBuf>)]) -> anyhow::Result<()> {
     for (o, source_dir) in overrides {
         let inside = o.dir_in_context();
-        super::tree::copy(source_dir, &copy.join(&inside), super::tree::Git::Skip)?;
+        if let Some(source_dir) = source_dir {
+            super::tree::copy(source_dir, &copy.join(&inside), super::tree::Git::Skip)?;
+        }
         match o {
+            Override::CargoVersion(_) => {}
             Override::Cargo(c) => {
                 let manifest_path = copy.join("Cargo.toml");
                 let manifest = read(&manifest_path)?;
@@ -107,6 +111,29 @@ pub fn apply(copy: &Path, overrides: &[(Override, std::path::PathBuf)]) -> anyho
                 write(&go_mod_path, &add_go_replace(&go_mod, &g.go, &format!("./{inside}")))?;
             }
         }
+    }
+    for (o, _) in overrides {
+        if let Override::CargoVersion(v) = o {
+            lock_version(copy, &v.cargo, &v.version)?;
+        }
+    }
+    Ok(())
+}
+
+/// `cargo update -p CRATE --precise VERSION` in the copy: only its
+/// Cargo.lock changes (the registry's index is read for the version).
+fn lock_version(copy: &Path, krate: &str, version: &str) -> anyhow::Result<()> {
+    let output = std::process::Command::new("cargo")
+        .args(["update", "--quiet", "-p", krate, "--precise", version])
+        .current_dir(copy)
+        .output()
+        .with_context(|| format!("cannot run cargo update in {}", copy.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`cargo update -p {krate} --precise {version}` in {} failed: {}",
+            copy.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{
-    API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source,
+    API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source, component,
 };
 
 /// Pages io-engine insists on (it exits at start with fewer free).
@@ -186,7 +186,15 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                 out.push((at("image"), format!("`{image}` is also produced by component `{other}`")));
             }
         }
+        let unset = |field: String, path: &str, out: &mut Vec<Finding>| {
+            let names = component::unset_variables(path);
+            for name in &names {
+                out.push((field.clone(), format!("`${{{name}}}` in `{path}` is not set: export {name} with the folder it names, or write the path itself")));
+            }
+            !names.is_empty()
+        };
         let checkout = match &c.source {
+            Source::Path(path) if unset(at("source"), path, out) => None,
             Source::Path(path) => {
                 let dir = s.path_of(path);
                 if !dir.is_dir() {
@@ -236,12 +244,47 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                 }
             }
         }
+        for (name, path) in &c.inputs {
+            let field = format!("components[{i}].inputs.{name}");
+            let valid = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !valid {
+                out.push((field, format!("`{name}` is not a valid input name: use lowercase letters, digits and '-' (the build finds it as $LAB_INPUT_NAME)")));
+            } else if !unset(field.clone(), path, out) && !s.path_of(path).is_dir() {
+                out.push((field, format!("`{}` is not a directory: an input is a folder the build reads", s.path_of(path).display())));
+            }
+        }
         for (j, o) in c.overrides.iter().enumerate() {
-            let dir = s.path_of(o.path());
             let (manifest, what) = match o {
                 Override::Cargo(_) => ("Cargo.toml", "a Cargo [patch]"),
+                Override::CargoVersion(_) => ("Cargo.lock", "a Cargo.lock version"),
                 Override::Go(_) => ("go.mod", "a Go replace"),
             };
+            if let Override::CargoVersion(v) = o {
+                let looks_like_version = !v.version.is_empty()
+                    && v.version.split('.').count() == 3
+                    && v.version.split(['.', '-', '+']).next().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+                if !looks_like_version || v.version.starts_with('-') {
+                    out.push((
+                        format!("components[{i}].overrides[{j}].version"),
+                        format!("`{}` is not a crate version: write it whole, as `0.3.36`", v.version),
+                    ));
+                }
+            }
+            let Some(path) = o.path() else {
+                if let Some(checkout) = &checkout
+                    && !checkout.join(manifest).is_file()
+                {
+                    out.push((
+                        format!("components[{i}].overrides[{j}]"),
+                        format!("{what} needs {manifest} at the checkout's top, and `{}` has none", checkout.display()),
+                    ));
+                }
+                continue;
+            };
+            if unset(format!("components[{i}].overrides[{j}].path"), path, out) {
+                continue;
+            }
+            let dir = s.path_of(path);
             if !dir.join(manifest).is_file() {
                 out.push((
                     format!("components[{i}].overrides[{j}].path"),

@@ -15,6 +15,11 @@ pub struct Component {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<Override>,
     pub build: BuildRecipe,
+    /// Further trees the build reads (a dependency's checkout, lab's build
+    /// scripts): hashed into the tag, and given to a build command, read only,
+    /// as `LAB_INPUT_<NAME>` (upper case, `-` as `_`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
     /// The image name(s) the build produces, without a tag: `lab` tags them.
     pub image: Images,
     /// Names the build cache (cargo target dir, ccache); defaults to the
@@ -38,12 +43,22 @@ pub struct GitSource {
     pub reference: String,
 }
 
-/// A dependency replaced by a local checkout: a Cargo `[patch]` entry or a Go `replace`.
+/// A dependency replaced by a local checkout (a Cargo `[patch]` entry or a
+/// Go `replace`), or a crate moved to another published version in the copy's
+/// Cargo.lock (what a newer compiler can need of an old lock).
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Override {
     Cargo(CargoOverride),
+    CargoVersion(CargoVersionOverride),
     Go(GoOverride),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoVersionOverride {
+    pub cargo: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -65,14 +80,27 @@ impl Override {
     pub fn target(&self) -> &str {
         match self {
             Override::Cargo(o) => &o.cargo,
+            Override::CargoVersion(o) => &o.cargo,
             Override::Go(o) => &o.go,
         }
     }
 
-    pub fn path(&self) -> &str {
+    /// The local checkout put in, for the overrides that have one.
+    pub fn path(&self) -> Option<&str> {
         match self {
-            Override::Cargo(o) => &o.path,
-            Override::Go(o) => &o.path,
+            Override::Cargo(o) => Some(&o.path),
+            Override::CargoVersion(_) => None,
+            Override::Go(o) => Some(&o.path),
+        }
+    }
+
+    /// What the override does to the copy, as the tag's recipe records it:
+    /// not the checkout's path (moving a checkout changes nothing built).
+    pub fn recipe(&self) -> serde_json::Value {
+        match self {
+            Override::CargoVersion(o) => serde_json::json!(format!("cargo {} = {}", o.cargo, o.version)),
+            // The shape tags were hashed with before version overrides: kept so caches stay valid.
+            _ => serde_json::json!((self.target(), self.dir_in_context())),
         }
     }
 
@@ -170,17 +198,21 @@ impl<'de> Deserialize<'de> for Override {
         by_key(
             deserializer,
             &[
+                ("version", |v| serde_json::from_value(v).map(Override::CargoVersion)),
                 ("cargo", |v| serde_json::from_value(v).map(Override::Cargo)),
                 ("go", |v| serde_json::from_value(v).map(Override::Go)),
             ],
-            "an override (`cargo: CRATE` or `go: MODULE`, with `path: DIR`)",
+            "an override (`cargo: CRATE` or `go: MODULE` with `path: DIR`, or `cargo: CRATE` with `version: X.Y.Z`)",
         )
     }
 }
 
 /// A relative path in a scenario is relative to the scenario file's folder;
-/// `~/` starts at the user's home.
+/// `~/` starts at the user's home; `${NAME}` is the environment variable's
+/// value (the scenario check refuses one that is unset, see `unset_variables`).
 pub fn resolve(scenario_file: &Path, path: &str) -> PathBuf {
+    let expanded = expand_variables(path);
+    let path = expanded.as_str();
     if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         return tidy(&Path::new(&home).join(rest));
     }
@@ -189,6 +221,48 @@ pub fn resolve(scenario_file: &Path, path: &str) -> PathBuf {
         return path.to_path_buf();
     }
     tidy(&scenario_file.parent().unwrap_or(Path::new(".")).join(path))
+}
+
+/// `${NAME}` replaced by the variable's value; an unset one is left as written.
+fn expand_variables(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match std::env::var(name) {
+                    Ok(value) if !name.is_empty() => out.push_str(&value),
+                    _ => out.push_str(&rest[start..start + 3 + end]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `${NAME}`s in a written path whose variable is unset (or not Unicode).
+pub fn unset_variables(path: &str) -> Vec<String> {
+    let mut unset = Vec::new();
+    let mut rest = path;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let name = &after[..end];
+        if name.is_empty() || std::env::var(name).is_err() {
+            unset.push(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    unset
 }
 
 /// `scenarios/../manifests` is `manifests`: `..` after a plain folder name is
@@ -206,4 +280,23 @@ fn tidy(path: &Path) -> PathBuf {
         }
     }
     if out.is_empty() { PathBuf::from(".") } else { out.iter().collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_expand_variables_home_and_the_scenario_folder() {
+        // SAFETY: this test alone uses these variables' names.
+        unsafe {
+            std::env::set_var("LAB_TEST_SOURCES", "/srv/src");
+            std::env::remove_var("LAB_TEST_UNSET");
+        }
+        let scenario = Path::new("/work/scenarios/x.yaml");
+        assert_eq!(resolve(scenario, "${LAB_TEST_SOURCES}/mayastor"), PathBuf::from("/srv/src/mayastor"));
+        assert_eq!(resolve(scenario, "../src/a"), PathBuf::from("/work/src/a"));
+        assert_eq!(unset_variables("${LAB_TEST_SOURCES}/a/${LAB_TEST_UNSET}/${}"), ["LAB_TEST_UNSET", ""]);
+        assert_eq!(expand_variables("${LAB_TEST_UNSET}/a${"), "${LAB_TEST_UNSET}/a${");
+    }
 }
