@@ -211,6 +211,12 @@ fn bad_components_get_located_errors() {
                 "{HEAD}{cluster}components:\n  - name: app\n    source: app\n    build: {{dockerfile: Missing}}\n    image: x/app:v1\n  - name: app\n    source: nowhere\n    overrides:\n      - {{cargo: dep, path: dep}}\n    build: {{command: make}}\n    image: x/other\n"
             ),
         ),
+        (
+            "component_tree_override",
+            format!(
+                "{HEAD}{cluster}components:\n  - name: app\n    source: app\n    overrides:\n      - {{tree: ../outside, path: dep}}\n      - {{tree: utils/dependencies, path: no-such-checkout}}\n    build: {{command: make}}\n    image: x/app\n"
+            ),
+        ),
     ];
     for (name, text) in cases {
         std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
@@ -229,6 +235,7 @@ fn build_and_load_plans_show_tags_copies_overrides_and_commands() {
         cmd.env("LAB_CACHE_DIR", "/home/dev/.cache/lab").args(["plan", "--for", what, "tests/fixtures/build/lab.yaml"]);
         stdout_of(&mut cmd)
     };
+    let _redacted = repo_redacted().bind_to_scope();
     insta::assert_snapshot!("plan_build_fixtures", plan("build"));
     insta::assert_snapshot!("plan_load_fixtures", plan("load"));
     // `lab build --dry-run` prints the same plan and builds nothing.

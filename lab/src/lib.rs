@@ -142,7 +142,7 @@ impl Lab {
         // that is found out before lab changes anything on it.
         if self.scenario.cluster.provider == scenario::ProviderKind::Existing && !stack_objects.is_empty() {
             let mut objects = stack_objects.clone();
-            objects.extend(stack::pools(&self.scenario, &stack_objects)?);
+            objects.extend(stack::pools(&self.scenario, &self.state, &stack_objects)?);
             steps.push(Step::work(
                 "check that the stack's objects in the cluster, if any, are lab's",
                 stack::ownership::CheckOwnership { objects, ownership: (*self.ownership).clone() },
@@ -171,7 +171,7 @@ impl Lab {
         let objects = self.load_stack()?;
         let images = std::sync::Arc::new(self.image_map()?);
         let mut groups = stack::order::apply_order(&objects);
-        let pools = stack::pools(&self.scenario, &objects)?;
+        let pools = stack::pools(&self.scenario, &self.state, &objects)?;
         if !pools.is_empty() {
             groups.push((stack::order::Phase::CustomResources, pools));
         }
@@ -208,6 +208,7 @@ impl Lab {
             let root = provider::local::Layout::new(&self.scenario, &self.state).kubelet_root();
             stack::rewrite_kubelet_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
         }
+        stack::pool::point_at_pool_folder(&self.scenario, &self.state, &mut objects);
         Ok(objects)
     }
 
@@ -245,7 +246,7 @@ impl Lab {
             "wait until the stack's workloads are ready",
             stack::ready::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
         ));
-        let pools = stack::pools(&self.scenario, &objects)?;
+        let pools = stack::pools(&self.scenario, &self.state, &objects)?;
         if !pools.is_empty() {
             steps.extend(stack::pool::backing_file_steps(&self.scenario, &self.state));
             steps.push(Step::work(
@@ -292,7 +293,7 @@ impl Lab {
                 timeout,
             },
         )];
-        let pools = stack::pools(&self.scenario, &objects).unwrap_or_default();
+        let pools = stack::pools(&self.scenario, &self.state, &objects).unwrap_or_default();
         if !pools.is_empty() {
             steps.push(Step::work(
                 format!("remove {} DiskPool(s)", pools.len()),

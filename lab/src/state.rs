@@ -238,7 +238,7 @@ pub fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
 
 /// `path` made absolute against the working directory, with `.` and `..`
 /// parts resolved by name (the path need not exist yet).
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     let joined =
         if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
     let mut out = PathBuf::new();

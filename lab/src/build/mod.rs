@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::plan::{Action, Context, Detail, Step, Target, View, Work};
 use crate::scenario::{BuildRecipe, Component, Override, Scenario, Source};
 use crate::shell::{Cmd, quote};
-use crate::state::StateDir;
+use crate::state::{StateDir, absolute};
 
 /// Bumped when the way inputs are hashed changes, so old tags are not reused.
 const TAG_SCHEME: &str = "lab-build-1";
@@ -174,9 +174,14 @@ impl Build {
         let cache = self.cache_dir();
         let mut cmd = Cmd::sh(template.replace("{tag}", tag).replace("{registry}", &self.registry()));
         for (name, dir) in &self.inputs {
+            // A build command runs in the copy, so its inputs are given from `/`.
             cmd = cmd.env(input_variable(name), absolute(dir).display().to_string());
         }
-        cmd.env("LAB_TAG", tag)
+        // The copy lies in lab's state folder, often inside the user's own
+        // repository: a build asking git (`git describe` for a version) must
+        // see the copy's own `.git` or none, never the repository around it.
+        cmd.env("GIT_CEILING_DIRECTORIES", absolute(&self.work_dir).display().to_string())
+            .env("LAB_TAG", tag)
             .env("LAB_REGISTRY", self.registry())
             .env("LAB_CACHE_DIR", cache.display().to_string())
             .env("CARGO_TARGET_DIR", cache.join("target").display().to_string())
@@ -212,6 +217,9 @@ impl Build {
             let note = match (o, dir) {
                 (Override::CargoVersion(v), _) => {
                     format!("Cargo.lock: {} moved to {} (cargo update --precise)", v.cargo, v.version)
+                }
+                (Override::Tree(_), Some(dir)) => {
+                    format!("folder {} replaced by {}", o.dir_in_context(), dir.display())
                 }
                 (Override::Go(_), Some(dir)) => {
                     format!("go.mod replace: {} → {} ({})", o.target(), o.dir_in_context(), dir.display())
@@ -306,14 +314,6 @@ impl Build {
 /// The variable a build command finds an input in: `LAB_INPUT_SPDK` for `spdk`.
 pub fn input_variable(name: &str) -> String {
     format!("LAB_INPUT_{}", name.to_ascii_uppercase().replace('-', "_"))
-}
-
-/// A build command runs in the copy, so its inputs are given from `/`.
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Which of `refs` the Docker engine does not have.

@@ -1,6 +1,6 @@
 //! Local-source dependency overrides, applied to an isolated copy of a
-//! checkout: a Cargo `[patch]` entry, or a Go `replace` (what `go mod edit
-//! -replace` writes). The override's sources are copied into the copy, so
+//! checkout: a Cargo `[patch]` entry, a Go `replace` (what `go mod edit
+//! -replace` writes), a folder (a submodule) replaced, a lock moved. The override's sources are copied into the copy, so
 //! they are inside the Docker build context.
 
 use std::path::Path;
@@ -91,10 +91,15 @@ pub fn apply(copy: &Path, overrides: &[(Override, Option<std::path::PathBuf>)]) 
     for (o, source_dir) in overrides {
         let inside = o.dir_in_context();
         if let Some(source_dir) = source_dir {
-            super::tree::copy(source_dir, &copy.join(&inside), super::tree::Git::Skip)?;
+            let target = copy.join(&inside);
+            // A tree override replaces the folder whole: nothing of the checkout's version stays.
+            if matches!(o, Override::Tree(_)) && target.exists() {
+                std::fs::remove_dir_all(&target).with_context(|| format!("cannot empty {}", target.display()))?;
+            }
+            super::tree::copy(source_dir, &target, super::tree::Git::Skip)?;
         }
         match o {
-            Override::CargoVersion(_) => {}
+            Override::CargoVersion(_) | Override::Tree(_) => {}
             Override::Cargo(c) => {
                 let manifest_path = copy.join("Cargo.toml");
                 let manifest = read(&manifest_path)?;

@@ -258,6 +258,24 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                 Override::Cargo(_) => ("Cargo.toml", "a Cargo [patch]"),
                 Override::CargoVersion(_) => ("Cargo.lock", "a Cargo.lock version"),
                 Override::Go(_) => ("go.mod", "a Go replace"),
+                Override::Tree(t) => {
+                    let inside = Path::new(&t.tree);
+                    let stays_inside = inside.is_relative()
+                        && inside.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                    if !stays_inside {
+                        out.push((
+                            format!("components[{i}].overrides[{j}].tree"),
+                            format!("`{}` is not a folder inside the checkout: write it relative, without `..` (e.g. utils/dependencies)", t.tree),
+                        ));
+                    }
+                    if !unset(format!("components[{i}].overrides[{j}].path"), &t.path, out) && !s.path_of(&t.path).is_dir() {
+                        out.push((
+                            format!("components[{i}].overrides[{j}].path"),
+                            format!("`{}` is not a directory: point it at your checkout of {}", s.path_of(&t.path).display(), t.tree),
+                        ));
+                    }
+                    continue;
+                }
             };
             if let Override::CargoVersion(v) = o {
                 let looks_like_version = !v.version.is_empty()

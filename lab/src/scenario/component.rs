@@ -43,15 +43,27 @@ pub struct GitSource {
     pub reference: String,
 }
 
-/// A dependency replaced by a local checkout (a Cargo `[patch]` entry or a
-/// Go `replace`), or a crate moved to another published version in the copy's
-/// Cargo.lock (what a newer compiler can need of an old lock).
+/// A dependency replaced by a local checkout (a Cargo `[patch]` entry, a
+/// Go `replace`, or a folder of the checkout such as a submodule that path
+/// dependencies point into), or a crate moved to another published version
+/// in the copy's Cargo.lock (what a newer compiler can need of an old lock).
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Override {
     Cargo(CargoOverride),
     CargoVersion(CargoVersionOverride),
     Go(GoOverride),
+    Tree(TreeOverride),
+}
+
+/// `{tree: utils/dependencies, path: ../mayastor-dependencies}`: the copy's
+/// folder replaced by the local checkout, for dependencies a workspace takes
+/// by path (git submodules), which Cargo's `[patch]` cannot replace.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeOverride {
+    pub tree: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -82,6 +94,7 @@ impl Override {
             Override::Cargo(o) => &o.cargo,
             Override::CargoVersion(o) => &o.cargo,
             Override::Go(o) => &o.go,
+            Override::Tree(o) => &o.tree,
         }
     }
 
@@ -91,6 +104,7 @@ impl Override {
             Override::Cargo(o) => Some(&o.path),
             Override::CargoVersion(_) => None,
             Override::Go(o) => Some(&o.path),
+            Override::Tree(o) => Some(&o.path),
         }
     }
 
@@ -99,6 +113,7 @@ impl Override {
     pub fn recipe(&self) -> serde_json::Value {
         match self {
             Override::CargoVersion(o) => serde_json::json!(format!("cargo {} = {}", o.cargo, o.version)),
+            Override::Tree(o) => serde_json::json!(format!("tree {}", o.tree)),
             // The shape tags were hashed with before version overrides: kept so caches stay valid.
             _ => serde_json::json!((self.target(), self.dir_in_context())),
         }
@@ -106,6 +121,9 @@ impl Override {
 
     /// Where the override's copy sits inside the isolated build context.
     pub fn dir_in_context(&self) -> String {
+        if let Override::Tree(o) = self {
+            return o.tree.trim_end_matches('/').to_string();
+        }
         let safe: String =
             self.target().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
         format!(".lab-overrides/{safe}")
@@ -201,8 +219,9 @@ impl<'de> Deserialize<'de> for Override {
                 ("version", |v| serde_json::from_value(v).map(Override::CargoVersion)),
                 ("cargo", |v| serde_json::from_value(v).map(Override::Cargo)),
                 ("go", |v| serde_json::from_value(v).map(Override::Go)),
+                ("tree", |v| serde_json::from_value(v).map(Override::Tree)),
             ],
-            "an override (`cargo: CRATE` or `go: MODULE` with `path: DIR`, or `cargo: CRATE` with `version: X.Y.Z`)",
+            "an override (`cargo: CRATE`, `go: MODULE` or `tree: FOLDER` with `path: DIR`, or `cargo: CRATE` with `version: X.Y.Z`)",
         )
     }
 }

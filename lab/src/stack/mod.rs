@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use crate::state::StateDir;
 use crate::build::Build;
 use crate::load::registry::Registry;
 use crate::scenario::{ChartLayer, Layer, Scenario};
@@ -71,9 +72,10 @@ impl ImageMap {
     }
 }
 
-/// Points every path under the usual kubelet root (`/var/lib/kubelet`) in
-/// the objects (host paths, mount paths, arguments) at `root`, the kubelet
-/// root of the cluster they go to, as charts do with their `kubeletDir`.
+/// Points every path under `usual` (the usual kubelet root
+/// `/var/lib/kubelet`, say) in the objects (host paths, mount paths,
+/// arguments) at `root`, where the cluster they go to keeps it, as charts do
+/// with their `kubeletDir`.
 pub fn rewrite_kubelet_root(objects: &mut [Object], usual: &str, root: &str) {
     fn walk(value: &mut serde_json::Value, usual: &str, root: &str) {
         match value {
@@ -127,8 +129,8 @@ pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
 }
 
 /// The scenario's DiskPools, checked against the DiskPool CRD the stack carries.
-pub fn pools(scenario: &Scenario, objects: &[Object]) -> anyhow::Result<Vec<Object>> {
-    let pools = pool::disk_pools(scenario, &pool::namespace(objects));
+pub fn pools(scenario: &Scenario, state: &StateDir, objects: &[Object]) -> anyhow::Result<Vec<Object>> {
+    let pools = pool::disk_pools(scenario, state, &pool::namespace(objects));
     let mut all = objects.to_vec();
     all.extend(pools.iter().cloned());
     let problems: Vec<_> =

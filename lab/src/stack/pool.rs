@@ -34,16 +34,40 @@ pub fn namespace(objects: &[Object]) -> String {
         .to_string()
 }
 
-/// The disk URI io-engine opens for a node's pool.
-pub fn disk_uri(device: Option<&str>) -> String {
+/// The disk URI io-engine opens for a node's pool: the backing file in the
+/// node's pool folder as io-engine sees it (see [`pool_folder`]).
+pub fn disk_uri(device: Option<&str>, folder: &str) -> String {
     match device {
         Some(device) => device.to_string(),
-        None => format!("aio://{POOL_MOUNT}/{POOL_FILE}"),
+        None => format!("aio://{folder}/{POOL_FILE}"),
     }
 }
 
+/// The folder io-engine knows as `/var/local/mayastor`: on kind the node
+/// container mounts the node's pool folder of the lab's state there; lab's
+/// local node is this host, so the manifests' paths are pointed at that
+/// folder itself (absolute); VMs have their own `/var/local/mayastor`.
+pub fn pool_folder(scenario: &Scenario, state: &StateDir, node: &str) -> String {
+    match scenario.cluster.provider {
+        ProviderKind::Local => crate::state::absolute(&state.pool_dir(node)).display().to_string(),
+        _ => POOL_MOUNT.to_string(),
+    }
+}
+
+/// On lab's local node, io-engine's `/var/local/mayastor` in the manifests
+/// (host paths and mount paths alike) becomes the node's pool folder in the
+/// lab's state, which `lab down` removes with the state: nothing is left
+/// in the host's own `/var/local`.
+pub fn point_at_pool_folder(scenario: &Scenario, state: &StateDir, objects: &mut [Object]) {
+    if scenario.cluster.provider != ProviderKind::Local {
+        return;
+    }
+    let Some(node) = scenario.planned_nodes().into_iter().next() else { return };
+    super::rewrite_kubelet_root(objects, POOL_MOUNT, &pool_folder(scenario, state, &node.name));
+}
+
 /// A DiskPool per io-engine node with a `pool:`, as objects like any other.
-pub fn disk_pools(scenario: &Scenario, namespace: &str) -> Vec<Object> {
+pub fn disk_pools(scenario: &Scenario, state: &StateDir, namespace: &str) -> Vec<Object> {
     scenario
         .planned_nodes()
         .into_iter()
@@ -55,7 +79,7 @@ pub fn disk_pools(scenario: &Scenario, namespace: &str) -> Vec<Object> {
                 "kind": "DiskPool",
                 "metadata": {"name": format!("pool-{}", node.name), "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "lab"}},
-                "spec": {"node": node.name, "disks": [disk_uri(pool.device.as_deref())]},
+                "spec": {"node": node.name, "disks": [disk_uri(pool.device.as_deref(), &pool_folder(scenario, state, &node.name))]},
             });
             Some(Object { file: scenario.source.clone(), line: 0, value })
         })
@@ -76,7 +100,7 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
         }
         let size = pool.size.0.to_string();
         let (target, dir) = match scenario.cluster.provider {
-            ProviderKind::Kind => (Target::Host, state.pool_dir(&node.name)),
+            ProviderKind::Kind | ProviderKind::Local => (Target::Host, state.pool_dir(&node.name)),
             _ => (Target::Node(node.name.clone()), Path::new(POOL_MOUNT).to_path_buf()),
         };
         let file = dir.join(POOL_FILE).display().to_string();
@@ -87,7 +111,7 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
             file = quote(&file),
         );
         // A file lab made on a node that outlives the lab is recorded, so `lab down` removes it.
-        let record = scenario.cluster.provider != ProviderKind::Kind;
+        let record = !matches!(scenario.cluster.provider, ProviderKind::Kind | ProviderKind::Local);
         let file_title = format!("make the {} pool file on {}", pool.size, node.name);
         steps.push(Step::work(file_title, MakePoolFile { target, file, script: Cmd::sh(script), record }));
     }

@@ -337,6 +337,18 @@ fn cni_config(layout: &Layout) -> String {
     )
 }
 
+/// Traffic between pods crosses lab's bridge, so with bridged traffic seen
+/// by iptables it meets the FORWARD chain, whose policy Docker sets to DROP.
+/// One rule, naming lab's own bridge on both sides, lets it through; `lab
+/// down` deletes exactly that rule.
+pub fn forward_rule(layout: &Layout) -> String {
+    format!(
+        "FORWARD -i {0} -o {0} -m comment --comment {1} -j ACCEPT",
+        layout.bridge,
+        quote(&format!("lab {}: pods on its bridge", layout.lab))
+    )
+}
+
 /// Kills and removes every task and container in lab's containerd (its
 /// socket only; the system's containerd is not touched).
 pub fn remove_containers_script(layout: &Layout) -> String {

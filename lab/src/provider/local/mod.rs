@@ -219,6 +219,11 @@ impl Provider for Local {
                 layout.bridge
             )),
         ));
+        steps.push(Step::run(
+            format!("let pods on {} reach each other through the host's FORWARD chain", layout.bridge),
+            Target::Host,
+            Cmd::sh(format!("iptables -C {0} 2>/dev/null || iptables -I {0}", config::forward_rule(layout))),
+        ));
         for component in Component::all(layout) {
             if component.name == "kubelet" {
                 // Before the kubelet: it makes chains too (KUBE-KUBELET-CANARY).
@@ -273,6 +278,11 @@ impl Provider for Local {
             "unmount what the kubelet and containerd mounted",
             Target::Host,
             Cmd::sh(config::unmount_script(layout)),
+        ));
+        steps.push(Step::run(
+            format!("remove lab's FORWARD rule for {}", layout.bridge),
+            Target::Host,
+            Cmd::sh(format!("! iptables -C {0} 2>/dev/null || iptables -D {0}", config::forward_rule(layout))),
         ));
         steps.push(Step::run(
             format!("remove lab's bridge {}", layout.bridge),

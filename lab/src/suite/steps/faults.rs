@@ -129,7 +129,7 @@ fn io_engine_pods(pods: &[Pod]) -> Vec<(String, String, bool)> {
 
 /// The io-engine pod on `node`: the one serving a volume whose app pod runs
 /// there (its nexus), in a single-replica lab. Any other would prove nothing.
-fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
+pub(super) fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
     let on_node: Vec<&Pod> =
         pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)).collect();
     match on_node.as_slice() {

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod faults;
 pub mod fio;
 pub mod host;
+pub mod mayastor;
 pub mod storage;
 pub mod workloads;
 

@@ -1,0 +1,226 @@
+//! Steps that ask Mayastor's own REST API what Kubernetes does not show:
+//! pool state on the io-engine, volumes and their replicas. The API is
+//! reached through the API server's service proxy, so the steps work on
+//! every provider (no port on the host, no address of a node).
+
+use std::time::Duration;
+
+use cucumber::{then, when};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::Value;
+
+use super::super::world::LabWorld;
+use super::namespace;
+
+/// The REST service: labelled `app=api-rest` as upstream's chart labels it.
+const REST_SERVICE_LABEL: &str = "app=api-rest";
+
+/// The REST API's answer to `GET /v0/<path>`, `None` when it says 404.
+async fn rest_get(world: &LabWorld, path: &str) -> Result<Option<Value>, String> {
+    let client = world.ctx.client()?;
+    let services: Api<Service> = Api::all(client.clone());
+    let found = services
+        .list(&ListParams::default().labels(REST_SERVICE_LABEL))
+        .await
+        .map_err(|e| format!("listing Services {REST_SERVICE_LABEL}: {e}"))?;
+    let service = found.items.first().ok_or_else(|| {
+        format!("no Service labelled {REST_SERVICE_LABEL} (Mayastor's REST API): is the stack deployed? `lab deploy`")
+    })?;
+    let (name, ns) = (service.metadata.name.clone().unwrap_or_default(), service.metadata.namespace.clone().unwrap_or_default());
+    let url = format!("/api/v1/namespaces/{ns}/services/{name}:http/proxy/v0/{path}");
+    let request = http::Request::get(&url).body(Vec::new()).map_err(|e| format!("GET {url}: {e}"))?;
+    match client.request_text(request).await {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| format!("GET {url}: not JSON ({e}): {text}")),
+        // The Service was found above, so a 404 is Mayastor's own: no such object.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(format!("GET {url} (Mayastor's REST API through the API server): {e}")),
+    }
+}
+
+/// Each pool with what is not Online about it.
+fn pools_not_online(pools: &Value) -> Vec<String> {
+    let Some(pools) = pools.as_array() else { return vec!["the REST API returned no list of pools".into()] };
+    pools
+        .iter()
+        .filter_map(|pool| {
+            let id = pool.get("id").and_then(Value::as_str).unwrap_or("?");
+            let status = pool.pointer("/state/status").and_then(Value::as_str);
+            match status {
+                Some("Online") => None,
+                Some(other) => Some(format!("{id} is {other}")),
+                None => Some(format!("{id} has no state (its io-engine does not report it)")),
+            }
+        })
+        .collect()
+}
+
+#[then(regex = r"^Mayastor reports every pool Online within (\d+) seconds$")]
+async fn pools_online(world: &mut LabWorld, seconds: u64) -> Result<(), String> {
+    let mut count = 0;
+    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
+        let pools = rest_get(world, "pools").await?.unwrap_or(Value::Null);
+        count = pools.as_array().map(Vec::len).unwrap_or(0);
+        let mut pending = pools_not_online(&pools);
+        if count == 0 {
+            pending.push("Mayastor knows no pool yet".into());
+        }
+        Ok::<_, String>(pending)
+    })
+    .await?;
+    if left.is_empty() { Ok(()) } else { Err(format!("after {seconds}s ({count} pool(s) known): {}", left.join("; "))) }
+}
+
+/// The Mayastor volume of a PV: CSI names PVs `pvc-<uuid>`, and Mayastor
+/// keeps the volume under that uuid.
+fn volume_uuid(pv: &str) -> Result<&str, String> {
+    pv.strip_prefix("pvc-").ok_or_else(|| format!("PV {pv} is not named pvc-<uuid>, as Mayastor's CSI driver names them"))
+}
+
+/// What is wrong with a volume, if anything: its state, its replica count.
+fn volume_problems(volume: &Value, replicas: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    match volume.pointer("/state/status").and_then(Value::as_str) {
+        Some("Online") => {}
+        Some(other) => problems.push(format!("volume is {other}")),
+        None => problems.push("volume has no state yet".into()),
+    }
+    let wanted = volume.pointer("/spec/num_replicas").and_then(Value::as_u64);
+    if wanted != Some(replicas as u64) {
+        problems.push(format!("spec asks {} replica(s), expected {replicas}", wanted.map_or("?".into(), |n| n.to_string())));
+    }
+    let topology = volume.pointer("/state/replica_topology").and_then(Value::as_object);
+    let online = topology
+        .map(|t| t.values().filter(|r| r.pointer("/state").and_then(Value::as_str) == Some("Online")).count())
+        .unwrap_or(0);
+    if online != replicas {
+        problems.push(format!("{online} replica(s) Online, expected {replicas}"));
+    }
+    problems
+}
+
+async fn bound_volume(world: &mut LabWorld, claim: &str) -> Result<String, String> {
+    let ns = namespace(world).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
+    let found = claims.get(claim).await.map_err(|e| format!("reading PVC {ns}/{claim}: {e}"))?;
+    found.spec.and_then(|s| s.volume_name).ok_or_else(|| format!("PVC {ns}/{claim} is not Bound to a volume"))
+}
+
+#[then(regex = r#"^Mayastor reports the volume of the PVC "([^"]+)" Online with (\d+) replicas?$"#)]
+async fn volume_online(world: &mut LabWorld, claim: String, replicas: usize) -> Result<(), String> {
+    let pv = bound_volume(world, &claim).await?;
+    let uuid = volume_uuid(&pv)?.to_string();
+    let volume = rest_get(world, &format!("volumes/{uuid}"))
+        .await?
+        .ok_or_else(|| format!("Mayastor has no volume {uuid} for PVC {claim} (PV {pv})"))?;
+    let problems = volume_problems(&volume, replicas);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("Mayastor volume {uuid} of PVC {claim}: {}", problems.join("; ")))
+    }
+}
+
+/// The replicas Mayastor still lists for a volume.
+fn replicas_of(replicas: &Value, uuid: &str) -> Vec<String> {
+    replicas
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|r| {
+                    r.pointer("/owners/volume").and_then(Value::as_str) == Some(uuid)
+                        || r.get("name").and_then(Value::as_str).is_some_and(|n| n.contains(uuid))
+                })
+                .map(|r| r.get("uuid").and_then(Value::as_str).unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[then(regex = r#"^Mayastor has no volume and no replica of the PVC "([^"]+)" within (\d+) seconds$"#)]
+async fn volume_gone(world: &mut LabWorld, claim: String, seconds: u64) -> Result<(), String> {
+    let pv = world
+        .deleted_claims
+        .get(&claim)
+        .cloned()
+        .ok_or_else(|| format!("PVC {claim} was not deleted in this scenario (`I delete the PVC \"{claim}\"`)"))?;
+    let uuid = volume_uuid(&pv)?.to_string();
+    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
+        let mut left = Vec::new();
+        if rest_get(world, &format!("volumes/{uuid}")).await?.is_some() {
+            left.push(format!("volume {uuid}"));
+        }
+        let replicas = rest_get(world, "replicas").await?.unwrap_or(Value::Null);
+        left.extend(replicas_of(&replicas, &uuid).into_iter().map(|r| format!("replica {r}")));
+        Ok::<_, String>(left)
+    })
+    .await?;
+    if left.is_empty() { Ok(()) } else { Err(format!("after {seconds}s Mayastor still has {}", left.join(", "))) }
+}
+
+#[when(regex = r"^I restart the io-engine on the node of a DiskPool$")]
+async fn restart_io_engine_of_a_pool(world: &mut LabWorld) -> Result<(), String> {
+    let pools = rest_get(world, "pools").await?.unwrap_or(Value::Null);
+    let node = pools
+        .as_array()
+        .and_then(|p| p.first())
+        .and_then(|p| p.pointer("/spec/node").or_else(|| p.pointer("/state/node")))
+        .and_then(Value::as_str)
+        .ok_or("Mayastor knows no pool, so no node to restart the io-engine on")?
+        .to_string();
+    let pods: Api<Pod> = Api::all(world.ctx.client()?);
+    let found = pods
+        .list(&ListParams::default().labels("app=io-engine"))
+        .await
+        .map_err(|e| format!("listing io-engine pods: {e}"))?;
+    let pod = super::faults::io_engine_on(&found.items, &node)?;
+    let (name, ns) = (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
+    Api::<Pod>::namespaced(world.ctx.client()?, &ns)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting io-engine pod {ns}/{name}: {e}"))?;
+    world.restarted = Some((node, name));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pools_are_online_only_when_the_io_engine_says_so() {
+        let pools = json!([
+            {"id": "p0", "state": {"status": "Online"}},
+            {"id": "p1", "state": {"status": "Degraded"}},
+            {"id": "p2", "spec": {"node": "n"}}
+        ]);
+        assert_eq!(pools_not_online(&pools), ["p1 is Degraded", "p2 has no state (its io-engine does not report it)"]);
+    }
+
+    #[test]
+    fn a_volume_needs_its_state_and_every_replica_online() {
+        let online = json!({"spec": {"num_replicas": 1}, "state": {"status": "Online",
+            "replica_topology": {"r1": {"node": "n", "pool": "p", "state": "Online"}}}});
+        assert!(volume_problems(&online, 1).is_empty());
+        let degraded = json!({"spec": {"num_replicas": 2}, "state": {"status": "Degraded",
+            "replica_topology": {"r1": {"state": "Online"}, "r2": {"state": "Faulted"}}}});
+        assert_eq!(
+            volume_problems(&degraded, 2),
+            ["volume is Degraded", "1 replica(s) Online, expected 2"]
+        );
+        assert_eq!(volume_uuid("pvc-1234").unwrap(), "1234");
+        assert!(volume_uuid("local-pv").is_err());
+    }
+
+    #[test]
+    fn replicas_are_matched_to_their_volume() {
+        let replicas = json!([
+            {"uuid": "a", "owners": {"volume": "v1"}},
+            {"uuid": "b", "owners": {"volume": "v2"}},
+            {"uuid": "c", "owners": {}}
+        ]);
+        assert_eq!(replicas_of(&replicas, "v1"), ["a"]);
+        assert!(replicas_of(&replicas, "v3").is_empty());
+    }
+}

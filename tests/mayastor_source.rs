@@ -1,0 +1,145 @@
+//! Named long check (left out of `cargo test` unless asked, see the README):
+//! Mayastor built by lab from upstream's sources in `../shared/sources`
+//! (unpacked by `.ci/mayastor/sources`, standing in for a contributor's
+//! checkouts), deployed on a local node and tested with
+//! `features/mayastor-source`; then a contributor's one-line change in the
+//! mayastor-dependencies checkout, which the scenario puts into the io-engine
+//! with a `tree:` override, is rebuilt, reloaded and seen in the running
+//! io-engine's log; `lab down` leaves no pool file, hugepage, mount or
+//! process. The checkouts are byte-identical afterwards (the dependencies'
+//! one as the contributor left it).
+//!
+//! Needs what `lab doctor scenarios/mayastor-source.yaml` names (Docker, the
+//! Kubernetes binaries of `.ci/kube/build` through `LAB_KUBE_BIN`, SPDK's and
+//! Mayastor's build packages, see the README) and the tarballs
+//! (`LAB_MAYASTOR_TARBALLS`, else `../shared/sources`); fails without them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::Instant;
+
+use assert_cmd::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn lab(sources: &Path, state: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("lab").unwrap();
+    cmd.current_dir(repo_root()).env("LAB_STATE_DIR", state).env("MAYASTOR_SOURCES", sources);
+    cmd
+}
+
+/// Runs a lab command, printing how long it took; its output on failure.
+fn run(what: &str, cmd: &mut Command) -> String {
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("mayastor-source: {what} took {:.0} s", started.elapsed().as_secs_f64());
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Every file under `dir` with its size and a hash of its contents.
+fn listing(dir: &Path) -> String {
+    let out = Process::new("sh")
+        .arg("-c")
+        .arg("find . -type f -print0 | sort -z | xargs -0 sha256sum")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kubectl(state: &Path, args: &[&str]) -> String {
+    let bin = std::env::var_os("LAB_KUBE_BIN").map(PathBuf::from).unwrap_or_default();
+    let out = Process::new(bin.join("kubectl"))
+        .env("KUBECONFIG", state.join("mayastor-source/kubeconfig"))
+        .args(args)
+        .output()
+        .expect("kubectl of LAB_KUBE_BIN (`bash .ci/kube/build`)");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `lab down` even when an assertion fails half-way.
+struct Down<'a> {
+    sources: &'a Path,
+    state: &'a Path,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = lab(self.sources, self.state).args(["down", "scenarios/mayastor-source.yaml"]).output();
+    }
+}
+
+fn hugepages_total() -> String {
+    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages").unwrap().trim().to_string()
+}
+
+#[test]
+#[ignore = "long check: cargo test --test mayastor_source -- --ignored (see the README for its time)"]
+fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change() {
+    let work = tempfile::tempdir().unwrap();
+    let sources = work.path().join("sources");
+    let state = work.path().join("state");
+    let unpacked = Process::new("bash").arg(repo_root().join(".ci/mayastor/sources")).arg(&sources).status().unwrap();
+    assert!(unpacked.success(), "`.ci/mayastor/sources` could not lay the tarballs (LAB_MAYASTOR_TARBALLS?)");
+    let mayastor_before = listing(&sources.join("mayastor"));
+    let control_plane_before = listing(&sources.join("mayastor-control-plane"));
+    let hugepages_before = hugepages_total();
+    let scenario = "scenarios/mayastor-source.yaml";
+    let _down = Down { sources: &sources, state: &state };
+
+    let up = run("lab up (build, cluster, load, deploy, pools Online)", lab(&sources, &state).args(["up", scenario]));
+    let tag = up
+        .split("lab-local/mayastor-io-engine:")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .expect("lab up names the io-engine image it built")
+        .to_string();
+    let test = run("lab test (features/mayastor-source)", lab(&sources, &state).args(["test", scenario]));
+    assert!(test.contains("passed") && !test.contains("failed"), "{test}");
+
+    // The running io-engine is the build lab made: it logs the image's tag as its revision.
+    let log = kubectl(&state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
+    assert!(log.contains(&format!("revision {tag}")), "io-engine does not log revision {tag}:\n{log}");
+
+    // The contributor changes one line of mayastor-dependencies (their own
+    // checkout, put into the io-engine by the scenario's `tree:` override).
+    let macros = sources.join("mayastor-dependencies/version-info/src/macros.rs");
+    let text = std::fs::read_to_string(&macros).unwrap();
+    let line = r#"format!("{} {}", vi.fmt_description(), vi)"#;
+    assert!(text.contains(line), "version-info's fmt_package_info changed upstream:\n{text}");
+    std::fs::write(&macros, text.replace(line, r#"format!("{} {} (lab tree override)", vi.fmt_description(), vi)"#))
+        .unwrap();
+    let dependencies_edited = listing(&sources.join("mayastor-dependencies"));
+    let build = run(
+        "lab build --component io-engine after the one-line change",
+        lab(&sources, &state).args(["build", scenario, "--component", "io-engine"]),
+    );
+    assert!(build.contains("built lab-local/mayastor-io-engine:lab-"), "{build}");
+    run("lab load --component io-engine", lab(&sources, &state).args(["load", scenario, "--component", "io-engine"]));
+    run("lab deploy (the io-engine rolled to the new image)", lab(&sources, &state).args(["deploy", scenario]));
+    let log = kubectl(&state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
+    assert!(log.contains("(lab tree override)"), "the running io-engine does not print the override's line:\n{log}");
+    let test = run(
+        "lab test after the change",
+        lab(&sources, &state).args(["test", scenario, "-n", "pools are Online in Mayastor"]),
+    );
+    assert!(test.contains("passed") && !test.contains("failed"), "{test}");
+
+    run("lab down", lab(&sources, &state).args(["down", scenario]));
+    assert!(!state.join("mayastor-source").exists(), "the state folder (pool files) is left after lab down");
+    assert_eq!(hugepages_total(), hugepages_before, "hugepages were not given back");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/run/lab/mayastor-source"), "mounts of the lab are left:\n{mounts}");
+    let processes = Process::new("pgrep").args(["-f", "io-engine"]).output().unwrap();
+    assert!(processes.stdout.is_empty(), "io-engine processes are left: {}", String::from_utf8_lossy(&processes.stdout));
+
+    assert_eq!(listing(&sources.join("mayastor")), mayastor_before, "the io-engine checkout changed");
+    assert_eq!(listing(&sources.join("mayastor-control-plane")), control_plane_before, "the control-plane checkout changed");
+    assert_eq!(listing(&sources.join("mayastor-dependencies")), dependencies_edited, "the dependencies checkout changed");
+}
