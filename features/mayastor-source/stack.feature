@@ -18,7 +18,7 @@ Feature: Mayastor built from the contributor's checkouts
     Then the PV of the PVC "vol" is gone within 120 seconds
     And Mayastor has no volume and no replica of the PVC "vol" within 60 seconds
 
-  @faults
+  @faults @serial
   Scenario: the pools come back after an io-engine restart
     When I restart the io-engine on the node of a DiskPool
     Then the io-engine runs again on that node within 300 seconds

@@ -100,6 +100,8 @@ pub struct LabWorld {
     pub survivor: Option<(String, usize)>,
     /// The PV each claim was bound to when a step deleted it.
     pub deleted_claims: BTreeMap<String, String>,
+    /// The Mayastor replicas of each claim's volume, as a step saw them Online.
+    pub mayastor_replicas: BTreeMap<String, Vec<String>>,
 }
 
 impl LabWorld {
@@ -120,6 +122,7 @@ impl LabWorld {
             pattern_mib: None,
             survivor: None,
             deleted_claims: BTreeMap::new(),
+            mayastor_replicas: BTreeMap::new(),
         })
     }
 }

@@ -115,26 +115,28 @@ async fn volume_online(world: &mut LabWorld, claim: String, replicas: usize) -> 
         .ok_or_else(|| format!("Mayastor has no volume {uuid} for PVC {claim} (PV {pv})"))?;
     let problems = volume_problems(&volume, replicas);
     if problems.is_empty() {
+        let seen = volume.pointer("/state/replica_topology").and_then(Value::as_object);
+        world.mayastor_replicas.insert(claim, seen.map(|t| t.keys().cloned().collect()).unwrap_or_default());
         Ok(())
     } else {
         Err(format!("Mayastor volume {uuid} of PVC {claim}: {}", problems.join("; ")))
     }
 }
 
-/// The replicas Mayastor still lists for a volume.
-fn replicas_of(replicas: &Value, uuid: &str) -> Vec<String> {
-    replicas
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter(|r| {
-                    r.pointer("/owners/volume").and_then(Value::as_str) == Some(uuid)
-                        || r.get("name").and_then(Value::as_str).is_some_and(|n| n.contains(uuid))
-                })
-                .map(|r| r.get("uuid").and_then(Value::as_str).unwrap_or("?").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The replicas Mayastor still has of a volume: in its specs (owned by the
+/// volume) or on an io-engine (`known`: the ones a step saw Online).
+fn replicas_left(specs: &Value, replicas: &Value, uuid: &str, known: &[String]) -> Vec<String> {
+    let owned = specs.get("replicas").and_then(Value::as_array).into_iter().flatten().filter(|r| {
+        r.pointer("/owners/volume").and_then(Value::as_str) == Some(uuid)
+    });
+    let on_engines = replicas.as_array().into_iter().flatten().filter(|r| {
+        r.get("uuid").and_then(Value::as_str).is_some_and(|id| known.iter().any(|k| k == id))
+    });
+    let mut left: Vec<String> =
+        owned.chain(on_engines).filter_map(|r| r.get("uuid").and_then(Value::as_str)).map(String::from).collect();
+    left.sort();
+    left.dedup();
+    left
 }
 
 #[then(regex = r#"^Mayastor has no volume and no replica of the PVC "([^"]+)" within (\d+) seconds$"#)]
@@ -150,8 +152,10 @@ async fn volume_gone(world: &mut LabWorld, claim: String, seconds: u64) -> Resul
         if rest_get(world, &format!("volumes/{uuid}")).await?.is_some() {
             left.push(format!("volume {uuid}"));
         }
+        let specs = rest_get(world, "specs").await?.unwrap_or(Value::Null);
         let replicas = rest_get(world, "replicas").await?.unwrap_or(Value::Null);
-        left.extend(replicas_of(&replicas, &uuid).into_iter().map(|r| format!("replica {r}")));
+        let known = world.mayastor_replicas.get(&claim).cloned().unwrap_or_default();
+        left.extend(replicas_left(&specs, &replicas, &uuid, &known).into_iter().map(|r| format!("replica {r}")));
         Ok::<_, String>(left)
     })
     .await?;
@@ -214,13 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn replicas_are_matched_to_their_volume() {
-        let replicas = json!([
-            {"uuid": "a", "owners": {"volume": "v1"}},
-            {"uuid": "b", "owners": {"volume": "v2"}},
-            {"uuid": "c", "owners": {}}
-        ]);
-        assert_eq!(replicas_of(&replicas, "v1"), ["a"]);
-        assert!(replicas_of(&replicas, "v3").is_empty());
+    fn replicas_are_left_while_a_spec_owns_them_or_an_io_engine_has_them() {
+        let specs = json!({"replicas": [
+            {"uuid": "a", "owners": {"volume": "v1", "nexuses": []}},
+            {"uuid": "b", "owners": {"volume": "v2", "nexuses": []}}
+        ]});
+        let on_engines = json!([{"uuid": "a"}, {"uuid": "c"}, {"uuid": "d"}]);
+        assert_eq!(replicas_left(&specs, &on_engines, "v1", &["c".into()]), ["a", "c"]);
+        assert!(replicas_left(&json!({"replicas": []}), &json!([]), "v1", &["a".into()]).is_empty());
     }
 }
