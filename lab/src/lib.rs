@@ -159,8 +159,13 @@ impl Lab {
 
     /// `lab deploy`: the stack in apply order (CRDs established first), its
     /// workloads ready, then a DiskPool per io-engine node, Online.
+    /// Images are checked on the nodes first: a component changed since its
+    /// last `lab build`/`lab load` is named before anything is applied.
     pub fn deploy_plan(&self) -> anyhow::Result<Plan> {
-        let steps = self.deploy_steps(self.load_stack()?)?;
+        let builds = build::resolve(&self.scenario, &self.state, None)?;
+        let objects = self.load_stack()?;
+        let mut steps: Vec<Step> = self.preflight_step(&builds, &objects).into_iter().collect();
+        steps.extend(self.deploy_steps(objects)?);
         Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
     }
 
