@@ -23,11 +23,40 @@ fn stdout_of(cmd: &mut Command) -> String {
 }
 
 #[test]
+fn completions_for_each_shell_name_the_commands_and_status_speaks_json() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout_of(lab().args(["completions", shell]));
+        for word in ["deploy", "dry-run", "keep-on-failure"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    // bash really loads it and completes a subcommand.
+    let script = stdout_of(lab().args(["completions", "bash"]));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lab.bash"), script).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source ./lab.bash; COMP_WORDS=(lab dep); COMP_CWORD=1; _lab lab dep lab; echo \"${COMPREPLY[*]}\"")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deploy", "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = lab().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("possible values"));
+
+    // A lab that is not up, as JSON.
+    let status = stdout_of(lab().args(["status", "--json", "scenarios/local.yaml"]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!((status["name"].as_str(), status["provider"].as_str(), status["up"].as_bool()), (Some("local"), Some("local"), Some(false)));
+    assert!(status["nodes"].as_array().is_some_and(Vec::is_empty), "{status}");
+}
+
+#[test]
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
     for command in [
         "up", "prepare", "build", "load", "deploy", "test", "run", "images", "down", "status", "plan", "doctor",
-        "shell",
+        "shell", "completions",
     ] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }

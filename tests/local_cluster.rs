@@ -556,6 +556,12 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
         status.lines().any(|l| l.starts_with("lab-local-restart-control-plane") && l.ends_with("Ready")),
         "{status}"
     );
+    let json = String::from_utf8(lab(&["status", "--json"]).output().unwrap().stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(json["up"], true, "{json}");
+    assert_eq!(json["nodes"][0]["name"], "lab-local-restart-control-plane", "{json}");
+    assert_eq!(json["nodes"][0]["state"], "Ready", "{json}");
+    assert!(json["kubeconfig"].as_str().is_some_and(|k| k.starts_with('/')), "{json}");
 
     // The shell is on the node, with ctr pointed at lab's containerd and kubectl at the cluster.
     let kubectl = binaries.join("kubectl").display().to_string();

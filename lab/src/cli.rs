@@ -40,13 +40,39 @@ pub enum Command {
     /// Remove the cluster and everything lab created for it; restore host settings.
     Down(DownArgs),
     /// Show the lab's nodes as the provider sees them now.
-    Status(ScenarioArg),
+    Status(StatusArgs),
     /// Print what `lab up` (or `lab down`) would do, changing nothing.
     Plan(PlanArgs),
     /// Check this machine for everything the scenario needs.
     Doctor(ScenarioArg),
     /// Open an interactive shell on a node.
     Shell(ShellArgs),
+    /// The labs on this machine: name, provider, since when, up or not, state folder.
+    List(ListArgs),
+    /// Print a completion script for a shell (`lab completions bash > /etc/bash_completion.d/lab`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// One JSON object on stdout (name, provider, state folder, kubeconfig, up, nodes) for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// A JSON array on stdout, one object per lab.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]

@@ -45,6 +45,15 @@ impl Lab {
         let path = path.unwrap_or_else(scenario::default_path);
         let scenario = Scenario::load(&path)?;
         let state = scenario.state_dir()?;
+        Ok(Lab::with_state(scenario, state))
+    }
+
+    /// The lab of a scenario whose state lies where a record says (`lab list`).
+    pub fn open_at(path: &std::path::Path, state: StateDir) -> anyhow::Result<Lab> {
+        Ok(Lab::with_state(Scenario::load(path)?, state))
+    }
+
+    fn with_state(scenario: Scenario, state: StateDir) -> Lab {
         let instance = state.instance().unwrap_or_else(state::new_instance_id);
         let provider = provider::for_scenario(&scenario, &state, &instance);
         let ownership = std::sync::Arc::new(stack::ownership::Ownership {
@@ -55,13 +64,17 @@ impl Lab {
             only_recorded: false,
             record: state.created_objects(),
         });
-        Ok(Lab { scenario, state, provider, ownership })
+        Lab { scenario, state, provider, ownership }
     }
 
     /// Hold this lab for the life of the process (one lab process per lab):
     /// refused, naming the holder, while another `lab` process holds it.
+    /// The lab is listed in this machine's index of labs (`lab list`) from
+    /// then until its state folder is removed.
     pub fn hold(&self, command: &str) -> anyhow::Result<state::Held> {
-        self.state.hold(command, &self.ownership.instance)
+        let held = self.state.hold(command, &self.ownership.instance)?;
+        state::index::register(&self.state, self.scenario.name(), &self.scenario.cluster.provider.to_string(), &self.scenario.source)?;
+        Ok(held)
     }
 
     /// Whether the state records what an earlier run made: host or node

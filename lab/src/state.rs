@@ -190,8 +190,12 @@ impl Held {
 }
 
 /// Remove a state folder (gone already is fine); the `.lab` folder beside a
-/// scenario goes with its last lab (only when empty).
+/// scenario goes with its last lab (only when empty), and the lab leaves the
+/// machine's index of labs.
 pub fn remove_state_dir(path: &Path) -> std::io::Result<()> {
+    if let Ok(instance) = std::fs::read_to_string(path.join("instance")) {
+        index::unregister(instance.trim())?;
+    }
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -306,5 +310,94 @@ mod tests {
         assert_eq!(here.absolute(), cwd.join(".lab/x"));
         assert_eq!(here.dir(), Path::new(".lab/x"), "shown relative when under the working directory");
         assert_eq!(StateDir::for_scenario(Path::new("lab.yaml"), "x").unwrap().dir(), Path::new(".lab/x"));
+    }
+}
+
+/// This machine's index of labs, for `lab list`: one file per lab instance
+/// (`<instance>.json`: name, provider, scenario file, state folder, since),
+/// written when a lab process first holds the lab and removed with its state.
+pub mod index {
+    use std::path::{Path, PathBuf};
+
+    use anyhow::Context as _;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Entry {
+        pub instance: String,
+        pub name: String,
+        pub provider: String,
+        pub scenario: PathBuf,
+        pub state: PathBuf,
+        /// Unix time of the first hold.
+        pub since: u64,
+    }
+
+    /// `$LAB_INDEX_DIR`, else `$XDG_STATE_HOME/lab/labs`, else `~/.local/state/lab/labs`.
+    pub fn dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("LAB_INDEX_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("lab/labs");
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".local/state/lab/labs")
+    }
+
+    fn file(instance: &str) -> PathBuf {
+        dir().join(format!("{instance}.json"))
+    }
+
+    pub fn register(state: &super::StateDir, name: &str, provider: &str, scenario: &Path) -> anyhow::Result<()> {
+        let Some(instance) = state.instance() else { return Ok(()) };
+        let path = file(&instance);
+        if path.exists() {
+            return Ok(());
+        }
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let entry = Entry {
+            instance,
+            name: name.to_string(),
+            provider: provider.to_string(),
+            scenario: super::absolute(scenario),
+            state: state.absolute(),
+            since,
+        };
+        std::fs::create_dir_all(dir()).with_context(|| format!("cannot create {}", dir().display()))?;
+        super::write_new(&path, &serde_json::to_string(&entry)?, 0o644)
+    }
+
+    pub fn unregister(instance: &str) -> std::io::Result<()> {
+        if instance.is_empty() || !instance.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        match std::fs::remove_file(file(instance)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every lab in the index, oldest first; unreadable entries are named, not hidden.
+    pub fn entries() -> anyhow::Result<Vec<Result<Entry, String>>> {
+        let mut out = Vec::new();
+        let read = match std::fs::read_dir(dir()) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir().display())),
+        };
+        for item in read {
+            let path = item?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str::<Entry>(&text).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{}: {e}", path.display()));
+            out.push(parsed);
+        }
+        out.sort_by_key(|e| e.as_ref().map(|e| e.since).unwrap_or(0));
+        Ok(out)
     }
 }

@@ -4,6 +4,7 @@ pub mod build;
 pub mod doctor;
 pub mod down;
 pub mod fio;
+pub mod list;
 pub mod plan;
 pub mod prepare;
 pub mod run;
@@ -45,6 +46,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
+        Command::List(args) => list::run(args.json).await,
+        Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(args.shell, &mut crate::cli::Cli::command(), "lab", &mut std::io::stdout());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Plan(args) => plan::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Shell(args) => shell::run(args).await,
