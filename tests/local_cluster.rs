@@ -417,6 +417,13 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
     assert!(line.contains("10-plugin.yaml") && line.contains("never pulled"), "{stderr}");
     assert!(stderr.contains("cleaning up"), "{stderr}");
     assert!(!dir.path().join("junit.xml").exists(), "the suite ran on a broken stack");
+    // The failed up gathered the cluster's logs before its cleanup, unasked.
+    let runs = dir.path().join("artifacts/local-broken");
+    let run_dir = std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
+    let node = run_dir.join("logs/nodes/lab-local-broken-control-plane");
+    assert!(std::fs::metadata(node.join("kubelet.log")).is_ok_and(|m| m.len() > 0), "no kubelet log in {}", run_dir.display());
+    assert!(run_dir.join("logs/namespaces/default/events.txt").is_file(), "no events in {}", run_dir.display());
+    assert!(run_dir.join("logs/not-ready.txt").is_file(), "no not-ready list in {}", run_dir.display());
     assert_eq!(Host::now(), before, "the failed lab run left something behind");
 }
 
@@ -543,9 +550,11 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     };
     std::fs::write(dir.path().join("lab.yaml"), scenario(32)).unwrap();
     let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
+    // An index of labs of this test's own, so `lab list` sees this lab alone.
+    let index = dir.path().join("index");
     let lab = |args: &[&str]| {
         let mut cmd = lab_in(dir.path(), &binaries);
-        cmd.args(args);
+        cmd.env("LAB_INDEX_DIR", &index).args(args);
         cmd
     };
     let up = lab(&["up"]).output().unwrap();
@@ -562,6 +571,30 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     assert_eq!(json["nodes"][0]["name"], "lab-local-restart-control-plane", "{json}");
     assert_eq!(json["nodes"][0]["state"], "Ready", "{json}");
     assert!(json["kubeconfig"].as_str().is_some_and(|k| k.starts_with('/')), "{json}");
+    let list = String::from_utf8(lab(&["list", "--json"]).output().unwrap().stdout).unwrap();
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!((list[0]["name"].as_str(), list[0]["provider"].as_str()), (Some("local-restart"), Some("local")), "{list}");
+    assert_eq!(list[0]["up"], "up", "{list}");
+    let table = String::from_utf8(lab(&["list"]).output().unwrap().stdout).unwrap();
+    assert!(table.lines().any(|l| l.starts_with("local-restart") && l.ends_with("  up")), "{table}");
+
+    // `lab export logs DIR`: the node's process logs, every namespace's pods and events, the path on stdout.
+    let logs = dir.path().join("logs");
+    let export = lab(&["export", "logs", logs.to_str().unwrap()]).output().unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert_eq!(String::from_utf8_lossy(&export.stdout).trim(), logs.display().to_string());
+    let node = logs.join("nodes/lab-local-restart-control-plane");
+    let kubelet = std::fs::read_to_string(node.join("kubelet.log")).unwrap();
+    assert!(kubelet.contains("kubelet") && kubelet.lines().count() > 10, "{kubelet}");
+    for file in ["containerd.log", "kube-apiserver.log", "etcd.log", "dmesg.txt"] {
+        assert!(node.join(file).is_file(), "{file} not exported");
+    }
+    for file in ["nodes.json", "not-ready.txt", "lab.log", "namespaces/default/events.txt", "namespaces/kube-system/pods.json"] {
+        assert!(logs.join(file).is_file(), "{file} not exported");
+    }
+    let nodes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(logs.join("nodes.json")).unwrap()).unwrap();
+    assert_eq!(nodes[0]["metadata"]["name"], "lab-local-restart-control-plane");
 
     // The shell is on the node, with ctr pointed at lab's containerd and kubectl at the cluster.
     let kubectl = binaries.join("kubectl").display().to_string();
@@ -581,6 +614,12 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     assert!(prepare.status.success(), "{stderr}");
     assert!(stderr.contains("32 → 48 pages"), "the pool did not grow:\n{stderr}");
     assert!(stderr.contains("kubelet restarted; allocatable 32 → 48 pages"), "{stderr}");
+
+    // Down, the lab leaves the index with its state.
+    let down = lab(&["down"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let list = String::from_utf8(lab(&["list"]).output().unwrap().stdout).unwrap();
+    assert!(list.starts_with("no labs on this machine"), "{list}");
 }
 
 /// A tiny stack with no image: a namespace, a ConfigMap, a ServiceAccount

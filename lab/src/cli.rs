@@ -49,6 +49,9 @@ pub enum Command {
     Shell(ShellArgs),
     /// The labs on this machine: name, provider, since when, up or not, state folder.
     List(ListArgs),
+    /// Gather what a bug report needs (`lab export logs [DIR]`).
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print a completion script for a shell (`lab completions bash > /etc/bash_completion.d/lab`).
     Completions(CompletionsArgs),
 }
@@ -60,6 +63,22 @@ pub struct StatusArgs {
     /// One JSON object on stdout (name, provider, state folder, kubeconfig, up, nodes) for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Node logs (kubelet, containerd or the local processes, dmesg), every pod's logs (and the
+    /// previous container's), events, objects not Ready, lab's log; prints the folder.
+    Logs(ExportLogsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportLogsArgs {
+    /// Where to write [default: artifacts/<lab>/<UTC time>-logs beside the scenario]
+    pub dir: Option<PathBuf>,
+    /// Scenario file [default: ./lab.yaml, else scenarios/quickstart.yaml]
+    #[arg(long, short = 's')]
+    pub scenario: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

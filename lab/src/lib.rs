@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod docker;
 pub mod doctor;
+pub mod export;
 pub mod fio;
 pub mod load;
 pub mod plan;

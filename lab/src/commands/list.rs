@@ -10,7 +10,10 @@ async fn up(entry: &index::Entry) -> String {
     }
     let lab = match Lab::open_at(&entry.scenario, StateDir::at(&entry.state)) {
         Ok(lab) => lab,
-        Err(_) => return "unknown (its scenario file no longer loads)".into(),
+        Err(e) => {
+            let why = format!("{e:#}");
+            return format!("unknown ({})", why.lines().next().unwrap_or_default());
+        }
     };
     match lab.provider.exists().await {
         Ok(true) => "up".into(),
@@ -55,9 +58,11 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let name = rows.iter().map(|(e, _)| e.name.len()).max().unwrap_or(4).max(4);
-    println!("{:name$}  {:8}  {:10}  {:28}  STATE FOLDER", "NAME", "PROVIDER", "SINCE", "UP");
+    let state = rows.iter().map(|(e, _)| e.state.display().to_string().len()).max().unwrap_or(5).max(12);
+    println!("{:name$}  {:8}  {:10}  {:state$}  UP", "NAME", "PROVIDER", "SINCE", "STATE FOLDER");
     for (entry, up) in rows {
-        println!("{:name$}  {:8}  {:10}  {:28}  {}", entry.name, entry.provider, since(entry.since), up, entry.state.display());
+        let folder = entry.state.display().to_string();
+        println!("{:name$}  {:8}  {:10}  {folder:state$}  {up}", entry.name, entry.provider, since(entry.since));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,6 +47,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::List(args) => list::run(args.json).await,
+        Command::Export(crate::cli::ExportCommand::Logs(args)) => {
+            let lab = crate::Lab::open(args.scenario)?;
+            let dir = args.dir.unwrap_or_else(|| {
+                let stamped = crate::artifacts::default_dir(&lab.scenario);
+                stamped.with_file_name(format!("{}-logs", stamped.file_name().unwrap_or_default().to_string_lossy()))
+            });
+            let exported = crate::export::logs(&lab, &dir).await?;
+            for problem in &exported.problems {
+                eprintln!("not exported: {problem}");
+            }
+            eprintln!("exported {} file(s) of lab {}", exported.files, lab.scenario.name());
+            println!("{}", dir.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Completions(args) => {
             use clap::CommandFactory as _;
             clap_complete::generate(args.shell, &mut crate::cli::Cli::command(), "lab", &mut std::io::stdout());
@@ -116,11 +130,19 @@ async fn run_or_show(
 }
 
 /// After a failed `lab up` or `lab prepare`: the lab's log and plan copied
-/// into the artifacts folder (`--artifacts DIR`, else beside the scenario)
-/// and bundled, so they survive the cleanup; both paths are printed.
-fn keep_failure_log(lab: &crate::Lab, artifacts: Option<&std::path::Path>, command: &str) {
+/// into the artifacts folder (`--artifacts DIR`, else beside the scenario),
+/// with what `lab export logs` gathers when the cluster got that far (node
+/// logs, pods, events, what is not Ready), and bundled, so they survive the
+/// cleanup; both paths are printed.
+async fn keep_failure_log(lab: &crate::Lab, artifacts: Option<&std::path::Path>, command: &str) {
     let dir =
         artifacts.map(std::path::Path::to_path_buf).unwrap_or_else(|| crate::artifacts::default_dir(&lab.scenario));
+    if lab.provider.exists().await.unwrap_or(false) {
+        match crate::export::logs(lab, &dir.join("logs")).await {
+            Ok(exported) => eprintln!("gathered {} file(s) of the cluster's logs into {}", exported.files, dir.join("logs").display()),
+            Err(e) => eprintln!("gathering the cluster's logs into {} failed: {e:#}", dir.join("logs").display()),
+        }
+    }
     let kept = crate::artifacts::keep(&dir, &[lab.state.log(), lab.state.file("plan.txt")])
         .and_then(|()| crate::artifacts::bundle(&dir));
     match kept {

@@ -24,7 +24,7 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         );
         return Ok(ExitCode::SUCCESS);
     };
-    super::keep_failure_log(&lab, args.artifacts.as_deref(), "prepare");
+    super::keep_failure_log(&lab, args.artifacts.as_deref(), "prepare").await;
     if args.keep_on_failure {
         eprintln!("keeping what this run changed (--keep-on-failure); `lab down` restores it");
         return Err(error);

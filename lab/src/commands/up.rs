@@ -98,7 +98,7 @@ pub async fn bring_up(
         return Ok(ExitCode::SUCCESS);
     };
     // The log and plan outlive the cleanup below, which removes the state folder.
-    super::keep_failure_log(lab, args.artifacts.as_deref(), "up");
+    super::keep_failure_log(lab, args.artifacts.as_deref(), "up").await;
     if args.keep_on_failure {
         eprintln!("keeping the half-made lab for inspection (--keep-on-failure); log: {}", lab.state.log().display());
         eprintln!("  `lab status` lists its nodes, `lab down` removes it");

@@ -40,6 +40,16 @@ pub trait Provider: Cluster {
     }
     /// The host command that opens an interactive shell on a node.
     fn interactive_shell(&self, node: &str) -> Cmd;
+    /// What `lab export logs` keeps of each node: a file name and the
+    /// command that prints it in the node's shell (systemd's journal where
+    /// the node runs systemd, as kind nodes and VMs do).
+    fn node_logs(&self) -> Vec<(String, Cmd)> {
+        vec![
+            ("kubelet.log".into(), Cmd::sh("journalctl -u kubelet --no-pager -n 20000")),
+            ("containerd.log".into(), Cmd::sh("journalctl -u containerd --no-pager -n 20000")),
+            ("dmesg.txt".into(), Cmd::sh("dmesg")),
+        ]
+    }
 }
 
 /// The scenario's provider; `instance` names what it makes on the host (VMs).

@@ -56,7 +56,7 @@ pub fn bundle(ctx: &super::world::Context) -> anyhow::Result<PathBuf> {
     crate::artifacts::bundle(dir)
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
     std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
@@ -112,7 +112,7 @@ async fn collect(world: &LabWorld, dir: &Path) -> Result<(), String> {
 /// Each pod of a namespace: its object with status (`pods.json`, what
 /// `kubectl describe` reads) and each container's log, and the previous
 /// container's log when it restarted.
-async fn pod_logs(client: &kube::Client, namespace: &str, dir: &Path) -> Result<(), String> {
+pub(crate) async fn pod_logs(client: &kube::Client, namespace: &str, dir: &Path) -> Result<(), String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods.list(&ListParams::default()).await.map_err(|e| format!("listing pods in {namespace}: {e}"))?;
     write(dir, "pods.json", &serde_json::to_string_pretty(&list.items).unwrap_or_default())?;

@@ -39,6 +39,11 @@ pub struct Component {
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Component {
+    /// The file the process writes its output to.
+    pub fn log_path(&self) -> &str {
+        &self.log
+    }
+
     fn new(layout: &Layout, name: &'static str, program: String, args: Vec<String>, ready: Ready) -> Component {
         Component {
             name,

@@ -306,6 +306,17 @@ impl Provider for Local {
         Ok(Component::all(&self.layout).iter().any(|c| c.running_pid().is_some()))
     }
 
+    /// The node is this host's processes: each one's own log (kubelet,
+    /// containerd, the control plane), and the host's kernel log.
+    fn node_logs(&self) -> Vec<(String, Cmd)> {
+        let mut out: Vec<(String, Cmd)> = Component::all(&self.layout)
+            .iter()
+            .map(|c| (format!("{}.log", c.name), Cmd::new("tail").args(["-n", "20000", c.log_path()])))
+            .collect();
+        out.push(("dmesg.txt".into(), Cmd::sh("dmesg")));
+        out
+    }
+
     fn interactive_shell(&self, _node: &str) -> Cmd {
         Cmd::new("env")
             .arg(format!("CONTAINERD_ADDRESS={}", self.layout.containerd_socket()))

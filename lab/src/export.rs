@@ -1,0 +1,167 @@
+//! `lab export logs`: what a bug report needs, gathered into one folder
+//! (kind's habit): per node the kubelet's and containerd's logs (or the
+//! local provider's process logs) and the kernel's, per namespace every
+//! pod's object and logs (with the previous container's) and the events,
+//! the objects that are not Ready with their conditions, the nodes, and
+//! lab's own log and plan.
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::api::{Api, ListParams};
+
+use crate::Lab;
+use crate::suite::cleanup::{pod_logs, write};
+
+/// What was gathered, and what could not be (each with why).
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub files: usize,
+    pub problems: Vec<String>,
+}
+
+pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Exported::default();
+    crate::artifacts::keep(dir, &[lab.state.log(), lab.state.dir().join("plan.txt")])?;
+    for node in lab.provider.nodes().await.unwrap_or_default() {
+        let node_dir = dir.join("nodes").join(&node.name);
+        std::fs::create_dir_all(&node_dir)?;
+        let shell = lab.provider.node_shell(&node.name);
+        for (file, cmd) in lab.provider.node_logs() {
+            let text = match shell.exec(&cmd, None).await {
+                Ok(output) if output.success() => output.stdout,
+                Ok(output) => {
+                    out.problems.push(format!("{file} of {}: `{cmd}` exited with {}", node.name, output.status));
+                    format!("(`{cmd}` failed: {})\n{}", output.status, output.stderr)
+                }
+                Err(e) => {
+                    out.problems.push(format!("{file} of {}: {e}", node.name));
+                    format!("(`{cmd}` could not run: {e})")
+                }
+            };
+            write(&node_dir, &file, &text).map_err(anyhow::Error::msg)?;
+            out.files += 1;
+        }
+    }
+    let client = match lab.provider.client().await {
+        Ok(client) => client,
+        Err(e) => {
+            out.problems.push(format!("no cluster API, so no pods, events or objects: {e:#}"));
+            return Ok(out);
+        }
+    };
+    if let Err(e) = cluster(&client, dir, &mut out).await {
+        out.problems.push(e);
+    }
+    Ok(out)
+}
+
+async fn cluster(client: &kube::Client, dir: &Path, out: &mut Exported) -> Result<(), String> {
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+    write(dir, "nodes.json", &serde_json::to_string_pretty(&nodes.items).unwrap_or_default())?;
+    let mut not_ready = Vec::new();
+    for node in &nodes.items {
+        let ready = node.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True");
+        if !ready {
+            not_ready.push(format!("Node {}: {}", node.metadata.name.clone().unwrap_or_default(), conditions_of_node(node)));
+        }
+    }
+    let namespaces =
+        Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+    for namespace in namespaces.items.iter().filter_map(|n| n.metadata.name.clone()) {
+        let ns_dir = dir.join("namespaces").join(&namespace);
+        std::fs::create_dir_all(&ns_dir).map_err(|e| e.to_string())?;
+        pod_logs(client, &namespace, &ns_dir).await?;
+        let events = Api::<Event>::namespaced(client.clone(), &namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let lines: Vec<String> = events
+            .items
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {}/{}: {}",
+                    e.last_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.involved_object.kind.clone().unwrap_or_default(),
+                    e.involved_object.name.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        write(&ns_dir, "events.txt", &lines.join("\n"))?;
+        out.files += 2 + std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0);
+        not_ready.extend(not_ready_in(client, &namespace).await?);
+    }
+    write(dir, "not-ready.txt", &not_ready.join("\n"))?;
+    Ok(())
+}
+
+fn conditions_of_node(node: &Node) -> String {
+    let conditions = node.status.iter().flat_map(|s| s.conditions.iter().flatten());
+    conditions.map(|c| format!("{}={} ({})", c.type_, c.status, c.message.clone().unwrap_or_default())).collect::<Vec<_>>().join("; ")
+}
+
+/// The pods and workloads of a namespace that are not ready, each with why.
+async fn not_ready_in(client: &kube::Client, namespace: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+    for pod in &pods.items {
+        let status = pod.status.clone().unwrap_or_default();
+        if status.phase.as_deref() == Some("Succeeded") {
+            continue;
+        }
+        let conditions = status.conditions.unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            continue;
+        }
+        let waiting: Vec<String> = status
+            .container_statuses
+            .iter()
+            .chain(status.init_container_statuses.iter())
+            .flatten()
+            .filter_map(|c| {
+                let waiting = c.state.as_ref()?.waiting.as_ref()?;
+                Some(format!("{} waiting: {} {}", c.name, waiting.reason.clone().unwrap_or_default(), waiting.message.clone().unwrap_or_default()))
+            })
+            .collect();
+        let why: Vec<String> = conditions
+            .iter()
+            .filter(|c| c.status != "True")
+            .map(|c| format!("{}={} {}", c.type_, c.status, c.message.clone().unwrap_or_default()))
+            .chain(waiting)
+            .collect();
+        out.push(format!(
+            "Pod {namespace}/{} ({}): {}",
+            pod.metadata.name.clone().unwrap_or_default(),
+            status.phase.unwrap_or_default(),
+            why.join("; ")
+        ));
+    }
+    let list = ListParams::default();
+    for d in Api::<Deployment>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+        let s = d.status.unwrap_or_default();
+        let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+        if s.ready_replicas.unwrap_or(0) < want {
+            out.push(format!("Deployment {namespace}/{}: {} of {want} ready", d.metadata.name.unwrap_or_default(), s.ready_replicas.unwrap_or(0)));
+        }
+    }
+    for d in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+        let s = d.status.unwrap_or_default();
+        if s.number_ready < s.desired_number_scheduled {
+            out.push(format!("DaemonSet {namespace}/{}: {} of {} ready", d.metadata.name.unwrap_or_default(), s.number_ready, s.desired_number_scheduled));
+        }
+    }
+    for d in Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+        let s = d.status.unwrap_or_default();
+        let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+        if s.ready_replicas.unwrap_or(0) < want {
+            out.push(format!("StatefulSet {namespace}/{}: {} of {want} ready", d.metadata.name.unwrap_or_default(), s.ready_replicas.unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
