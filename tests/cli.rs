@@ -670,3 +670,66 @@ fn fio_runs_that_decide_nothing_are_refused_or_fail() {
         "{text}"
     );
 }
+
+#[test]
+fn a_bundle_records_commits_uncommitted_changes_host_facts_and_the_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(app.join("Dockerfile"), "FROM scratch\nCOPY main.txt /\n").unwrap();
+    std::fs::write(app.join("main.txt"), "one\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&app)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        format!("{HEAD}cluster:\n  provider: host\ncomponents:\n  - name: app\n    source: app\n    build: {{dockerfile: Dockerfile}}\n    image: lab-test-bundle/app\n"),
+    )
+    .unwrap();
+    let bundle = |extra: &[&str]| {
+        let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("bundle").args(extra).arg("lab.yaml").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tarball = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(tarball.is_file(), "{}", tarball.display());
+        let folder = PathBuf::from(tarball.display().to_string().trim_end_matches(".tar.gz"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("bundle.json")).unwrap()).unwrap();
+        (folder, manifest)
+    };
+
+    // A clean checkout: its commit, not dirty; the scenario and host facts.
+    let (folder, clean) = bundle(&["-o", "clean"]);
+    assert_eq!(clean["components"][0]["source"]["commit"], commit.as_str(), "{clean}");
+    assert_eq!(clean["components"][0]["source"]["dirty"], false, "{clean}");
+    assert!(clean["components"][0]["tag"].as_str().is_some_and(|t| t.starts_with("lab-")), "{clean}");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(clean["host"]["kernel"], kernel.trim(), "{clean}");
+    assert!(folder.join("scenario/lab.yaml").is_file());
+
+    // An edit and a new file: dirty, hashed, and with --diff the diff itself.
+    std::fs::write(app.join("main.txt"), "two\n").unwrap();
+    std::fs::write(app.join("new.txt"), "new\n").unwrap();
+    let (folder, dirty) = bundle(&["--diff", "-o", "dirty"]);
+    let source = &dirty["components"][0]["source"];
+    assert_eq!((source["dirty"].as_bool(), source["commit"].as_str()), (Some(true), Some(commit.as_str())), "{dirty}");
+    assert!(source["dirty_sha256"].as_str().is_some_and(|h| h.len() == 64), "{dirty}");
+    assert_eq!(source["untracked"], serde_json::json!(["new.txt"]), "{dirty}");
+    let diff = std::fs::read_to_string(folder.join("diffs/app.diff")).unwrap();
+    assert!(diff.contains("-one") && diff.contains("+two"), "{diff}");
+    // Another change, another hash; the checkout itself untouched by lab.
+    std::fs::write(app.join("new.txt"), "newer\n").unwrap();
+    let (_, again) = bundle(&["-o", "again"]);
+    assert_ne!(again["components"][0]["source"]["dirty_sha256"], source["dirty_sha256"]);
+    assert_eq!(std::fs::read_to_string(app.join("main.txt")).unwrap(), "two\n");
+}

@@ -49,6 +49,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// The labs on this machine: name, provider, since when, up or not, state folder.
     List(ListArgs),
+    /// One tarball to replay this lab elsewhere: scenario, commits and uncommitted-change hashes, image IDs, host facts, artifacts, fio history.
+    Bundle(BundleArgs),
     /// Gather what a bug report needs (`lab export logs [DIR]`).
     #[command(subcommand)]
     Export(ExportCommand),
@@ -63,6 +65,18 @@ pub struct StatusArgs {
     /// One JSON object on stdout (name, provider, state folder, kubeconfig, up, nodes) for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// Also put each component's uncommitted diff in (`diffs/<component>.diff`); by default only its hash.
+    #[arg(long)]
+    pub diff: bool,
+    /// The bundle's folder; the tarball is `<OUT>.tar.gz` [default: artifacts/<lab>/<UTC time>-bundle]
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod build;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod docker;

@@ -47,6 +47,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::List(args) => list::run(args.json).await,
+        Command::Bundle(args) => {
+            let lab = crate::Lab::open(args.scenario.scenario)?;
+            let tarball = crate::bundle::make(&lab, args.diff, args.out).await?;
+            println!("{}", tarball.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Export(crate::cli::ExportCommand::Logs(args)) => {
             let lab = crate::Lab::open(args.scenario)?;
             let dir = args.dir.unwrap_or_else(|| {
