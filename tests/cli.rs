@@ -47,7 +47,10 @@ fn completions_for_each_shell_name_the_commands_and_status_speaks_json() {
     // A lab that is not up, as JSON.
     let status = stdout_of(lab().args(["status", "--json", "scenarios/local.yaml"]));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!((status["name"].as_str(), status["provider"].as_str(), status["up"].as_bool()), (Some("local"), Some("local"), Some(false)));
+    assert_eq!(
+        (status["name"].as_str(), status["provider"].as_str(), status["up"].as_bool()),
+        (Some("local"), Some("local"), Some(false))
+    );
     assert!(status["nodes"].as_array().is_some_and(Vec::is_empty), "{status}");
 }
 
@@ -55,8 +58,20 @@ fn completions_for_each_shell_name_the_commands_and_status_speaks_json() {
 fn help_lists_every_command() {
     let help = stdout_of(lab().arg("--help"));
     for command in [
-        "up", "prepare", "build", "load", "deploy", "test", "run", "images", "down", "status", "plan", "doctor",
-        "shell", "completions",
+        "up",
+        "prepare",
+        "build",
+        "load",
+        "deploy",
+        "test",
+        "run",
+        "images",
+        "down",
+        "status",
+        "plan",
+        "doctor",
+        "shell",
+        "completions",
     ] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
@@ -698,7 +713,14 @@ fn a_bundle_records_commits_uncommitted_changes_host_facts_and_the_scenario() {
     )
     .unwrap();
     let bundle = |extra: &[&str]| {
-        let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).arg("bundle").args(extra).arg("lab.yaml").output().unwrap();
+        let out = Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(dir.path())
+            .arg("bundle")
+            .args(extra)
+            .arg("lab.yaml")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let tarball = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(tarball.is_file(), "{}", tarball.display());

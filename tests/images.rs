@@ -131,7 +131,10 @@ fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
     let source = checkout(
         dir.path(),
         &[
-            ("Cargo.toml", b"[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n"),
+            (
+                "Cargo.toml",
+                b"[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
+            ),
             ("lib.rs", b""),
         ],
     );
@@ -158,7 +161,9 @@ fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
     let unset = run(lab(dir.path()).arg("build").arg(&file).env_remove("LAB_TEST_SCRIPTS"));
     assert!(!unset.ok, "{}", unset.stderr);
     assert!(
-        unset.stderr.contains("lab.yaml:11:16: components[0].inputs.scripts: `${LAB_TEST_SCRIPTS}` in `${LAB_TEST_SCRIPTS}` is not set"),
+        unset.stderr.contains(
+            "lab.yaml:11:16: components[0].inputs.scripts: `${LAB_TEST_SCRIPTS}` in `${LAB_TEST_SCRIPTS}` is not set"
+        ),
         "{}",
         unset.stderr
     );

@@ -421,7 +421,11 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
     let runs = dir.path().join("artifacts/local-broken");
     let run_dir = std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
     let node = run_dir.join("logs/nodes/lab-local-broken-control-plane");
-    assert!(std::fs::metadata(node.join("kubelet.log")).is_ok_and(|m| m.len() > 0), "no kubelet log in {}", run_dir.display());
+    assert!(
+        std::fs::metadata(node.join("kubelet.log")).is_ok_and(|m| m.len() > 0),
+        "no kubelet log in {}",
+        run_dir.display()
+    );
     assert!(run_dir.join("logs/namespaces/default/events.txt").is_file(), "no events in {}", run_dir.display());
     assert!(run_dir.join("logs/not-ready.txt").is_file(), "no not-ready list in {}", run_dir.display());
     assert_eq!(Host::now(), before, "the failed lab run left something behind");
@@ -574,7 +578,11 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     let list = String::from_utf8(lab(&["list", "--json"]).output().unwrap().stdout).unwrap();
     let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    assert_eq!((list[0]["name"].as_str(), list[0]["provider"].as_str()), (Some("local-restart"), Some("local")), "{list}");
+    assert_eq!(
+        (list[0]["name"].as_str(), list[0]["provider"].as_str()),
+        (Some("local-restart"), Some("local")),
+        "{list}"
+    );
     assert_eq!(list[0]["up"], "up", "{list}");
     let table = String::from_utf8(lab(&["list"]).output().unwrap().stdout).unwrap();
     assert!(table.lines().any(|l| l.starts_with("local-restart") && l.ends_with("  up")), "{table}");
@@ -590,10 +598,13 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     for file in ["containerd.log", "kube-apiserver.log", "etcd.log", "dmesg.txt"] {
         assert!(node.join(file).is_file(), "{file} not exported");
     }
-    for file in ["nodes.json", "not-ready.txt", "lab.log", "namespaces/default/events.txt", "namespaces/kube-system/pods.json"] {
+    for file in
+        ["nodes.json", "not-ready.txt", "lab.log", "namespaces/default/events.txt", "namespaces/kube-system/pods.json"]
+    {
         assert!(logs.join(file).is_file(), "{file} not exported");
     }
-    let nodes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(logs.join("nodes.json")).unwrap()).unwrap();
+    let nodes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.join("nodes.json")).unwrap()).unwrap();
     assert_eq!(nodes[0]["metadata"]["name"], "lab-local-restart-control-plane");
 
     // The shell is on the node, with ctr pointed at lab's containerd and kubectl at the cluster.

@@ -140,9 +140,21 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("/run/lab/mayastor-source"), "mounts of the lab are left:\n{mounts}");
     let processes = Process::new("pgrep").args(["-f", "io-engine"]).output().unwrap();
-    assert!(processes.stdout.is_empty(), "io-engine processes are left: {}", String::from_utf8_lossy(&processes.stdout));
+    assert!(
+        processes.stdout.is_empty(),
+        "io-engine processes are left: {}",
+        String::from_utf8_lossy(&processes.stdout)
+    );
 
     assert_eq!(listing(&sources.join("mayastor")), mayastor_before, "the io-engine checkout changed");
-    assert_eq!(listing(&sources.join("mayastor-control-plane")), control_plane_before, "the control-plane checkout changed");
-    assert_eq!(listing(&sources.join("mayastor-dependencies")), dependencies_edited, "the dependencies checkout changed");
+    assert_eq!(
+        listing(&sources.join("mayastor-control-plane")),
+        control_plane_before,
+        "the control-plane checkout changed"
+    );
+    assert_eq!(
+        listing(&sources.join("mayastor-dependencies")),
+        dependencies_edited,
+        "the dependencies checkout changed"
+    );
 }

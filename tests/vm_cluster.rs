@@ -120,7 +120,8 @@ features: {features}
 
     let (ok, down) = run(lab(work.path(), &state).args(["down", "lab.yaml"]));
     assert!(ok, "lab down failed:\n{down}");
-    let left: Vec<String> = names(&["list", "--all", "--name"]).into_iter().filter(|d| d.starts_with(&prefix)).collect();
+    let left: Vec<String> =
+        names(&["list", "--all", "--name"]).into_iter().filter(|d| d.starts_with(&prefix)).collect();
     assert!(left.is_empty(), "domains of the lab left after down: {left:?}");
     let networks = names(&["net-list", "--all", "--name"]);
     for network in [format!("{prefix}mgmt"), format!("{prefix}nodes")] {

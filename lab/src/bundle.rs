@@ -24,7 +24,10 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// untracked files, hashed together (`dirty_sha256`), with the diff itself.
 pub fn source_state(checkout: &Path) -> (Value, Option<String>) {
     let Some(commit) = git(checkout, &["rev-parse", "HEAD"]) else {
-        return (json!({"path": crate::state::absolute(checkout), "git": null, "note": "not a git checkout: only its content tag identifies it"}), None);
+        return (
+            json!({"path": crate::state::absolute(checkout), "git": null, "note": "not a git checkout: only its content tag identifies it"}),
+            None,
+        );
     };
     // Only the checkout's own folder: a component can live inside a larger repository.
     let diff = git(checkout, &["diff", "HEAD", "--binary", "--relative", "--", "."]).unwrap_or_default();
@@ -51,7 +54,11 @@ fn first_line(program: &str, args: &[&str]) -> Value {
     match Command::new(program).args(args).output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let text = if text.trim().is_empty() { String::from_utf8_lossy(&out.stderr).into_owned() } else { text.into_owned() };
+            let text = if text.trim().is_empty() {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            } else {
+                text.into_owned()
+            };
             json!(text.lines().next().unwrap_or_default().trim())
         }
         _ => Value::Null,
@@ -61,7 +68,9 @@ fn first_line(program: &str, args: &[&str]) -> Value {
 /// What a replay on another machine compares: kernel, CPU, hugepages, tools.
 pub fn host_facts() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()));
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()));
     let read = |path: &str| std::fs::read_to_string(path).ok().map(|t| t.trim().to_string());
     json!({
         "kernel": read("/proc/sys/kernel/osrelease"),
@@ -79,7 +88,8 @@ pub fn host_facts() -> Value {
 /// The newest run folder under `artifacts/<lab>/`, if any.
 fn newest_artifacts(lab: &Lab) -> Option<PathBuf> {
     let root = crate::artifacts::default_dir(&lab.scenario).parent()?.to_path_buf();
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     runs.sort();
     runs.pop()
 }

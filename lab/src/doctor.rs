@@ -526,7 +526,9 @@ async fn vagrant_libvirt_host(machine: &Machine<'_>, scenario: &Scenario) -> Vec
     });
     let kvm_usable = machine.root.join("dev/kvm").exists();
     findings.push(match (options.driver, kvm_usable) {
-        (DomainType::Qemu, _) => Finding::ok("VM acceleration", "driver: qemu, software emulation (several times slower)"),
+        (DomainType::Qemu, _) => {
+            Finding::ok("VM acceleration", "driver: qemu, software emulation (several times slower)")
+        }
         (_, true) => Finding::ok(
             "VM acceleration",
             "/dev/kvm is present; `lab up` checks that a kernel really boots under KVM before using it",

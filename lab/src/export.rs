@@ -63,9 +63,17 @@ async fn cluster(client: &kube::Client, dir: &Path, out: &mut Exported) -> Resul
     write(dir, "nodes.json", &serde_json::to_string_pretty(&nodes.items).unwrap_or_default())?;
     let mut not_ready = Vec::new();
     for node in &nodes.items {
-        let ready = node.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = node
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Ready" && c.status == "True");
         if !ready {
-            not_ready.push(format!("Node {}: {}", node.metadata.name.clone().unwrap_or_default(), conditions_of_node(node)));
+            not_ready.push(format!(
+                "Node {}: {}",
+                node.metadata.name.clone().unwrap_or_default(),
+                conditions_of_node(node)
+            ));
         }
     }
     let namespaces =
@@ -103,13 +111,19 @@ async fn cluster(client: &kube::Client, dir: &Path, out: &mut Exported) -> Resul
 
 fn conditions_of_node(node: &Node) -> String {
     let conditions = node.status.iter().flat_map(|s| s.conditions.iter().flatten());
-    conditions.map(|c| format!("{}={} ({})", c.type_, c.status, c.message.clone().unwrap_or_default())).collect::<Vec<_>>().join("; ")
+    conditions
+        .map(|c| format!("{}={} ({})", c.type_, c.status, c.message.clone().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The pods and workloads of a namespace that are not ready, each with why.
 async fn not_ready_in(client: &kube::Client, namespace: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
     for pod in &pods.items {
         let status = pod.status.clone().unwrap_or_default();
         if status.phase.as_deref() == Some("Succeeded") {
@@ -126,7 +140,12 @@ async fn not_ready_in(client: &kube::Client, namespace: &str) -> Result<Vec<Stri
             .flatten()
             .filter_map(|c| {
                 let waiting = c.state.as_ref()?.waiting.as_ref()?;
-                Some(format!("{} waiting: {} {}", c.name, waiting.reason.clone().unwrap_or_default(), waiting.message.clone().unwrap_or_default()))
+                Some(format!(
+                    "{} waiting: {} {}",
+                    c.name,
+                    waiting.reason.clone().unwrap_or_default(),
+                    waiting.message.clone().unwrap_or_default()
+                ))
             })
             .collect();
         let why: Vec<String> = conditions
@@ -143,24 +162,42 @@ async fn not_ready_in(client: &kube::Client, namespace: &str) -> Result<Vec<Stri
         ));
     }
     let list = ListParams::default();
-    for d in Api::<Deployment>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+    for d in
+        Api::<Deployment>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
+    {
         let s = d.status.unwrap_or_default();
         let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
         if s.ready_replicas.unwrap_or(0) < want {
-            out.push(format!("Deployment {namespace}/{}: {} of {want} ready", d.metadata.name.unwrap_or_default(), s.ready_replicas.unwrap_or(0)));
+            out.push(format!(
+                "Deployment {namespace}/{}: {} of {want} ready",
+                d.metadata.name.unwrap_or_default(),
+                s.ready_replicas.unwrap_or(0)
+            ));
         }
     }
-    for d in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+    for d in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
+    {
         let s = d.status.unwrap_or_default();
         if s.number_ready < s.desired_number_scheduled {
-            out.push(format!("DaemonSet {namespace}/{}: {} of {} ready", d.metadata.name.unwrap_or_default(), s.number_ready, s.desired_number_scheduled));
+            out.push(format!(
+                "DaemonSet {namespace}/{}: {} of {} ready",
+                d.metadata.name.unwrap_or_default(),
+                s.number_ready,
+                s.desired_number_scheduled
+            ));
         }
     }
-    for d in Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items {
+    for d in
+        Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
+    {
         let s = d.status.unwrap_or_default();
         let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
         if s.ready_replicas.unwrap_or(0) < want {
-            out.push(format!("StatefulSet {namespace}/{}: {} of {want} ready", d.metadata.name.unwrap_or_default(), s.ready_replicas.unwrap_or(0)));
+            out.push(format!(
+                "StatefulSet {namespace}/{}: {} of {want} ready",
+                d.metadata.name.unwrap_or_default(),
+                s.ready_replicas.unwrap_or(0)
+            ));
         }
     }
     Ok(out)

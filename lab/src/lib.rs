@@ -75,7 +75,11 @@ impl Lab {
     /// then until its state folder is removed.
     pub fn hold(&self, command: &str) -> anyhow::Result<state::Held> {
         let held = self.state.hold(command, &self.ownership.instance)?;
-        state::index::register(&self.state, self.scenario.name(), &self.scenario.cluster.provider.to_string(), &self.scenario.source)?;
+        let provider = self.scenario.cluster.provider.to_string();
+        // The index serves `lab list` only: a folder it cannot write never stops a lab.
+        if let Err(e) = state::index::register(&self.state, self.scenario.name(), &provider, &self.scenario.source) {
+            tracing::warn!("lab list will not show this lab: {e:#}");
+        }
         Ok(held)
     }
 

@@ -1,7 +1,8 @@
 //! Local-source dependency overrides, applied to an isolated copy of a
 //! checkout: a Cargo `[patch]` entry, a Go `replace` (what `go mod edit
-//! -replace` writes), a folder (a submodule) replaced, a lock moved. The override's sources are copied into the copy, so
-//! they are inside the Docker build context.
+//! -replace` writes), a folder (a submodule) replaced, a lock moved. The
+//! overrides' sources are copied into the copy, so they are inside the
+//! Docker build context.
 
 use std::path::Path;
 

@@ -47,8 +47,10 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let value: Vec<_> = rows
             .iter()
-            .map(|(e, up)| serde_json::json!({"name": e.name, "provider": e.provider, "state": e.state,
-                "scenario": e.scenario, "instance": e.instance, "since": e.since, "up": up}))
+            .map(|(e, up)| {
+                serde_json::json!({"name": e.name, "provider": e.provider, "state": e.state,
+                "scenario": e.scenario, "instance": e.instance, "since": e.since, "up": up})
+            })
             .collect();
         println!("{}", serde_json::Value::Array(value));
         return Ok(ExitCode::SUCCESS);

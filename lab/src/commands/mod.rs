@@ -145,7 +145,11 @@ async fn keep_failure_log(lab: &crate::Lab, artifacts: Option<&std::path::Path>,
         artifacts.map(std::path::Path::to_path_buf).unwrap_or_else(|| crate::artifacts::default_dir(&lab.scenario));
     if lab.provider.exists().await.unwrap_or(false) {
         match crate::export::logs(lab, &dir.join("logs")).await {
-            Ok(exported) => eprintln!("gathered {} file(s) of the cluster's logs into {}", exported.files, dir.join("logs").display()),
+            Ok(exported) => eprintln!(
+                "gathered {} file(s) of the cluster's logs into {}",
+                exported.files,
+                dir.join("logs").display()
+            ),
             Err(e) => eprintln!("gathering the cluster's logs into {} failed: {e:#}", dir.join("logs").display()),
         }
     }

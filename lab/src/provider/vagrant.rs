@@ -253,10 +253,11 @@ impl Vagrant {
             steps.push(Step::run(
                 "choose the libvirt domain type: KVM if a kernel boots under it within 30 s, else qemu (emulation)",
                 Target::Host,
-                Cmd::new("sh").arg("-c").arg(DOMAIN_PROBE_SCRIPT).arg("libvirt-domain-probe").args([
-                    self.box_kernel(),
-                    self.state.absolute().join(&names.domain_file).display().to_string(),
-                ]),
+                Cmd::new("sh")
+                    .arg("-c")
+                    .arg(DOMAIN_PROBE_SCRIPT)
+                    .arg("libvirt-domain-probe")
+                    .args([self.box_kernel(), self.state.absolute().join(&names.domain_file).display().to_string()]),
             ));
         }
         steps

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use super::{
-    API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source, component,
+    API_VERSION, BuildRecipe, IO_ENGINE_LABEL, KIND, NodeGroup, Override, ProviderKind, Role, Scenario, Source,
+    component,
 };
 
 /// Pages io-engine insists on (it exits at start with fewer free).
@@ -246,11 +247,15 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
         }
         for (name, path) in &c.inputs {
             let field = format!("components[{i}].inputs.{name}");
-            let valid = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            let valid =
+                !name.is_empty() && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
             if !valid {
                 out.push((field, format!("`{name}` is not a valid input name: use lowercase letters, digits and '-' (the build finds it as $LAB_INPUT_NAME)")));
             } else if !unset(field.clone(), path, out) && !s.path_of(path).is_dir() {
-                out.push((field, format!("`{}` is not a directory: an input is a folder the build reads", s.path_of(path).display())));
+                out.push((
+                    field,
+                    format!("`{}` is not a directory: an input is a folder the build reads", s.path_of(path).display()),
+                ));
             }
         }
         for (j, o) in c.overrides.iter().enumerate() {
@@ -268,10 +273,16 @@ fn check_components(s: &Scenario, out: &mut Vec<Finding>) {
                             format!("`{}` is not a folder inside the checkout: write it relative, without `..` (e.g. utils/dependencies)", t.tree),
                         ));
                     }
-                    if !unset(format!("components[{i}].overrides[{j}].path"), &t.path, out) && !s.path_of(&t.path).is_dir() {
+                    if !unset(format!("components[{i}].overrides[{j}].path"), &t.path, out)
+                        && !s.path_of(&t.path).is_dir()
+                    {
                         out.push((
                             format!("components[{i}].overrides[{j}].path"),
-                            format!("`{}` is not a directory: point it at your checkout of {}", s.path_of(&t.path).display(), t.tree),
+                            format!(
+                                "`{}` is not a directory: point it at your checkout of {}",
+                                s.path_of(&t.path).display(),
+                                t.tree
+                            ),
                         ));
                     }
                     continue;

@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::state::StateDir;
 use crate::build::Build;
 use crate::load::registry::Registry;
 use crate::scenario::{ChartLayer, Layer, Scenario};
+use crate::state::StateDir;
 use manifest::{Object, Problems};
 
 /// Which images replace the stack's: each component's, under the registry's

@@ -27,7 +27,8 @@ async fn rest_get(world: &LabWorld, path: &str) -> Result<Option<Value>, String>
     let service = found.items.first().ok_or_else(|| {
         format!("no Service labelled {REST_SERVICE_LABEL} (Mayastor's REST API): is the stack deployed? `lab deploy`")
     })?;
-    let (name, ns) = (service.metadata.name.clone().unwrap_or_default(), service.metadata.namespace.clone().unwrap_or_default());
+    let (name, ns) =
+        (service.metadata.name.clone().unwrap_or_default(), service.metadata.namespace.clone().unwrap_or_default());
     let url = format!("/api/v1/namespaces/{ns}/services/{name}:http/proxy/v0/{path}");
     let request = http::Request::get(&url).body(Vec::new()).map_err(|e| format!("GET {url}: {e}"))?;
     match client.request_text(request).await {
@@ -74,7 +75,8 @@ async fn pools_online(world: &mut LabWorld, seconds: u64) -> Result<(), String> 
 /// The Mayastor volume of a PV: CSI names PVs `pvc-<uuid>`, and Mayastor
 /// keeps the volume under that uuid.
 fn volume_uuid(pv: &str) -> Result<&str, String> {
-    pv.strip_prefix("pvc-").ok_or_else(|| format!("PV {pv} is not named pvc-<uuid>, as Mayastor's CSI driver names them"))
+    pv.strip_prefix("pvc-")
+        .ok_or_else(|| format!("PV {pv} is not named pvc-<uuid>, as Mayastor's CSI driver names them"))
 }
 
 /// What is wrong with a volume, if anything: its state, its replica count.
@@ -87,7 +89,10 @@ fn volume_problems(volume: &Value, replicas: usize) -> Vec<String> {
     }
     let wanted = volume.pointer("/spec/num_replicas").and_then(Value::as_u64);
     if wanted != Some(replicas as u64) {
-        problems.push(format!("spec asks {} replica(s), expected {replicas}", wanted.map_or("?".into(), |n| n.to_string())));
+        problems.push(format!(
+            "spec asks {} replica(s), expected {replicas}",
+            wanted.map_or("?".into(), |n| n.to_string())
+        ));
     }
     let topology = volume.pointer("/state/replica_topology").and_then(Value::as_object);
     let online = topology
@@ -126,12 +131,17 @@ async fn volume_online(world: &mut LabWorld, claim: String, replicas: usize) -> 
 /// The replicas Mayastor still has of a volume: in its specs (owned by the
 /// volume) or on an io-engine (`known`: the ones a step saw Online).
 fn replicas_left(specs: &Value, replicas: &Value, uuid: &str, known: &[String]) -> Vec<String> {
-    let owned = specs.get("replicas").and_then(Value::as_array).into_iter().flatten().filter(|r| {
-        r.pointer("/owners/volume").and_then(Value::as_str) == Some(uuid)
-    });
-    let on_engines = replicas.as_array().into_iter().flatten().filter(|r| {
-        r.get("uuid").and_then(Value::as_str).is_some_and(|id| known.iter().any(|k| k == id))
-    });
+    let owned = specs
+        .get("replicas")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.pointer("/owners/volume").and_then(Value::as_str) == Some(uuid));
+    let on_engines = replicas
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("uuid").and_then(Value::as_str).is_some_and(|id| known.iter().any(|k| k == id)));
     let mut left: Vec<String> =
         owned.chain(on_engines).filter_map(|r| r.get("uuid").and_then(Value::as_str)).map(String::from).collect();
     left.sort();
@@ -178,7 +188,8 @@ async fn restart_io_engine_of_a_pool(world: &mut LabWorld) -> Result<(), String>
         .await
         .map_err(|e| format!("listing io-engine pods: {e}"))?;
     let pod = super::faults::io_engine_on(&found.items, &node)?;
-    let (name, ns) = (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
+    let (name, ns) =
+        (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
     Api::<Pod>::namespaced(world.ctx.client()?, &ns)
         .delete(&name, &DeleteParams::default())
         .await
@@ -209,10 +220,7 @@ mod tests {
         assert!(volume_problems(&online, 1).is_empty());
         let degraded = json!({"spec": {"num_replicas": 2}, "state": {"status": "Degraded",
             "replica_topology": {"r1": {"state": "Online"}, "r2": {"state": "Faulted"}}}});
-        assert_eq!(
-            volume_problems(&degraded, 2),
-            ["volume is Degraded", "1 replica(s) Online, expected 2"]
-        );
+        assert_eq!(volume_problems(&degraded, 2), ["volume is Degraded", "1 replica(s) Online, expected 2"]);
         assert_eq!(volume_uuid("pvc-1234").unwrap(), "1234");
         assert!(volume_uuid("local-pv").is_err());
     }
