@@ -868,8 +868,17 @@ fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence()
         .collect();
     let tarball = runs
         .iter()
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz") && !p.to_string_lossy().ends_with("-bundle.tar.gz"))
         .unwrap_or_else(|| panic!("no tarball in {runs:?}"));
+    // The failed run was bundled too (`lab bundle`), with its artifacts.
+    let bundle = runs
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("-bundle.tar.gz"))
+        .unwrap_or_else(|| panic!("no bundle of the failed run in {runs:?}:\n{said}"));
+    let bundled = output("tar", &["-tzf", bundle.to_str().unwrap()]);
+    for file in ["bundle.json", "scenario/lab.yaml", "artifacts/a-running-pod-is-not-gone/events.txt"] {
+        assert!(bundled.lines().any(|l| l.ends_with(file)), "{file} not in the bundle:\n{bundled}");
+    }
     assert!(
         said.contains(&tarball.display().to_string()) || said.contains("fail/artifacts/own-fail/"),
         "the path is not printed:\n{said}"

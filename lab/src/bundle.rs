@@ -88,21 +88,32 @@ pub fn host_facts() -> Value {
 /// The newest run folder under `artifacts/<lab>/`, if any.
 fn newest_artifacts(lab: &Lab) -> Option<PathBuf> {
     let root = crate::artifacts::default_dir(&lab.scenario).parent()?.to_path_buf();
-    let mut runs: Vec<PathBuf> =
-        std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    // Runs only: not the folders of earlier bundles or log exports.
+    let is_run = |p: &PathBuf| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        p.is_dir() && !name.ends_with("-bundle") && !name.ends_with("-logs")
+    };
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).filter(is_run).collect();
     runs.sort();
     runs.pop()
 }
 
 /// The bundle as `<dir>.tar.gz` (`dir`: `--out`, else
 /// `artifacts/<lab>/<UTC time>-bundle` beside the scenario), the folder kept beside it.
-pub async fn make(lab: &Lab, with_diff: bool, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// `artifacts`: the run folder to include, else the lab's newest under `artifacts/<lab>/`.
+pub async fn make(
+    lab: &Lab,
+    with_diff: bool,
+    out: Option<PathBuf>,
+    artifacts: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let stamped = crate::artifacts::default_dir(&lab.scenario);
     let dir = match out {
         Some(dir) => dir,
         None => stamped.with_file_name(format!("{}-bundle", stamped.file_name().unwrap_or_default().to_string_lossy())),
     };
     let dir = crate::state::absolute(&dir);
+    let run_folder = artifacts.map(Path::to_path_buf).filter(|p| p.is_dir()).or_else(|| newest_artifacts(lab));
     std::fs::create_dir_all(dir.join("scenario")).with_context(|| format!("cannot create {}", dir.display()))?;
     let file_name = lab.scenario.source.file_name().unwrap_or_default();
     std::fs::copy(&lab.scenario.source, dir.join("scenario").join(file_name))
@@ -129,7 +140,7 @@ pub async fn make(lab: &Lab, with_diff: bool, out: Option<PathBuf>) -> anyhow::R
             "tag_error": tag.as_ref().err(), "images": images}));
     }
     let mut kept = Vec::new();
-    if let Some(run) = newest_artifacts(lab) {
+    if let Some(run) = run_folder {
         crate::build::tree::copy(&run, &dir.join("artifacts"), crate::build::tree::Git::Skip)?;
         kept.push(run.display().to_string());
     }

@@ -49,7 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(args.json).await,
         Command::Bundle(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
-            let tarball = crate::bundle::make(&lab, args.diff, args.out).await?;
+            let tarball = crate::bundle::make(&lab, args.diff, args.out, None).await?;
             println!("{}", tarball.display());
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -27,6 +27,17 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         why = super::interrupted() => return Err(super::stopped(&lab, why, "lab run")),
     };
     let passed = matches!(tested, Ok(true));
+    if !passed {
+        // What another contributor needs to replay the failure, made while the lab still runs.
+        let out = args
+            .artifacts
+            .as_ref()
+            .map(|a| a.with_file_name(format!("{}-bundle", a.file_name().unwrap_or_default().to_string_lossy())));
+        match crate::bundle::make(&lab, false, out, args.artifacts.as_deref()).await {
+            Ok(tarball) => eprintln!("a bundle of the failed run (`lab bundle`): {}", tarball.display()),
+            Err(e) => eprintln!("bundling the failed run failed: {e:#}"),
+        }
+    }
     if !passed && args.keep_on_failure {
         eprintln!("keeping the lab (--keep-on-failure); `lab down` removes it");
     } else {
