@@ -45,7 +45,13 @@ fn completions_for_each_shell_name_the_commands_and_status_speaks_json() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 
     // A lab that is not up, as JSON.
-    let status = stdout_of(lab().args(["status", "--json", "scenarios/local.yaml"]));
+    // A lab of its own (the repository's local lab may be up in another test run).
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: local\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\n",
+    )
+    .unwrap();
+    let status = stdout_of(lab().args(["status", "--json"]).arg(dir.path().join("lab.yaml")));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(
         (status["name"].as_str(), status["provider"].as_str(), status["up"].as_bool()),
@@ -72,6 +78,9 @@ fn help_lists_every_command() {
         "doctor",
         "shell",
         "completions",
+        "list",
+        "bundle",
+        "export",
     ] {
         assert!(help.contains(&format!("  {command} ")), "help lacks {command}:\n{help}");
     }
