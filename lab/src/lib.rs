@@ -71,14 +71,19 @@ impl Lab {
 
     /// Hold this lab for the life of the process (one lab process per lab):
     /// refused, naming the holder, while another `lab` process holds it.
-    /// The lab is listed in this machine's index of labs (`lab list`) from
-    /// then until its state folder is removed.
+    /// A lab made by `up`, `run` or `prepare` is listed in this machine's
+    /// index of labs (`lab list`) from then until its state folder is removed.
     pub fn hold(&self, command: &str) -> anyhow::Result<state::Held> {
         let held = self.state.hold(command, &self.ownership.instance)?;
-        let provider = self.scenario.cluster.provider.to_string();
-        // The index serves `lab list` only: a folder it cannot write never stops a lab.
-        if let Err(e) = state::index::register(&self.state, self.scenario.name(), &provider, &self.scenario.source) {
-            tracing::warn!("lab list will not show this lab: {e:#}");
+        // Listed from the commands that make a lab, not from a `lab build`
+        // (whose state is only a build folder). The index serves `lab list`
+        // only: a folder it cannot write never stops a lab.
+        if matches!(command, "up" | "run" | "prepare") {
+            let provider = self.scenario.cluster.provider.to_string();
+            if let Err(e) = state::index::register(&self.state, self.scenario.name(), &provider, &self.scenario.source)
+            {
+                tracing::warn!("lab list will not show this lab: {e:#}");
+            }
         }
         Ok(held)
     }
