@@ -1197,3 +1197,110 @@ impl Drop for DownAt {
         let _ = lab_down(&self.state, &self.binaries);
     }
 }
+
+/// `lab bisect` on a real history: a component's git repository with five
+/// commits, the third of which breaks what the feature checks (the line the
+/// running pod prints). The lab stays up across the steps; bisect names the
+/// third commit, and the user's repository is left as it was.
+#[test]
+fn bisect_finds_the_commit_that_breaks_a_scenario() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    support::base_image();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let app = root.join("app");
+    std::fs::create_dir(&app).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&app)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::write(
+        app.join("build.sh"),
+        format!(
+            "set -eu\nout=$(mktemp -d)\ncp msg \"$out/msg\"\nprintf 'FROM {}\\nCOPY msg /msg\\n' > \"$out/Dockerfile\"\ndocker build -q -t \"$1\" \"$out\"\nrm -rf \"$out\"\n",
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    git(&["init", "-q"]);
+    let mut commits = Vec::new();
+    for (i, msg) in
+        ["greeting: ok", "greeting: ok", "greeting: broken", "greeting: broken", "greeting: broken"].iter().enumerate()
+    {
+        std::fs::write(app.join("msg"), format!("{msg}\n")).unwrap();
+        std::fs::write(app.join("history"), format!("{i}\n")).unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", &format!("commit {}", i + 1)]);
+        commits.push(git(&["rev-parse", "HEAD"]));
+    }
+    let head_before = git(&["rev-parse", "HEAD"]);
+    std::fs::create_dir(root.join("stack")).unwrap();
+    std::fs::write(
+        root.join("stack/app.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bisect}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: app, namespace: bisect}\nspec:\n  selector: {matchLabels: {app: app}}\n  updateStrategy: {type: OnDelete}\n  template:\n    metadata:\n      labels: {app: app}\n    spec:\n      terminationGracePeriodSeconds: 1\n      tolerations: [{operator: Exists}]\n      containers:\n        - name: app\n          image: lab-test-bisect/app:dev\n          imagePullPolicy: Never\n          command: [sh, -c, 'cat /msg; exec sleep 3600']\n",
+    )
+    .unwrap();
+    std::fs::create_dir(root.join("features")).unwrap();
+    std::fs::write(
+        root.join("features/greeting.feature"),
+        "Feature: the greeting\n  Scenario: the app greets\n    Then the container \"app\" of every pod of the DaemonSet \"bisect/app\" logs \"greeting: ok\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("lab.yaml"),
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: bisect\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: app\n    build:\n      command: sh build.sh lab-test-bisect/app:{tag}\n    image: lab-test-bisect/app\nstack:\n  layers:\n    - manifests: stack\n  timeouts: {ready: 2m}\nfeatures: features\n",
+    )
+    .unwrap();
+    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let lab = |args: &[&str]| {
+        let out = lab_in(root, &binaries).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, said) = lab(&["up"]);
+    assert!(ok, "{said}");
+    let bisect = ["bisect", "--component", "app", "--good", &commits[0], "--bad", &commits[4]];
+
+    let (ok, listed, said) = lab(&[&bisect[..], &["--dry-run"]].concat());
+    assert!(ok, "{said}");
+    assert_eq!(listed.lines().count(), 4, "the commits after good up to bad:\n{listed}");
+
+    let (ok, found, said) = lab(&bisect);
+    assert!(ok, "bisect failed:\n{said}");
+    // The last line says it (each step's scenarios print above it).
+    assert_eq!(
+        found.lines().last(),
+        Some(format!("first bad commit: {} commit 3", commits[2]).as_str()),
+        "{found}\n{said}"
+    );
+    assert!(found.contains("greeting: broken"), "the failing step's evidence is not shown:\n{found}");
+    assert!(said.contains(&format!("{} commit 3: attempt 1: bad", &commits[2][..12])), "{said}");
+    assert!(said.contains(&format!("{} commit 2: attempt 1: good", &commits[1][..12])), "{said}");
+    // The evidence of every step is kept, and the user's repository is as it was.
+    let runs = root.join("artifacts/bisect");
+    let report = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-bisect")))
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("bisect.json")).unwrap()).unwrap();
+    assert_eq!(summary["first_bad"], commits[2].as_str(), "{summary}");
+    assert_eq!(git(&["rev-parse", "HEAD"]), head_before);
+    assert_eq!(git(&["status", "--porcelain"]), "", "bisect changed the user's checkout");
+
+    // A range that is not one: good after bad.
+    let (ok, _, said) = lab(&["bisect", "--component", "app", "--good", &commits[4], "--bad", &commits[0]]);
+    assert!(!ok && said.contains("is not an ancestor"), "{said}");
+}

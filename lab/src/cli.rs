@@ -49,6 +49,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// The labs on this machine: name, provider, since when, up or not, state folder.
     List(ListArgs),
+    /// Find the first commit of a component at which a test selection fails, in the lab kept up.
+    Bisect(BisectArgs),
     /// One tarball to replay this lab elsewhere: scenario, commits and uncommitted-change hashes, image IDs, host facts, artifacts, fio history.
     Bundle(BundleArgs),
     /// Gather what a bug report needs (`lab export logs [DIR]`).
@@ -65,6 +67,33 @@ pub struct StatusArgs {
     /// One JSON object on stdout (name, provider, state folder, kubeconfig, up, nodes) for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BisectArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArg,
+    /// The component whose checkout's history is searched (its `source` must be a git checkout).
+    #[arg(long)]
+    pub component: String,
+    /// A commit (or any revision) where the selection passes.
+    #[arg(long)]
+    pub good: String,
+    /// A later commit where it fails.
+    #[arg(long)]
+    pub bad: String,
+    /// Only scenarios matching this tag expression.
+    #[arg(short, long, value_name = "TAG-EXPR")]
+    pub tags: Option<String>,
+    /// Only scenarios whose name matches this regular expression.
+    #[arg(short, long, value_name = "REGEX", conflicts_with = "tags")]
+    pub name: Option<String>,
+    /// Run a failing step again up to N times; a step that then passes is flaky and skipped.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// List the commits between good and bad and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -55,7 +55,8 @@ impl Lab {
         Ok(Lab::with_state(Scenario::load(path)?, state))
     }
 
-    fn with_state(scenario: Scenario, state: StateDir) -> Lab {
+    /// The lab of a scenario (changed in memory, as `lab bisect` changes a source) at a state folder.
+    pub fn with_state(scenario: Scenario, state: StateDir) -> Lab {
         let instance = state.instance().unwrap_or_else(state::new_instance_id);
         let provider = provider::for_scenario(&scenario, &state, &instance);
         let ownership = std::sync::Arc::new(stack::ownership::Ownership {

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns arguments into library calls.
 
+pub mod bisect;
 pub mod build;
 pub mod doctor;
 pub mod down;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::List(args) => list::run(args.json).await,
+        Command::Bisect(args) => bisect::run(args, &progress).await,
         Command::Bundle(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
             let tarball = crate::bundle::make(&lab, args.diff, args.out, None).await?;
