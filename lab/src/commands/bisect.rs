@@ -231,6 +231,13 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("bisect.json"), serde_json::to_string_pretty(&summary)?)?;
     eprintln!("bisect: every step's log, report and artifacts: {}", out.display());
+    if let Some(last) = bisect.steps.last().and_then(|s| s["commit"].as_str()) {
+        eprintln!(
+            "bisect: the lab now runs {} at {}; `lab build`, `lab load`, `lab deploy` put your checkout's back",
+            args.component,
+            &last[..12]
+        );
+    }
     if found {
         println!("first bad commit: {} {}", candidates[0], subject(candidates[0]));
         Ok(ExitCode::SUCCESS)
