@@ -122,6 +122,33 @@ fn cargo_in(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Off a terminal a long step says every minute that it still runs, and
+/// the next run of the same step says how long it took last time.
+#[test]
+fn a_long_build_reports_progress_off_a_terminal_and_its_last_duration() {
+    support::base_image();
+    let _images = Repositories::clean(vec!["lab-test-progress/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = checkout(dir.path(), &[("input.txt", b"one\n")]);
+    let file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: progress\ncluster:\n  provider: host\ncomponents:\n  - name: app\n    source: src\n    build:\n      command: sleep 62 && printf 'FROM {}\\n' | docker build -q -t lab-test-progress/app:{{tag}} -\n    image: lab-test-progress/app\n",
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    let first = run(lab(dir.path()).arg("build").arg(&file));
+    assert!(first.ok, "{}", first.stderr);
+    assert!(first.stderr.contains("  … [2/2] build component app: running for 1m00s"), "{}", first.stderr);
+    std::fs::write(source.join("input.txt"), "two\n").unwrap();
+    let second = run(lab(dir.path()).arg("build").arg(&file));
+    assert!(second.ok, "{}", second.stderr);
+    let line = second.stderr.lines().find(|l| l.contains("running for 1m00s")).unwrap_or_default();
+    assert!(line.contains("(took 1m0") && line.contains("s last time)"), "{}", second.stderr);
+}
+
 #[test]
 fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
     support::base_image();

@@ -1,7 +1,14 @@
-//! User-facing progress: one ✓/✗ line per step, a spinner while it runs.
+//! User-facing progress: one ✓/✗ line per step, a spinner while it runs
+//! (with how long the same step took last time, where lab knows it); when
+//! stderr is not a terminal, a plain line every minute of a long step.
 //! Diagnostic logs go through `tracing` instead (`-v`).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -9,29 +16,99 @@ pub struct Progress {
     quiet: bool,
 }
 
+/// A running step's display: the spinner, and the plain ticker off a terminal.
+pub struct Running {
+    pub spinner: Option<ProgressBar>,
+    ticker: Option<Arc<AtomicBool>>,
+}
+
+/// Where each step's last duration is kept, by its title.
+fn durations_file() -> PathBuf {
+    crate::build::cache_root().join("step-durations.json")
+}
+
+fn durations() -> BTreeMap<String, f64> {
+    std::fs::read_to_string(durations_file()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// `8m13s`, `42s`.
+pub fn short(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+}
+
+/// What lab knows of a step's length: its last run's, when it took a while.
+pub fn last_time(title: &str) -> Option<f64> {
+    durations().get(title).copied().filter(|s| *s >= 10.0)
+}
+
+fn remember(title: &str, took: Duration) {
+    if took < Duration::from_secs(1) {
+        return;
+    }
+    let mut all = durations();
+    all.insert(title.to_string(), took.as_secs_f64());
+    let path = durations_file();
+    let temporary = path.with_extension(format!("json.{}", std::process::id()));
+    let written = std::fs::create_dir_all(path.parent().unwrap_or(&path))
+        .and_then(|()| std::fs::write(&temporary, serde_json::to_string(&all).unwrap_or_default()))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(e) = written {
+        tracing::debug!("cannot keep step durations in {}: {e}", path.display());
+    }
+}
+
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
         Progress { quiet }
     }
 
-    /// A spinner for a running step; hidden when quiet or not on a terminal.
-    pub fn start(&self, label: &str) -> Option<ProgressBar> {
+    /// A spinner for a running step, hidden when quiet; off a terminal, a
+    /// line every minute instead. `title` names the step across runs.
+    pub fn start(&self, label: &str, title: &str) -> Running {
         if self.quiet {
-            return None;
+            return Running { spinner: None, ticker: None };
         }
+        let last = last_time(title);
+        let message = match last {
+            Some(s) => format!("{label} (took {} last time)", short(s)),
+            None => label.to_string(),
+        };
         let spinner = ProgressBar::new_spinner();
         if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
             spinner.set_style(style);
         }
-        spinner.set_message(label.to_string());
+        spinner.set_message(message.clone());
         spinner.enable_steady_tick(Duration::from_millis(120));
-        Some(spinner)
+        let ticker = (!std::io::stderr().is_terminal()).then(|| {
+            let done = Arc::new(AtomicBool::new(false));
+            let stop = done.clone();
+            let started = Instant::now();
+            std::thread::spawn(move || {
+                let mut next = Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    if started.elapsed() >= next && !stop.load(Ordering::Relaxed) {
+                        eprintln!("  … {message}: running for {}", short(started.elapsed().as_secs_f64()));
+                        next += Duration::from_secs(60);
+                    }
+                }
+            });
+            done
+        });
+        Running { spinner: Some(spinner), ticker }
     }
 
     /// The step's line: its mark, what it found or changed (`note`), how long it took.
-    pub fn finish(&self, spinner: Option<ProgressBar>, label: &str, note: Option<&str>, ok: bool, took: Duration) {
-        if let Some(spinner) = spinner {
+    pub fn finish(&self, running: Running, title: &str, label: &str, note: Option<&str>, ok: bool, took: Duration) {
+        if let Some(ticker) = running.ticker {
+            ticker.store(true, Ordering::Relaxed);
+        }
+        if let Some(spinner) = running.spinner {
             spinner.finish_and_clear();
+        }
+        if ok {
+            remember(title, took);
         }
         if !self.quiet {
             let mark = if ok { "✓" } else { "✗" };
@@ -45,5 +122,17 @@ impl Progress {
         if !self.quiet {
             eprintln!("{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(short(493.1), "8m13s");
+        assert_eq!(short(42.4), "42s");
+        assert_eq!(short(60.0), "1m00s");
     }
 }

@@ -63,12 +63,12 @@ async fn run_shown(
     progress: &Progress,
     state: &StateDir,
 ) -> anyhow::Result<()> {
-    let spinner = progress.start(label);
+    let running = progress.start(label, &step.title);
     let started = Instant::now();
-    let ctx = Context { cluster, state, spinner: spinner.as_ref(), log: state.log() };
+    let ctx = Context { cluster, state, spinner: running.spinner.as_ref(), log: state.log() };
     let result = run_step(step, &ctx).await;
     let note = result.as_ref().ok().and_then(Option::as_deref);
-    progress.finish(spinner, label, note, result.is_ok(), started.elapsed());
+    progress.finish(running, &step.title, label, note, result.is_ok(), started.elapsed());
     result.map(|_| ())
 }
 
