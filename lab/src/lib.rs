@@ -4,6 +4,7 @@
 //! [`plan::Plan`] and print or execute it.
 
 pub mod artifacts;
+pub mod bisect;
 pub mod build;
 pub mod bundle;
 pub mod cli;

@@ -1,6 +1,5 @@
 //! One module per subcommand; each turns arguments into library calls.
 
-pub mod bisect;
 pub mod build;
 pub mod doctor;
 pub mod down;
@@ -48,7 +47,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::List(args) => list::run(args.json).await,
-        Command::Bisect(args) => bisect::run(args, &progress).await,
+        Command::Bisect(args) => {
+            let lab = crate::Lab::open(args.scenario.scenario.clone())?;
+            let options = crate::bisect::Options {
+                component: args.component,
+                good: args.good,
+                bad: args.bad,
+                tags: args.tags,
+                name: args.name,
+                retries: args.retries,
+                dry_run: args.dry_run,
+            };
+            let outcome = crate::bisect::run(&lab, &options, &progress).await?;
+            match outcome.candidates.as_slice() {
+                _ if options.dry_run => {
+                    outcome.candidates.iter().for_each(|(c, s)| println!("{} {s}", &c[..12]));
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                [(commit, subject)] => {
+                    println!("first bad commit: {commit} {subject}");
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                several => {
+                    println!("the first bad commit is one of (the others could not be judged):");
+                    several.iter().for_each(|(c, s)| println!("  {c} {s}"));
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Bundle(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
             let tarball = crate::bundle::make(&lab, args.diff, args.out, None).await?;

@@ -6,13 +6,11 @@
 //! gives different answers on retries, is skipped as `git bisect skip` does.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::Lab;
-use crate::cli::BisectArgs;
 use crate::progress::Progress;
 use crate::scenario::Source;
 
@@ -27,6 +25,27 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         bail!("`git {}` in {}: {}", args.join(" "), dir.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// What to search: the component, the range, the selection, the retries.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub component: String,
+    pub good: String,
+    pub bad: String,
+    pub tags: Option<String>,
+    pub name: Option<String>,
+    pub retries: u32,
+    pub dry_run: bool,
+}
+
+/// What the search found: the first bad commit, or the commits it is among.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `(commit, subject)`, oldest first: one when found.
+    pub candidates: Vec<(String, String)>,
+    /// Where every step's report, artifacts and `bisect.json` are.
+    pub evidence: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +93,7 @@ fn scenarios_in(report: &Path) -> (usize, usize) {
 
 struct Bisect<'a> {
     lab: &'a Lab,
-    args: &'a BisectArgs,
+    args: &'a Options,
     clone: PathBuf,
     out: PathBuf,
     progress: &'a Progress,
@@ -148,8 +167,9 @@ impl Bisect<'_> {
     }
 }
 
-pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let lab = Lab::open(args.scenario.scenario.clone())?;
+/// Search `lab`'s component history (see the module); with `dry_run`, the
+/// commits between good and bad are the candidates and nothing runs.
+pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Result<Outcome> {
     let component = lab
         .scenario
         .components
@@ -184,10 +204,8 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
             .unwrap_or("every scenario".into())
     );
     if args.dry_run {
-        for c in &commits {
-            println!("{} {}", &c[..12], subject(c));
-        }
-        return Ok(ExitCode::SUCCESS);
+        let candidates = commits.iter().map(|c| (c.clone(), subject(c))).collect();
+        return Ok(Outcome { candidates, evidence: None });
     }
     if !lab.provider.exists().await? {
         bail!(
@@ -210,7 +228,7 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
             bail!("cannot clone {} into {}", checkout.display(), clone.display());
         }
     }
-    let mut bisect = Bisect { lab: &lab, args: &args, clone, out: out.clone(), progress, steps: Vec::new() };
+    let mut bisect = Bisect { lab, args, clone, out: out.clone(), progress, steps: Vec::new() };
     let (mut lo, mut hi) = (None::<usize>, commits.len() - 1);
     let mut skipped = Vec::new();
     while let Some(probe) = next_probe(lo, hi, &skipped) {
@@ -238,16 +256,8 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
             &last[..12]
         );
     }
-    if found {
-        println!("first bad commit: {} {}", candidates[0], subject(candidates[0]));
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("the first bad commit is one of (the others could not be judged):");
-        for c in candidates {
-            println!("  {} {}", c, subject(c));
-        }
-        Ok(ExitCode::FAILURE)
-    }
+    let candidates = candidates.into_iter().map(|c| (c.clone(), subject(c))).collect();
+    Ok(Outcome { candidates, evidence: Some(out) })
 }
 
 #[cfg(test)]
