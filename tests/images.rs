@@ -141,11 +141,12 @@ fn a_long_build_reports_progress_off_a_terminal_and_its_last_duration() {
     .unwrap();
     let first = run(lab(dir.path()).arg("build").arg(&file));
     assert!(first.ok, "{}", first.stderr);
-    assert!(first.stderr.contains("  … [2/2] build component app: running for 1m00s"), "{}", first.stderr);
+    // About a minute in (a loaded machine may wake the ticker a second late).
+    assert!(first.stderr.contains("  … [2/2] build component app: running for 1m0"), "{}", first.stderr);
     std::fs::write(source.join("input.txt"), "two\n").unwrap();
     let second = run(lab(dir.path()).arg("build").arg(&file));
     assert!(second.ok, "{}", second.stderr);
-    let line = second.stderr.lines().find(|l| l.contains("running for 1m00s")).unwrap_or_default();
+    let line = second.stderr.lines().find(|l| l.contains("running for 1m0")).unwrap_or_default();
     assert!(line.contains("(took 1m0") && line.contains("s last time)"), "{}", second.stderr);
 }
 
