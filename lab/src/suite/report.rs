@@ -43,6 +43,16 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A tick's value as people read it: `1.2k`, `350`, `0.42`.
+fn tick_label(value: f64) -> String {
+    match value {
+        v if v >= 10_000.0 => format!("{:.0}k", v / 1000.0),
+        v if v >= 1000.0 => format!("{:.1}k", v / 1000.0),
+        v if v >= 10.0 || v == 0.0 => format!("{v:.0}"),
+        v => format!("{v:.2}"),
+    }
+}
+
 /// A line chart: x is the run's position in the history, one polyline per series.
 /// `marked` runs get a red ring (a regression was decided on them); each
 /// `breaks` run gets a dashed line before it (a change point), titled.
@@ -73,16 +83,42 @@ pub fn line_chart(
     let _ = write!(
         svg,
         "<line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{b}\" stroke=\"#999\"/>\
-         <text x=\"4\" y=\"{}\" font-family=\"sans-serif\" font-size=\"11\">{:.0} {}</text>\
-         <text x=\"4\" y=\"{b}\" font-family=\"sans-serif\" font-size=\"11\">0</text>\
-         <text x=\"{left}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"11\">runs, oldest first ({runs})</text>",
-        top + 10.0,
-        max,
-        escape(unit),
-        height - 8.0,
+         <text x=\"{left}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"11\">run, oldest first ({runs})</text>",
+        height - 2.0,
         b = height - bottom,
         r = width - 20.0,
     );
+    // Ticks with their values and the unit on the y axis, light grid lines across.
+    for tick in 0..=4 {
+        let value = max * tick as f64 / 4.0;
+        let _ = write!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{r}\" y2=\"{ty:.1}\" stroke=\"#eee\"/>\
+             <line x1=\"{}\" y1=\"{ty:.1}\" x2=\"{left}\" y2=\"{ty:.1}\" stroke=\"#999\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-family=\"sans-serif\" font-size=\"10\">{} {}</text>",
+            left - 4.0,
+            left - 6.0,
+            y(value) + 3.0,
+            tick_label(value),
+            escape(unit),
+            ty = y(value),
+            r = width - 20.0,
+        );
+    }
+    // Ticks on the x axis: each run's number (every few runs when there are many).
+    let every = runs.div_ceil(10).max(1);
+    for run in (0..runs).filter(|i| i % every == 0 || *i == runs - 1) {
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{b}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#999\"/>\
+             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\" font-family=\"sans-serif\" font-size=\"10\">{}</text>",
+            height - bottom + 4.0,
+            height - bottom + 14.0,
+            run + 1,
+            x = x(run),
+            b = height - bottom,
+        );
+    }
     for (run, text) in breaks {
         let _ = write!(
             svg,
@@ -341,6 +377,16 @@ mod tests {
         assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
         assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
         assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
+        // Axes with ticks: five values with the unit on y, each run's number on x.
+        assert_eq!(svg.matches(" IOPS</text>").count(), 5, "{svg}");
+        assert!(svg.contains(">11 IOPS</text>") && svg.contains(">0 IOPS</text>"), "{svg}");
+        for run in ["1", "2", "3"] {
+            assert!(svg.contains(&format!("font-size=\"10\">{run}</text>")), "run {run} unmarked: {svg}");
+        }
+        assert_eq!(
+            (tick_label(12_500.0), tick_label(1250.0), tick_label(350.0), tick_label(0.42)),
+            ("12k".into(), "1.2k".into(), "350".into(), "0.42".into())
+        );
     }
 }
 
