@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+mod support;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -702,16 +704,7 @@ fn a_bundle_records_commits_uncommitted_changes_host_facts_and_the_scenario() {
     std::fs::create_dir(&app).unwrap();
     std::fs::write(app.join("Dockerfile"), "FROM scratch\nCOPY main.txt /\n").unwrap();
     std::fs::write(app.join("main.txt"), "one\n").unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])
-            .args(args)
-            .current_dir(&app)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| support::git(&app, args);
     git(&["init", "-q"]);
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "one"]);

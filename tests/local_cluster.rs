@@ -1211,16 +1211,7 @@ fn bisect_finds_the_commit_that_breaks_a_scenario() {
     let root = dir.path();
     let app = root.join("app");
     std::fs::create_dir(&app).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])
-            .args(args)
-            .current_dir(&app)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| support::git(&app, args);
     std::fs::write(
         app.join("build.sh"),
         format!(

@@ -12,18 +12,26 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, ListParams};
 
 use crate::Lab;
-use crate::suite::cleanup::{pod_logs, write};
+use crate::stack::ready;
+use crate::suite::cleanup::{event_line, pod_logs, write};
 
 /// What was gathered, and what could not be (each with why).
 #[derive(Debug, Default)]
 pub struct Exported {
+    /// Files in the folder afterwards.
     pub files: usize,
     pub problems: Vec<String>,
 }
 
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}
+
 pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
     std::fs::create_dir_all(dir)?;
-    let mut out = Exported::default();
+    let mut problems = Vec::new();
     crate::artifacts::keep(dir, &[lab.state.log(), lab.state.dir().join("plan.txt")])?;
     for node in lab.provider.nodes().await.unwrap_or_default() {
         let node_dir = dir.join("nodes").join(&node.name);
@@ -33,32 +41,31 @@ pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
             let text = match shell.exec(&cmd, None).await {
                 Ok(output) if output.success() => output.stdout,
                 Ok(output) => {
-                    out.problems.push(format!("{file} of {}: `{cmd}` exited with {}", node.name, output.status));
+                    problems.push(format!("{file} of {}: `{cmd}` exited with {}", node.name, output.status));
                     format!("(`{cmd}` failed: {})\n{}", output.status, output.stderr)
                 }
                 Err(e) => {
-                    out.problems.push(format!("{file} of {}: {e}", node.name));
+                    problems.push(format!("{file} of {}: {e}", node.name));
                     format!("(`{cmd}` could not run: {e})")
                 }
             };
             write(&node_dir, &file, &text).map_err(anyhow::Error::msg)?;
-            out.files += 1;
         }
     }
     let client = match lab.provider.client().await {
         Ok(client) => client,
         Err(e) => {
-            out.problems.push(format!("no cluster API, so no pods, events or objects: {e:#}"));
-            return Ok(out);
+            problems.push(format!("no cluster API, so no pods, events or objects: {e:#}"));
+            return Ok(Exported { files: count_files(dir), problems });
         }
     };
-    if let Err(e) = cluster(&client, dir, &mut out).await {
-        out.problems.push(e);
+    if let Err(e) = cluster(&client, dir).await {
+        problems.push(e);
     }
-    Ok(out)
+    Ok(Exported { files: count_files(dir), problems })
 }
 
-async fn cluster(client: &kube::Client, dir: &Path, out: &mut Exported) -> Result<(), String> {
+async fn cluster(client: &kube::Client, dir: &Path) -> Result<(), String> {
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
     write(dir, "nodes.json", &serde_json::to_string_pretty(&nodes.items).unwrap_or_default())?;
     let mut not_ready = Vec::new();
@@ -90,19 +97,11 @@ async fn cluster(client: &kube::Client, dir: &Path, out: &mut Exported) -> Resul
             .items
             .iter()
             .map(|e| {
-                format!(
-                    "{} {} {} {}/{}: {}",
-                    e.last_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-                    e.type_.clone().unwrap_or_default(),
-                    e.reason.clone().unwrap_or_default(),
-                    e.involved_object.kind.clone().unwrap_or_default(),
-                    e.involved_object.name.clone().unwrap_or_default(),
-                    e.message.clone().unwrap_or_default()
-                )
+                let at = e.last_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+                format!("{at} {}", event_line(e))
             })
             .collect();
         write(&ns_dir, "events.txt", &lines.join("\n"))?;
-        out.files += 2 + std::fs::read_dir(&ns_dir).map(|d| d.count()).unwrap_or(0);
         not_ready.extend(not_ready_in(client, &namespace).await?);
     }
     write(dir, "not-ready.txt", &not_ready.join("\n"))?;
@@ -161,43 +160,22 @@ async fn not_ready_in(client: &kube::Client, namespace: &str) -> Result<Vec<Stri
             why.join("; ")
         ));
     }
+    // Workloads as `lab deploy` judges them ready (stack::ready), with why not.
     let list = ListParams::default();
-    for d in
-        Api::<Deployment>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
-    {
-        let s = d.status.unwrap_or_default();
-        let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-        if s.ready_replicas.unwrap_or(0) < want {
-            out.push(format!(
-                "Deployment {namespace}/{}: {} of {want} ready",
-                d.metadata.name.unwrap_or_default(),
-                s.ready_replicas.unwrap_or(0)
-            ));
-        }
+    let failed = |e: kube::Error| e.to_string();
+    let mut workloads = Vec::new();
+    for d in Api::<Deployment>::namespaced(client.clone(), namespace).list(&list).await.map_err(failed)?.items {
+        workloads.push(("Deployment", d.metadata.name.clone(), ready::deployment(&d)));
     }
-    for d in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
-    {
-        let s = d.status.unwrap_or_default();
-        if s.number_ready < s.desired_number_scheduled {
-            out.push(format!(
-                "DaemonSet {namespace}/{}: {} of {} ready",
-                d.metadata.name.unwrap_or_default(),
-                s.number_ready,
-                s.desired_number_scheduled
-            ));
-        }
+    for d in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(failed)?.items {
+        workloads.push(("DaemonSet", d.metadata.name.clone(), ready::daemon_set(&d)));
     }
-    for d in
-        Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(|e| e.to_string())?.items
-    {
-        let s = d.status.unwrap_or_default();
-        let want = d.spec.and_then(|s| s.replicas).unwrap_or(1);
-        if s.ready_replicas.unwrap_or(0) < want {
-            out.push(format!(
-                "StatefulSet {namespace}/{}: {} of {want} ready",
-                d.metadata.name.unwrap_or_default(),
-                s.ready_replicas.unwrap_or(0)
-            ));
+    for s in Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&list).await.map_err(failed)?.items {
+        workloads.push(("StatefulSet", s.metadata.name.clone(), ready::stateful_set(&s)));
+    }
+    for (kind, name, readiness) in workloads {
+        if let ready::Readiness::Waiting(why) = readiness {
+            out.push(format!("{kind} {namespace}/{}: {why}", name.unwrap_or_default()));
         }
     }
     Ok(out)

@@ -51,12 +51,8 @@ impl Lab {
         Ok(Lab::with_state(scenario, state))
     }
 
-    /// The lab of a scenario whose state lies where a record says (`lab list`).
-    pub fn open_at(path: &std::path::Path, state: StateDir) -> anyhow::Result<Lab> {
-        Ok(Lab::with_state(Scenario::load(path)?, state))
-    }
-
-    /// The lab of a scenario (changed in memory, as `lab bisect` changes a source) at a state folder.
+    /// The lab of a scenario at a given state folder: where an index record
+    /// says (`lab list`), or with a scenario changed in memory (`lab bisect`).
     pub fn with_state(scenario: Scenario, state: StateDir) -> Lab {
         let instance = state.instance().unwrap_or_else(state::new_instance_id);
         let provider = provider::for_scenario(&scenario, &state, &instance);
@@ -237,7 +233,7 @@ impl Lab {
         let mut objects = stack::load(&self.scenario)?;
         if self.scenario.cluster.provider == scenario::ProviderKind::Local {
             let root = provider::local::Layout::new(&self.scenario, &self.state).kubelet_root();
-            stack::rewrite_kubelet_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
+            stack::rewrite_path_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
         }
         stack::pool::point_at_pool_folder(&self.scenario, &self.state, &mut objects);
         Ok(objects)

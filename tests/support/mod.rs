@@ -275,3 +275,16 @@ impl Drop for Results {
         }
     }
 }
+
+/// `git` in `dir` with a fixed identity and branch name, failing the test
+/// with git's own words; its output, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Process::new("git")
+        .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git is not installed: apt-get install git (.ci/run does)");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

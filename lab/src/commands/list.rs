@@ -8,8 +8,8 @@ async fn up(entry: &index::Entry) -> String {
     if !entry.state.is_dir() {
         return "gone (state folder removed by hand)".into();
     }
-    let lab = match Lab::open_at(&entry.scenario, StateDir::at(&entry.state)) {
-        Ok(lab) => lab,
+    let lab = match crate::scenario::Scenario::load(&entry.scenario) {
+        Ok(scenario) => Lab::with_state(scenario, StateDir::at(&entry.state)),
         Err(e) => {
             let why = format!("{e:#}");
             return format!("unknown ({})", why.lines().next().unwrap_or_default());

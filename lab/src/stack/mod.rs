@@ -76,7 +76,7 @@ impl ImageMap {
 /// `/var/lib/kubelet`, say) in the objects (host paths, mount paths,
 /// arguments) at `root`, where the cluster they go to keeps it, as charts do
 /// with their `kubeletDir`.
-pub fn rewrite_kubelet_root(objects: &mut [Object], usual: &str, root: &str) {
+pub fn rewrite_path_root(objects: &mut [Object], usual: &str, root: &str) {
     fn walk(value: &mut serde_json::Value, usual: &str, root: &str) {
         match value {
             serde_json::Value::String(text) => {
@@ -259,7 +259,7 @@ mod kubelet_root_tests {
             file: "plugin.yaml".into(),
             line: 1,
         }];
-        rewrite_kubelet_root(&mut objects, "/var/lib/kubelet", "/run/lab/x/kubelet");
+        rewrite_path_root(&mut objects, "/var/lib/kubelet", "/run/lab/x/kubelet");
         assert_eq!(
             objects[0].value,
             serde_json::json!({"spec": {"args": ["--kubelet-endpoint=/run/lab/x/kubelet/plugins/x/csi.sock", "--v=2"],

@@ -63,7 +63,7 @@ pub fn point_at_pool_folder(scenario: &Scenario, state: &StateDir, objects: &mut
         return;
     }
     let Some(node) = scenario.planned_nodes().into_iter().next() else { return };
-    super::rewrite_kubelet_root(objects, POOL_MOUNT, &pool_folder(scenario, state, &node.name));
+    super::rewrite_path_root(objects, POOL_MOUNT, &pool_folder(scenario, state, &node.name));
 }
 
 /// A DiskPool per io-engine node with a `pool:`, as objects like any other.

@@ -84,20 +84,7 @@ async fn collect(world: &LabWorld, dir: &Path) -> Result<(), String> {
         .list(&ListParams::default())
         .await
         .map_err(|e| e.to_string())?;
-    let lines: Vec<String> = events
-        .items
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {}/{}: {}",
-                e.type_.clone().unwrap_or_default(),
-                e.reason.clone().unwrap_or_default(),
-                e.involved_object.kind.clone().unwrap_or_default(),
-                e.involved_object.name.clone().unwrap_or_default(),
-                e.message.clone().unwrap_or_default()
-            )
-        })
-        .collect();
+    let lines: Vec<String> = events.items.iter().map(event_line).collect();
     write(dir, "events.txt", &lines.join("\n"))?;
     pod_logs(&client, namespace, dir).await?;
     // The stack's own pods: a driver's log often says why a volume failed.
@@ -107,6 +94,18 @@ async fn collect(world: &LabWorld, dir: &Path) -> Result<(), String> {
         pod_logs(&client, namespace, &stack).await?;
     }
     Ok(())
+}
+
+/// An event as one line: `Warning FailedMount Pod/p: message`.
+pub(crate) fn event_line(e: &Event) -> String {
+    format!(
+        "{} {} {}/{}: {}",
+        e.type_.clone().unwrap_or_default(),
+        e.reason.clone().unwrap_or_default(),
+        e.involved_object.kind.clone().unwrap_or_default(),
+        e.involved_object.name.clone().unwrap_or_default(),
+        e.message.clone().unwrap_or_default()
+    )
 }
 
 /// Each pod of a namespace: its object with status (`pods.json`, what

@@ -129,7 +129,7 @@ fn io_engine_pods(pods: &[Pod]) -> Vec<(String, String, bool)> {
 
 /// The io-engine pod on `node`: the one serving a volume whose app pod runs
 /// there (its nexus), in a single-replica lab. Any other would prove nothing.
-pub(super) fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
+fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
     let on_node: Vec<&Pod> =
         pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)).collect();
     match on_node.as_slice() {
@@ -148,6 +148,12 @@ pub(super) fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
 #[when(regex = r#"^I restart the io-engine on the node of the pod "([^"]+)"$"#)]
 async fn restart_io_engine(world: &mut LabWorld, app: String) -> Result<(), String> {
     let node = node_of(world, &app).await?;
+    restart_io_engine_on(world, node).await
+}
+
+/// Delete the io-engine pod on `node` (its DaemonSet makes a new one) and
+/// remember it for `the io-engine runs again on that node`.
+pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String) -> Result<(), String> {
     let pods: Api<Pod> = Api::all(world.ctx.client()?);
     let found = pods
         .list(&ListParams::default().labels("app=io-engine"))

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::super::world::LabWorld;
@@ -151,11 +151,7 @@ fn replicas_left(specs: &Value, replicas: &Value, uuid: &str, known: &[String]) 
 
 #[then(regex = r#"^Mayastor has no volume and no replica of the PVC "([^"]+)" within (\d+) seconds$"#)]
 async fn volume_gone(world: &mut LabWorld, claim: String, seconds: u64) -> Result<(), String> {
-    let pv = world
-        .deleted_claims
-        .get(&claim)
-        .cloned()
-        .ok_or_else(|| format!("PVC {claim} was not deleted in this scenario (`I delete the PVC \"{claim}\"`)"))?;
+    let pv = super::storage::deleted_volume(world, &claim)?;
     let uuid = volume_uuid(&pv)?.to_string();
     let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
         let mut left = Vec::new();
@@ -182,20 +178,7 @@ async fn restart_io_engine_of_a_pool(world: &mut LabWorld) -> Result<(), String>
         .and_then(Value::as_str)
         .ok_or("Mayastor knows no pool, so no node to restart the io-engine on")?
         .to_string();
-    let pods: Api<Pod> = Api::all(world.ctx.client()?);
-    let found = pods
-        .list(&ListParams::default().labels("app=io-engine"))
-        .await
-        .map_err(|e| format!("listing io-engine pods: {e}"))?;
-    let pod = super::faults::io_engine_on(&found.items, &node)?;
-    let (name, ns) =
-        (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
-    Api::<Pod>::namespaced(world.ctx.client()?, &ns)
-        .delete(&name, &DeleteParams::default())
-        .await
-        .map_err(|e| format!("deleting io-engine pod {ns}/{name}: {e}"))?;
-    world.restarted = Some((node, name));
-    Ok(())
+    super::faults::restart_io_engine_on(world, node).await
 }
 
 #[cfg(test)]

@@ -115,14 +115,19 @@ async fn delete_claim(world: &mut LabWorld, name: String) -> Result<(), String> 
     Ok(())
 }
 
+/// The PV a claim was bound to when a step deleted it.
+pub(crate) fn deleted_volume(world: &LabWorld, claim: &str) -> Result<String, String> {
+    world
+        .deleted_claims
+        .get(claim)
+        .cloned()
+        .ok_or_else(|| format!("PVC {claim} was not deleted in this scenario (`I delete the PVC \"{claim}\"`)"))
+}
+
 #[then(regex = r#"^the PV of the PVC "([^"]+)" is gone within (\d+) seconds$"#)]
 async fn volume_gone(world: &mut LabWorld, claim: String, seconds: u64) -> Result<(), String> {
     use k8s_openapi::api::core::v1::PersistentVolume;
-    let volume = world
-        .deleted_claims
-        .get(&claim)
-        .cloned()
-        .ok_or_else(|| format!("PVC {claim} was not deleted in this scenario (`I delete the PVC \"{claim}\"`)"))?;
+    let volume = deleted_volume(world, &claim)?;
     let volumes: Api<PersistentVolume> = Api::all(world.ctx.client()?);
     let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(1), async || {
         let found = volumes.get_opt(&volume).await.map_err(|e| format!("reading PV {volume}: {e}"))?;
