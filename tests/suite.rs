@@ -108,6 +108,13 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
         html.contains("<svg") && html.contains("randread-4k") && html.contains("read completion latency percentiles")
     );
     assert!(html.contains("loop (raw) baseline"), "the two arms are plotted as two lines");
+    // Latency per device as IOPS is, and each run named by its date and label (time and commit).
+    assert!(html.contains("read completion latency percentiles per run on loop (raw) baseline"), "latency per arm");
+    assert!(html.contains("read completion latency percentiles per run on loop (xfs)"), "latency per arm");
+    let year = lab::artifacts::utc_stamp(std::time::SystemTime::now())[..4].to_string();
+    assert!(html.contains("<th>runs</th><th>date</th><th>label</th><th>commit</th>"), "no table of runs");
+    assert!(html.contains(&format!("<tr><td>1–3</td><td>{year}-")), "the first session's runs, dated");
+    assert!(html.contains(&format!("<title>run 1 ({year}-")), "a point's title names its run's date");
     // Every run is in the history, before any check read it.
     let history = std::fs::read_to_string(dir.path().join("results/host-perf/randread-4k.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 3);

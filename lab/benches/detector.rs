@@ -84,7 +84,7 @@ struct DetectorArms<'a> {
     metric: Metric,
 }
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Arms for DetectorArms<'_> {
     async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult> {
         let mut job = self.job.clone();

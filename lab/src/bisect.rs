@@ -1,18 +1,31 @@
 //! `lab bisect`: the first commit of a component at which a test selection
-//! fails, in a lab kept up across the steps. Each step checks the commit out
-//! in lab's own clone of the checkout (`git clone --shared`: the user's
-//! repository is only read), builds that component, loads and redeploys it,
-//! and runs the selection. A step that cannot build, or runs no scenario, or
-//! gives different answers on retries, is skipped as `git bisect skip` does.
+//! fails, or a fio profile got slower than at the good commit, in a lab kept
+//! up across the steps (or a fresh one per step). Each step checks the
+//! commit out in lab's own clone of the checkout (`git clone --shared`: the
+//! user's repository is only read), builds that component, loads and
+//! redeploys it, and judges it. A step that cannot build, or cannot be
+//! judged, or gives different answers on retries, is skipped as `git bisect
+//! skip` does.
+//!
+//! The fio criterion runs the profile with the good build and the step's
+//! build deployed in turn, interleaved (`fio::interleave`: A B, B A, …), so
+//! a machine whose speed drifts slows neither side: a regression beyond the
+//! scenario's noise threshold is bad, a settled "no regression" is good,
+//! and a comparison that does not settle is not judged (skipped).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use async_trait::async_trait;
 use serde_json::json;
 
 use crate::Lab;
+use crate::fio::interleave::{self, Arm, Arms, PairLines, Sampling};
+use crate::fio::{Job, JobResult, Judged, Metric};
+use crate::plan::{execute, execute_through};
 use crate::progress::Progress;
 use crate::scenario::Source;
+use crate::shell::{LocalShell, Shell};
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new("git")
@@ -27,16 +40,79 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// What to search: the component, the range, the selection, the retries.
+/// What to search: the component, the range, the criterion, the retries.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub component: String,
     pub good: String,
     pub bad: String,
+    /// The test selection (when `fio` is not given): `lab test -t`.
     pub tags: Option<String>,
+    /// The test selection: `lab test -n`.
     pub name: Option<String>,
+    /// Judge by a fio profile against the good build instead of a test selection.
+    pub fio: Option<FioCriterion>,
+    /// A new lab for every step (`lab down`, then `lab up` with the step's build).
+    pub fresh: bool,
     pub retries: u32,
     pub dry_run: bool,
+}
+
+/// A step is bad when `profile` on `target` is slower (in `metric`, beyond
+/// the scenario's `fio.noise_threshold`) with its build than with the good one.
+#[derive(Debug, Clone)]
+pub struct FioCriterion {
+    pub profile: String,
+    /// The file or block device fio works on.
+    pub target: String,
+    /// The node whose shell runs fio; this host when `None`.
+    pub node: Option<String>,
+    /// Default: the profile's read or write IOPS.
+    pub metric: Option<String>,
+    pub sampling: Sampling,
+}
+
+impl FioCriterion {
+    /// The profile and metric, checked before anything runs.
+    fn resolve(&self, lab: &Lab) -> anyhow::Result<(Job, Metric)> {
+        let scenario = &lab.scenario;
+        let Some(job) = scenario.fio.profiles.iter().find(|j| j.name == self.profile) else {
+            let known: Vec<&str> = scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
+            bail!(
+                "--fio {}: {} has no such profile; it has: {}",
+                self.profile,
+                scenario.source.display(),
+                known.join(", ")
+            );
+        };
+        job.check().map_err(|e| anyhow::anyhow!("fio profile {}: {e}", job.name))?;
+        Job::check_target(&self.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+        if let Some(node) = &self.node
+            && !scenario.planned_nodes().iter().any(|n| &n.name == node)
+        {
+            let nodes: Vec<String> = scenario.planned_nodes().into_iter().map(|n| n.name).collect();
+            bail!("--node {node}: lab {} has no such node; it has: {}", scenario.name(), nodes.join(", "));
+        }
+        self.sampling.check()?;
+        let metric = match &self.metric {
+            Some(text) => Metric::parse(text).map_err(|e| anyhow::anyhow!("--metric {e}"))?,
+            None => Metric::headline(job),
+        };
+        Ok((job.clone(), metric))
+    }
+
+    fn describe(&self, metric: Metric) -> String {
+        format!(
+            "fio profile {} on {}{} against the good build, interleaved, until {} is settled ({}–{} pairs, at most {} s)",
+            self.profile,
+            self.target,
+            self.node.as_deref().map(|n| format!(" on node {n}")).unwrap_or_default(),
+            metric.name(),
+            self.sampling.min_pairs,
+            self.sampling.max_pairs,
+            self.sampling.budget.as_secs()
+        )
+    }
 }
 
 /// What the search found: the first bad commit, or the commits it is among.
@@ -94,31 +170,72 @@ fn scenarios_in(report: &Path) -> (usize, usize) {
 struct Bisect<'a> {
     lab: &'a Lab,
     args: &'a Options,
+    /// lab's clone for the step's commit, and (fio criterion) one at the good commit.
     clone: PathBuf,
+    good_clone: PathBuf,
+    /// The fio criterion's profile and metric, resolved.
+    fio: Option<(Job, Metric)>,
     out: PathBuf,
     progress: &'a Progress,
     steps: Vec<serde_json::Value>,
+    /// `--fresh`: the hold on the state folder the last `up` made.
+    fresh_hold: std::sync::Mutex<Option<crate::state::Held>>,
 }
 
 impl Bisect<'_> {
-    /// One attempt at a commit: build, load, deploy the component, run the selection.
-    async fn attempt(&self, commit: &str, dir: &Path) -> (Verdict, String) {
+    /// The lab with the component built from `checkout` (one of lab's clones).
+    fn lab_at(&self, checkout: &Path) -> Lab {
         let mut scenario = self.lab.scenario.clone();
         if let Some(c) = scenario.components.iter_mut().find(|c| c.name == self.args.component) {
-            c.source = Source::Path(self.clone.display().to_string());
+            c.source = Source::Path(checkout.display().to_string());
         }
-        let lab = Lab::with_state(scenario, self.lab.state.clone());
+        Lab::with_state(scenario, self.lab.state.clone())
+    }
+
+    /// Build, load and deploy the component from `lab`'s checkout.
+    async fn deploy(&self, lab: &Lab) -> anyhow::Result<()> {
         let component = Some(self.args.component.as_str());
-        let plans = [lab.build_plan(component), lab.load_plan(component), lab.deploy_plan()];
-        for plan in plans {
-            let done = match plan {
-                Ok(plan) => crate::plan::execute(&plan, lab.provider.as_ref(), self.progress, &lab.state).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
-                return (Verdict::Skip, format!("{commit}: could not build, load or deploy it: {e:#}"));
-            }
+        for plan in [lab.build_plan(component), lab.load_plan(component), lab.deploy_plan()] {
+            execute(&plan?, lab.provider.as_ref(), self.progress, &lab.state).await?;
         }
+        Ok(())
+    }
+
+    /// `--fresh`: the lab as it was is taken down, and a new one brought up
+    /// with `lab`'s build; a failed `up` removes what it made, as `lab up` does.
+    async fn fresh(&self, lab: &Lab) -> anyhow::Result<()> {
+        if lab.has_records() || lab.provider.exists().await? {
+            let down = lab.down_plan()?;
+            execute_through(&down, lab.provider.as_ref(), self.progress, &lab.state).await?;
+        }
+        // `down` removed the folder the lock was in: hold the new one.
+        *self.fresh_hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(lab.hold("bisect")?);
+        let up = lab.up_plan()?;
+        if let Err(e) = execute(&up, lab.provider.as_ref(), self.progress, &lab.state).await {
+            if let Ok(cleanup) = lab.cleanup_plan() {
+                let _ = execute_through(&cleanup, lab.provider.as_ref(), self.progress, &lab.state).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One attempt at a commit: its build in the lab, then the criterion.
+    async fn attempt(&self, commit: &str, dir: &Path) -> (Verdict, String) {
+        let lab = self.lab_at(&self.clone);
+        let ready = if self.args.fresh { self.fresh(&lab).await } else { self.deploy(&lab).await };
+        if let Err(e) = ready {
+            let how = if self.args.fresh { "bring up a fresh lab with it" } else { "build, load or deploy it" };
+            return (Verdict::Skip, format!("{commit}: could not {how}: {e:#}"));
+        }
+        match &self.fio {
+            Some((job, metric)) => self.compare(&lab, job, *metric, dir).await,
+            None => self.selection(&lab, dir).await,
+        }
+    }
+
+    /// The test selection on the step's build.
+    async fn selection(&self, lab: &Lab, dir: &Path) -> (Verdict, String) {
         let report = dir.join("cucumber.json");
         let options = crate::suite::TestOptions {
             tags: self.args.tags.clone(),
@@ -132,8 +249,57 @@ impl Bisect<'_> {
             Ok(passed) => match scenarios_in(&report) {
                 (0, _) => (Verdict::Skip, "the selection ran no scenario".into()),
                 (ran, 0) if passed => (Verdict::Good, format!("{ran} scenario(s) passed")),
+                (ran, 0) => (Verdict::Skip, format!("the run failed, but none of its {ran} scenario(s) did")),
                 (ran, failed) => (Verdict::Bad, format!("{failed} of {ran} scenario(s) failed")),
             },
+        }
+    }
+
+    /// The fio criterion: the good build and the step's deployed in turn,
+    /// the profile run on each, interleaved until the verdict settles.
+    async fn compare(&self, lab: &Lab, job: &Job, metric: Metric, dir: &Path) -> (Verdict, String) {
+        let Some(criterion) = &self.args.fio else { return (Verdict::Skip, "no fio criterion".into()) };
+        let good = self.lab_at(&self.good_clone);
+        let built = match good.build_plan(Some(self.args.component.as_str())) {
+            Ok(plan) => execute(&plan, good.provider.as_ref(), self.progress, &good.state).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = built {
+            return (Verdict::Skip, format!("the good build could not be built: {e:#}"));
+        }
+        let shell: Box<dyn Shell> = match &criterion.node {
+            Some(node) => lab.provider.node_shell(node),
+            None => Box::new(LocalShell),
+        };
+        let mut arms = BuildArms {
+            bisect: self,
+            labs: [&good, lab],
+            // `attempt` deployed the step's build.
+            deployed: Some(Arm::Candidate),
+            job,
+            shell: shell.as_ref(),
+            target: &criterion.target,
+            dir,
+            shown: PairLines::new(metric),
+        };
+        let threshold = lab.scenario.fio.noise_threshold;
+        let comparison = match interleave::compare(&mut arms, metric, threshold, criterion.sampling, None).await {
+            Ok(comparison) => comparison,
+            Err(e) => return (Verdict::Skip, format!("the comparison could not run: {e:#}")),
+        };
+        let pairs: Vec<_> = comparison
+            .pairs
+            .iter()
+            .map(|(good, step)| json!({"good": metric.of(good), "step": metric.of(step)}))
+            .collect();
+        let record = json!({"metric": metric.name(), "verdict": comparison.verdict.to_string(),
+            "stopped": comparison.stopped_because(), "pairs": pairs});
+        let _ = std::fs::write(dir.join("comparison.json"), serde_json::to_string_pretty(&record).unwrap_or_default());
+        let evidence = format!("{} ({})", comparison.verdict, comparison.stopped_because());
+        match comparison.judge(metric, &comparison.verdict) {
+            Judged::Failed => (Verdict::Bad, evidence),
+            Judged::Passed => (Verdict::Good, evidence),
+            Judged::NotJudged(reason) => (Verdict::Skip, format!("not judged: {reason}; {evidence}")),
         }
     }
 
@@ -156,7 +322,7 @@ impl Bisect<'_> {
         let verdict = if verdicts.contains(&Verdict::Skip) {
             Verdict::Skip
         } else if verdicts.contains(&Verdict::Good) && verdicts.contains(&Verdict::Bad) {
-            eprintln!("bisect: {} is flaky (failed, then passed): skipped", &commit[..12]);
+            eprintln!("bisect: {} is flaky (bad, then good): skipped", &commit[..12]);
             Verdict::Skip
         } else {
             verdicts[0]
@@ -164,6 +330,40 @@ impl Bisect<'_> {
         self.steps.push(json!({"commit": commit, "subject": subject, "verdict": verdict.word(),
             "attempts": seen.iter().map(|(v, e)| json!({"verdict": v.word(), "evidence": e})).collect::<Vec<_>>()}));
         Ok(verdict)
+    }
+}
+
+/// The good build and the step's, each deployed when its turn comes.
+struct BuildArms<'a> {
+    bisect: &'a Bisect<'a>,
+    /// `[good, step]`: the labs whose component is built from each clone.
+    labs: [&'a Lab; 2],
+    deployed: Option<Arm>,
+    job: &'a Job,
+    shell: &'a dyn Shell,
+    target: &'a str,
+    dir: &'a Path,
+    shown: PairLines,
+}
+
+#[async_trait(?Send)]
+impl Arms for BuildArms<'_> {
+    async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult> {
+        let (lab, side) = match arm {
+            Arm::Baseline => (self.labs[0], "good"),
+            Arm::Candidate => (self.labs[1], "step"),
+        };
+        if self.deployed != Some(arm) {
+            // Built already: this loads and rolls out the other build's images.
+            self.deployed = None;
+            self.bisect.deploy(lab).await.with_context(|| format!("deploying the {side} build"))?;
+            self.deployed = Some(arm);
+        }
+        let raw = self.dir.join("fio").join(format!("{}-{}-{side}.json", self.job.name, pair + 1));
+        let report = crate::fio::run(self.shell, self.job, self.target, &raw).await?;
+        let result = report.jobs.into_iter().next().context("fio reported no job")?;
+        self.shown.show(arm, pair, &result);
+        Ok(result)
     }
 }
 
@@ -190,45 +390,55 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
     let listed = git(&checkout, &["rev-list", "--reverse", "--ancestry-path", &format!("{good}..{bad}")])?;
     let commits: Vec<String> = listed.lines().map(str::to_string).collect();
     let subject = |c: &str| git(&checkout, &["log", "-1", "--format=%s", c]).unwrap_or_default();
+    let fio = args.fio.as_ref().map(|c| c.resolve(lab)).transpose()?;
     let steps_needed = (commits.len() as f64).log2().ceil() as usize;
-    eprintln!(
-        "bisect: {} commit(s) after {} up to {}, about {steps_needed} step(s), each: build {}, load, deploy, {}",
-        commits.len(),
-        &good[..12],
-        &bad[..12],
-        args.component,
-        args.name
+    let judged_by = match (&args.fio, &fio) {
+        (Some(criterion), Some((_, metric))) => criterion.describe(*metric),
+        _ => args
+            .name
             .as_deref()
             .map(|n| format!("scenarios matching /{n}/"))
             .or(args.tags.clone())
-            .unwrap_or("every scenario".into())
+            .unwrap_or("every scenario".into()),
+    };
+    eprintln!(
+        "bisect: {} commit(s) after {} up to {}, about {steps_needed} step(s), each: {} {}, {judged_by}",
+        commits.len(),
+        &good[..12],
+        &bad[..12],
+        if args.fresh { "a fresh lab (down, up) with" } else { "build, load, deploy" },
+        args.component,
     );
     if args.dry_run {
         let candidates = commits.iter().map(|c| (c.clone(), subject(c))).collect();
         return Ok(Outcome { candidates, evidence: None });
     }
-    if !lab.provider.exists().await? {
+    if !args.fresh && !lab.provider.exists().await? {
         bail!(
-            "lab {} is not up: `lab up` first (bisect keeps it up across the steps and leaves it up)",
+            "lab {} is not up: `lab up` first (bisect keeps it up across the steps and leaves it up), or give --fresh",
             lab.scenario.name()
         );
     }
     let _held = lab.hold("bisect")?;
     let stamped = crate::artifacts::default_dir(&lab.scenario);
     let out = stamped.with_file_name(format!("{}-bisect", stamped.file_name().unwrap_or_default().to_string_lossy()));
-    let clone = lab.state.absolute().join("bisect").join(&args.component);
-    if !clone.join(".git").is_dir() {
-        std::fs::create_dir_all(clone.parent().unwrap_or(Path::new(".")))?;
-        let cloned = std::process::Command::new("git")
-            .args(["clone", "--quiet", "--shared", "--no-checkout"])
-            .arg(&checkout)
-            .arg(&clone)
-            .status()?;
-        if !cloned.success() {
-            bail!("cannot clone {} into {}", checkout.display(), clone.display());
-        }
-    }
-    let mut bisect = Bisect { lab, args, clone, out: out.clone(), progress, steps: Vec::new() };
+    // Outside the state folder, which a fresh lab's `down` removes; this
+    // process's own folder, removed when it ends.
+    let clones = crate::clones::Clones::make(lab.scenario.name(), "bisect")?;
+    let clone = clones.clone_of(&checkout, &args.component)?;
+    let good_clone = clones.clone_of(&checkout, &format!("{}-good", args.component))?;
+    git(&good_clone, &["checkout", "--force", "--quiet", &good])?;
+    let mut bisect = Bisect {
+        lab,
+        args,
+        clone,
+        good_clone,
+        fio,
+        out: out.clone(),
+        progress,
+        steps: Vec::new(),
+        fresh_hold: Default::default(),
+    };
     let (mut lo, mut hi) = (None::<usize>, commits.len() - 1);
     let mut skipped = Vec::new();
     while let Some(probe) = next_probe(lo, hi, &skipped) {
@@ -249,11 +459,10 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("bisect.json"), serde_json::to_string_pretty(&summary)?)?;
     eprintln!("bisect: every step's log, report and artifacts: {}", out.display());
-    if let Some(last) = bisect.steps.last().and_then(|s| s["commit"].as_str()) {
+    if !bisect.steps.is_empty() {
         eprintln!(
-            "bisect: the lab now runs {} at {}; `lab build`, `lab load`, `lab deploy` put your checkout's back",
+            "bisect: the lab now runs a build of {} that bisect made; `lab build`, `lab load`, `lab deploy` put your checkout's back",
             args.component,
-            &last[..12]
         );
     }
     let candidates = candidates.into_iter().map(|c| (c.clone(), subject(c))).collect();

@@ -98,6 +98,13 @@ fn newest_artifacts(lab: &Lab) -> Option<PathBuf> {
     runs.pop()
 }
 
+/// The scenarios a bundle's run selected (`lab test -t`/`-n`), replayed alike.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    pub tags: Option<String>,
+    pub name: Option<String>,
+}
+
 /// The bundle as `<dir>.tar.gz` (`dir`: `--out`, else
 /// `artifacts/<lab>/<UTC time>-bundle` beside the scenario), the folder kept beside it.
 /// `artifacts`: the run folder to include, else the lab's newest under `artifacts/<lab>/`.
@@ -106,6 +113,7 @@ pub async fn make(
     with_diff: bool,
     out: Option<PathBuf>,
     artifacts: Option<&Path>,
+    selection: &Selection,
 ) -> anyhow::Result<PathBuf> {
     let stamped = crate::artifacts::default_dir(&lab.scenario);
     let dir = match out {
@@ -156,7 +164,9 @@ pub async fn make(
         "lab_version": env!("CARGO_PKG_VERSION"),
         "made_at": crate::artifacts::utc_stamp(std::time::SystemTime::now()),
         "scenario": {"name": lab.scenario.name(), "file": format!("scenario/{}", file_name.to_string_lossy()),
+                     "path": crate::state::absolute(&lab.scenario.source),
                      "provider": lab.scenario.cluster.provider.to_string()},
+        "selection": selection,
         "components": components,
         "host": host_facts(),
         "artifacts_from": kept,

@@ -53,6 +53,8 @@ pub enum Command {
     Bisect(BisectArgs),
     /// One tarball to replay this lab elsewhere: scenario, commits and uncommitted-change hashes, image IDs, host facts, artifacts, fio history.
     Bundle(BundleArgs),
+    /// Run a bundle again here (up, its scenarios, down), saying first what differs from where it was made.
+    Replay(ReplayArgs),
     /// Gather what a bug report needs (`lab export logs [DIR]`).
     #[command(subcommand)]
     Export(ExportCommand),
@@ -88,6 +90,31 @@ pub struct BisectArgs {
     /// Only scenarios whose name matches this regular expression.
     #[arg(short, long, value_name = "REGEX", conflicts_with = "tags")]
     pub name: Option<String>,
+    /// Judge by this fio profile instead of scenarios: a step is bad when it is slower than the
+    /// good build, run interleaved with it (each deployed in turn).
+    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["tags", "name"], requires = "target")]
+    pub fio: Option<String>,
+    /// --fio: the file or block device fio works on.
+    #[arg(long, requires = "fio")]
+    pub target: Option<String>,
+    /// --fio: run fio in this node's shell [default: on this host].
+    #[arg(long, requires = "fio")]
+    pub node: Option<String>,
+    /// --fio: the metric that decides (default: the profile's read or write IOPS).
+    #[arg(long, requires = "fio")]
+    pub metric: Option<String>,
+    /// --fio: interleaved pairs before the first verdict.
+    #[arg(long, default_value_t = 10)]
+    pub min_pairs: usize,
+    /// --fio: interleaved pairs at most per step.
+    #[arg(long, default_value_t = 40)]
+    pub max_pairs: usize,
+    /// --fio: seconds per step after which no new pair starts.
+    #[arg(long, default_value_t = 300)]
+    pub budget: u64,
+    /// A new lab for every step (down, then up with the step's build) instead of one kept up.
+    #[arg(long)]
+    pub fresh: bool,
     /// Run a failing step again up to N times; a step that then passes is flaky and skipped.
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
@@ -106,6 +133,31 @@ pub struct BundleArgs {
     /// The bundle's folder; the tarball is `<OUT>.tar.gz` [default: artifacts/<lab>/<UTC time>-bundle]
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
+    /// The scenarios `lab replay` runs: those matching this tag expression [default: every one].
+    #[arg(short, long, value_name = "TAG-EXPR")]
+    pub tags: Option<String>,
+    /// The scenarios `lab replay` runs: those whose name matches this regular expression.
+    #[arg(short, long, value_name = "REGEX", conflicts_with = "tags")]
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The bundle: the `.tar.gz` `lab bundle` (or a failed `lab run`) printed, or its folder.
+    pub bundle: PathBuf,
+    /// This machine's copy of the bundle's scenario file (its features and manifests are read
+    /// beside it) [default: the path it had where the bundle was made].
+    #[arg(long, short)]
+    pub scenario: Option<PathBuf>,
+    /// Say what differs and what would run, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the lab when the replay fails, for a look (`lab down` removes it).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Where failure artifacts go [default: artifacts/<lab>/<time>/ beside the scenario].
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

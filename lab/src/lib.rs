@@ -8,6 +8,7 @@ pub mod bisect;
 pub mod build;
 pub mod bundle;
 pub mod cli;
+pub mod clones;
 pub mod commands;
 pub mod docker;
 pub mod doctor;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod provider;
+pub mod replay;
 pub mod scenario;
 pub mod shell;
 pub mod stack;
@@ -73,10 +75,10 @@ impl Lab {
     /// index of labs (`lab list`) from then until its state folder is removed.
     pub fn hold(&self, command: &str) -> anyhow::Result<state::Held> {
         let held = self.state.hold(command, &self.ownership.instance)?;
-        // Listed from the commands that make a lab, not from a `lab build`
+        // Listed from the commands that make a lab (`bisect --fresh` does), not from a `lab build`
         // (whose state is only a build folder). The index serves `lab list`
         // only: a folder it cannot write never stops a lab.
-        if matches!(command, "up" | "run" | "prepare") {
+        if matches!(command, "up" | "run" | "prepare" | "bisect") {
             let provider = self.scenario.cluster.provider.to_string();
             if let Err(e) = state::index::register(&self.state, self.scenario.name(), &provider, &self.scenario.source)
             {

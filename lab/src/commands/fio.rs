@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::Lab;
 use crate::cli::FioArgs;
 use crate::fio::history::{Baseline, Fingerprint, History, Record, Shifts};
-use crate::fio::interleave::{self, Arm, Arms, Sampling};
+use crate::fio::interleave::{self, Arm, Arms, PairLines, Sampling};
 use crate::fio::{self, Job, JobResult, Judged, Metric, Verdict};
 use crate::shell::LocalShell;
 
@@ -62,15 +62,10 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
         Some(text) => Metric::parse(text).map_err(|e| anyhow::anyhow!("--metric {e}"))?,
         None => Metric::headline(job),
     };
-    if args.against.is_some() && args.min_pairs > args.max_pairs {
-        anyhow::bail!("--min-pairs {} is more than --max-pairs {}", args.min_pairs, args.max_pairs);
-    }
-    if args.against.is_some() && args.max_pairs < fio::stats::FEWEST_DECISIVE_PAIRS {
-        anyhow::bail!(
-            "--max-pairs {}: {} pairs are the fewest in which the signed-rank test can find a change (p >= 2/2^pairs)",
-            args.max_pairs,
-            fio::stats::FEWEST_DECISIVE_PAIRS
-        );
+    let sampling =
+        Sampling { min_pairs: args.min_pairs, max_pairs: args.max_pairs, budget: Duration::from_secs(args.budget) };
+    if args.against.is_some() {
+        sampling.check()?;
     }
     let run = Runs {
         job,
@@ -80,7 +75,7 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
     };
     let threshold = scenario.fio.noise_threshold;
     let (verdicts, shifts) = match &args.against {
-        Some(baseline) => (against(&run, &args, baseline, metric, threshold).await?, Vec::new()),
+        Some(baseline) => (against(&run, &args, baseline, metric, threshold, sampling).await?, Vec::new()),
         None => against_history(&run, &args, threshold).await?,
     };
     let strict = args.strict || scenario.fio.strict;
@@ -166,9 +161,8 @@ async fn against(
     baseline: &str,
     metric: Metric,
     threshold: f64,
+    sampling: Sampling,
 ) -> anyhow::Result<Vec<(Verdict, Judged)>> {
-    let sampling =
-        Sampling { min_pairs: args.min_pairs, max_pairs: args.max_pairs, budget: Duration::from_secs(args.budget) };
     eprintln!(
         "comparing {} on {} with {baseline}, interleaved, until {} is settled ({}–{} pairs, at most {} s)",
         run.job.name,
@@ -178,7 +172,7 @@ async fn against(
         sampling.max_pairs,
         sampling.budget.as_secs()
     );
-    let mut arms = TargetArms { run, baseline, candidate: &args.target, metric, last: None };
+    let mut arms = TargetArms { run, baseline, candidate: &args.target, shown: PairLines::new(metric) };
     let comparison = interleave::compare(&mut arms, metric, threshold, sampling, None).await?;
     eprintln!("{}", comparison.stopped_because());
     let mut verdicts = vec![(comparison.verdict.clone(), comparison.judge(metric, &comparison.verdict))];
@@ -195,12 +189,10 @@ struct TargetArms<'a> {
     run: &'a Runs<'a>,
     baseline: &'a str,
     candidate: &'a str,
-    metric: Metric,
-    /// The pair's first run, shown next to its second.
-    last: Option<f64>,
+    shown: PairLines,
 }
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Arms for TargetArms<'_> {
     async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult> {
         let (target, tag) = match arm {
@@ -208,15 +200,7 @@ impl Arms for TargetArms<'_> {
             Arm::Candidate => (self.candidate, format!("{pair}")),
         };
         let result = self.run.once(target, &tag).await?.result;
-        let value = self.metric.of(&result);
-        match (self.last.take(), value) {
-            (Some(first), Some(second)) => {
-                let (b, c) = if arm == Arm::Candidate { (first, second) } else { (second, first) };
-                eprintln!("pair {}: {} {b:.0} → {c:.0} ({:+.1}%)", pair + 1, self.metric.name(), (c / b - 1.0) * 100.0);
-            }
-            (None, value) => self.last = value,
-            _ => {}
-        }
+        self.shown.show(arm, pair, &result);
         Ok(result)
     }
 }

@@ -7,6 +7,7 @@ pub mod fio;
 pub mod list;
 pub mod plan;
 pub mod prepare;
+pub mod replay;
 pub mod run;
 pub mod shell;
 pub mod status;
@@ -55,6 +56,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bad: args.bad,
                 tags: args.tags,
                 name: args.name,
+                fio: args.fio.map(|profile| crate::bisect::FioCriterion {
+                    profile,
+                    target: args.target.unwrap_or_default(),
+                    node: args.node,
+                    metric: args.metric,
+                    sampling: crate::fio::interleave::Sampling {
+                        min_pairs: args.min_pairs,
+                        max_pairs: args.max_pairs,
+                        budget: std::time::Duration::from_secs(args.budget),
+                    },
+                }),
+                fresh: args.fresh,
                 retries: args.retries,
                 dry_run: args.dry_run,
             };
@@ -77,10 +90,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bundle(args) => {
             let lab = crate::Lab::open(args.scenario.scenario)?;
-            let tarball = crate::bundle::make(&lab, args.diff, args.out, None).await?;
+            let selection = crate::bundle::Selection { tags: args.tags, name: args.name };
+            let tarball = crate::bundle::make(&lab, args.diff, args.out, None, &selection).await?;
             println!("{}", tarball.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Replay(args) => replay::run(args, &progress).await,
         Command::Export(crate::cli::ExportCommand::Logs(args)) => {
             let lab = crate::Lab::open(args.scenario)?;
             let dir = args.dir.unwrap_or_else(|| {

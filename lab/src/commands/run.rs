@@ -8,6 +8,12 @@ use crate::cli::{ChangeArgs, TestArgs, UpArgs};
 use crate::progress::Progress;
 
 pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let lab = Lab::open(args.scenario.scenario.clone())?;
+    run_lab(lab, &args, progress).await
+}
+
+/// Up, test, down of `lab` (`lab run`, and `lab replay` of a bundle's scenario).
+pub async fn run_lab(lab: Lab, args: &TestArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let up = UpArgs {
         change: ChangeArgs {
             scenario: crate::cli::ScenarioArg { scenario: args.scenario.scenario.clone() },
@@ -17,7 +23,7 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
         adopt: args.adopt,
         artifacts: args.artifacts.clone(),
     };
-    let lab = Lab::open(args.scenario.scenario.clone())?.adopting(args.adopt);
+    let lab = lab.adopting(args.adopt);
     let (plan, held) = super::up::check_and_hold(&lab, "run").await?;
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::bring_up(&lab, &held, plan, &up, progress).await?;
@@ -33,7 +39,8 @@ pub async fn run(args: TestArgs, progress: &Progress) -> anyhow::Result<ExitCode
             .artifacts
             .as_ref()
             .map(|a| a.with_file_name(format!("{}-bundle", a.file_name().unwrap_or_default().to_string_lossy())));
-        match crate::bundle::make(&lab, false, out, args.artifacts.as_deref()).await {
+        let selection = crate::bundle::Selection { tags: args.tags.clone(), name: args.name.clone() };
+        match crate::bundle::make(&lab, false, out, args.artifacts.as_deref(), &selection).await {
             Ok(tarball) => eprintln!("a bundle of the failed run (`lab bundle`): {}", tarball.display()),
             Err(e) => eprintln!("bundling the failed run failed: {e:#}"),
         }

@@ -17,10 +17,35 @@ pub enum Arm {
 }
 
 /// What runs one side of the comparison once.
-#[async_trait]
+#[async_trait(?Send)]
 pub trait Arms: Send {
     /// `pair` counts from 0; each pair runs both arms once.
     async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult>;
+}
+
+/// One line per finished pair on stderr: the metric on each side and the change.
+pub struct PairLines {
+    metric: Metric,
+    /// The pair's first run, shown next to its second.
+    first: Option<f64>,
+}
+
+impl PairLines {
+    pub fn new(metric: Metric) -> PairLines {
+        PairLines { metric, first: None }
+    }
+
+    /// After each run of an arm (the pair's two in the order they ran).
+    pub fn show(&mut self, arm: Arm, pair: usize, result: &JobResult) {
+        match (self.first.take(), self.metric.of(result)) {
+            (Some(first), Some(second)) => {
+                let (b, c) = if arm == Arm::Candidate { (first, second) } else { (second, first) };
+                eprintln!("pair {}: {} {b:.0} → {c:.0} ({:+.1}%)", pair + 1, self.metric.name(), (c / b - 1.0) * 100.0);
+            }
+            (None, value) => self.first = value,
+            _ => {}
+        }
+    }
 }
 
 /// How long a comparison may keep sampling.
@@ -31,6 +56,24 @@ pub struct Sampling {
     pub max_pairs: usize,
     /// No new pair starts after this.
     pub budget: Duration,
+}
+
+impl Sampling {
+    /// Whether these bounds can decide anything, in the words of the options
+    /// that set them (`--min-pairs`, `--max-pairs`).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.min_pairs > self.max_pairs {
+            anyhow::bail!("--min-pairs {} is more than --max-pairs {}", self.min_pairs, self.max_pairs);
+        }
+        if self.max_pairs < super::stats::FEWEST_DECISIVE_PAIRS {
+            anyhow::bail!(
+                "--max-pairs {}: {} pairs are the fewest in which the signed-rank test can find a change (p >= 2/2^pairs)",
+                self.max_pairs,
+                super::stats::FEWEST_DECISIVE_PAIRS
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for Sampling {
@@ -145,7 +188,7 @@ mod tests {
         asked: Vec<Arm>,
     }
 
-    #[async_trait]
+    #[async_trait(?Send)]
     impl Arms for Scripted {
         async fn run(&mut self, arm: Arm, pair: usize) -> anyhow::Result<JobResult> {
             self.asked.push(arm);

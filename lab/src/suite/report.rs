@@ -55,13 +55,15 @@ fn tick_label(value: f64) -> String {
 
 /// A line chart: x is the run's position in the history, one polyline per series.
 /// `marked` runs get a red ring (a regression was decided on them); each
-/// `breaks` run gets a dashed line before it (a change point), titled.
+/// `breaks` run gets a dashed line before it (a change point), titled;
+/// `runs` names each run (its date and label) in its points' titles.
 pub fn line_chart(
     title: &str,
     unit: &str,
     series: &[(&str, &str, Vec<Option<f64>>)],
     marked: &BTreeSet<usize>,
     breaks: &[(usize, String)],
+    runs_named: &[String],
 ) -> String {
     let (width, height, left, bottom, top) = (640.0, 240.0, 70.0, 30.0, 28.0);
     let runs = series.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
@@ -140,10 +142,12 @@ pub fn line_chart(
             if let Some(v) = v {
                 let _ = write!(
                     svg,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>run {}: {v:.1}</title></circle>",
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>run {}{}: {v:.1} {}</title></circle>",
                     x(i),
                     y(*v),
-                    i + 1
+                    i + 1,
+                    runs_named.get(i).map(|n| format!(" ({})", escape(n))).unwrap_or_default(),
+                    escape(unit)
                 );
                 if marked.contains(&i) {
                     let _ = write!(
@@ -211,6 +215,7 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
             }
         }
         let this_env = crate::fio::history::session_env(&records, &ctx.label);
+        let named: Vec<String> = records.iter().map(|r| format!("{}, {}", when(r.time), r.label)).collect();
         let mut shift_lines = Vec::new();
         for write in [false, true] {
             let side = if write { "write" } else { "read" };
@@ -231,20 +236,24 @@ pub fn html(ctx: &Context, checks: &[Check]) -> anyhow::Result<String> {
             let shifts = Shifts::find(&records, &this_env, metric);
             let breaks = shift_marks(&records, &shifts);
             shift_lines.extend(shifts.lines());
-            out.push_str(&line_chart(&format!("{side} IOPS per run"), "IOPS", &iops, &marked, &breaks));
-            let series = [
-                ("p50", "#2ca02c", values(&records, &format!("p50 {side} latency"))),
-                ("p99", "#ff7f0e", values(&records, &format!("p99 {side} latency"))),
-                ("p99.9", "#d62728", values(&records, &format!("p99.9 {side} latency"))),
-            ];
-            out.push_str(&line_chart(
-                &format!("{side} completion latency percentiles per run"),
-                "us",
-                &series,
-                &marked,
-                &[],
-            ));
+            out.push_str(&line_chart(&format!("{side} IOPS per run"), "IOPS", &iops, &marked, &breaks, &named));
+            // Latency per device, as IOPS: two arms' percentiles in one chart would read as one line.
+            for device in &devices {
+                let on = |r: &&Record| r.env.device == *device;
+                let series = [
+                    ("p50", "#2ca02c", values(&records, &format!("p50 {side} latency"), on)),
+                    ("p99", "#ff7f0e", values(&records, &format!("p99 {side} latency"), on)),
+                    ("p99.9", "#d62728", values(&records, &format!("p99.9 {side} latency"), on)),
+                ];
+                let title = if devices.len() == 1 || device.is_empty() {
+                    format!("{side} completion latency percentiles per run")
+                } else {
+                    format!("{side} completion latency percentiles per run on {device}")
+                };
+                out.push_str(&line_chart(&title, "us", &series, &marked, &[], &named));
+            }
         }
+        out.push_str(&sessions_table(&records));
         for line in shift_lines {
             let _ = write!(out, "<p>change point: {}</p>", escape(&line));
         }
@@ -263,9 +272,51 @@ fn shift_marks(records: &[Record], shifts: &Shifts) -> Vec<(usize, String)> {
         .collect()
 }
 
-fn values(records: &[Record], metric: &str) -> Vec<Option<f64>> {
+/// A metric's value per run, `None` for runs that `keep` leaves out.
+fn values(records: &[Record], metric: &str, keep: impl Fn(&&Record) -> bool) -> Vec<Option<f64>> {
     let Ok(metric) = Metric::parse(metric) else { return Vec::new() };
-    records.iter().map(|r| metric.of(&r.result)).collect()
+    records.iter().map(|r| metric.of(&r.result).filter(|_| keep(&r))).collect()
+}
+
+/// A run's time, UTC, to the minute: `2026-12-04 17:16Z`.
+fn when(secs: u64) -> String {
+    let stamp = crate::artifacts::utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    // `20261204T171600Z`
+    match (stamp.get(0..4), stamp.get(4..6), stamp.get(6..8), stamp.get(9..11), stamp.get(11..13)) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi)) => format!("{y}-{mo}-{d} {h}:{mi}Z"),
+        _ => stamp,
+    }
+}
+
+/// The runs as the x axis numbers them, by session: which runs, when, and
+/// the label (`lab test`'s holds the time and the git commit it ran at).
+fn sessions_table(records: &[Record]) -> String {
+    let mut out =
+        String::from("<table><tr><th>runs</th><th>date</th><th>label</th><th>commit</th><th>device</th></tr>");
+    let mut start = 0;
+    for i in 1..=records.len() {
+        if i < records.len()
+            && records[i].label == records[start].label
+            && records[i].env.device == records[start].env.device
+        {
+            continue;
+        }
+        let first = &records[start];
+        let runs = if i - start == 1 { format!("{}", start + 1) } else { format!("{}–{}", start + 1, i) };
+        // `lab test`'s labels are `<unix time>-<commit>`; others (`--label`) are shown as given.
+        let commit = first.label.split_once('-').filter(|(t, _)| t.parse::<u64>().is_ok()).map_or("", |(_, c)| c);
+        let _ = write!(
+            out,
+            "<tr><td>{runs}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            when(first.time),
+            escape(&first.label),
+            escape(commit),
+            escape(&first.env.device)
+        );
+        start = i;
+    }
+    out.push_str("</table>");
+    out
 }
 
 /// The checks that ended "not judged", by scenario.
@@ -371,12 +422,12 @@ mod tests {
         let marked = BTreeSet::from([2]);
         let breaks = [(2, "read IOPS shifted at session s2 (2 of 2): 10 → 5 (-50.0%, p=0.0005)".to_string())];
         let series = [("IOPS", "#123", vec![Some(10.0), None, Some(5.0)])];
-        let svg = line_chart("read IOPS <per run>", "IOPS", &series, &marked, &breaks);
+        let svg = line_chart("read IOPS <per run>", "IOPS", &series, &marked, &breaks, &["then".into()]);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<circle").count(), 3, "two points and one ring: {svg}");
         assert!(svg.contains("read IOPS &lt;per run&gt;"), "titles are escaped");
         assert!(svg.contains("stroke-dasharray=\"4 3\"><title>read IOPS shifted at session s2"), "{svg}");
-        assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[]).contains("no data"));
+        assert!(line_chart("empty", "", &[], &BTreeSet::new(), &[], &[]).contains("no data"));
         // Axes with ticks: five values with the unit on y, each run's number on x.
         assert_eq!(svg.matches(" IOPS</text>").count(), 5, "{svg}");
         assert!(svg.contains(">11 IOPS</text>") && svg.contains(">0 IOPS</text>"), "{svg}");

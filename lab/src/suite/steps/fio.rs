@@ -87,7 +87,7 @@ struct LoopArms<'a> {
     candidate: (String, String),
 }
 
-#[async_trait]
+#[async_trait(?Send)]
 impl Arms for LoopArms<'_> {
     async fn run(&mut self, arm: Arm, _pair: usize) -> anyhow::Result<JobResult> {
         let (target, device) = if arm == Arm::Baseline { &self.baseline } else { &self.candidate };

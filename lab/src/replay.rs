@@ -1,0 +1,203 @@
+//! `lab replay BUNDLE`: a bundle (`lab bundle`, or a failed `lab run`'s)
+//! run again, here. What differs from where it was made is said first: lab's
+//! version, the scenario file, each component's commit and uncommitted
+//! change, its content tag, the kernel, CPU, hugepages and tools. The
+//! bundle's scenario text is what runs, read as if it were this machine's
+//! scenario file (its features and manifests are the ones beside that
+//! file); a component whose checkout here is not at the bundle's commit is
+//! built from that commit in lab's own clone, with the bundle's diff applied
+//! when it carries one. The user's checkout is never changed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::Lab;
+use crate::bundle::Selection;
+use crate::clones::Clones;
+use crate::scenario::{Scenario, Source};
+
+/// A bundle made ready to run here.
+pub struct Replay {
+    /// The bundle's scenario at this machine's scenario path, its components
+    /// pointed at the bundle's commits.
+    pub lab: Lab,
+    /// What differs from the machine and sources the bundle was made with, one line each.
+    pub differences: Vec<String>,
+    /// What is built from where: one line per component.
+    pub sources: Vec<String>,
+    pub selection: Selection,
+    /// lab's clones the components are built from: removed when dropped.
+    pub clones: Option<Clones>,
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+/// The bundle's folder: `BUNDLE` itself, or where its tarball was unpacked.
+fn unpack(bundle: &Path) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if bundle.is_dir() {
+        return Ok((bundle.to_path_buf(), None));
+    }
+    if !bundle.is_file() {
+        bail!("no bundle at {}: give the `.tar.gz` that `lab bundle` printed, or its folder", bundle.display());
+    }
+    let scratch =
+        tempfile::Builder::new().prefix("lab-replay-").tempdir().context("cannot make a folder to unpack in")?;
+    let out = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(bundle)
+        .arg("-C")
+        .arg(scratch.path())
+        .output()
+        .context("running tar")?;
+    if !out.status.success() {
+        bail!("{} is not a bundle tarball: tar says {}", bundle.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let top = std::fs::read_dir(scratch.path())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("bundle.json").is_file())
+        .with_context(|| format!("{} holds no bundle.json: not a bundle of `lab bundle`", bundle.display()))?;
+    Ok((top, Some(scratch)))
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "none".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Read `bundle`, compare it with this machine, and (unless `dry_run`)
+/// clone the components whose commits differ. `scenario`: this machine's
+/// copy of the bundle's scenario file [default: the path it had there].
+pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Result<Replay> {
+    let (dir, unpacked) = unpack(bundle)?;
+    let manifest_path = dir.join("bundle.json");
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(&manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", manifest_path.display()))?;
+    if manifest["bundle"] != 1 {
+        bail!("{}: bundle format {} is not one this lab reads (1)", manifest_path.display(), manifest["bundle"]);
+    }
+    let recorded = manifest["scenario"]["path"].as_str().map(PathBuf::from);
+    let here = match (scenario, &recorded) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) if path.is_file() => path.clone(),
+        _ => bail!(
+            "the bundle's scenario was {}, which this machine lacks: give your copy with --scenario PATH \
+             (its features and manifests are read beside it)",
+            recorded.as_deref().map_or("not recorded".into(), |p| p.display().to_string())
+        ),
+    };
+    let file = manifest["scenario"]["file"].as_str().context("bundle.json names no scenario file")?;
+    let bundled = std::fs::read_to_string(dir.join(file)).with_context(|| format!("the bundle lacks {file}"))?;
+    let mut differences = Vec::new();
+    match std::fs::read_to_string(&here) {
+        Ok(local) if local == bundled => {}
+        Ok(_) => differences.push(format!("scenario: {} differs from the bundle's; the bundle's runs", here.display())),
+        Err(_) => differences.push(format!("scenario: no {} here; the bundle's runs from there", here.display())),
+    }
+    let mut scenario = Scenario::parse(&here, &bundled).context("the bundle's scenario")?;
+    if manifest["lab_version"] != env!("CARGO_PKG_VERSION") {
+        differences.push(format!("lab: {} there, {} here", text(&manifest["lab_version"]), env!("CARGO_PKG_VERSION")));
+    }
+    let facts = crate::bundle::host_facts();
+    for (key, then) in manifest["host"].as_object().into_iter().flatten() {
+        let now = &facts[key.as_str()];
+        if then != now {
+            differences.push(format!("host {key}: {} there, {} here", text(then), text(now)));
+        }
+    }
+
+    let clones = if dry_run { None } else { Some(Clones::make(scenario.name(), "replay")?) };
+    let mut sources = Vec::new();
+    for component in manifest["components"].as_array().into_iter().flatten() {
+        let name = component["name"].as_str().unwrap_or_default();
+        let source = &component["source"];
+        let Some(commit) = source["commit"].as_str() else { continue };
+        let Some(spec) = scenario.components.iter().find(|c| c.name == name) else {
+            differences.push(format!("component {name}: not in the scenario here"));
+            continue;
+        };
+        let Source::Path(path) = &spec.source else { continue };
+        let checkout = scenario.path_of(path);
+        let (local, _) = crate::bundle::source_state(&checkout);
+        let dirty_then = source["dirty_sha256"].as_str();
+        let same = local["commit"].as_str() == Some(commit) && local["dirty_sha256"].as_str() == dirty_then;
+        if same {
+            sources.push(format!("{name}: your checkout {} (at the bundle's commit)", checkout.display()));
+            continue;
+        }
+        let now = match (local["commit"].as_str(), local["dirty_sha256"].as_str()) {
+            (Some(c), Some(d)) => format!("{} with an uncommitted change ({})", &c[..c.len().min(12)], &d[..12]),
+            (Some(c), None) => c[..c.len().min(12)].to_string(),
+            _ => "not a git checkout".into(),
+        };
+        let then = match dirty_then {
+            Some(d) => format!("{} with an uncommitted change ({})", &commit[..12], &d[..d.len().min(12)]),
+            None => commit[..12].to_string(),
+        };
+        differences.push(format!("component {name}: {then} there, {now} here ({})", checkout.display()));
+        let diff = dir.join("diffs").join(format!("{name}.diff"));
+        if dirty_then.is_some() && !diff.is_file() {
+            differences.push(format!(
+                "component {name}: its uncommitted change is not in the bundle (made without --diff): the commit runs without it"
+            ));
+        }
+        let Some(clones) = &clones else {
+            sources.push(format!("{name}: lab's clone of {} at {commit}", checkout.display()));
+            continue;
+        };
+        let clone = clones.clone_of(&checkout, name)?;
+        let at =
+            std::process::Command::new("git").arg("-C").arg(&clone).args(["checkout", "--quiet", commit]).output()?;
+        if !at.status.success() {
+            bail!(
+                "component {name}: the bundle's commit {commit} is not in {}: fetch it there (`git fetch`), then replay",
+                checkout.display()
+            );
+        }
+        if diff.is_file() {
+            let applied = std::process::Command::new("git").arg("-C").arg(&clone).arg("apply").arg(&diff).output()?;
+            if !applied.status.success() {
+                bail!(
+                    "component {name}: the bundle's diff does not apply to {commit}: {}",
+                    String::from_utf8_lossy(&applied.stderr).trim()
+                );
+            }
+        }
+        sources.push(format!(
+            "{name}: lab's clone of {} at {commit}{}",
+            checkout.display(),
+            if diff.is_file() { " with the bundle's diff" } else { "" }
+        ));
+        if let Some(spec) = scenario.components.iter_mut().find(|c| c.name == name) {
+            spec.source = Source::Path(clone.display().to_string());
+        }
+    }
+
+    let state = scenario.state_dir()?;
+    let lab = Lab::with_state(scenario, state);
+    // The content tag sums up every input of a build: equal tags, equal images.
+    if !dry_run {
+        for build in crate::build::resolve(&lab.scenario, &lab.state, None)? {
+            let then = manifest["components"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == build.name())
+                .and_then(|c| c["tag"].as_str().map(str::to_string));
+            match (then, build.tag()) {
+                (Some(then), Ok(now)) if then != now => {
+                    differences.push(format!("component {}: content tag {then} there, {now} here", build.name()))
+                }
+                _ => {}
+            }
+        }
+    }
+    let selection = serde_json::from_value(manifest["selection"].clone()).unwrap_or_default();
+    Ok(Replay { lab, differences, sources, selection, clones, _unpacked: unpacked })
+}
