@@ -149,6 +149,20 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
     let junit = std::fs::read_to_string(artifacts.path().join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"0\""), "{junit}");
 
+    // `lab export logs` on kind: each node's kubelet and containerd journals
+    // (through the node's own journalctl), its kernel log, every pod's logs.
+    let logs = artifacts.path().join("logs");
+    let export = run(lab(&root, state.path()).args(["export", "logs"]).arg(&logs).arg("--scenario").arg(&scenario));
+    assert!(export.ok, "{}", export.stderr);
+    assert_eq!(export.stdout.trim(), logs.display().to_string());
+    for node in NODES {
+        let kubelet = std::fs::read_to_string(logs.join("nodes").join(node).join("kubelet.log")).unwrap();
+        assert!(!kubelet.starts_with("(`") && kubelet.lines().count() > 10, "{node}'s kubelet log:\n{kubelet}");
+        let containerd = std::fs::read_to_string(logs.join("nodes").join(node).join("containerd.log")).unwrap();
+        assert!(!containerd.starts_with("(`") && containerd.contains("containerd"), "{node}:\n{containerd}");
+    }
+    assert!(logs.join("namespaces/kube-system/pods.json").is_file());
+
     let down = run(lab(&root, state.path()).arg("down").arg(&scenario));
     assert!(down.ok, "{}", down.stderr);
     assert!(node_containers("lab-kind-csi").is_empty(), "lab down left nodes");

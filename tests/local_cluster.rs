@@ -1292,6 +1292,15 @@ impl Drop for BisectFixture {
     }
 }
 
+/// A file a test made, removed even when it fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// `lab bisect` on a real history: a component's git repository with five
 /// commits, the third of which breaks what the feature checks (the line the
 /// running pod prints). With `--fresh`, every step brings up a new lab with
@@ -1346,9 +1355,11 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
     let idle = "echo idle";
-    let spinning = "for i in 1 2 3 4; do (while :; do :; done) & done";
-    // Buffered reads of a file in the page cache: fio is bound by the CPU the loops take.
-    let fio = "fio:\n  noise_threshold: 0.25\n  profiles:\n    - {name: cached-reads, rw: randread, bs: 4k, size: 16M, runtime: 1, direct: false, ioengine: psync}\n";
+    let spinning = "for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done";
+    // Reads of a file in memory (tmpfs) by two jobs: fio wants both CPUs, and gets the
+    // less of them the more the pod's loops take. The ramp covers the other build's
+    // pods, which may still be stopping when the next run starts.
+    let fio = "fio:\n  noiseThreshold: 0.15\n  profiles:\n    - {name: cached-reads, rw: randread, bs: 4k, numjobs: 2, size: 16M, runtime: 1, ramp_time: 1, direct: false, ioengine: psync}\n";
     let fixture = BisectFixture::new(
         &[idle, &format!("{idle} # 2"), spinning, &format!("{spinning} # 4"), &format!("{spinning} # 5")],
         fio,
@@ -1357,7 +1368,8 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
     let commits = &fixture.commits;
     let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
     let lab = |args: &[&str]| fixture.lab(&binaries, args);
-    let target = root.join("fio.data");
+    let target = std::path::PathBuf::from(format!("/dev/shm/lab-test-bisect-{}.data", std::process::id()));
+    let _target = RemoveOnDrop(target.clone());
     let target = target.to_str().unwrap();
     let (ok, _, said) = lab(&["up"]);
     assert!(ok, "{said}");
@@ -1465,7 +1477,7 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     assert!(!ok, "the replay passed, so it did not run the bundle's commit:\n{out}\n{said}");
     assert!(out.contains("greeting: broken"), "{out}\n{said}");
     assert_eq!(support::git(&app, &["rev-parse", "HEAD"]), commits[0]);
-    assert_eq!(support::git(&app, &["status", "--porcelain"]), " M run.sh", "replay changed the other checkout");
+    assert_eq!(support::git(&app, &["status", "--porcelain"]), "M run.sh", "replay changed the other checkout");
 
     // Not a bundle: said so, nothing runs.
     let (ok, _, said) = fixture.lab(&binaries, &["replay", scenario]);

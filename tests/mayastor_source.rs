@@ -1,5 +1,5 @@
-//! Named long check (left out of `cargo test` unless asked, see the README):
-//! Mayastor built by lab from upstream's sources in `../shared/sources`
+//! In CI (`.ci/run` installs its build packages; ≈ 25 min cold, see the
+//! README): Mayastor built by lab from upstream's sources in `../shared/sources`
 //! (unpacked by `.ci/mayastor/sources`, standing in for a contributor's
 //! checkouts), deployed on a local node and tested with
 //! `features/mayastor-source`; then a contributor's one-line change in the
@@ -80,7 +80,6 @@ fn hugepages_total() -> String {
 }
 
 #[test]
-#[ignore = "long check: cargo test --test mayastor_source -- --ignored (see the README for its time)"]
 fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change() {
     let work = tempfile::tempdir().unwrap();
     let sources = work.path().join("sources");

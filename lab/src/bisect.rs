@@ -178,8 +178,8 @@ struct Bisect<'a> {
     out: PathBuf,
     progress: &'a Progress,
     steps: Vec<serde_json::Value>,
-    /// `--fresh`: the hold on the state folder the last `up` made.
-    fresh_hold: std::sync::Mutex<Option<crate::state::Held>>,
+    /// This process's hold on the lab (`--fresh` takes it anew after each `down`).
+    held: std::sync::Mutex<Option<crate::state::Held>>,
 }
 
 impl Bisect<'_> {
@@ -208,8 +208,12 @@ impl Bisect<'_> {
             let down = lab.down_plan()?;
             execute_through(&down, lab.provider.as_ref(), self.progress, &lab.state).await?;
         }
-        // `down` removed the folder the lock was in: hold the new one.
-        *self.fresh_hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(lab.hold("bisect")?);
+        if !lab.state.absolute().join("lock").exists() {
+            // `down` removed the state folder with the lock this process held: hold the new one.
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            *held = None;
+            *held = Some(lab.hold("bisect")?);
+        }
         let up = lab.up_plan()?;
         if let Err(e) = execute(&up, lab.provider.as_ref(), self.progress, &lab.state).await {
             if let Ok(cleanup) = lab.cleanup_plan() {
@@ -419,7 +423,7 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
             lab.scenario.name()
         );
     }
-    let _held = lab.hold("bisect")?;
+    let held = lab.hold("bisect")?;
     let stamped = crate::artifacts::default_dir(&lab.scenario);
     let out = stamped.with_file_name(format!("{}-bisect", stamped.file_name().unwrap_or_default().to_string_lossy()));
     // Outside the state folder, which a fresh lab's `down` removes; this
@@ -437,7 +441,7 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
         out: out.clone(),
         progress,
         steps: Vec::new(),
-        fresh_hold: Default::default(),
+        held: Some(held).into(),
     };
     let (mut lo, mut hi) = (None::<usize>, commits.len() - 1);
     let mut skipped = Vec::new();

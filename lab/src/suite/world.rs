@@ -2,7 +2,7 @@
 //! steps made (loop devices, namespaces), and the fio results so far.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 pub use crate::fio::Judged;
 use crate::fio::{JobResult, Verdict};
@@ -63,13 +63,15 @@ impl Context {
     }
 }
 
-static CONTEXT: OnceLock<Arc<Context>> = OnceLock::new();
+static CONTEXT: Mutex<Option<Arc<Context>>> = Mutex::new(None);
 
-/// Install the run's context; `lab test` does this before the first scenario.
+/// Install the run's context; `lab test` does this before the first
+/// scenario. A later run in the same process (`lab bisect`'s steps, each
+/// with its own cluster and artifacts) replaces it.
 pub fn install(context: Context) -> Arc<Context> {
     let context = Arc::new(context);
-    // One run per process: a second install keeps the first.
-    CONTEXT.get_or_init(|| context.clone()).clone()
+    *CONTEXT.lock().unwrap_or_else(|e| e.into_inner()) = Some(context.clone());
+    context
 }
 
 #[derive(Debug, cucumber::World)]
@@ -106,7 +108,11 @@ pub struct LabWorld {
 
 impl LabWorld {
     fn new() -> anyhow::Result<Self> {
-        let ctx = CONTEXT.get().cloned().ok_or_else(|| anyhow::anyhow!("the lab test context is not installed"))?;
+        let ctx = CONTEXT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the lab test context is not installed"))?;
         Ok(LabWorld {
             ctx,
             name: String::new(),
