@@ -59,7 +59,7 @@ pub struct Options {
 }
 
 /// A step is bad when `profile` on `target` is slower (in `metric`, beyond
-/// the scenario's `fio.noise_threshold`) with its build than with the good one.
+/// the scenario's `fio.noiseThreshold`) with its build than with the good one.
 #[derive(Debug, Clone)]
 pub struct FioCriterion {
     pub profile: String,
@@ -232,9 +232,9 @@ impl Bisect<'_> {
             let how = if self.args.fresh { "bring up a fresh lab with it" } else { "build, load or deploy it" };
             return (Verdict::Skip, format!("{commit}: could not {how}: {e:#}"));
         }
-        match &self.fio {
-            Some((job, metric)) => self.compare(&lab, job, *metric, dir).await,
-            None => self.selection(&lab, dir).await,
+        match (&self.args.fio, &self.fio) {
+            (Some(criterion), Some((job, metric))) => self.compare(&lab, criterion, job, *metric, dir).await,
+            _ => self.selection(&lab, dir).await,
         }
     }
 
@@ -261,8 +261,14 @@ impl Bisect<'_> {
 
     /// The fio criterion: the good build and the step's deployed in turn,
     /// the profile run on each, interleaved until the verdict settles.
-    async fn compare(&self, lab: &Lab, job: &Job, metric: Metric, dir: &Path) -> (Verdict, String) {
-        let Some(criterion) = &self.args.fio else { return (Verdict::Skip, "no fio criterion".into()) };
+    async fn compare(
+        &self,
+        lab: &Lab,
+        criterion: &FioCriterion,
+        job: &Job,
+        metric: Metric,
+        dir: &Path,
+    ) -> (Verdict, String) {
         let good = self.lab_at(&self.good_clone);
         let built = match good.build_plan(Some(self.args.component.as_str())) {
             Ok(plan) => execute(&plan, good.provider.as_ref(), self.progress, &good.state).await,

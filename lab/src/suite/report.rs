@@ -56,7 +56,7 @@ fn tick_label(value: f64) -> String {
 /// A line chart: x is the run's position in the history, one polyline per series.
 /// `marked` runs get a red ring (a regression was decided on them); each
 /// `breaks` run gets a dashed line before it (a change point), titled;
-/// `runs` names each run (its date and label) in its points' titles.
+/// `runs_named` names each run (its date and label) in its points' titles.
 pub fn line_chart(
     title: &str,
     unit: &str,
