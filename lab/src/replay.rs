@@ -69,6 +69,11 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// The first 12 characters of a commit id or hash, as git shows them.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// Read `bundle`, compare it with this machine, and (unless `dry_run`)
 /// clone the components whose commits differ. `scenario`: this machine's
 /// copy of the bundle's scenario file [default: the path it had there].
@@ -118,6 +123,14 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
         let name = component["name"].as_str().unwrap_or_default();
         let source = &component["source"];
         let Some(commit) = source["commit"].as_str() else { continue };
+        // From a file someone sent: a commit id, never an option or a ref name for git.
+        if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!(
+                "{}: component {name}'s commit `{}` is not a commit id",
+                manifest_path.display(),
+                commit.escape_debug()
+            );
+        }
         let Some(spec) = scenario.components.iter().find(|c| c.name == name) else {
             differences.push(format!("component {name}: not in the scenario here"));
             continue;
@@ -132,13 +145,13 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
             continue;
         }
         let now = match (local["commit"].as_str(), local["dirty_sha256"].as_str()) {
-            (Some(c), Some(d)) => format!("{} with an uncommitted change ({})", &c[..c.len().min(12)], &d[..12]),
-            (Some(c), None) => c[..c.len().min(12)].to_string(),
+            (Some(c), Some(d)) => format!("{} with an uncommitted change ({})", short(c), short(d)),
+            (Some(c), None) => short(c).to_string(),
             _ => "not a git checkout".into(),
         };
         let then = match dirty_then {
-            Some(d) => format!("{} with an uncommitted change ({})", &commit[..12], &d[..d.len().min(12)]),
-            None => commit[..12].to_string(),
+            Some(d) => format!("{} with an uncommitted change ({})", short(commit), short(d)),
+            None => short(commit).to_string(),
         };
         differences.push(format!("component {name}: {then} there, {now} here ({})", checkout.display()));
         let diff = dir.join("diffs").join(format!("{name}.diff"));
