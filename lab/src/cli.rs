@@ -49,7 +49,7 @@ pub enum Command {
     Shell(ShellArgs),
     /// The labs on this machine: name, provider, since when, up or not, state folder.
     List(ListArgs),
-    /// Find the first commit of a component at which a test selection fails, in the lab kept up.
+    /// Find the first commit of a component at which a test selection fails or a fio profile slows down.
     Bisect(BisectArgs),
     /// One tarball to replay this lab elsewhere: scenario, commits and uncommitted-change hashes, image IDs, host facts, artifacts, fio history.
     Bundle(BundleArgs),
