@@ -1198,11 +1198,14 @@ impl Drop for DownAt {
     }
 }
 
-/// A component's git repository for `lab bisect`, one commit per `run.sh`
-/// (what the app's pod runs), and a scenario on the local provider that
-/// builds it into `lab-test-bisect/app` and runs it as a DaemonSet.
+/// A component in a folder (`src/app`) of a larger git repository, for
+/// `lab bisect` and `lab replay`: one commit per `run.sh` (what the app's
+/// pod runs), and after the first one a commit that touches only another
+/// folder; a scenario on the local provider builds it into
+/// `lab-test-bisect/app` and runs it as a DaemonSet.
 struct BisectFixture {
     dir: tempfile::TempDir,
+    /// The commits that changed the app, oldest first.
     commits: Vec<String>,
     head_before: String,
 }
@@ -1212,9 +1215,9 @@ impl BisectFixture {
         support::base_image();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let app = root.join("app");
-        std::fs::create_dir(&app).unwrap();
-        let git = |args: &[&str]| support::git(&app, args);
+        let app = root.join("src/app");
+        std::fs::create_dir_all(&app).unwrap();
+        let git = |args: &[&str]| support::git(&root.join("src"), args);
         std::fs::write(
             app.join("build.sh"),
             format!(
@@ -1230,6 +1233,11 @@ impl BisectFixture {
             git(&["add", "."]);
             git(&["commit", "-q", "-m", &format!("commit {}", i + 1)]);
             commits.push(git(&["rev-parse", "HEAD"]));
+            if i == 0 {
+                std::fs::write(root.join("src/NOTES"), "not the app\n").unwrap();
+                git(&["add", "."]);
+                git(&["commit", "-q", "-m", "notes, beside the app"]);
+            }
         }
         std::fs::create_dir(root.join("stack")).unwrap();
         std::fs::write(
@@ -1245,7 +1253,7 @@ impl BisectFixture {
         .unwrap();
         std::fs::write(
             root.join("lab.yaml"),
-            format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: bisect\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: app\n    build:\n      command: sh build.sh lab-test-bisect/app:{{tag}}\n    image: lab-test-bisect/app\nstack:\n  layers:\n    - manifests: stack\n  timeouts: {{ready: 2m}}\nfeatures: features\n{fio}"),
+            format!("apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: bisect\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: src/app\n    build:\n      command: sh build.sh lab-test-bisect/app:{{tag}}\n    image: lab-test-bisect/app\nstack:\n  layers:\n    - manifests: stack\n  timeouts: {{ready: 2m}}\nfeatures: features\n{fio}"),
         )
         .unwrap();
         let head_before = git(&["rev-parse", "HEAD"]);
@@ -1275,7 +1283,7 @@ impl BisectFixture {
             .map(|e| e.path())
             .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-bisect")))
             .unwrap();
-        let app = self.root().join("app");
+        let app = self.root().join("src/app");
         assert_eq!(support::git(&app, &["rev-parse", "HEAD"]), self.head_before);
         assert_eq!(support::git(&app, &["status", "--porcelain"]), "", "bisect changed the user's checkout");
         serde_json::from_str(&std::fs::read_to_string(report.join("bisect.json")).unwrap()).unwrap()
@@ -1322,7 +1330,9 @@ fn bisect_finds_the_commit_that_breaks_a_scenario() {
 
     let (ok, listed, said) = lab(&[&bisect[..], &["--dry-run"]].concat());
     assert!(ok, "{said}");
+    // The commits after good up to bad that touch the app: not the one beside it.
     assert_eq!(listed.lines().count(), 4, "the commits after good up to bad:\n{listed}");
+    assert!(!listed.contains("notes, beside the app"), "{listed}");
     assert!(said.contains("a fresh lab (down, up) with app"), "{said}");
 
     // No lab is up: --fresh brings one up per step (and leaves the last one up).
@@ -1388,9 +1398,9 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
         "--min-pairs",
         "6",
         "--max-pairs",
-        "14",
+        "24",
         "--budget",
-        "240",
+        "360",
     ];
     let (ok, found, said) = lab(&bisect);
     assert!(ok, "bisect failed:\n{said}");
@@ -1452,8 +1462,8 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     std::fs::copy(root.join("lab.yaml"), other.join("lab.yaml")).unwrap();
     copy_manifests(&root.join("stack"), &other.join("stack"));
     copy_manifests(&root.join("features"), &other.join("features"));
-    support::git(other, &["clone", "-q", root.join("app").to_str().unwrap(), "app"]);
-    let app = other.join("app");
+    support::git(other, &["clone", "-q", root.join("src").to_str().unwrap(), "src"]);
+    let app = other.join("src/app");
     support::git(&app, &["checkout", "-q", &commits[0]]);
     std::fs::write(app.join("run.sh"), "echo 'greeting: ok' # mine\nexec sleep 3600\n").unwrap();
     let scenario = other.join("lab.yaml");
@@ -1477,7 +1487,7 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     assert!(!ok, "the replay passed, so it did not run the bundle's commit:\n{out}\n{said}");
     assert!(out.contains("greeting: broken"), "{out}\n{said}");
     assert_eq!(support::git(&app, &["rev-parse", "HEAD"]), commits[0]);
-    assert_eq!(support::git(&app, &["status", "--porcelain"]), "M run.sh", "replay changed the other checkout");
+    assert_eq!(support::git(&app, &["status", "--porcelain"]), "M app/run.sh", "replay changed the other checkout");
 
     // Not a bundle: said so, nothing runs.
     let (ok, _, said) = fixture.lab(&binaries, &["replay", scenario]);

@@ -397,7 +397,8 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
     if git(&checkout, &["merge-base", "--is-ancestor", &good, &bad]).is_err() {
         bail!("--good {} is not an ancestor of --bad {}: nothing lies between them to bisect", args.good, args.bad);
     }
-    let listed = git(&checkout, &["rev-list", "--reverse", "--ancestry-path", &format!("{good}..{bad}")])?;
+    // Only the commits that touch the component's folder (all of them when it is the repository's root).
+    let listed = git(&checkout, &["rev-list", "--reverse", "--ancestry-path", &format!("{good}..{bad}"), "--", "."])?;
     let commits: Vec<String> = listed.lines().map(str::to_string).collect();
     let subject = |c: &str| git(&checkout, &["log", "-1", "--format=%s", c]).unwrap_or_default();
     let fio = args.fio.as_ref().map(|c| c.resolve(lab)).transpose()?;

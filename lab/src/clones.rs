@@ -21,18 +21,36 @@ impl Clones {
         Ok(Clones(dir))
     }
 
-    /// `git clone --shared` of `checkout`: its objects are only read.
+    /// `git clone --shared` of the repository `checkout` is in (its objects
+    /// are only read), as `name`; the returned path is `checkout`'s folder in
+    /// the clone: a component may live in a folder of a larger repository.
     pub fn clone_of(&self, checkout: &Path, name: &str) -> anyhow::Result<PathBuf> {
+        let git = |args: &[&str]| -> anyhow::Result<String> {
+            let out = std::process::Command::new("git").arg("-C").arg(checkout).args(args).output()?;
+            if !out.status.success() {
+                bail!(
+                    "{} is not in a git repository: {}",
+                    checkout.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
+        };
+        let top = git(&["rev-parse", "--show-toplevel"])?;
+        let prefix = git(&["rev-parse", "--show-prefix"])?;
         let clone = self.0.join(name);
         let cloned = std::process::Command::new("git")
             .args(["clone", "--quiet", "--shared", "--no-checkout"])
-            .arg(checkout)
+            .arg(&top)
             .arg(&clone)
             .status()?;
         if !cloned.success() {
-            bail!("cannot clone {} into {}", checkout.display(), clone.display());
+            bail!("cannot clone {top} into {}", clone.display());
         }
-        Ok(clone)
+        // Made now, so that git can be run in it before the first checkout fills it.
+        let folder = clone.join(prefix);
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        Ok(folder)
     }
 }
 
