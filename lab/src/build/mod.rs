@@ -224,12 +224,11 @@ impl Build {
                 (Override::Go(_), Some(dir)) => {
                     format!("go.mod replace: {} → {} ({})", o.target(), o.dir_in_context(), dir.display())
                 }
-                (_, dir) => format!(
-                    "Cargo [patch]: {} → {} ({})",
-                    o.target(),
-                    o.dir_in_context(),
-                    dir.as_deref().unwrap_or(Path::new("?")).display()
-                ),
+                (Override::Cargo(_), Some(dir)) => {
+                    format!("Cargo [patch]: {} → {} ({})", o.target(), o.dir_in_context(), dir.display())
+                }
+                // Only a lock move has no folder; resolving gives every other one its folder.
+                (_, None) => format!("{} → {}", o.target(), o.dir_in_context()),
             };
             out.push(Detail::Note(note));
         }

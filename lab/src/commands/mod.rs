@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns arguments into library calls.
 
+pub mod bisect;
 pub mod build;
 pub mod doctor;
 pub mod down;
@@ -9,6 +10,7 @@ pub mod plan;
 pub mod prepare;
 pub mod replay;
 pub mod run;
+pub mod share;
 pub mod shell;
 pub mod status;
 pub mod up;
@@ -48,72 +50,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
         Command::List(args) => list::run(args.json).await,
-        Command::Bisect(args) => {
-            let lab = crate::Lab::open(args.scenario.scenario.clone())?;
-            let options = crate::bisect::Options {
-                component: args.component,
-                good: args.good,
-                bad: args.bad,
-                tags: args.tags,
-                name: args.name,
-                fio: args.fio.map(|profile| crate::bisect::FioCriterion {
-                    profile,
-                    target: args.target.unwrap_or_default(),
-                    node: args.node,
-                    metric: args.metric,
-                    sampling: crate::fio::interleave::Sampling {
-                        min_pairs: args.min_pairs,
-                        max_pairs: args.max_pairs,
-                        budget: std::time::Duration::from_secs(args.budget),
-                    },
-                }),
-                fresh: args.fresh,
-                retries: args.retries,
-                dry_run: args.dry_run,
-            };
-            let outcome = crate::bisect::run(&lab, &options, &progress).await?;
-            match outcome.candidates.as_slice() {
-                _ if options.dry_run => {
-                    outcome.candidates.iter().for_each(|(c, s)| println!("{} {s}", &c[..12]));
-                    Ok(std::process::ExitCode::SUCCESS)
-                }
-                [(commit, subject)] => {
-                    println!("first bad commit: {commit} {subject}");
-                    Ok(std::process::ExitCode::SUCCESS)
-                }
-                several => {
-                    println!("the first bad commit is one of (the others could not be judged):");
-                    several.iter().for_each(|(c, s)| println!("  {c} {s}"));
-                    Ok(std::process::ExitCode::FAILURE)
-                }
-            }
-        }
-        Command::Bundle(args) => {
-            let lab = crate::Lab::open(args.scenario.scenario)?;
-            let selection = crate::bundle::Selection { tags: args.tags, name: args.name };
-            let tarball = crate::bundle::make(&lab, args.diff, args.out, None, &selection).await?;
-            println!("{}", tarball.display());
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        Command::Bisect(args) => bisect::run(args, &progress).await,
+        Command::Bundle(args) => share::bundle(args).await,
         Command::Replay(args) => replay::run(args, &progress).await,
-        Command::Export(crate::cli::ExportCommand::Logs(args)) => {
-            let lab = crate::Lab::open(args.scenario)?;
-            let dir = args.dir.unwrap_or_else(|| {
-                let stamped = crate::artifacts::default_dir(&lab.scenario);
-                stamped.with_file_name(format!("{}-logs", stamped.file_name().unwrap_or_default().to_string_lossy()))
-            });
-            let exported = crate::export::logs(&lab, &dir).await?;
-            for problem in &exported.problems {
-                eprintln!("not exported: {problem}");
-            }
-            eprintln!("exported {} file(s) of lab {}", exported.files, lab.scenario.name());
-            println!("{}", dir.display());
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        Command::Export(crate::cli::ExportCommand::Logs(args)) => share::export_logs(args).await,
         Command::Completions(args) => {
             use clap::CommandFactory as _;
             clap_complete::generate(args.shell, &mut crate::cli::Cli::command(), "lab", &mut std::io::stdout());
-            Ok(std::process::ExitCode::SUCCESS)
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan::run(args),
         Command::Doctor(args) => doctor::run(args).await,
