@@ -1069,9 +1069,10 @@ fn local_lab(state: &Path, binaries: &Path, command: &str) -> std::process::Comm
     cmd
 }
 
-/// `lab up` as a child process.
+/// `lab up` as a child process; the log of an up that stops goes into `state`, not beside the shipped scenario.
 fn spawn_up(state: &Path, binaries: &Path) -> std::process::Child {
     let mut up = local_lab(state, binaries, "up");
+    up.arg("--artifacts").arg(state.join("stopped-up"));
     up.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
 }
 

@@ -258,20 +258,29 @@ pub fn registry_image() {
 }
 
 /// Removes the fio history a test run wrote under the repository's
-/// `scenarios/results/<name>`, unless that folder was there before.
-pub struct Results(Option<std::path::PathBuf>);
+/// `scenarios/results/<name>` (and `scenarios/results` itself when it made
+/// it and it is left empty), unless that folder was there before.
+pub struct Results {
+    dir: Option<std::path::PathBuf>,
+    made_parent: bool,
+}
 
 impl Results {
     pub fn of(name: &str) -> Results {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scenarios/results").join(name);
-        Results((!dir.exists()).then_some(dir))
+        let parent = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scenarios/results");
+        let dir = parent.join(name);
+        Results { made_parent: !parent.exists(), dir: (!dir.exists()).then_some(dir) }
     }
 }
 
 impl Drop for Results {
     fn drop(&mut self) {
-        if let Some(dir) = &self.0 {
+        if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
+            if self.made_parent {
+                // Only if empty: another test's results may be there by now.
+                let _ = dir.parent().map(std::fs::remove_dir);
+            }
         }
     }
 }
