@@ -1275,15 +1275,19 @@ impl BisectFixture {
         )
     }
 
-    /// The bisect's `bisect.json`, and the user's repository checked as it was.
-    fn summary(&self) -> serde_json::Value {
-        let runs = self.root().join("artifacts/bisect");
-        let report = std::fs::read_dir(&runs)
+    /// The folder of the (one) bisect's evidence.
+    fn bisect_dir(&self) -> PathBuf {
+        std::fs::read_dir(self.root().join("artifacts/bisect"))
             .unwrap()
             .flatten()
             .map(|e| e.path())
             .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-bisect")))
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The bisect's `bisect.json`, and the user's repository checked as it was.
+    fn summary(&self) -> serde_json::Value {
+        let report = self.bisect_dir();
         let app = self.root().join("src/app");
         assert_eq!(support::git(&app, &["rev-parse", "HEAD"]), self.head_before);
         assert_eq!(support::git(&app, &["status", "--porcelain"]), "", "bisect changed the user's checkout");
@@ -1384,25 +1388,9 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
     let target = target.to_str().unwrap();
     let (ok, _, said) = lab(&["up"]);
     assert!(ok, "{said}");
-    let bisect = [
-        "bisect",
-        "--component",
-        "app",
-        "--good",
-        &commits[0],
-        "--bad",
-        &commits[4],
-        "--fio",
-        "cached-reads",
-        "--target",
-        target,
-        "--min-pairs",
-        "6",
-        "--max-pairs",
-        "24",
-        "--budget",
-        "360",
-    ];
+    let range = ["bisect", "--component", "app", "--good", &commits[0], "--bad", &commits[4]];
+    let limits = ["--min-pairs", "6", "--max-pairs", "24", "--budget", "360"];
+    let bisect = [&range[..], &["--fio", "cached-reads", "--target", target], &limits[..]].concat();
     let (ok, found, said) = lab(&bisect);
     assert!(ok, "bisect failed:\n{said}");
     assert_eq!(
@@ -1414,24 +1402,17 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
     assert!(said.contains(&format!("{} commit 2: attempt 1: good (read IOPS:", &commits[1][..12])), "{said}");
     let summary = fixture.summary();
     assert_eq!(summary["first_bad"], commits[2].as_str(), "{summary}");
-    // Each step's pairs are kept: the slow step's IOPS below the good build's in most pairs.
     let step = summary["steps"].as_array().unwrap().iter().find(|s| s["commit"] == commits[2].as_str()).unwrap();
     assert_eq!(step["verdict"], "bad", "{step}");
+    // Each step's pairs are kept: the slow step's IOPS below the good build's in most pairs.
+    let kept = fixture.bisect_dir().join(format!("{}-1/comparison.json", &commits[2][..12]));
+    let comparison: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    let pairs = comparison["pairs"].as_array().unwrap();
+    let slower = pairs.iter().filter(|p| p["step"].as_f64() < p["good"].as_f64()).count();
+    assert!(pairs.len() >= 6 && slower * 2 > pairs.len(), "{comparison}");
 
     // A profile the scenario lacks is refused before anything runs.
-    let (ok, _, said) = lab(&[
-        "bisect",
-        "--component",
-        "app",
-        "--good",
-        &commits[0],
-        "--bad",
-        &commits[4],
-        "--fio",
-        "nope",
-        "--target",
-        target,
-    ]);
+    let (ok, _, said) = lab(&[&range[..], &["--fio", "nope", "--target", target]].concat());
     assert!(!ok && said.contains("--fio nope") && said.contains("cached-reads"), "{said}");
 }
 

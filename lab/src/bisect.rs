@@ -20,25 +20,13 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::Lab;
+use crate::clones::git;
 use crate::fio::interleave::{self, Arm, Arms, PairLines, Sampling};
 use crate::fio::{Job, JobResult, Judged, Metric};
 use crate::plan::{execute, execute_through};
 use crate::progress::Progress;
 use crate::scenario::Source;
 use crate::shell::{LocalShell, Shell};
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run git in {}", dir.display()))?;
-    if !out.status.success() {
-        bail!("`git {}` in {}: {}", args.join(" "), dir.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 /// What to search: the component, the range, the criterion, the retries.
 #[derive(Debug, Clone, Default)]
@@ -76,15 +64,7 @@ impl FioCriterion {
     /// The profile and metric, checked before anything runs.
     fn resolve(&self, lab: &Lab) -> anyhow::Result<(Job, Metric)> {
         let scenario = &lab.scenario;
-        let Some(job) = scenario.fio.profiles.iter().find(|j| j.name == self.profile) else {
-            let known: Vec<&str> = scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
-            bail!(
-                "--fio {}: {} has no such profile; it has: {}",
-                self.profile,
-                scenario.source.display(),
-                known.join(", ")
-            );
-        };
+        let job = scenario.fio_profile(&self.profile).map_err(|e| anyhow::anyhow!("--fio {}: {e}", self.profile))?;
         job.check().map_err(|e| anyhow::anyhow!("fio profile {}: {e}", job.name))?;
         Job::check_target(&self.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
         if let Some(node) = &self.node

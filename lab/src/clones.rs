@@ -6,6 +6,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+/// `git -C dir args…`: its output, trimmed; git's own words when it fails.
+pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run git in {}", dir.display()))?;
+    if !out.status.success() {
+        bail!("`git {}` in {}: {}", args.join(" "), dir.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// lab's clones of the checkout, in a folder this process made (under
 /// lab's cache) and removes when it ends.
 pub struct Clones(PathBuf);
@@ -25,28 +39,10 @@ impl Clones {
     /// are only read), as `name`; the returned path is `checkout`'s folder in
     /// the clone: a component may live in a folder of a larger repository.
     pub fn clone_of(&self, checkout: &Path, name: &str) -> anyhow::Result<PathBuf> {
-        let git = |args: &[&str]| -> anyhow::Result<String> {
-            let out = std::process::Command::new("git").arg("-C").arg(checkout).args(args).output()?;
-            if !out.status.success() {
-                bail!(
-                    "{} is not in a git repository: {}",
-                    checkout.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
-        };
-        let top = git(&["rev-parse", "--show-toplevel"])?;
-        let prefix = git(&["rev-parse", "--show-prefix"])?;
+        let top = git(checkout, &["rev-parse", "--show-toplevel"])?;
+        let prefix = git(checkout, &["rev-parse", "--show-prefix"])?;
         let clone = self.0.join(name);
-        let cloned = std::process::Command::new("git")
-            .args(["clone", "--quiet", "--shared", "--no-checkout"])
-            .arg(&top)
-            .arg(&clone)
-            .status()?;
-        if !cloned.success() {
-            bail!("cannot clone {top} into {}", clone.display());
-        }
+        git(&self.0, &["clone", "--quiet", "--shared", "--no-checkout", &top, name])?;
         // Made now, so that git can be run in it before the first checkout fills it.
         let folder = clone.join(prefix);
         std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::Lab;
 use crate::bundle::Selection;
-use crate::clones::Clones;
+use crate::clones::{Clones, git};
 use crate::scenario::{Scenario, Source};
 
 /// A bundle made ready to run here.
@@ -165,22 +165,15 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
             continue;
         };
         let clone = clones.clone_of(&checkout, name)?;
-        let at =
-            std::process::Command::new("git").arg("-C").arg(&clone).args(["checkout", "--quiet", commit]).output()?;
-        if !at.status.success() {
+        if git(&clone, &["checkout", "--quiet", commit]).is_err() {
             bail!(
                 "component {name}: the bundle's commit {commit} is not in {}: fetch it there (`git fetch`), then replay",
                 checkout.display()
             );
         }
         if diff.is_file() {
-            let applied = std::process::Command::new("git").arg("-C").arg(&clone).arg("apply").arg(&diff).output()?;
-            if !applied.status.success() {
-                bail!(
-                    "component {name}: the bundle's diff does not apply to {commit}: {}",
-                    String::from_utf8_lossy(&applied.stderr).trim()
-                );
-            }
+            git(&clone, &["apply", &diff.display().to_string()])
+                .with_context(|| format!("component {name}: the bundle's diff does not apply to {commit}"))?;
         }
         sources.push(format!(
             "{name}: lab's clone of {} at {commit}{}",

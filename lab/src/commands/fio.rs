@@ -39,15 +39,7 @@ fn check_label(label: &str) -> anyhow::Result<()> {
 pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario.scenario.clone())?;
     let scenario = &lab.scenario;
-    let Some(job) = scenario.fio.profiles.iter().find(|j| j.name == args.profile) else {
-        let known: Vec<&str> = scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
-        anyhow::bail!(
-            "no fio profile `{}` in {}; it has: {}",
-            args.profile,
-            scenario.source.display(),
-            known.join(", ")
-        );
-    };
+    let job = scenario.fio_profile(&args.profile).map_err(anyhow::Error::msg)?;
     // Checked before fio runs or anything is recorded.
     if args.repeat == 0 && args.against.is_none() {
         anyhow::bail!("--repeat 0 runs nothing, so nothing could be judged: give 2 or more");

@@ -689,6 +689,14 @@ impl Scenario {
         crate::state::StateDir::for_scenario(&self.source, self.name())
     }
 
+    /// The fio profile named `name`, or why not (the profiles it has).
+    pub fn fio_profile(&self, name: &str) -> Result<&crate::fio::Job, String> {
+        self.fio.profiles.iter().find(|j| j.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.fio.profiles.iter().map(|j| j.name.as_str()).collect();
+            format!("no fio profile `{name}` in {}; it has: {}", self.source.display(), known.join(", "))
+        })
+    }
+
     /// The feature files or folders the scenario names, resolved.
     pub fn feature_paths(&self) -> Vec<PathBuf> {
         let written = match &self.features {

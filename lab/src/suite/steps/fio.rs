@@ -52,10 +52,7 @@ pub async fn run_profile_on(
 }
 
 fn profile_named(ctx: &Context, profile: &str) -> Result<Job, String> {
-    ctx.scenario.fio.profiles.iter().find(|j| j.name == profile).cloned().ok_or_else(|| {
-        let known: Vec<&str> = ctx.scenario.fio.profiles.iter().map(|j| j.name.as_str()).collect();
-        format!("no fio profile `{profile}` in {}; it has: {}", ctx.scenario.source.display(), known.join(", "))
-    })
+    ctx.scenario.fio_profile(profile).cloned()
 }
 
 /// One run: fio's raw output on disk, then the record in the history, before anything reads it.
