@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use assert_cmd::Command;
 
+mod support;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -67,12 +69,25 @@ fn kubectl(state: &Path, args: &[&str]) -> String {
 struct Down<'a> {
     sources: &'a Path,
     state: &'a Path,
+    scenario: &'a str,
 }
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let _ = lab(self.sources, self.state).args(["down", "scenarios/mayastor-source.yaml"]).output();
+        let _ = lab(self.sources, self.state).args(["down", self.scenario]).output();
     }
+}
+
+/// One lab at a time: both labs load this 2-core machine, and the second
+/// finds the images the first built in Docker (the same content keys).
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The upstream tarballs laid out as checkouts under `dir`.
+fn unpack_sources(dir: &Path) -> PathBuf {
+    let sources = dir.join("sources");
+    let unpacked = Process::new("bash").arg(repo_root().join(".ci/mayastor/sources")).arg(&sources).status().unwrap();
+    assert!(unpacked.success(), "`.ci/mayastor/sources` could not lay the tarballs (LAB_MAYASTOR_TARBALLS?)");
+    sources
 }
 
 fn hugepages_total() -> String {
@@ -81,16 +96,15 @@ fn hugepages_total() -> String {
 
 #[test]
 fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let work = tempfile::tempdir().unwrap();
-    let sources = work.path().join("sources");
+    let sources = unpack_sources(work.path());
     let state = work.path().join("state");
-    let unpacked = Process::new("bash").arg(repo_root().join(".ci/mayastor/sources")).arg(&sources).status().unwrap();
-    assert!(unpacked.success(), "`.ci/mayastor/sources` could not lay the tarballs (LAB_MAYASTOR_TARBALLS?)");
     let mayastor_before = listing(&sources.join("mayastor"));
     let control_plane_before = listing(&sources.join("mayastor-control-plane"));
     let hugepages_before = hugepages_total();
     let scenario = "scenarios/mayastor-source.yaml";
-    let _down = Down { sources: &sources, state: &state };
+    let _down = Down { sources: &sources, state: &state, scenario };
 
     let up = run("lab up (build, cluster, load, deploy, pools Online)", lab(&sources, &state).args(["up", scenario]));
     let tag = up
@@ -155,5 +169,50 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
         listing(&sources.join("mayastor-dependencies")),
         dependencies_edited,
         "the dependencies checkout changed"
+    );
+}
+
+/// The data path, on a VM node whose kernel has nvme_tcp: the same builds
+/// deployed with the CSI node plugin; pods mount Mayastor volumes over
+/// NVMe-oF/TCP, fio runs in one, and a written volume verifies across an
+/// io-engine restart (`features/mayastor-source-vm`, with
+/// `features/mayastor-source`). `lab down` leaves nothing of the lab in
+/// libvirt, and the checkouts are byte-identical afterwards.
+#[test]
+fn mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    support::vm::require_vms();
+    let work = tempfile::tempdir().unwrap();
+    let sources = unpack_sources(work.path());
+    let state = work.path().join("state");
+    let mayastor_before = listing(&sources.join("mayastor"));
+    let control_plane_before = listing(&sources.join("mayastor-control-plane"));
+    let scenario = "scenarios/mayastor-source-vm.yaml";
+    let _down = Down { sources: &sources, state: &state, scenario };
+
+    run(
+        "lab up on a VM (builds, VM, kubeadm, modules, load, deploy, pool Online)",
+        lab(&sources, &state).args(["up", scenario]),
+    );
+    let instance = support::vm::instance(&state, "mayastor-source-vm");
+    support::vm::assert_domain_of(&instance);
+    let test = run("lab test on the VM", lab(&sources, &state).args(["test", scenario]));
+    assert!(!test.contains("failed"), "{test}");
+    for scenario_name in [
+        "a pod mounts a Mayastor volume and fio runs in it",
+        "data on a mounted volume verifies across an io-engine restart",
+        "the pools come back after an io-engine restart",
+    ] {
+        assert!(test.contains(scenario_name), "lab test did not run {scenario_name:?}:\n{test}");
+    }
+
+    run("lab down of the VM lab", lab(&sources, &state).args(["down", scenario]));
+    support::vm::assert_nothing_left_of(&instance);
+    assert!(!state.join("mayastor-source-vm").exists(), "the state folder is left after lab down");
+    assert_eq!(listing(&sources.join("mayastor")), mayastor_before, "the io-engine checkout changed");
+    assert_eq!(
+        listing(&sources.join("mayastor-control-plane")),
+        control_plane_before,
+        "the control-plane checkout changed"
     );
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use lab::docker::{CLUSTER_LABEL, ROLE_LABEL};
 
+pub mod vm;
+
 /// The tag changes with the applets the image links, so an older import is not reused.
 pub const BASE_IMAGE: &str = "lab-test-busybox:2";
 /// busybox plus Debian's containerd and ctr: a node that can import images as kind's do.

@@ -60,7 +60,7 @@ async fn data_verifies(world: &mut LabWorld) -> Result<(), String> {
 }
 
 /// The node a pod of the scenario's namespace runs on.
-async fn node_of(world: &mut LabWorld, pod: &str) -> Result<String, String> {
+pub(crate) async fn node_of(world: &mut LabWorld, pod: &str) -> Result<String, String> {
     let ns = namespace(world).await?;
     let found = Api::<Pod>::namespaced(world.ctx.client()?, &ns)
         .get(pod)

@@ -128,6 +128,81 @@ async fn volume_online(world: &mut LabWorld, claim: String, replicas: usize) -> 
     }
 }
 
+/// What keeps a volume from being served to `node` over NVMe-oF: its
+/// target (nexus) must be Online on that node, shared over nvmf. Returns
+/// the target's NQN (the last part of its device URI) when all is well.
+fn nvmf_target(volume: &Value, node: &str) -> Result<String, String> {
+    let target = volume.pointer("/state/target").ok_or("the volume has no target (nexus): it is not published")?;
+    let field = |name: &str| target.get(name).and_then(Value::as_str).unwrap_or("");
+    let mut problems = Vec::new();
+    if field("state") != "Online" {
+        problems.push(format!(
+            "its nexus is {}",
+            Some(field("state")).filter(|s| !s.is_empty()).unwrap_or("without state")
+        ));
+    }
+    if field("node") != node {
+        problems.push(format!("its nexus is on node {:?}, not on {node}, the pod's", field("node")));
+    }
+    if field("protocol") != "nvmf" {
+        problems.push(format!("its nexus is shared over {:?}, not nvmf", field("protocol")));
+    }
+    let uri = field("deviceUri");
+    let nqn = uri.strip_prefix("nvmf://").and_then(|rest| rest.split_once('/')).map(|(_, nqn)| nqn.to_string());
+    if nqn.as_deref().is_none_or(str::is_empty) {
+        problems.push(format!("its device URI {uri:?} is not nvmf://HOST:PORT/NQN"));
+    }
+    if problems.is_empty() { Ok(nqn.unwrap_or_default()) } else { Err(problems.join("; ")) }
+}
+
+/// The node kernel's NVMe controllers, one line each: name, transport,
+/// state, subsystem NQN.
+const NVME_CONTROLLERS: &str = "for c in /sys/class/nvme/nvme*; do [ -e \"$c/subsysnqn\" ] || continue; \
+     echo \"${c##*/} $(cat $c/transport) $(cat $c/state) $(cat $c/subsysnqn)\"; done";
+
+/// Whether the node's kernel has a live NVMe/TCP controller of `nqn`.
+fn live_tcp_controller(listing: &str, nqn: &str) -> bool {
+    listing.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        matches!(fields.as_slice(), [_, "tcp", "live", found] if *found == nqn)
+    })
+}
+
+#[then(
+    regex = r#"^the node of the pod "([^"]+)" reaches the volume of the PVC "([^"]+)" over NVMe-oF/TCP within (\d+) seconds$"#
+)]
+async fn reached_over_nvmf(world: &mut LabWorld, pod: String, claim: String, seconds: u64) -> Result<(), String> {
+    let node = super::faults::node_of(world, &pod).await?;
+    let pv = bound_volume(world, &claim).await?;
+    let uuid = volume_uuid(&pv)?.to_string();
+    let shell = world.ctx.provider.node_shell(&node);
+    // After a fault the nexus is made again and the kernel reconnects on its own schedule.
+    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
+        let volume = rest_get(world, &format!("volumes/{uuid}"))
+            .await?
+            .ok_or_else(|| format!("Mayastor has no volume {uuid} for PVC {claim} (PV {pv})"))?;
+        let nqn = match nvmf_target(&volume, &node) {
+            Ok(nqn) => nqn,
+            Err(problem) => return Ok(vec![format!("Mayastor volume {uuid} of PVC {claim}: {problem}")]),
+        };
+        let listing = shell
+            .run(&crate::shell::Cmd::sh(NVME_CONTROLLERS))
+            .await
+            .map_err(|e| format!("listing the NVMe controllers of node {node}: {e}"))?
+            .stdout;
+        Ok::<_, String>(if live_tcp_controller(&listing, &nqn) {
+            vec![]
+        } else {
+            let listing = if listing.trim().is_empty() { "(none)" } else { listing.trim() };
+            vec![format!(
+                "node {node}'s kernel has no live NVMe/TCP controller of {nqn} (volume {uuid} of PVC {claim}); its controllers:\n{listing}"
+            )]
+        })
+    })
+    .await?;
+    if left.is_empty() { Ok(()) } else { Err(format!("after {seconds}s: {}", left.join("; "))) }
+}
+
 /// The replicas Mayastor still has of a volume: in its specs (owned by the
 /// volume) or on an io-engine (`known`: the ones a step saw Online).
 fn replicas_left(specs: &Value, replicas: &Value, uuid: &str, known: &[String]) -> Vec<String> {
@@ -185,6 +260,23 @@ async fn restart_io_engine_of_a_pool(world: &mut LabWorld) -> Result<(), String>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_volume_is_reached_over_nvmf_only_from_its_online_nexus_on_the_pods_node() {
+        let nqn = "nqn.2019-05.io.openebs:8c3b-uuid";
+        let volume = |state: &str, node: &str, protocol: &str, uri: &str| json!({"state": {"target": {"state": state, "node": node, "protocol": protocol, "deviceUri": uri}}});
+        let uri = format!("nvmf://192.168.125.10:8420/{nqn}");
+        assert_eq!(nvmf_target(&volume("Online", "n1", "nvmf", &uri), "n1"), Ok(nqn.to_string()));
+        let wrong = nvmf_target(&volume("Degraded", "n2", "nbd", "/dev/nbd0"), "n1").unwrap_err();
+        for part in ["nexus is Degraded", "on node \"n2\", not on n1", "over \"nbd\"", "\"/dev/nbd0\" is not nvmf"] {
+            assert!(wrong.contains(part), "{part:?} missing from: {wrong}");
+        }
+        assert!(nvmf_target(&json!({"state": {"status": "Online"}}), "n1").unwrap_err().contains("not published"));
+
+        let listing = format!("nvme0 tcp connecting {nqn}\nnvme1 rdma live {nqn}\nnvme2 tcp live nqn.other\n");
+        assert!(!live_tcp_controller(&listing, nqn), "no controller is both tcp and live for the NQN");
+        assert!(live_tcp_controller(&format!("{listing}nvme3 tcp live {nqn}\n"), nqn));
+    }
 
     #[test]
     fn pools_are_online_only_when_the_io_engine_says_so() {
