@@ -28,5 +28,6 @@ Feature: Mayastor's data path on a node whose kernel has nvme_tcp
     When I restart the io-engine on the node of the pod "writer"
     Then the io-engine runs again on that node within 300 seconds
     And Mayastor reports every pool Online within 180 seconds
+    And every DiskPool is Online within 120 seconds
     And the node of the pod "writer" reaches the volume of the PVC "survivor" over NVMe-oF/TCP within 180 seconds
     And the data on the volume verifies

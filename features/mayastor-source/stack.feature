@@ -23,3 +23,4 @@ Feature: Mayastor built from the contributor's checkouts
     When I restart the io-engine on the node of a DiskPool
     Then the io-engine runs again on that node within 300 seconds
     And Mayastor reports every pool Online within 180 seconds
+    And every DiskPool is Online within 120 seconds

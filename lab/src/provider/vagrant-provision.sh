@@ -7,6 +7,9 @@ set -eu
 k8s_minor=$1
 node_ip=$2
 node_labels=$3
+# The cluster's Service network, written in by lab (kubeadm's configuration
+# names the same).
+service_cidr=@SERVICE_CIDR@
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -45,6 +48,17 @@ if ! command -v kubeadm >/dev/null 2>&1; then
   apt-get update -q
   apt-get install -y -q kubelet kubeadm kubectl
   apt-mark hold kubelet kubeadm kubectl
+fi
+
+# The nodes have no default route (their networks are isolated), so the
+# node itself, and pods on its network (the CSI node plugin, io-engine),
+# could not reach Service addresses: the kernel finds no route before
+# kube-proxy's rules rewrite them. Route the Service network out through the
+# nodes' own interface.
+node_if=$(ip -o -4 addr show | awk -v ip="$node_ip" 'index($4, ip "/") == 1 { print $2; exit }')
+[ -n "$node_if" ] || { echo "no interface has the node address $node_ip" >&2; exit 1; }
+if [ -z "$(ip route show default)" ]; then
+  ip route replace "$service_cidr" dev "$node_if"
 fi
 
 # Advertise the private network address: eth0 is the management network

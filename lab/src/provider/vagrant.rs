@@ -28,6 +28,8 @@ pub const NODES_ENV: &str = "LAB_NODES";
 /// libvirt's qemu user cannot enter. `$LAB_VAGRANT_HOME` overrides it.
 pub const DEFAULT_VAGRANT_HOME: &str = "/var/lib/lab/vagrant";
 const POD_CIDR: &str = "10.244.0.0/16";
+/// kubeadm's default, named so the provisioning script can route it.
+const SERVICE_CIDR: &str = "10.96.0.0/12";
 const FLANNEL_MANIFEST: &str = "https://github.com/flannel-io/flannel/releases/latest/download/kube-flannel.yml";
 /// Where a box with Kubernetes inside keeps its pod network (lab's offline box).
 const BOX_POD_NETWORK: &str = "/etc/lab/pod-network.yaml";
@@ -305,7 +307,7 @@ impl Provider for Vagrant {
                 "write node provisioning script",
                 Action::WriteFile {
                     path: self.state.file("provision.sh"),
-                    contents: PROVISION_SCRIPT.into(),
+                    contents: PROVISION_SCRIPT.replace("@SERVICE_CIDR@", SERVICE_CIDR),
                     secret: false,
                 },
             ),
@@ -470,6 +472,7 @@ kubernetesVersion: $(kubeadm version -o short)
 controlPlaneEndpoint: {ip}:6443
 networking:
   podSubnet: {POD_CIDR}
+  serviceSubnet: {SERVICE_CIDR}
 CONFIG
 kubeadm init --config /etc/lab/kubeadm.yaml"#
     )

@@ -148,11 +148,24 @@ fn nvmf_target(volume: &Value, node: &str) -> Result<String, String> {
         problems.push(format!("its nexus is shared over {:?}, not nvmf", field("protocol")));
     }
     let uri = field("deviceUri");
-    let nqn = uri.strip_prefix("nvmf://").and_then(|rest| rest.split_once('/')).map(|(_, nqn)| nqn.to_string());
-    if nqn.as_deref().is_none_or(str::is_empty) {
-        problems.push(format!("its device URI {uri:?} is not nvmf://HOST:PORT/NQN"));
+    let nqn = nqn_of_device_uri(uri);
+    if nqn.is_none() {
+        problems.push(format!("its device URI {uri:?} is not nvmf[+TRANSPORT]://HOST:PORT/NQN[?…]"));
     }
     if problems.is_empty() { Ok(nqn.unwrap_or_default()) } else { Err(problems.join("; ")) }
+}
+
+/// The NQN in a nexus's device URI: `nvmf://HOST:PORT/NQN`, or with the
+/// transport in the scheme and the host's NQN in the query, as this
+/// Mayastor writes it (`nvmf+tcp://…/NQN?hostnqn=…`).
+fn nqn_of_device_uri(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://")?;
+    if scheme != "nvmf" && !scheme.starts_with("nvmf+") {
+        return None;
+    }
+    let (_, path) = rest.split_once('/')?;
+    let nqn = path.split('?').next().unwrap_or_default();
+    (!nqn.is_empty()).then(|| nqn.to_string())
 }
 
 /// The node kernel's NVMe controllers, one line each: name, transport,
@@ -267,6 +280,12 @@ mod tests {
         let volume = |state: &str, node: &str, protocol: &str, uri: &str| json!({"state": {"target": {"state": state, "node": node, "protocol": protocol, "deviceUri": uri}}});
         let uri = format!("nvmf://192.168.125.10:8420/{nqn}");
         assert_eq!(nvmf_target(&volume("Online", "n1", "nvmf", &uri), "n1"), Ok(nqn.to_string()));
+        // As this Mayastor writes it (seen on a VM node).
+        let uri = format!("nvmf+tcp://192.168.125.10:8420/{nqn}?hostnqn=nqn.2019-05.io.openebs:node-name:n1");
+        assert_eq!(nvmf_target(&volume("Online", "n1", "nvmf", &uri), "n1"), Ok(nqn.to_string()));
+        for not_nvmf in ["nbd:///dev/nbd0", "nvmf+tcp://host:8420/", "nvmfx://host/nqn"] {
+            assert_eq!(nqn_of_device_uri(not_nvmf), None, "{not_nvmf}");
+        }
         let wrong = nvmf_target(&volume("Degraded", "n2", "nbd", "/dev/nbd0"), "n1").unwrap_err();
         for part in ["nexus is Degraded", "on node \"n2\", not on n1", "over \"nbd\"", "\"/dev/nbd0\" is not nvmf"] {
             assert!(wrong.contains(part), "{part:?} missing from: {wrong}");
