@@ -50,11 +50,7 @@ async fn pools_online_within(world: &mut LabWorld, seconds: u64) -> Result<(), S
         diskpools_not_online(world).await
     })
     .await?;
-    if left.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("after {seconds}s, DiskPools not Online: {}", left.join(", ")))
-    }
+    if left.is_empty() { Ok(()) } else { Err(format!("after {seconds}s, DiskPools not Online: {}", left.join(", "))) }
 }
 
 /// Each DiskPool that is not Online, with its state.
