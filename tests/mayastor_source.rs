@@ -191,7 +191,7 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
 /// libvirt, and the checkouts are byte-identical afterwards.
 ///
 /// A named long check, outside `cargo test` (the README gives the numbers:
-/// with it, a fresh `.ci/run` would pass CI's 75 minutes). Asked for, it
+/// with it, a fresh `.ci/run` would run past CI's 75 minutes). Asked for, it
 /// fails without libvirt, lab's box, the tarballs or the build packages.
 #[test]
 #[ignore = "long check (≈ 33 min warm, emulated VM): cargo test -p lab --test mayastor_source -- --ignored --exact mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp"]
