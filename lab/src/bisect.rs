@@ -58,6 +58,8 @@ pub struct FioCriterion {
     /// Default: the profile's read or write IOPS.
     pub metric: Option<String>,
     pub sampling: Sampling,
+    /// `--overwrite`: a writing profile may overwrite a target that holds something.
+    pub overwrite: bool,
 }
 
 impl FioCriterion {
@@ -269,6 +271,7 @@ impl Bisect<'_> {
             job,
             shell: shell.as_ref(),
             target: &criterion.target,
+            writes: crate::fio::target::Writes::of(&lab.state, criterion.overwrite),
             dir,
             shown: PairLines::new(metric),
         };
@@ -332,6 +335,7 @@ struct BuildArms<'a> {
     job: &'a Job,
     shell: &'a dyn Shell,
     target: &'a str,
+    writes: crate::fio::target::Writes,
     dir: &'a Path,
     shown: PairLines,
 }
@@ -350,7 +354,7 @@ impl Arms for BuildArms<'_> {
             self.deployed = Some(arm);
         }
         let raw = self.dir.join("fio").join(format!("{}-{}-{side}.json", self.job.name, pair + 1));
-        let report = crate::fio::run(self.shell, self.job, self.target, &raw).await?;
+        let report = crate::fio::run(self.shell, self.job, self.target, &raw, &self.writes).await?;
         let result = report.jobs.into_iter().next().context("fio reported no job")?;
         self.shown.show(arm, pair, &result);
         Ok(result)
@@ -380,6 +384,24 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
     // Only the commits that touch the component's folder (all of them when it is the repository's root).
     let listed = git(&checkout, &["rev-list", "--reverse", "--ancestry-path", &format!("{good}..{bad}"), "--", "."])?;
     let commits: Vec<String> = listed.lines().map(str::to_string).collect();
+    // Refused before the lock, the clones or a build: there is no step to take.
+    if good == bad {
+        bail!(
+            "--good {} and --bad {} are the same commit ({}): nothing lies between them to bisect",
+            args.good,
+            args.bad,
+            &good[..12]
+        );
+    }
+    if commits.is_empty() {
+        bail!(
+            "no commit after --good {} up to --bad {} touches component {}'s folder {}: nothing to bisect",
+            args.good,
+            args.bad,
+            args.component,
+            checkout.display()
+        );
+    }
     let subject = |c: &str| git(&checkout, &["log", "-1", "--format=%s", c]).unwrap_or_default();
     let fio = args.fio.as_ref().map(|c| c.resolve(lab)).transpose()?;
     let steps_needed = (commits.len() as f64).log2().ceil() as usize;
@@ -409,6 +431,19 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
             "lab {} is not up: `lab up` first (bisect keeps it up across the steps and leaves it up), or give --fresh",
             lab.scenario.name()
         );
+    }
+    // A writing profile's target on this host (or on a node of the lab that is
+    // up) is checked before the lock: fio must not overwrite what no one handed it.
+    if let (Some(criterion), Some((job, _))) = (&args.fio, &fio) {
+        let writes = crate::fio::target::Writes::of(&lab.state, criterion.overwrite);
+        match &criterion.node {
+            None => drop(crate::fio::target::check(&LocalShell, job, &criterion.target, &writes).await?),
+            Some(node) if !args.fresh => drop(
+                crate::fio::target::check(lab.provider.node_shell(node).as_ref(), job, &criterion.target, &writes)
+                    .await?,
+            ),
+            Some(_) => {}
+        }
     }
     let held = lab.hold("bisect")?;
     let stamped = crate::artifacts::default_dir(&lab.scenario);

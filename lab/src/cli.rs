@@ -97,6 +97,9 @@ pub struct BisectArgs {
     /// --fio: the file or block device fio works on.
     #[arg(long, requires = "fio")]
     pub target: Option<String>,
+    /// --fio: let a writing profile overwrite a --target that holds something (see `lab fio --overwrite`).
+    #[arg(long, requires = "fio")]
+    pub overwrite: bool,
     /// --fio: run fio in this node's shell [default: on this host].
     #[arg(long, requires = "fio")]
     pub node: Option<String>,
@@ -345,6 +348,11 @@ pub struct FioArgs {
     /// A verdict the runs cannot decide (too little history, an unsettled comparison) fails (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// Let a profile that writes overwrite a target that holds something: a block device with a
+    /// filesystem, partition table or RAID/LVM signature, or another device on it, or a file lab did
+    /// not make. A mounted device is refused always.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod cli;
 pub mod clones;
 pub mod commands;
+pub mod device;
 pub mod docker;
 pub mod doctor;
 pub mod export;
@@ -112,7 +113,14 @@ impl Lab {
                 .map(|available| available.saturating_sub(margin).saturating_add(free_pages * 2048));
             self.scenario.check_host_memory(total, room, margin)?;
         }
-        Ok(())
+        self.check_pool_devices()
+    }
+
+    /// Pool devices in this host's `/dev` (kind, local, host nodes share
+    /// it): each a loop device of this lab, or an allowed host disk that
+    /// holds nothing, probed before a command changes anything.
+    pub fn check_pool_devices(&self) -> anyhow::Result<()> {
+        stack::pool::check_devices_here(&self.scenario, &self.state)
     }
 
     fn with_ownership(mut self, change: impl FnOnce(&mut stack::ownership::Ownership)) -> Lab {

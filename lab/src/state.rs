@@ -109,7 +109,7 @@ impl StateDir {
         use std::io::{Read as _, Seek as _, Write as _};
         use std::os::unix::fs::OpenOptionsExt as _;
         let created = !self.absolute.is_dir();
-        std::fs::create_dir_all(&self.absolute).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        make_private_dir(&self.absolute)?;
         let path = self.absolute.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -218,6 +218,20 @@ pub fn new_instance_id() -> String {
         bytes.copy_from_slice(&seed[..6]);
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A folder only its owner can enter (0700), made with its missing parents
+/// the same way; an existing one is narrowed to 0700. Lab's state, results
+/// and artifacts hold kubeconfigs, keys, pods' logs and volume data.
+pub fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private (0700)", dir.display()))
 }
 
 /// Write a new file with `mode` from the moment it exists (no window in

@@ -19,6 +19,7 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
             target: args.target.unwrap_or_default(),
             node: args.node,
             metric: args.metric,
+            overwrite: args.overwrite,
             sampling: crate::fio::interleave::Sampling {
                 min_pairs: args.min_pairs,
                 max_pairs: args.max_pairs,

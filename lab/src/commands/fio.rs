@@ -64,7 +64,12 @@ pub async fn run(args: FioArgs) -> anyhow::Result<ExitCode> {
         label: args.label.clone().unwrap_or_else(crate::suite::run_label),
         history: History::new(&scenario.path_of(&scenario.fio.results), scenario.name(), &job.name),
         scenario: scenario.name().to_string(),
+        writes: fio::target::Writes::of(&lab.state, args.overwrite),
     };
+    // Every target is checked before the first run: a refusal records nothing.
+    for target in std::iter::once(&args.target).chain(args.against.as_ref()) {
+        fio::target::check(&LocalShell, job, target, &run.writes).await?;
+    }
     let threshold = scenario.fio.noise_threshold;
     let (verdicts, shifts) = match &args.against {
         Some(baseline) => (against(&run, &args, baseline, metric, threshold, sampling).await?, Vec::new()),
@@ -99,13 +104,14 @@ struct Runs<'a> {
     label: String,
     history: History,
     scenario: String,
+    writes: fio::target::Writes,
 }
 
 impl Runs<'_> {
     async fn once(&self, target: &str, tag: &str) -> anyhow::Result<Record> {
         let raw =
             self.history.path().with_file_name("raw").join(format!("{}-{}-{tag}.json", self.job.name, self.label));
-        let report = fio::run(&LocalShell, self.job, target, &raw).await?;
+        let report = fio::run(&LocalShell, self.job, target, &raw, &self.writes).await?;
         let Some(result) = report.jobs.into_iter().next() else { anyhow::bail!("fio reported no job") };
         let env = Fingerprint::here(target, &report.fio_version);
         let record = Record::now(&self.scenario, &self.job.name, &self.label, result, env);

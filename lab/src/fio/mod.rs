@@ -8,6 +8,7 @@ pub mod interleave;
 pub mod job;
 pub mod parse;
 pub mod stats;
+pub mod target;
 
 use std::path::Path;
 
@@ -148,30 +149,51 @@ impl Judged {
 
 /// Run a job on `shell` against `filename`. fio's whole output is written to
 /// `raw` before it is parsed, so a result that cannot be read is not lost.
-pub async fn run(shell: &dyn Shell, job: &Job, filename: &str, raw: &Path) -> anyhow::Result<Report> {
+/// A writing job first passes [`target::check`] (see there); a file it made is recorded.
+pub async fn run(
+    shell: &dyn Shell,
+    job: &Job,
+    filename: &str,
+    raw: &Path,
+    writes: &target::Writes,
+) -> anyhow::Result<Report> {
     job.check().map_err(anyhow::Error::msg)?;
     Job::check_target(filename).map_err(|e| anyhow::anyhow!(e))?;
-    let report = run_job_file(shell, &job.name, &job.job_file(filename), raw).await?;
+    let before = target::check(shell, job, filename, writes).await?;
+    let report = run_job_file(shell, &job.name, &job.job_file(filename), raw).await;
+    if let Some(before) = &before {
+        // Recorded even when the run failed: fio may have laid the file out first.
+        target::remember_made(shell, before, writes).await?;
+    }
+    let (report, stderr) = report?;
     // A run that did no I/O (or did not report it) is a failure of that run,
     // never a sample: compared, a zero only ever makes "too few samples".
+    // fio says why on stderr (a mounted device: it aborts with status 0).
+    let said = fio_said(&stderr);
+    let why = if said.is_empty() { String::new() } else { format!("; fio said: {said}") };
     let headline = Metric::headline(job);
     match report.jobs.first().map(|r| headline.of(r)) {
         Some(Some(value)) if value > 0.0 => Ok(report),
         Some(Some(_)) => anyhow::bail!(
-            "{}: fio job {} measured 0 {} (raw output in {}): a run that did no I/O cannot be judged",
+            "{}: fio job {} measured 0 {}{why} (raw output in {}): a run that did no I/O cannot be judged",
             shell.place(),
             job.name,
             headline.name(),
             raw.display()
         ),
         _ => anyhow::bail!(
-            "{}: fio job {} reported no {} (raw output in {})",
+            "{}: fio job {} reported no {}{why} (raw output in {})",
             shell.place(),
             job.name,
             headline.name(),
             raw.display()
         ),
     }
+}
+
+/// The first lines fio wrote to stderr, joined: its own words for what went wrong.
+fn fio_said(stderr: &str) -> String {
+    stderr.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join("; ")
 }
 
 /// Write a verifiable pattern over `size_mib` MiB of `filename`
@@ -186,7 +208,7 @@ pub async fn pattern(
     raw: &Path,
 ) -> anyhow::Result<Report> {
     let name = if verify_only { "verify-pattern" } else { "write-pattern" };
-    let report = run_job_file(shell, name, &pattern_job_file(filename, size_mib, verify_only), raw).await?;
+    let (report, _) = run_job_file(shell, name, &pattern_job_file(filename, size_mib, verify_only), raw).await?;
     // fio with verify_only reports the blocks it checked as reads: none checked is no verdict.
     let checked: u64 = report
         .jobs
@@ -216,8 +238,9 @@ fn pattern_job_file(filename: &str, size_mib: u64, verify_only: bool) -> String 
 }
 
 /// Run a job file (on stdin: the same on the host, in a node or in a pod),
-/// fio's output written to `raw` before it is read.
-async fn run_job_file(shell: &dyn Shell, name: &str, job_file: &str, raw: &Path) -> anyhow::Result<Report> {
+/// fio's output written to `raw` before it is read; the report, and what
+/// fio wrote to stderr.
+async fn run_job_file(shell: &dyn Shell, name: &str, job_file: &str, raw: &Path) -> anyhow::Result<(Report, String)> {
     let cmd = Cmd::new("fio").args(["--output-format=json", "-"]);
     let output = shell.exec(&cmd, Some(job_file.as_bytes())).await?;
     if let Some(dir) = raw.parent() {
@@ -232,7 +255,8 @@ async fn run_job_file(shell: &dyn Shell, name: &str, job_file: &str, raw: &Path)
         // wrote to stderr (where a failed verify says which block and why).
         let mut said: Vec<&str> =
             parsed.as_ref().map(|r| r.notes.iter().map(String::as_str).collect()).unwrap_or_default();
-        said.extend(output.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).take(3));
+        let stderr = fio_said(&output.stderr);
+        said.extend((!stderr.is_empty()).then_some(stderr.as_str()));
         let notes = said.join("; ");
         anyhow::bail!(
             "{}: fio job {} failed (exit {}){}; raw output in {}",
@@ -244,7 +268,7 @@ async fn run_job_file(shell: &dyn Shell, name: &str, job_file: &str, raw: &Path)
         );
     }
     let report = parsed.map_err(|e| anyhow::anyhow!("{} ({}; raw output in {})", e, shell.place(), raw.display()))?;
-    Ok(report)
+    Ok((report, output.stderr))
 }
 
 #[cfg(test)]
@@ -270,7 +294,8 @@ mod tests {
         job.direct = false;
         job.ioengine = "psync".into();
         let raw = dir.path().join("raw/quick.json");
-        let report = run(&crate::shell::LocalShell, &job, &file.display().to_string(), &raw).await.unwrap();
+        let writes = target::Writes { overwrite: false, record: dir.path().join("fio-files.txt") };
+        let report = run(&crate::shell::LocalShell, &job, &file.display().to_string(), &raw, &writes).await.unwrap();
         let iops = Metric::parse("read IOPS").unwrap().of(&report.jobs[0]).unwrap();
         assert!(iops > 0.0);
         assert!(Metric::parse("p99 read latency").unwrap().of(&report.jobs[0]).is_some());
@@ -278,7 +303,7 @@ mod tests {
 
         let mut broken = job.clone();
         broken.name = "fails".into();
-        let err = run(&crate::shell::LocalShell, &broken, "/proc/version", &dir.path().join("raw/fails.json"))
+        let err = run(&crate::shell::LocalShell, &broken, "/proc/version", &dir.path().join("raw/fails.json"), &writes)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("host: fio job fails failed"), "{err}");

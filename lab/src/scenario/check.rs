@@ -525,23 +525,29 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
     }
 }
 
-/// kind nodes mount the host's `/dev`: a pool device there is the host's own
-/// disk unless it is a loop device; anything else needs `allowHostDevice`.
+/// Where nodes share this host's `/dev` (kind, local, host) a pool device is
+/// a disk of this machine: a loop device this lab made, unless
+/// `allowHostDevice` says otherwise. What is on it is probed before `up`
+/// changes anything ([`crate::stack::pool`]).
 fn check_pool_device(
     provider: ProviderKind,
     pool: &super::PoolSpec,
     at: &dyn Fn(&str) -> String,
     out: &mut Vec<Finding>,
 ) {
-    if pool.allow_host_device && provider != ProviderKind::Kind {
-        out.push((
-            at("pool.allowHostDevice"),
-            format!("allowHostDevice matters only on kind, whose nodes share the host's /dev; {provider} nodes have their own: remove it"),
-        ));
+    for (set, field) in [(pool.allow_host_device, "allowHostDevice"), (pool.overwrite, "overwrite")] {
+        if set && !provider.shares_host_dev() {
+            out.push((
+                at(&format!("pool.{field}")),
+                format!("{field} is for providers whose nodes share this host's /dev (kind, local, host); a {provider} node's device is one of its own disks: remove it"),
+            ));
+        }
     }
     let Some(device) = &pool.device else {
-        if pool.allow_host_device {
-            out.push((at("pool.allowHostDevice"), "there is no `device` to allow: remove it".into()));
+        for (set, field) in [(pool.allow_host_device, "allowHostDevice"), (pool.overwrite, "overwrite")] {
+            if set {
+                out.push((at(&format!("pool.{field}")), "there is no `device` to allow: remove it".into()));
+            }
         }
         return;
     };
@@ -549,12 +555,18 @@ fn check_pool_device(
         out.push((at("pool.device"), format!("`{device}` is not a device path: write e.g. /dev/loop7")));
         return;
     }
-    if provider == ProviderKind::Kind && !pool.allow_host_device && !is_loop_device(device) {
+    if provider.shares_host_dev() && !pool.allow_host_device && !is_loop_device(device) {
         out.push((
             at("pool.device"),
             format!(
-                "{device} is a disk of this host (kind nodes share its /dev), and a pool overwrites it: use a loop device lab made (`losetup -f --show <file in the lab's state folder>`), or add `allowHostDevice: true` if you mean it"
+                "{device} is a disk of this host ({provider} nodes share its /dev), and a pool overwrites it: use a loop device lab made (`losetup -f --show <file in the lab's state folder>`), or add `allowHostDevice: true` if you mean it"
             ),
+        ));
+    }
+    if pool.overwrite && !pool.allow_host_device {
+        out.push((
+            at("pool.overwrite"),
+            "overwrite is the second consent, after `allowHostDevice: true`: give both, or remove it".into(),
         ));
     }
 }

@@ -96,6 +96,15 @@ pub enum ProviderKind {
     Local,
 }
 
+impl ProviderKind {
+    /// Whether the nodes see this host's `/dev` (kind containers, the local
+    /// node, the host itself): a device path in the scenario is then a disk
+    /// of this machine, and lab must check what is on it before a pool writes to it.
+    pub fn shares_host_dev(self) -> bool {
+        matches!(self, ProviderKind::Kind | ProviderKind::Local | ProviderKind::Host)
+    }
+}
+
 impl fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -199,9 +208,15 @@ pub struct PoolSpec {
     /// A block device on the node to use instead of a backing file (VMs).
     #[serde(default)]
     pub device: Option<String>,
-    /// On kind, let `device` be a disk of the host (whose /dev kind nodes share) and not a loop device.
+    /// Where nodes share this host's /dev (kind, local, host): let `device`
+    /// be a disk of the host and not a loop device this lab made.
     #[serde(default)]
     pub allow_host_device: bool,
+    /// The second consent (as `mkfs -F` and `wipefs --force`): overwrite a
+    /// host device that carries a filesystem, partition table or RAID/LVM
+    /// signature, or that another device sits on. A mounted device is refused always.
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 /// What kind already offers, passed through into its config.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::kinds::Kinds;
 use super::manifest::Object;
+use crate::device::Probe;
 use crate::plan::{Context, View, Work};
 use crate::plan::{Step, Target};
 use crate::provider::kind::POOL_MOUNT;
@@ -87,14 +88,15 @@ pub fn disk_pools(scenario: &Scenario, state: &StateDir, namespace: &str) -> Vec
 }
 
 /// Steps that make each backing file: on the host under the kind node's
-/// pool folder, or on the node itself. Devices need none.
+/// pool folder, or on the node itself. A device needs none, but where the
+/// nodes share this host's `/dev` it is checked first (see [`judge_device`]).
 pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
     let mut steps = Vec::new();
     for node in scenario.planned_nodes().into_iter().filter(|n| n.group.runs_io_engine()) {
         let Some(pool) = &node.group.pool else { continue };
         if let Some(device) = &pool.device {
-            if scenario.cluster.provider == ProviderKind::Kind {
-                steps.push(device_step(&node.name, device, pool.allow_host_device, state));
+            if scenario.cluster.provider.shares_host_dev() {
+                steps.push(device_step(&node.name, device, pool, state));
             }
             continue;
         }
@@ -104,9 +106,10 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
             _ => (Target::Node(node.name.clone()), Path::new(POOL_MOUNT).to_path_buf()),
         };
         let file = dir.join(POOL_FILE).display().to_string();
-        // Grown, never shrunk or rewritten: a pool's data survives a second deploy.
+        // Grown, never shrunk or rewritten: a pool's data survives a second
+        // deploy. Volume data is user data: root's alone (0700 folder, 0600 file).
         let script = format!(
-            "mkdir -p {dir} && [ \"$(stat -c %s {file} 2>/dev/null || echo 0)\" -ge {size} ] || truncate -s {size} {file}",
+            "umask 077 && mkdir -p {dir} && chmod 0700 {dir} && {{ [ \"$(stat -c %s {file} 2>/dev/null || echo 0)\" -ge {size} ] || truncate -s {size} {file}; }} && chmod 0600 {file}",
             dir = quote(&dir.display().to_string()),
             file = quote(&file),
         );
@@ -118,27 +121,34 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
     steps
 }
 
-/// On kind a pool device is in the host's `/dev`: it must be a loop device
-/// over a file in the lab's state folder, unless the scenario allows a host
-/// disk, which the plan then says in capitals.
-fn device_step(node: &str, device: &str, allow_host_device: bool, state: &StateDir) -> Step {
+/// Where nodes share this host's `/dev`, a pool device is a disk of this
+/// machine: a loop device over a file in the lab's state folder, unless the
+/// scenario allows a host disk, which the plan then says in capitals. Either
+/// way it is probed again just before the pool is made.
+fn device_step(node: &str, device: &str, pool: &crate::scenario::PoolSpec, state: &StateDir) -> Step {
     let check = CheckPoolDevice {
         device: device.to_string(),
-        allow_host_device,
+        allow_host_device: pool.allow_host_device,
+        overwrite: pool.overwrite,
         state: state.absolute().display().to_string(),
     };
-    if allow_host_device {
+    if pool.allow_host_device {
         let title =
             format!("USE HOST DEVICE {device} AS THE POOL OF {node} (allowHostDevice): ALL ITS DATA IS OVERWRITTEN");
         return Step::work(title, check);
     }
-    Step::work(format!("check that {device}, the pool of {node}, is a loop device of this lab"), check)
+    Step::work(
+        format!("check that {device}, the pool of {node}, is a loop device of this lab and holds nothing"),
+        check,
+    )
 }
 
 #[derive(Debug)]
 pub struct CheckPoolDevice {
     pub device: String,
     pub allow_host_device: bool,
+    /// The second consent: a signature or a holder on the device does not stop it.
+    pub overwrite: bool,
     /// The lab's state folder (absolute): the loop device's file must lie in it.
     pub state: String,
 }
@@ -149,37 +159,106 @@ impl CheckPoolDevice {
     }
 }
 
+/// Whether a pool may be made on `device`, given the loop device's backing
+/// file (`None`: not a loop device, or not attached) and what is on it. An
+/// allowed host disk still must not be mounted, swap, held by another
+/// device or carry a signature, unless `overwrite` (the second consent)
+/// covers the last two.
+pub fn judge_device(check: &CheckPoolDevice, backing_file: Option<&str>, probe: &Probe) -> Result<String, String> {
+    let device = &check.device;
+    if !check.allow_host_device {
+        let Some(file) = backing_file.filter(|f| !f.is_empty()) else {
+            return Err(format!(
+                "{device} is not a loop device attached to a file: lab makes pools only on its own loop devices where nodes share this host's /dev (`allowHostDevice: true` allows a host disk)"
+            ));
+        };
+        if !Path::new(file).starts_with(&check.state) {
+            return Err(format!(
+                "{device} is a loop device over {file}, which lies outside the lab's state folder {}: it is not this lab's",
+                check.state
+            ));
+        }
+    }
+    if probe.kind != crate::device::Kind::Block {
+        return Err(format!("{device} is not a block device on this host"));
+    }
+    match probe.block_refusal() {
+        None if check.allow_host_device => {
+            Ok(format!("{device} holds nothing lab can see; used as allowed (allowHostDevice)"))
+        }
+        None => Ok(format!("{device} is a loop device over {} and holds nothing", backing_file.unwrap_or_default())),
+        Some(refusal) if refusal.overridable && check.overwrite => {
+            Ok(format!("{device}: {refusal}; overwritten as the scenario allows (overwrite: true)"))
+        }
+        Some(refusal) => {
+            let consent = if check.allow_host_device {
+                "add `overwrite: true` to the pool"
+            } else {
+                "clear it first (`wipefs -a`), or add `allowHostDevice: true` and `overwrite: true`"
+            };
+            Err(crate::device::explain(&refusal, consent))
+        }
+    }
+}
+
+/// Every pool device of a lab whose nodes share this host's `/dev`,
+/// checked on this host before a command changes anything; a refusal names
+/// the scenario's file, line and field.
+pub fn check_devices_here(scenario: &Scenario, state: &StateDir) -> anyhow::Result<()> {
+    if !scenario.cluster.provider.shares_host_dev() {
+        return Ok(());
+    }
+    for (i, group) in scenario.cluster.nodes.iter().enumerate() {
+        let Some(pool) = &group.pool else { continue };
+        let Some(device) = &pool.device else { continue };
+        let check = CheckPoolDevice {
+            device: device.clone(),
+            allow_host_device: pool.allow_host_device,
+            overwrite: pool.overwrite,
+            state: state.absolute().display().to_string(),
+        };
+        let cmd = check.backing_file_cmd();
+        let backing = std::process::Command::new(&cmd.program)
+            .args(&cmd.args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let probe = crate::device::probe_here(device)?;
+        if let Err(why) = judge_device(&check, backing.as_deref(), &probe) {
+            return Err(scenario.problem(&format!("cluster.nodes[{i}].pool.device"), why).into());
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait(?Send)]
 impl crate::plan::Work for CheckPoolDevice {
     fn describe(&self, view: &crate::plan::View<'_>) -> String {
+        let probe = crate::device::probe_cmd(&self.device);
+        let mut checks = vec![crate::plan::Detail::when(
+            probe,
+            "with lab's device probe on stdin: it must not be mounted, swap, held, or carry a signature",
+        )];
         if self.allow_host_device {
-            return format!("{} IS A DISK OF THIS HOST; NOTHING CHECKS WHAT IS ON IT", self.device);
+            let note = format!("{} IS A DISK OF THIS HOST; ITS DATA IS OVERWRITTEN", self.device);
+            checks.insert(0, crate::plan::Detail::Note(note));
+        } else {
+            checks.insert(
+                0,
+                crate::plan::Detail::when(self.backing_file_cmd(), "its file must lie in the lab's state folder"),
+            );
         }
-        let check = crate::plan::Detail::when(self.backing_file_cmd(), "its file must lie in the lab's state folder");
-        view.details(&Target::Host, &[check])
+        view.details(&Target::Host, &checks)
     }
 
     async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
         use crate::shell::Shell as _;
-        if self.allow_host_device {
-            return Ok(Some(format!("{} used as allowed (allowHostDevice)", self.device)));
-        }
-        let output = ctx.shell(&Target::Host).exec(&self.backing_file_cmd(), None).await?;
-        let file = output.stdout.trim();
-        if !output.success() || file.is_empty() {
-            bail!(
-                "pool device {} is not a loop device attached to a file: lab uses only its own loop devices on kind (`allowHostDevice: true` allows a host disk)",
-                self.device
-            );
-        }
-        if !Path::new(file).starts_with(&self.state) {
-            bail!(
-                "pool device {} is a loop device over {file}, which lies outside the lab's state folder {}: it is not this lab's",
-                self.device,
-                self.state
-            );
-        }
-        Ok(Some(format!("{} is a loop device over {file}", self.device)))
+        let shell = ctx.shell(&Target::Host);
+        let output = shell.exec(&self.backing_file_cmd(), None).await?;
+        let backing = output.success().then(|| output.stdout.trim().to_string());
+        let probe = crate::device::probe(&shell, &self.device).await?;
+        judge_device(self, backing.as_deref(), &probe).map(Some).map_err(|why| anyhow::anyhow!("pool device {why}"))
     }
 }
 

@@ -67,7 +67,8 @@ async fn run_once(
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let raw = ctx.results.join(ctx.scenario.name()).join("raw").join(format!("{}-{}-{n}.json", job.name, ctx.label));
-    let report = fio::run(shell, job, target, &raw).await.map_err(|e| format!("{e:#}"))?;
+    let writes = fio::target::Writes::of(&ctx.state, false);
+    let report = fio::run(shell, job, target, &raw, &writes).await.map_err(|e| format!("{e:#}"))?;
     let result = report.jobs.into_iter().next().ok_or("fio reported no job")?;
     let env = Fingerprint::here(device, &report.fio_version);
     let record = Record::now(ctx.scenario.name(), &job.name, &ctx.label, result.clone(), env);
