@@ -94,7 +94,9 @@ impl Arms for DetectorArms<'_> {
             job.rate_iops = Some((rate * 0.9).round() as u64);
         }
         let raw = self.scratch.join(format!("{arm:?}-{pair}.json"));
-        let report = fio::run(&LocalShell, &job, self.device, &raw).await?;
+        // Its own loop device, read only: the record of files fio made stays empty.
+        let writes = fio::target::Writes { overwrite: false, record: self.scratch.join("fio-files.txt") };
+        let report = fio::run(&LocalShell, &job, self.device, &raw, &writes).await?;
         let result = report.jobs.into_iter().next().ok_or_else(|| anyhow::anyhow!("fio reported no job"))?;
         if arm == Arm::Baseline {
             self.last_baseline = self.metric.of(&result);
@@ -129,7 +131,8 @@ fn main() {
         (0..n)
             .map(|i| {
                 let raw = scratch.path().join(format!("{}-{i}.json", job.name));
-                let report = tokio.block_on(fio::run(&LocalShell, job, &device.device, &raw)).unwrap();
+                let writes = fio::target::Writes { overwrite: false, record: scratch.path().join("fio-files.txt") };
+                let report = tokio.block_on(fio::run(&LocalShell, job, &device.device, &raw, &writes)).unwrap();
                 metric.of(&report.jobs[0]).unwrap()
             })
             .collect()
