@@ -201,6 +201,58 @@ fn two_labs_side_by_side_downed_in_either_order_leave_the_host_as_it_was() {
     }
 }
 
+/// A lab killed between writing the host-level record's new version and
+/// renaming it into place (the debug build's `LAB_FAULT` hook aborts there,
+/// as `kill -9` would) leaves the record as it was, whole and readable; the
+/// labs then go down and the host is as it was. An emptied record is refused.
+#[test]
+fn a_crash_while_the_host_record_is_written_leaves_the_old_record_whole() {
+    let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("host-changes.json");
+    let free = number(FREE);
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    for (dir, name, pages) in [(&first, "first", free + 32), (&second, "second", free + 48)] {
+        std::fs::create_dir_all(dir).unwrap();
+        let text = format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      hugepages2Mi: {pages}\n"
+        );
+        std::fs::write(dir.join("lab.yaml"), text).unwrap();
+    }
+    let env = [("LAB_HOST_RECORD", record.as_path())];
+    let (ok, stderr) = lab_env(&first, &env, &["up"]);
+    assert!(ok, "{stderr}");
+    let before = std::fs::read_to_string(&record).unwrap();
+
+    let crash = [("LAB_HOST_RECORD", record.as_path()), ("LAB_FAULT", Path::new("host-record-before-rename"))];
+    let (ok, stderr) = lab_env(&second, &crash, &["up"]);
+    assert!(!ok && stderr.contains("LAB_FAULT=host-record-before-rename"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), before, "the record changed under a crash");
+    serde_json::from_str::<serde_json::Value>(&before).unwrap();
+
+    for dir in [&second, &first] {
+        let (ok, stderr) = lab_env(dir, &env, &["down"]);
+        assert!(ok, "{stderr}");
+    }
+    assert_eq!(number(NR), saved.pages, "the labs down did not restore the pool");
+    assert!(!record.exists(), "the host-level record is left: {:?}", std::fs::read_to_string(&record));
+
+    // A record emptied by something else is refused, naming it, before any change.
+    let (ok, stderr) = lab_env(&first, &env, &["up"]);
+    assert!(ok, "{stderr}");
+    std::fs::write(&record, "").unwrap();
+    let (ok, stderr) = lab_env(&second, &env, &["up"]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("host-changes.json is damaged: it is empty (0 bytes)"), "{stderr}");
+    std::fs::write(&record, &before).unwrap();
+    for dir in [&second, &first] {
+        let (ok, stderr) = lab_env(dir, &env, &["down"]);
+        assert!(ok, "{stderr}");
+    }
+    assert_eq!(number(NR), saved.pages, "the labs down did not restore the pool");
+}
+
 /// A second `lab up` of a lab that is up is refused before it changes
 /// anything: the first run's hugepages and record stay, and `lab down` then
 /// restores them.

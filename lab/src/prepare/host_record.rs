@@ -39,23 +39,26 @@ pub struct Open {
 }
 
 /// Open the record at `path` (made on first use, mode 0600) and hold its lock
-/// until the returned value is dropped.
+/// until the returned value is dropped. The record is only ever replaced
+/// whole (a new file, synced, renamed over it), so an existing record that
+/// is empty or unreadable was damaged by something else: refused, naming
+/// the file and what it held, never read as "no record".
 pub fn open(path: &Path) -> anyhow::Result<Open> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::MetadataExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // The last lab to let go removes the file; one that locked it meanwhile
-    // holds a removed file, so it opens the path again.
+    // A writer renames a new file over the record, and the last lab to let
+    // go removes it: one that locked the old file meanwhile opens the path again.
     let mut file = loop {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot open the host-level record {}", path.display()))?;
+        let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create(path)? {
+                Some(file) => break file,
+                None => continue,
+            },
+            Err(e) => return Err(e).with_context(|| format!("cannot open the host-level record {}", path.display())),
+        };
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
         let same = std::fs::metadata(path).is_ok_and(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0));
         if same {
@@ -63,19 +66,74 @@ pub fn open(path: &Path) -> anyhow::Result<Open> {
         }
     };
     let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    let settings = if text.trim().is_empty() {
-        BTreeMap::new()
-    } else {
-        serde_json::from_str(&text).with_context(|| {
-            format!("{} is damaged; restore the host settings it lists by hand, then delete it", path.display())
-        })?
-    };
+    file.rewind()?;
+    file.read_to_string(&mut text).with_context(|| format!("cannot read the host-level record {}", path.display()))?;
+    let settings = serde_json::from_str(&text).map_err(|e| damaged(path, &text, &e.to_string()))?;
     Ok(Open { file, path: path.to_path_buf(), settings })
 }
 
+/// A record that cannot be read: what it held, and what to do.
+fn damaged(path: &Path, text: &str, why: &str) -> anyhow::Error {
+    let held = if text.trim().is_empty() {
+        format!("it is empty ({} bytes)", text.len())
+    } else {
+        let shown: String = text.chars().take(400).collect();
+        format!("{why}; it holds:\n{shown}{}", if text.chars().count() > 400 { "\n…" } else { "" })
+    };
+    anyhow::anyhow!(
+        "the host-level record {} is damaged: {held}\nIt lists the host settings labs changed and what the host had before; \
+         restore those by hand, then delete the file",
+        path.display()
+    )
+}
+
+/// A new, empty record, locked, put at `path` only if none is there yet
+/// (`None`: another lab made one first; open that).
+fn create(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let (file, temporary) = locked_temporary(path, "{}\n")?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            sync_folder(path)?;
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot create the host-level record {}", path.display())),
+    }
+}
+
+/// `text` in a new file beside `path` (0600), synced and locked before any
+/// other process can see it under the record's name.
+fn locked_temporary(path: &Path, text: &str) -> anyhow::Result<(std::fs::File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.sync_all().with_context(|| format!("cannot sync {}", temporary.display()))?;
+    file.lock().with_context(|| format!("cannot lock {}", temporary.display()))?;
+    Ok((file, temporary))
+}
+
+/// The folder's entry for `path` on disk: a rename or link survives a crash.
+fn sync_folder(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+}
+
 impl Open {
-    /// Written back whole; removed once no setting is held (lab leaves no file of its own behind).
+    /// Replaced whole: a new file, synced and locked, renamed over the
+    /// record, the folder synced; a crash leaves the old record or the new
+    /// one, never a part. Removed once no setting is held (lab leaves no
+    /// file of its own behind).
     pub fn save(&mut self) -> anyhow::Result<()> {
         if self.settings.is_empty() {
             let _ = std::fs::remove_file(&self.path);
@@ -86,10 +144,13 @@ impl Open {
             return Ok(());
         }
         let text = serde_json::to_string_pretty(&self.settings)? + "\n";
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        self.file.write_all(text.as_bytes())?;
-        self.file.sync_data()?;
+        let (file, temporary) = locked_temporary(&self.path, &text)?;
+        fault_point("host-record-before-rename");
+        std::fs::rename(&temporary, &self.path)
+            .with_context(|| format!("cannot replace the host-level record {}", self.path.display()))?;
+        sync_folder(&self.path)?;
+        // Held until dropped: the new record is locked already.
+        self.file = file;
         Ok(())
     }
 
@@ -117,6 +178,15 @@ impl Open {
         } else {
             Release::Kept(shared.holders.clone())
         }
+    }
+}
+
+/// Debug builds only (the tests' binary): `LAB_FAULT=<point>` stops the
+/// process dead there, as a crash or `kill -9` would.
+fn fault_point(point: &str) {
+    if cfg!(debug_assertions) && std::env::var("LAB_FAULT").is_ok_and(|p| p == point) {
+        eprintln!("lab: LAB_FAULT={point}: stopping here, as a crash would");
+        std::process::abort();
     }
 }
 
@@ -167,5 +237,35 @@ mod tests {
         record.hold("module nbd", "/nonexistent/lab/state", &module).unwrap();
         record.hold("module nbd", &a, &module).unwrap();
         assert_eq!(record.release("module nbd", &a), Release::Last(module));
+    }
+
+    #[test]
+    fn an_empty_or_damaged_record_is_refused_with_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.json");
+        std::fs::write(&path, "").unwrap();
+        let err = open(&path).err().unwrap().to_string();
+        assert!(err.contains("host.json is damaged: it is empty (0 bytes)"), "{err}");
+        std::fs::write(&path, "{\"setting /proc/sys/vm/nr_hug").unwrap();
+        let err = open(&path).err().unwrap().to_string();
+        assert!(err.contains("it holds:\n{\"setting /proc/sys/vm/nr_hug"), "{err}");
+    }
+
+    #[test]
+    fn a_saved_record_replaces_the_old_one_whole_and_stays_locked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.json");
+        let mut record = open(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n", "a new record is never empty");
+        record.hold("module nbd", "/x", &serde_json::json!({"change": "module", "name": "nbd"})).unwrap();
+        record.save().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("host.json")], "no temporary file is left");
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(other.try_lock().is_err(), "the new record is locked while the lab holds it");
+        drop(record);
+        assert!(other.try_lock().is_ok());
     }
 }
