@@ -1441,7 +1441,9 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     // Elsewhere: the same scenario files, the component's repository cloned and at commit 1, changed.
     let elsewhere = tempfile::tempdir().unwrap();
     let other = elsewhere.path();
-    std::fs::copy(root.join("lab.yaml"), other.join("lab.yaml")).unwrap();
+    let theirs = std::fs::read_to_string(root.join("lab.yaml")).unwrap();
+    // A scenario of one's own differs (here by a comment): the bundle's is what runs.
+    std::fs::write(other.join("lab.yaml"), format!("# my copy\n{theirs}")).unwrap();
     copy_manifests(&root.join("stack"), &other.join("stack"));
     copy_manifests(&root.join("features"), &other.join("features"));
     support::git(other, &["clone", "-q", root.join("src").to_str().unwrap(), "src"]);
@@ -1465,9 +1467,23 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     assert!(said.contains(&format!("builds app: lab's clone of {} at {}", app.display(), commits[2])), "{said}");
     assert!(plan.contains("then `lab test` of the scenarios matching /greets/"), "{plan}");
 
-    let (ok, out, said) = fixture.lab(&binaries, &["replay", &bundle, "--scenario", scenario]);
+    assert!(said.contains("-# my copy"), "the scenario's diff is shown: {said}");
+    // Someone else's commit and scenario: off a terminal, only with --yes.
+    let (ok, _, said) = fixture.lab(&binaries, &["replay", &bundle, "--scenario", scenario]);
+    assert!(!ok && said.contains("give --yes"), "{said}");
+    let (ok, out, said) = fixture.lab(&binaries, &["replay", &bundle, "--scenario", scenario, "--yes"]);
     assert!(!ok, "the replay passed, so it did not run the bundle's commit:\n{out}\n{said}");
     assert!(out.contains("greeting: broken"), "{out}\n{said}");
+    // The failed replay's own bundle carries the scenario that ran: the bundle's, not the file here.
+    let again = said
+        .lines()
+        .find_map(|l| l.strip_prefix("a bundle of the failed run (`lab bundle`): "))
+        .unwrap_or_else(|| panic!("no bundle of the failed replay:\n{said}"));
+    let listed = std::process::Command::new("tar")
+        .args(["-xzOf", again, "--wildcards", "*/scenario/lab.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), theirs, "the replay's bundle holds another scenario");
     assert_eq!(support::git(&app, &["rev-parse", "HEAD"]), commits[0]);
     assert_eq!(support::git(&app, &["status", "--porcelain"]), "M app/run.sh", "replay changed the other checkout");
 

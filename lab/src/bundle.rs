@@ -122,10 +122,13 @@ pub async fn make(
     };
     let dir = crate::state::absolute(&dir);
     let run_folder = artifacts.map(Path::to_path_buf).filter(|p| p.is_dir()).or_else(|| newest_artifacts(lab));
-    std::fs::create_dir_all(dir.join("scenario")).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Only what lab gathers goes in: a folder that holds anything is refused.
+    crate::artifacts::check_new_folder(&dir, "the bundle folder")?;
+    crate::state::make_private_dir(&dir.join("scenario"))?;
     let file_name = lab.scenario.source.file_name().unwrap_or_default();
-    std::fs::copy(&lab.scenario.source, dir.join("scenario").join(file_name))
-        .with_context(|| format!("cannot copy {}", lab.scenario.source.display()))?;
+    // The scenario that ran: a replayed bundle's text, not the file here.
+    std::fs::write(dir.join("scenario").join(file_name), &lab.scenario.text)
+        .with_context(|| format!("cannot write the scenario into {}", dir.display()))?;
 
     let docker = crate::docker::connect().await.ok();
     let mut components = Vec::new();

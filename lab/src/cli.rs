@@ -155,6 +155,10 @@ pub struct ReplayArgs {
     /// Say what differs and what would run, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run a bundle whose scenario or code is not your own without asking (off a terminal,
+    /// replay refuses such a bundle unless this is given).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Keep the lab when the replay fails, for a look (`lab down` removes it).
     #[arg(long)]
     pub keep_on_failure: bool,

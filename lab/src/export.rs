@@ -29,8 +29,10 @@ fn count_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Pods' logs and environments are in there: the folder is the owner's
+/// only (see [`crate::artifacts::seal`]).
 pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
-    std::fs::create_dir_all(dir)?;
+    crate::state::make_private_dir(dir)?;
     let mut problems = Vec::new();
     crate::artifacts::keep(dir, &[lab.state.log(), lab.state.dir().join("plan.txt")])?;
     for node in lab.provider.nodes().await.unwrap_or_default() {
@@ -56,12 +58,14 @@ pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
         Ok(client) => client,
         Err(e) => {
             problems.push(format!("no cluster API, so no pods, events or objects: {e:#}"));
+            crate::artifacts::seal(dir)?;
             return Ok(Exported { files: count_files(dir), problems });
         }
     };
     if let Err(e) = cluster(&client, dir).await {
         problems.push(e);
     }
+    crate::artifacts::seal(dir)?;
     Ok(Exported { files: count_files(dir), problems })
 }
 

@@ -28,6 +28,8 @@ pub struct Replay {
     /// What is built from where: one line per component.
     pub sources: Vec<String>,
     pub selection: Selection,
+    /// What runs that is not the user's own, to be shown and agreed to.
+    pub consent: Consent,
     /// lab's clones the components are built from: removed when dropped.
     pub clones: Option<Clones>,
     _unpacked: Option<tempfile::TempDir>,
@@ -98,13 +100,22 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
         ),
     };
     let file = manifest["scenario"]["file"].as_str().context("bundle.json names no scenario file")?;
-    let bundled = std::fs::read_to_string(dir.join(file)).with_context(|| format!("the bundle lacks {file}"))?;
+    let bundled_file = inside(&dir, file).with_context(|| format!("{}: scenario.file", manifest_path.display()))?;
+    let bundled = std::fs::read_to_string(&bundled_file).with_context(|| format!("the bundle lacks {file}"))?;
     let mut differences = Vec::new();
-    match std::fs::read_to_string(&here) {
-        Ok(local) if local == bundled => {}
-        Ok(_) => differences.push(format!("scenario: {} differs from the bundle's; the bundle's runs", here.display())),
-        Err(_) => differences.push(format!("scenario: no {} here; the bundle's runs from there", here.display())),
+    let local = std::fs::read_to_string(&here).ok();
+    match &local {
+        Some(local) if *local == bundled => {}
+        Some(_) => {
+            differences.push(format!("scenario: {} differs from the bundle's; the bundle's runs", here.display()))
+        }
+        None => differences.push(format!("scenario: no {} here; the bundle's runs from there", here.display())),
     }
+    let scenario_diff = match &local {
+        Some(text) if *text == bundled => None,
+        Some(_) => Some(file_diff(&here, &bundled_file)),
+        None => Some(format!("(no {} here: the whole bundled scenario runs)\n{bundled}", here.display())),
+    };
     let mut scenario = Scenario::parse(&here, &bundled).context("the bundle's scenario")?;
     if manifest["lab_version"] != env!("CARGO_PKG_VERSION") {
         differences.push(format!("lab: {} there, {} here", text(&manifest["lab_version"]), env!("CARGO_PKG_VERSION")));
@@ -119,6 +130,8 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
 
     let clones = if dry_run { None } else { Some(Clones::make(scenario.name(), "replay")?) };
     let mut sources = Vec::new();
+    // Code that is not the user's own checkout: someone else's commit or diff.
+    let mut foreign_code = Vec::new();
     for component in manifest["components"].as_array().into_iter().flatten() {
         let name = component["name"].as_str().unwrap_or_default();
         let source = &component["source"];
@@ -160,6 +173,11 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
                 "component {name}: its uncommitted change is not in the bundle (made without --diff): the commit runs without it"
             ));
         }
+        foreign_code.push(format!(
+            "{name}: commit {commit}{} (not your checkout's: read it with `git -C {} show {commit}`)",
+            if diff.is_file() { format!(" with the bundle's diff {}", diff.display()) } else { String::new() },
+            checkout.display()
+        ));
         let Some(clones) = &clones else {
             sources.push(format!("{name}: lab's clone of {} at {commit}", checkout.display()));
             continue;
@@ -172,8 +190,7 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
             );
         }
         if diff.is_file() {
-            git(&clone, &["apply", &diff.display().to_string()])
-                .with_context(|| format!("component {name}: the bundle's diff does not apply to {commit}"))?;
+            apply_diff(&clone, &diff).with_context(|| format!("component {name}: the bundle's diff at {commit}"))?;
         }
         sources.push(format!(
             "{name}: lab's clone of {} at {commit}{}",
@@ -205,5 +222,148 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
         }
     }
     let selection = serde_json::from_value(manifest["selection"].clone()).unwrap_or_default();
-    Ok(Replay { lab, differences, sources, selection, clones, _unpacked: unpacked })
+    let consent = Consent::of(&lab.scenario, scenario_diff, foreign_code);
+    Ok(Replay { lab, differences, sources, selection, consent, clones, _unpacked: unpacked })
+}
+
+/// `name` (from bundle.json) as a file inside the bundle's folder: a
+/// relative path that stays there, even through a symbolic link.
+fn inside(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let relative = Path::new(name);
+    let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if name.is_empty() || !plain {
+        bail!("`{}` is not a path inside the bundle", name.escape_debug());
+    }
+    let path = dir.join(relative);
+    let (real, root) = (path.canonicalize(), dir.canonicalize());
+    match (real, root) {
+        (Ok(real), Ok(root)) if real.starts_with(&root) => Ok(path),
+        (Ok(real), Ok(_)) => bail!("`{name}` leads out of the bundle (to {})", real.display()),
+        (Err(e), _) | (_, Err(e)) => Err(e).with_context(|| format!("the bundle lacks {name}")),
+    }
+}
+
+/// The scenario here against the bundle's, as `git diff --no-index` shows it.
+fn file_diff(here: &Path, bundled: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["diff", "--no-index", "--no-color", "--"])
+        .arg(here)
+        .arg(bundled)
+        .output();
+    match out {
+        Ok(out) if !out.stdout.is_empty() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => format!("(git could not compare them; the bundle's scenario is {})", bundled.display()),
+    }
+}
+
+/// Apply the bundle's diff (paths relative to the component's folder, as
+/// `lab bundle` writes it) from the repository's top with that folder as
+/// prefix, then prove it: the folder's diff from its commit is the bundle's.
+/// git, run inside a folder, skips a patch's paths outside it and exits 0.
+fn apply_diff(folder: &Path, diff: &Path) -> anyhow::Result<()> {
+    let top = PathBuf::from(git(folder, &["rev-parse", "--show-toplevel"])?);
+    let prefix = git(folder, &["rev-parse", "--show-prefix"])?;
+    let diff_path = crate::state::absolute(diff).display().to_string();
+    let mut args = vec!["apply"];
+    let directory = format!("--directory={}", prefix.trim_end_matches('/'));
+    if !prefix.is_empty() {
+        args.push(&directory);
+    }
+    args.push(&diff_path);
+    git(&top, &args).context("git apply refused it")?;
+    let wanted = std::fs::read_to_string(diff).with_context(|| format!("cannot read {}", diff.display()))?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(folder)
+        .args(["diff", "HEAD", "--binary", "--relative", "--", "."])
+        .output()
+        .context("running git diff")?;
+    if String::from_utf8_lossy(&out.stdout) != wanted {
+        bail!(
+            "after `git apply`, {} differs from its commit otherwise than the bundle's diff {} says: it did not apply whole",
+            folder.display(),
+            diff.display()
+        );
+    }
+    Ok(())
+}
+
+/// What a replay runs that is not the user's own: shown, then asked for.
+#[derive(Debug, Default)]
+pub struct Consent {
+    /// The scenario here against the bundle's (`None`: the same file).
+    pub scenario_diff: Option<String>,
+    /// Components built from a commit or diff that is not the user's checkout.
+    pub foreign_code: Vec<String>,
+    /// What the bundle's scenario runs and touches: provider, kubeconfig,
+    /// build commands, devices, manifests, features.
+    pub runs: Vec<String>,
+}
+
+impl Consent {
+    fn of(scenario: &Scenario, scenario_diff: Option<String>, foreign_code: Vec<String>) -> Consent {
+        use crate::scenario::component::BuildRecipe;
+        let mut runs = vec![format!("provider: {}", scenario.cluster.provider)];
+        if scenario.cluster.provider == crate::scenario::ProviderKind::Existing {
+            let kubeconfig = scenario.cluster.existing.as_ref().and_then(|e| e.kubeconfig.as_deref());
+            runs.push(format!(
+                "an existing cluster, through kubeconfig {}",
+                kubeconfig.unwrap_or("$KUBECONFIG or ~/.kube/config: your current cluster")
+            ));
+        }
+        for component in &scenario.components {
+            runs.push(match &component.build {
+                BuildRecipe::Command(c) => {
+                    format!("component {}: build command `sh -c {}`", component.name, crate::shell::quote(&c.command))
+                }
+                BuildRecipe::Dockerfile(d) => format!("component {}: docker build of {}", component.name, d.dockerfile),
+            });
+        }
+        for (i, group) in scenario.cluster.nodes.iter().enumerate() {
+            if let Some(device) = group.pool.as_ref().and_then(|p| p.device.as_deref()) {
+                runs.push(format!("cluster.nodes[{i}]: pool device {device} (overwritten)"));
+            }
+        }
+        for layer in scenario.stack.iter().flat_map(|s| s.layers.iter()) {
+            runs.push(match layer {
+                crate::scenario::Layer::Manifests(m) => {
+                    format!("manifests applied: {}", scenario.path_of(&m.manifests).display())
+                }
+                crate::scenario::Layer::Chart(c) => format!("chart rendered and applied: {}", c.chart),
+            });
+        }
+        let features = match &scenario.features {
+            Some(crate::scenario::Features::One(f)) => vec![f.clone()],
+            Some(crate::scenario::Features::Many(f)) => f.clone(),
+            None => vec![],
+        };
+        for f in features {
+            runs.push(format!("features: {}", scenario.path_of(&f).display()));
+        }
+        Consent { scenario_diff, foreign_code, runs }
+    }
+
+    /// Whether anything runs that is not the user's own scenario and checkouts.
+    pub fn needed(&self) -> bool {
+        self.scenario_diff.is_some() || !self.foreign_code.is_empty()
+    }
+
+    /// What is shown before the question, and by `--dry-run`.
+    pub fn render(&self) -> String {
+        let mut out = String::from("replay: this bundle runs, as root, what is not your own:\n");
+        if let Some(diff) = &self.scenario_diff {
+            out.push_str("  its scenario, which differs from yours:\n");
+            for line in diff.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        for code in &self.foreign_code {
+            out.push_str(&format!("  code built from {code}\n"));
+        }
+        out.push_str("  and with it:\n");
+        for line in &self.runs {
+            out.push_str(&format!("    {line}\n"));
+        }
+        out
+    }
 }

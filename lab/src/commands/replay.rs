@@ -6,6 +6,24 @@ use std::process::ExitCode;
 use crate::cli::{ReplayArgs, ScenarioArg, TestArgs};
 use crate::progress::Progress;
 
+/// Asked on a terminal; refused off one: a bundle is someone else's scenario, run as root.
+fn agree() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "replay: the bundle runs a scenario or code that is not your own (above), and no one is at a terminal to agree: read it, then give --yes"
+        );
+    }
+    eprint!("Run it? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        anyhow::bail!("replay: not run (answered `{}`)", answer.trim());
+    }
+    Ok(())
+}
+
 pub async fn run(args: ReplayArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let replay = crate::replay::open(&args.bundle, args.scenario.as_deref(), args.dry_run)?;
     if replay.differences.is_empty() {
@@ -23,7 +41,14 @@ pub async fn run(args: ReplayArgs, progress: &Progress) -> anyhow::Result<ExitCo
         (None, Some(name)) => format!("the scenarios matching /{name}/"),
         (None, None) => "every scenario".into(),
     };
+    let consent = &replay.consent;
+    if consent.needed() {
+        eprint!("{}", consent.render());
+    }
     let lab = replay.lab;
+    if !args.dry_run && consent.needed() && !args.yes {
+        agree()?;
+    }
     if args.dry_run {
         lab.check_machine()?;
         print!("{}", lab.up_plan()?.render(lab.provider.as_ref(), false));

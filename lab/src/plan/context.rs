@@ -118,8 +118,9 @@ fn withheld(output: Output) -> Output {
 /// The log is only written once the state directory exists: `lab plan` and
 /// a `down` after the directory is gone leave no stray files.
 fn append_log(log: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
     if log.parent().is_some_and(Path::is_dir)
-        && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+        && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log)
     {
         let _ = writeln!(file, "{text}");
     }

@@ -59,6 +59,10 @@ pub struct Scenario {
     /// Where the scenario was read from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The text it was parsed from: what a bundle of it carries (a
+    /// replayed bundle's scenario is not the file at `source`).
+    #[serde(skip)]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -625,6 +629,7 @@ impl Scenario {
         let fail = |problems| ScenarioError { file: file.to_path_buf(), text: text.to_string(), problems };
         let mut scenario: Scenario = parse_typed(text).map_err(|p| fail(vec![p]))?;
         scenario.source = file.to_path_buf();
+        scenario.text = text.to_string();
         let findings = check::check(&scenario);
         if findings.is_empty() {
             return Ok(scenario);
