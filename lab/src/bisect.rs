@@ -149,8 +149,26 @@ fn scenarios_in(report: &Path) -> (usize, usize) {
     (ran, failed)
 }
 
+/// What the lab runs while bisect works, for a bisect stopped by a signal
+/// to say (and, with `--fresh`, whether a lab is being made).
+#[derive(Debug, Default)]
+pub struct Status(std::sync::Mutex<Option<(String, bool)>>);
+
+impl Status {
+    fn set(&self, what: String, half_made_fresh_lab: bool) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((what, half_made_fresh_lab));
+    }
+
+    /// What the lab runs now (`None`: no step has touched it), and whether
+    /// it is a `--fresh` lab not yet up (to be taken down).
+    pub fn now(&self) -> Option<(String, bool)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 struct Bisect<'a> {
     lab: &'a Lab,
+    status: &'a Status,
     args: &'a Options,
     /// lab's clone for the step's commit, and (fio criterion) one at the good commit.
     clone: PathBuf,
@@ -209,7 +227,22 @@ impl Bisect<'_> {
     /// One attempt at a commit: its build in the lab, then the criterion.
     async fn attempt(&self, commit: &str, dir: &Path) -> (Verdict, String) {
         let lab = self.lab_at(&self.clone);
+        let component = &self.args.component;
+        let short = &commit[..12.min(commit.len())];
+        if self.args.fresh {
+            self.status.set(format!("a fresh lab with {component} built from {short} was being made"), true);
+        } else {
+            self.status.set(
+                format!(
+                    "{component} built from {short} was being deployed: the lab runs it, or in part the build before"
+                ),
+                false,
+            );
+        }
         let ready = if self.args.fresh { self.fresh(&lab).await } else { self.deploy(&lab).await };
+        if ready.is_ok() {
+            self.status.set(format!("the lab runs {component} built from {short}"), false);
+        }
         if let Err(e) = ready {
             let how = if self.args.fresh { "bring up a fresh lab with it" } else { "build, load or deploy it" };
             return (Verdict::Skip, format!("{commit}: could not {how}: {e:#}"));
@@ -350,7 +383,10 @@ impl Arms for BuildArms<'_> {
         if self.deployed != Some(arm) {
             // Built already: this loads and rolls out the other build's images.
             self.deployed = None;
+            let component = &self.bisect.args.component;
+            self.bisect.status.set(format!("the {side} build of {component} was being deployed"), false);
             self.bisect.deploy(lab).await.with_context(|| format!("deploying the {side} build"))?;
+            self.bisect.status.set(format!("the lab runs the {side} build of {component}"), false);
             self.deployed = Some(arm);
         }
         let raw = self.dir.join("fio").join(format!("{}-{}-{side}.json", self.job.name, pair + 1));
@@ -363,7 +399,8 @@ impl Arms for BuildArms<'_> {
 
 /// Search `lab`'s component history (see the module); with `dry_run`, the
 /// commits between good and bad are the candidates and nothing runs.
-pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Result<Outcome> {
+/// `status` follows what the lab runs, for a caller that stops the search.
+pub async fn run(lab: &Lab, args: &Options, progress: &Progress, status: &Status) -> anyhow::Result<Outcome> {
     let component = lab
         .scenario
         .components
@@ -456,6 +493,7 @@ pub async fn run(lab: &Lab, args: &Options, progress: &Progress) -> anyhow::Resu
     git(&good_clone, &["checkout", "--force", "--quiet", &good])?;
     let mut bisect = Bisect {
         lab,
+        status,
         args,
         clone,
         good_clone,

@@ -6,6 +6,31 @@ use std::process::ExitCode;
 use crate::cli::BisectArgs;
 use crate::progress::Progress;
 
+/// A bisect stopped by a signal: its clones are gone (they went with the
+/// search); say what the lab runs now, take a half-made `--fresh` lab
+/// down, and exit 130 as a shell does for Ctrl-C.
+async fn stopped(
+    lab: &crate::Lab,
+    status: &crate::bisect::Status,
+    why: &str,
+    progress: &crate::progress::Progress,
+) -> anyhow::Result<ExitCode> {
+    eprintln!("bisect {why}; lab's clones of the checkout are removed");
+    match status.now() {
+        None => eprintln!("bisect: no step had touched the lab: it runs what it ran before"),
+        Some((what, false)) => {
+            eprintln!("bisect: {what}; `lab build`, `lab load`, `lab deploy` put your checkout's back")
+        }
+        Some((what, true)) => {
+            eprintln!("bisect: {what}: taking it down");
+            let _held = lab.hold("bisect")?;
+            let down = lab.down_plan()?;
+            crate::plan::execute_through(&down, lab.provider.as_ref(), progress, &lab.state).await?;
+        }
+    }
+    Ok(ExitCode::from(130))
+}
+
 pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = crate::Lab::open(args.scenario.scenario.clone())?;
     let options = crate::bisect::Options {
@@ -30,7 +55,12 @@ pub async fn run(args: BisectArgs, progress: &Progress) -> anyhow::Result<ExitCo
         retries: args.retries,
         dry_run: args.dry_run,
     };
-    let outcome = crate::bisect::run(&lab, &options, progress).await?;
+    let status = crate::bisect::Status::default();
+    let outcome = tokio::select! {
+        outcome = crate::bisect::run(&lab, &options, progress, &status) => outcome?,
+        // The search's future is dropped: its clones go, its child processes are killed.
+        why = super::interrupted() => return stopped(&lab, &status, why, progress).await,
+    };
     match outcome.candidates.as_slice() {
         _ if options.dry_run => {
             outcome.candidates.iter().for_each(|(c, s)| println!("{} {s}", &c[..12]));
