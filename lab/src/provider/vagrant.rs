@@ -474,9 +474,19 @@ networking:
   podSubnet: {POD_CIDR}
   serviceSubnet: {SERVICE_CIDR}
 CONFIG
-kubeadm init --config /etc/lab/kubeadm.yaml"#
+(umask 077; kubeadm init --config /etc/lab/kubeadm.yaml > /etc/lab/kubeadm-init.log 2>&1)
+status=$?
+sed -E '{WITHHOLD_TOKENS}' /etc/lab/kubeadm-init.log
+rm -f /etc/lab/kubeadm-init.log
+exit $status"#
     )
 }
+
+/// kubeadm init prints the join command with its token and the CA's hash
+/// (and "Using token: …"): what lab's log, artifacts, bundles and exports
+/// keep of its output has them withheld, as the join step's own output is.
+const WITHHOLD_TOKENS: &str =
+    r"s/(--token|--discovery-token-ca-cert-hash|[Uu]sing token:|--certificate-key)[ =]+[^ ]+/\1 (withheld)/g";
 
 /// `virsh` commands that remove what libvirt still holds of a recorded lab
 /// instance after `vagrant destroy`: its domains, networks and storage pool
@@ -603,5 +613,31 @@ mod tests {
         let nodes = parse_machine_readable_status(text);
         let got: Vec<(&str, &str)> = nodes.iter().map(|n| (n.name.as_str(), n.state.as_str())).collect();
         assert_eq!(got, [("lab-v-control-plane", "not_created"), ("lab-v-worker", "running")]);
+    }
+
+    /// What kubeadm init prints, through the script's own sed: no token, no CA hash.
+    #[test]
+    fn kubeadm_init_output_has_its_join_token_withheld() {
+        let printed = "[bootstrap-token] Using token: abcdef.0123456789abcdef\n\
+            kubeadm join 192.168.121.10:6443 --token abcdef.0123456789abcdef \\\n\
+            \t--discovery-token-ca-cert-hash sha256:4f1c0ffee0ddba11 \\\n\
+            \t--control-plane --certificate-key 0123abcd\n";
+        let out = std::process::Command::new("sed")
+            .args(["-E", WITHHOLD_TOKENS])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(printed.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        for secret in ["abcdef.0123456789abcdef", "4f1c0ffee0ddba11", "0123abcd"] {
+            assert!(!text.contains(secret), "{secret} in:\n{text}");
+        }
+        assert!(text.contains("--token (withheld)") && text.contains("Using token: (withheld)"), "{text}");
+        assert!(kubeadm_init_script("cp", "10.0.0.2").contains(WITHHOLD_TOKENS));
     }
 }
