@@ -28,7 +28,47 @@ pub enum Change {
     Label { key: String, was: Option<String> },
 }
 
+use crate::scenario::is_module_name;
+
+/// A plain absolute path: no `..`, no control characters.
+fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.chars().any(char::is_control)
+        && Path::new(path).components().all(|c| !matches!(c, std::path::Component::ParentDir))
+}
+
 impl Change {
+    /// What a record read back from disk may hold before lab turns it into
+    /// a command: a file anyone who can write the record edits must not
+    /// become a command of its choosing.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Change::Setting { path, .. }
+                if !(is_plain_path(path) && (path.starts_with("/proc/sys/") || path.starts_with("/sys/"))) =>
+            {
+                Err(format!("setting `{}` is not a kernel setting under /proc/sys or /sys", path.escape_debug()))
+            }
+            Change::File { path, .. } if !is_plain_path(path) || path == "/" => {
+                Err(format!("file `{}` is not a plain absolute path", path.escape_debug()))
+            }
+            Change::Module { name } if !is_module_name(name) => {
+                Err(format!("module `{}` is not a kernel module name", name.escape_debug()))
+            }
+            Change::Propagation { mounts } => match mounts
+                .iter()
+                .find(|(mount, kind)| !is_plain_path(mount) || !matches!(kind.as_str(), "private" | "slave" | "shared"))
+            {
+                Some((mount, kind)) => Err(format!(
+                    "mount `{}` with propagation `{}` is not one lab records",
+                    mount.escape_debug(),
+                    kind.escape_debug()
+                )),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     /// The key of the thing changed, in the host-level record.
     fn host_key(&self) -> String {
         let (kind, what) = self.key();
@@ -129,8 +169,14 @@ impl crate::plan::Work for ReleaseHostChange {
                 record.save()?;
                 return Ok(Some(format!("kept: other labs hold it too ({})", holders.join(", "))));
             }
-            Release::Last(original) => serde_json::from_value(original)
-                .with_context(|| format!("{} holds an original lab cannot read", self.host_record.display()))?,
+            Release::Last(original) => {
+                let original: Change = serde_json::from_value(original)
+                    .with_context(|| format!("{} holds an original lab cannot read", self.host_record.display()))?;
+                original
+                    .check()
+                    .map_err(|why| anyhow::anyhow!("{}: {why}: lab will not run it", self.host_record.display()))?;
+                original
+            }
             Release::NotShared => self.change.clone(),
         };
         if let Some(cmd) = original.restore_cmd() {
@@ -182,9 +228,20 @@ impl UndoLog {
     /// Every recorded change, oldest first; none when nothing was recorded.
     pub fn entries(&self) -> anyhow::Result<Vec<Entry>> {
         match std::fs::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
-                format!("{} is damaged; restore host settings by hand from it, then delete it", self.path.display())
-            }),
+            Ok(text) => {
+                let entries: Vec<Entry> = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is damaged; restore host settings by hand from it, then delete it", self.path.display())
+                })?;
+                for (i, entry) in entries.iter().enumerate() {
+                    entry.change.check().map_err(|why| {
+                        anyhow::anyhow!(
+                            "{}: entry {i}: {why}: lab did not write it and will not run it; restore host settings by hand from the file, then delete it",
+                            self.path.display()
+                        )
+                    })?;
+                }
+                Ok(entries)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path.display())),
         }
@@ -303,6 +360,27 @@ mod tests {
             ]
         );
         assert_eq!(titles(log.restore_steps(&entries, false)).len(), 2, "node changes go with the nodes");
+    }
+
+    #[test]
+    fn a_record_that_would_become_another_command_is_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = UndoLog::with_host_record(dir.path().join("changes.json"), dir.path().join("host.json"));
+        for (entry, said) in [
+            (
+                r#"{"on":"host","change":"module","name":"nbd; rm -rf /"}"#,
+                "module `nbd; rm -rf /` is not a kernel module name",
+            ),
+            (r#"{"on":"host","change":"module","name":"-r"}"#, "module `-r`"),
+            (r#"{"on":"host","change":"setting","path":"/etc/passwd","was":"x"}"#, "not a kernel setting"),
+            (r#"{"on":"host","change":"setting","path":"/proc/sys/../../etc/x","was":"x"}"#, "not a kernel setting"),
+            (r#"{"on":"host","change":"file","path":"relative/x","was":null}"#, "not a plain absolute path"),
+        ] {
+            std::fs::write(log.path(), format!("[{entry}]")).unwrap();
+            let err = log.entries().unwrap_err().to_string();
+            assert!(err.contains("changes.json: entry 0:") && err.contains(said), "{err}");
+        }
+        assert!(is_module_name("nvme_tcp") && !is_module_name("-nbd") && !is_module_name(""));
     }
 
     #[test]

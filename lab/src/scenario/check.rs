@@ -485,9 +485,7 @@ fn check_group(s: &Scenario, i: usize, g: &NodeGroup, out: &mut Vec<Finding>) {
         }
     }
     for (m, module) in g.modules.iter().flatten().enumerate() {
-        let valid = !module.is_empty()
-            && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if !valid {
+        if !is_module_name(module) {
             out.push((
                 format!("cluster.nodes[{i}].modules[{m}]"),
                 format!("`{module}` is not a kernel module name (e.g. nvme_tcp)"),
@@ -569,6 +567,13 @@ fn check_pool_device(
             "overwrite is the second consent, after `allowHostDevice: true`: give both, or remove it".into(),
         ));
     }
+}
+
+/// A kernel module's name as lab writes it into `modprobe`: letters, digits,
+/// `_` and `-`, never first a `-` (it would be read as an option).
+pub fn is_module_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// `/dev/loopN`.

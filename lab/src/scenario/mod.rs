@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use check::{IO_ENGINE_MIN_CPUS, parse_core_list, parse_duration_secs};
+pub use check::{IO_ENGINE_MIN_CPUS, is_module_name, parse_core_list, parse_duration_secs};
 pub use component::{BuildRecipe, Component, Images, Override, Source};
 pub use size::ByteSize;
 
