@@ -175,7 +175,7 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
         }
         foreign_code.push(format!(
             "{name}: commit {commit}{} (not your checkout's: read it with `git -C {} show {commit}`)",
-            if diff.is_file() { format!(" with the bundle's diff {}", diff.display()) } else { String::new() },
+            if diff.is_file() { format!(" with the bundle's diff (diffs/{name}.diff in it)") } else { String::new() },
             checkout.display()
         ));
         let Some(clones) = &clones else {
