@@ -159,6 +159,20 @@ fn down_from_another_directory_finds_the_state_and_restores_the_hugepages() {
     assert_eq!(saved.changed_files(), Vec::<&str>::new(), "files left changed");
 }
 
+/// Folders `first` and `second` in `work`, each with a host lab of that
+/// name asking for `pages` 2 MiB hugepages.
+fn two_host_labs(work: &Path, first_pages: u64, second_pages: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (first, second) = (work.join("first"), work.join("second"));
+    for (dir, name, pages) in [(&first, "first", first_pages), (&second, "second", second_pages)] {
+        std::fs::create_dir_all(dir).unwrap();
+        let text = format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      hugepages2Mi: {pages}\n"
+        );
+        std::fs::write(dir.join("lab.yaml"), text).unwrap();
+    }
+    (first, second)
+}
+
 /// Two labs up at once on one host, with 64 and 96 more pages than are
 /// free: the first one down leaves the second its pages, the last one down
 /// leaves the host exactly as it was (pages and files), in either order.
@@ -169,14 +183,7 @@ fn two_labs_side_by_side_downed_in_either_order_leave_the_host_as_it_was() {
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("host-changes.json");
     let free = number(FREE);
-    let (first, second) = (work.path().join("first"), work.path().join("second"));
-    for (dir, name, pages) in [(&first, "first", free + 64), (&second, "second", free + 96)] {
-        std::fs::create_dir_all(dir).unwrap();
-        let text = format!(
-            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      hugepages2Mi: {pages}\n"
-        );
-        std::fs::write(dir.join("lab.yaml"), text).unwrap();
-    }
+    let (first, second) = two_host_labs(work.path(), free + 64, free + 96);
     let env = [("LAB_HOST_RECORD", record.as_path())];
     for order in [[&first, &second], [&second, &first]] {
         for dir in [&first, &second] {
@@ -212,14 +219,7 @@ fn a_crash_while_the_host_record_is_written_leaves_the_old_record_whole() {
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("host-changes.json");
     let free = number(FREE);
-    let (first, second) = (work.path().join("first"), work.path().join("second"));
-    for (dir, name, pages) in [(&first, "first", free + 32), (&second, "second", free + 48)] {
-        std::fs::create_dir_all(dir).unwrap();
-        let text = format!(
-            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: {name}\ncluster:\n  provider: host\n  nodes:\n    - role: worker\n      hugepages2Mi: {pages}\n"
-        );
-        std::fs::write(dir.join("lab.yaml"), text).unwrap();
-    }
+    let (first, second) = two_host_labs(work.path(), free + 32, free + 48);
     let env = [("LAB_HOST_RECORD", record.as_path())];
     let (ok, stderr) = lab_env(&first, &env, &["up"]);
     assert!(ok, "{stderr}");

@@ -32,6 +32,8 @@ fn count_files(dir: &Path) -> usize {
 /// Pods' logs and environments are in there: the folder is the owner's
 /// only (see [`crate::artifacts::seal`]).
 pub async fn logs(lab: &Lab, dir: &Path) -> anyhow::Result<Exported> {
+    // Only what lab gathers goes in: a folder that holds anything is refused.
+    crate::artifacts::check_new_folder(dir, "the export folder")?;
     crate::state::make_private_dir(dir)?;
     let mut problems = Vec::new();
     crate::artifacts::keep(dir, &[lab.state.log(), lab.state.dir().join("plan.txt")])?;

@@ -99,7 +99,7 @@ impl Lab {
 
     /// What only this machine can tell, checked before a command changes
     /// anything: hugepages for this host's kernel must fit in its memory.
-    pub fn check_machine(&self) -> anyhow::Result<()> {
+    pub async fn check_machine(&self) -> anyhow::Result<()> {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         // Pages already free (another lab's, say) cost nothing more; the rest
         // must fit in what the host has available, less a margin for its processes.
@@ -113,14 +113,14 @@ impl Lab {
                 .map(|available| available.saturating_sub(margin).saturating_add(free_pages * 2048));
             self.scenario.check_host_memory(total, room, margin)?;
         }
-        self.check_pool_devices()
+        self.check_pool_devices().await
     }
 
     /// Pool devices in this host's `/dev` (kind, local, host nodes share
     /// it): each a loop device of this lab, or an allowed host disk that
     /// holds nothing, probed before a command changes anything.
-    pub fn check_pool_devices(&self) -> anyhow::Result<()> {
-        stack::pool::check_devices_here(&self.scenario, &self.state)
+    pub async fn check_pool_devices(&self) -> anyhow::Result<()> {
+        stack::pool::check_devices_here(&self.scenario, &self.state).await
     }
 
     fn with_ownership(mut self, change: impl FnOnce(&mut stack::ownership::Ownership)) -> Lab {

@@ -238,20 +238,29 @@ pub fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// which a secret is readable by others); an existing file is replaced
 /// through a temporary one made the same way.
 pub fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+    let (file, temporary) = temporary_beside(path, contents, mode)?;
+    drop(file);
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `contents` in a new file beside `path`, with `mode` from the moment it
+/// exists, synced to disk: the first half of replacing `path` whole.
+pub fn temporary_beside(path: &Path, contents: &str, mode: u32) -> anyhow::Result<(std::fs::File, PathBuf)> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
     let mut file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&temporary)
         .with_context(|| format!("cannot create {}", temporary.display()))?;
     file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", temporary.display()))?;
-    drop(file);
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
+    file.sync_all().with_context(|| format!("cannot sync {}", temporary.display()))?;
+    Ok((file, temporary))
 }
 
 /// `path` made absolute against the working directory, with `.` and `..`

@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Deploy(args) => {
             let lab = crate::Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
-            lab.check_pool_devices()?;
+            lab.check_pool_devices().await?;
             let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
             run_or_show(&lab, &plan, args.change.dry_run, &progress, "deploy").await
         }

@@ -7,7 +7,7 @@ use crate::progress::Progress;
 
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario)?;
-    lab.check_machine()?;
+    lab.check_machine().await?;
     let plan = lab.prepare_plan();
     if super::shown(&lab, &plan, args.change.dry_run) {
         return Ok(ExitCode::SUCCESS);

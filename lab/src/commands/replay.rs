@@ -50,7 +50,7 @@ pub async fn run(args: ReplayArgs, progress: &Progress) -> anyhow::Result<ExitCo
         agree()?;
     }
     if args.dry_run {
-        lab.check_machine()?;
+        lab.check_machine().await?;
         print!("{}", lab.up_plan()?.render(lab.provider.as_ref(), false));
         println!("then `lab test` of {scenarios} in {}, then `lab down`", lab.scenario.source.display());
         return Ok(ExitCode::SUCCESS);

@@ -7,9 +7,6 @@ use crate::cli::{BundleArgs, ExportLogsArgs};
 
 pub async fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
     let lab = crate::Lab::open(args.scenario.scenario)?;
-    if let Some(out) = &args.out {
-        crate::artifacts::check_new_folder(out, "--out")?;
-    }
     let selection = crate::bundle::Selection { tags: args.tags, name: args.name };
     let tarball = crate::bundle::make(&lab, args.diff, args.out, None, &selection).await?;
     println!("{}", tarball.display());
@@ -18,9 +15,6 @@ pub async fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn export_logs(args: ExportLogsArgs) -> anyhow::Result<ExitCode> {
     let lab = crate::Lab::open(args.scenario)?;
-    if let Some(dir) = &args.dir {
-        crate::artifacts::check_new_folder(dir, "the export folder")?;
-    }
     let dir = args.dir.unwrap_or_else(|| {
         let stamped = crate::artifacts::default_dir(&lab.scenario);
         stamped.with_file_name(format!("{}-logs", stamped.file_name().unwrap_or_default().to_string_lossy()))

@@ -12,7 +12,7 @@ use crate::state::Held;
 pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.change.scenario.scenario.clone())?.adopting(args.adopt);
     if args.change.dry_run {
-        lab.check_machine()?;
+        lab.check_machine().await?;
         super::shown(&lab, &lab.up_plan()?, true);
         return Ok(ExitCode::SUCCESS);
     }
@@ -36,7 +36,7 @@ pub async fn check_and_hold(lab: &Lab, command: &str) -> anyhow::Result<(crate::
 /// What `lab up` checks before it touches anything (the state folder
 /// included): the machine, the scenario's plan, the provider's own tools.
 pub async fn check(lab: &Lab) -> anyhow::Result<crate::plan::Plan> {
-    lab.check_machine()?;
+    lab.check_machine().await?;
     let plan = lab.up_plan()?;
     // The provider's own tools first: a missing kind should stop `up` before
     // it writes anything, not half-way.

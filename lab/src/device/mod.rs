@@ -69,28 +69,6 @@ pub async fn probe(shell: &dyn Shell, path: &str) -> anyhow::Result<Probe> {
     parse(path, &output.stdout).map_err(|e| anyhow::anyhow!("{}: probing {path}: {e}", shell.place()))
 }
 
-/// Probe `path` on this host, without a runtime (checks made before a plan runs).
-pub fn probe_here(path: &str) -> anyhow::Result<Probe> {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let cmd = probe_cmd(path);
-    let spawned = Command::new(&cmd.program)
-        .args(&cmd.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = spawned.map_err(|e| anyhow::anyhow!("cannot run `{cmd}` to probe {path}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(PROBE_SCRIPT.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        anyhow::bail!("`{cmd}` (lab's device probe) failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    parse(path, &String::from_utf8_lossy(&output.stdout)).map_err(|e| anyhow::anyhow!("probing {path}: {e}"))
-}
-
 /// The probe's lines, as [`Probe`].
 pub fn parse(path: &str, text: &str) -> Result<Probe, String> {
     let mut probe = Probe { path: path.to_string(), ..Probe::default() };

@@ -9,7 +9,7 @@
 //! exclusive `flock` of its own.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -106,19 +106,7 @@ fn create(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
 /// `text` in a new file beside `path` (0600), synced and locked before any
 /// other process can see it under the record's name.
 fn locked_temporary(path: &Path, text: &str) -> anyhow::Result<(std::fs::File, PathBuf)> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("cannot create {}", temporary.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.sync_all().with_context(|| format!("cannot sync {}", temporary.display()))?;
+    let (file, temporary) = crate::state::temporary_beside(path, text, 0o600)?;
     file.lock().with_context(|| format!("cannot lock {}", temporary.display()))?;
     Ok((file, temporary))
 }

@@ -157,6 +157,15 @@ impl CheckPoolDevice {
     fn backing_file_cmd(&self) -> Cmd {
         Cmd::new("losetup").args(["--noheadings", "--output", "BACK-FILE", &self.device])
     }
+
+    /// The loop device's file and lab's device probe, in `shell` (this
+    /// host), judged: `Err` when the pool must not be made there.
+    async fn verdict(&self, shell: &dyn crate::shell::Shell) -> anyhow::Result<Result<String, String>> {
+        let output = shell.exec(&self.backing_file_cmd(), None).await?;
+        let backing = output.success().then(|| output.stdout.trim().to_string());
+        let probe = crate::device::probe(shell, &self.device).await?;
+        Ok(judge_device(self, backing.as_deref(), &probe))
+    }
 }
 
 /// Whether a pool may be made on `device`, given the loop device's backing
@@ -204,7 +213,7 @@ pub fn judge_device(check: &CheckPoolDevice, backing_file: Option<&str>, probe: 
 /// Every pool device of a lab whose nodes share this host's `/dev`,
 /// checked on this host before a command changes anything; a refusal names
 /// the scenario's file, line and field.
-pub fn check_devices_here(scenario: &Scenario, state: &StateDir) -> anyhow::Result<()> {
+pub async fn check_devices_here(scenario: &Scenario, state: &StateDir) -> anyhow::Result<()> {
     if !scenario.cluster.provider.shares_host_dev() {
         return Ok(());
     }
@@ -217,15 +226,7 @@ pub fn check_devices_here(scenario: &Scenario, state: &StateDir) -> anyhow::Resu
             overwrite: pool.overwrite,
             state: state.absolute().display().to_string(),
         };
-        let cmd = check.backing_file_cmd();
-        let backing = std::process::Command::new(&cmd.program)
-            .args(&cmd.args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        let probe = crate::device::probe_here(device)?;
-        if let Err(why) = judge_device(&check, backing.as_deref(), &probe) {
+        if let Err(why) = check.verdict(&crate::shell::LocalShell).await? {
             return Err(scenario.problem(&format!("cluster.nodes[{i}].pool.device"), why).into());
         }
     }
@@ -253,12 +254,8 @@ impl crate::plan::Work for CheckPoolDevice {
     }
 
     async fn run(&self, ctx: &crate::plan::Context<'_>) -> anyhow::Result<Option<String>> {
-        use crate::shell::Shell as _;
-        let shell = ctx.shell(&Target::Host);
-        let output = shell.exec(&self.backing_file_cmd(), None).await?;
-        let backing = output.success().then(|| output.stdout.trim().to_string());
-        let probe = crate::device::probe(&shell, &self.device).await?;
-        judge_device(self, backing.as_deref(), &probe).map(Some).map_err(|why| anyhow::anyhow!("pool device {why}"))
+        let verdict = self.verdict(&ctx.shell(&Target::Host)).await?;
+        verdict.map(Some).map_err(|why| anyhow::anyhow!("pool device {why}"))
     }
 }
 
