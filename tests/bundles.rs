@@ -3,7 +3,8 @@
 //! `lab replay` of someone else's bundle shows what it would run that is not
 //! the user's own (the scenario's diff, every build command, the commits
 //! and diffs built) and runs nothing unless agreed to: off a terminal it
-//! refuses without `--yes`. A bundle's diff of a component in a subfolder
+//! refuses without `--yes`, on one it asks (a pseudo-terminal the test
+//! makes with `script`). A bundle's diff of a component in a subfolder
 //! of a larger repository applies whole, or the replay fails naming it.
 //! Real git repositories, real bundles; no cluster is needed, as nothing
 //! gets past the agreement. Needs git and tar.
@@ -44,6 +45,28 @@ fn lab(dir: &Path, args: &[&str]) -> (bool, String, String) {
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(!stderr.contains("panicked at"), "{stderr}");
     (out.status.success(), stdout, stderr)
+}
+
+/// `lab ARGS` on a terminal (a pseudo-terminal `script` makes), `answer`
+/// typed at it: success and what the terminal showed.
+fn lab_on_a_terminal(dir: &Path, args: &[&str], answer: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let command: Vec<String> = std::iter::once(assert_cmd::cargo::cargo_bin("lab").display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect();
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command.join(" "), "/dev/null"])
+        .current_dir(dir)
+        .env_remove("LAB_STATE_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn mode(path: &Path) -> u32 {
@@ -120,6 +143,16 @@ fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
     assert!(said.contains("no one is at a terminal to agree: read it, then give --yes"), "{said}");
     assert!(!marker.exists(), "the bundle's build command ran");
     assert!(!mine.join(".lab").exists(), "the refused replay made a state folder");
+    // On a terminal it asks: any answer but yes runs nothing; yes runs the bundle's scenario.
+    let (ok, said) = lab_on_a_terminal(&mine, &["replay", &tarball, "--scenario", scenario], "n\n");
+    assert!(!ok, "{said}");
+    assert!(said.contains("Run it? [y/N]") && said.contains("replay: not run (answered `n`)"), "{said}");
+    assert!(!marker.exists(), "the bundle's build command ran though the user answered no");
+    let (ok, said) = lab_on_a_terminal(&mine, &["replay", &tarball, "--scenario", scenario], "y\n");
+    assert!(!ok, "the bundle's build makes no image, so its run fails:\n{said}");
+    assert!(said.contains("Run it? [y/N]"), "{said}");
+    assert!(marker.exists(), "the user answered yes, yet the bundle's build command did not run:\n{said}");
+    std::fs::remove_file(&marker).unwrap();
 
     // A diff that touches what is not in the component's folder does not apply: named.
     let unpacked = dir.path().join("unpacked");

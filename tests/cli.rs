@@ -283,6 +283,24 @@ fn bad_components_get_located_errors() {
     }
 }
 
+/// Values that reach a shell or a path (an image's registry part, the
+/// registry's address, the Vagrant box) are refused where the scenario is
+/// read, each located, before anything runs.
+#[test]
+fn values_that_reach_a_shell_are_refused_where_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    let text = format!(
+        "{HEAD}cluster:\n  provider: vagrant\n  vagrant:\n    box: ../../boxes/x;id\n  nodes:\n    - role: control-plane\ncomponents:\n  - name: app\n    source: app\n    build: {{dockerfile: Dockerfile}}\n    image: reg..example;id:5000/app\nimages:\n  load: registry\n  registry:\n    address: ../x/..:5000\n    endpoint: http://192.168.56.1:5000\n"
+    );
+    std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
+    let out = Command::cargo_bin("lab").unwrap().current_dir(dir.path()).args(["up", "lab.yaml"]).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    insta::assert_snapshot!("values_that_reach_a_shell", stderr);
+}
+
 #[test]
 fn build_and_load_plans_show_tags_copies_overrides_and_commands() {
     let plan = |what: &str| {

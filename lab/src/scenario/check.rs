@@ -139,7 +139,7 @@ fn check_images(s: &Scenario, out: &mut Vec<Finding>) {
         let port_ok = registry
             .address
             .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            .is_some_and(|(host, port)| is_host_name(host) && port.parse::<u16>().is_ok());
         if !port_ok {
             out.push((
                 "images.registry.address".into(),
@@ -342,7 +342,15 @@ fn check_image_name(image: &str) -> Result<(), String> {
     }
     let path = match image.split_once('/') {
         // A registry host (with a dot, a port or `localhost`) may use upper case and ':'.
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest,
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            let (name, port) = host.split_once(':').unwrap_or((host, "1"));
+            if !is_host_name(name) || port.parse::<u16>().is_err() {
+                return Err(format!(
+                    "`{image}`: its registry part `{host}` is not host or host:port (letters, digits, '.', '-'; no '..')"
+                ));
+            }
+            rest
+        }
         _ => image,
     };
     let valid = !path.is_empty()
@@ -356,6 +364,29 @@ fn check_image_name(image: &str) -> Result<(), String> {
     } else {
         Err(format!("`{image}` is not a valid image name: use lowercase letters, digits, '.', '_', '-' and '/'"))
     }
+}
+
+/// A host name or IPv4 address as registries and URLs carry it: letters,
+/// digits, '.' and '-', no empty label (so no `..`), none starting with '-'.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty() && !label.starts_with('-') && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A Vagrant box name (`lab/debian-12`, `generic/debian12`): at most one
+/// '/', each part of letters, digits, '.', '_' and '-', not starting with
+/// '.' or '-' (so no `..`, no option, no path).
+fn is_box_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() <= 2
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && !part.starts_with(['.', '-'])
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
 }
 
 fn check_name(name: &str, out: &mut Vec<Finding>) {
@@ -399,6 +430,15 @@ fn check_provider_sections(s: &Scenario, out: &mut Vec<Finding>) {
         out.push(("cluster.kind.wait".into(), format!("`{}` is not a duration: write e.g. 300s, 5m or 1h", kind.wait)));
     }
     if let Some(vagrant) = &c.vagrant {
+        if !is_box_name(&vagrant.box_name) {
+            out.push((
+                "cluster.vagrant.box".into(),
+                format!(
+                    "`{}` is not a box name: write NAME or ORG/NAME of letters, digits, '.', '_' and '-' (e.g. lab/debian-12)",
+                    vagrant.box_name
+                ),
+            ));
+        }
         let octets: Vec<&str> = vagrant.network.split('.').collect();
         if octets.len() != 3 || octets.iter().any(|o| o.parse::<u8>().is_err()) {
             out.push((
@@ -709,6 +749,16 @@ mod tests {
         assert!(check_label("bad key", "x").is_err());
         assert!(check_label("a/b/c", "x").is_err());
         assert!(check_label("ok", "-starts-with-dash").is_err());
+    }
+
+    #[test]
+    fn hosts_boxes_and_registry_parts() {
+        assert!(is_host_name("localhost") && is_host_name("registry.example.com") && is_host_name("192.168.56.1"));
+        assert!(!is_host_name("a..b") && !is_host_name("../x") && !is_host_name("-x") && !is_host_name("a;b"));
+        assert!(is_box_name("debian/bookworm64") && is_box_name("lab-debian_12.1"));
+        assert!(!is_box_name("../x") && !is_box_name("a/b/c") && !is_box_name("-x") && !is_box_name("a b"));
+        assert!(check_image_name("localhost:5001/lab/app").is_ok());
+        assert!(check_image_name("reg.example:http/app").is_err());
     }
 
     #[test]
