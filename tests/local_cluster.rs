@@ -56,6 +56,10 @@ struct Host {
     mounts: Vec<String>,
     interfaces: Vec<String>,
     chains: Vec<String>,
+    /// The rules of the host's FORWARD and OUTPUT chains.
+    rules: Vec<String>,
+    /// `lab-…` cgroups at the top of every hierarchy.
+    cgroups: Vec<String>,
     settings: Vec<(String, String)>,
     root_shared: Option<bool>,
 }
@@ -90,14 +94,39 @@ impl Host {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        // Chains made by someone, as `save table:chain`: a built-in chain
+        // (with a policy) appears whenever anything lists its table, and is
+        // nobody's to make or remove.
         let mut chains: Vec<String> = ["iptables-save", "ip6tables-save"]
             .iter()
             .flat_map(|save| {
-                output(save, &[]).lines().filter(|l| l.starts_with(':')).map(String::from).collect::<Vec<_>>()
+                let mut table = String::new();
+                let mut made = Vec::new();
+                for line in output(save, &[]).lines() {
+                    if let Some(name) = line.strip_prefix('*') {
+                        table = name.to_string();
+                    }
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    if let (Some(chain), Some(&"-")) = (fields.first().and_then(|f| f.strip_prefix(':')), fields.get(1))
+                    {
+                        made.push(format!("{save} {table}:{chain}"));
+                    }
+                }
+                made
             })
-            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
             .collect();
         chains.sort();
+        let rules = ["FORWARD", "OUTPUT"]
+            .iter()
+            .flat_map(|chain| output("iptables", &["-w", "-S", chain]).lines().map(String::from).collect::<Vec<_>>())
+            .collect();
+        let mut cgroups: Vec<String> = all_cgroup_hierarchies()
+            .iter()
+            .flat_map(|h| std::fs::read_dir(h).into_iter().flatten().flatten().map(|e| e.path()))
+            .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("lab-")))
+            .map(|p| p.display().to_string())
+            .collect();
+        cgroups.sort();
         let keys = [
             "net/ipv4/ip_forward",
             "net/bridge/bridge-nf-call-iptables",
@@ -118,7 +147,7 @@ impl Host {
             .collect();
         let root_shared =
             lab::prepare::propagation::root_is_shared(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
-        Host { processes, mounts, interfaces, chains, settings, root_shared }
+        Host { processes, mounts, interfaces, chains, rules, cgroups, settings, root_shared }
     }
 }
 
@@ -148,6 +177,18 @@ const FOREIGN_MOUNT: &str = "/var/lib/kubelet/lab-test-foreign";
 fn run_ok(program: &str, args: &[&str]) {
     let out = std::process::Command::new(program).args(args).output().unwrap();
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Every mounted cgroup hierarchy.
+fn all_cgroup_hierarchies() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(2).is_some_and(|t| *t == "cgroup" || *t == "cgroup2")).then(|| PathBuf::from(fields[1]))
+        })
+        .collect()
 }
 
 /// The v1 hierarchies (or the v2 root) where a kubelet would put `kubepods`.
@@ -1173,6 +1214,97 @@ fn a_second_up_waits_for_no_one_and_ctrl_c_leaves_nothing_lab_down_cannot_remove
         assert!(!state.join("local").exists(), "state left after Ctrl-C at {millis} ms and lab down");
         assert_eq!(Host::now(), before, "after Ctrl-C at {millis} ms and lab down, the host is not as it was:\n{said}");
     }
+}
+
+/// A pod that answers HTTP on port 8080 (busybox's httpd in the plugin
+/// image lab built), Ready; its address.
+fn web_pod(binaries: &Path, kubeconfig: &Path) -> String {
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(binaries.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let images = kubectl(&["get", "pods", "-A", "-o", "jsonpath={.items[*].spec.containers[*].image}"], None);
+    let image = images
+        .split_whitespace()
+        .find(|i| i.starts_with("lab-local/csi-hostpath-plugin:"))
+        .unwrap_or_else(|| panic!("no plugin pod runs: {images}"));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: lab-test-web, namespace: default}}\nspec:\n  terminationGracePeriodSeconds: 1\n  tolerations: [{{operator: Exists}}]\n  containers:\n    - name: web\n      image: {image}\n      imagePullPolicy: Never\n      command: [/bin/busybox, httpd, -f, -p, '8080', -h, /tmp]\n"
+    );
+    kubectl(&["apply", "-f", "-"], Some(&pod));
+    kubectl(&["wait", "--for=condition=Ready", "pod/lab-test-web", "--timeout=120s"], None);
+    kubectl(&["get", "pod", "lab-test-web", "-o", "jsonpath={.status.podIP}"], None)
+}
+
+/// The pid a component's pid file records (`PID START EXE`).
+fn recorded_pid(state: &Path, component: &str) -> String {
+    let file = state.join(format!("local/local/run/{component}.pid"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.split_whitespace().next().unwrap().to_string()
+}
+
+/// Other users of the host reach none of lab's addresses (a pod's, the
+/// node's API server and kubelet, a service's), while root does. Then lab's
+/// containerd and kubelet are killed under running pods, as the OOM killer
+/// would: `lab down` stops every process of the lab (the pods, containerd's
+/// shims) through lab's cgroup tree, removes the tree and leaves the host as
+/// it was; `lab up` of the same name works again.
+#[test]
+fn other_users_reach_nothing_and_a_lab_whose_containerd_and_kubelet_died_goes_whole() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let binaries = binaries();
+    let before = Host::now();
+    assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
+    let _pages = support::HostState::save();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let _down = DownAt { state: state.clone(), binaries: binaries.clone() };
+
+    let up = local_lab(&state, &binaries, "up").output().unwrap();
+    assert!(up.status.success(), "lab up: {}", String::from_utf8_lossy(&up.stderr));
+    let kubeconfig = state.join("local/kubeconfig");
+    let pod_ip = web_pod(&binaries, &kubeconfig);
+    for url in [
+        format!("http://{pod_ip}:8080/"),
+        "https://10.244.0.1:6443/readyz".to_string(),
+        "https://10.244.0.1:10250/healthz".to_string(),
+        "https://10.96.0.1:443/readyz".to_string(),
+    ] {
+        let (root, other) = support::curl_as_root_and_another_user(&url);
+        assert_eq!(root, 0, "root's curl to {url} got no answer (exit {root})");
+        assert_eq!(other, 7, "another user's curl to {url} was not refused (exit {other})");
+    }
+
+    let shims_before = Host::now().processes.iter().filter(|p| p.starts_with("containerd-shim")).count();
+    assert!(shims_before >= 2, "the pods' shims are not there: {:?}", Host::now().processes);
+    for component in ["containerd", "kubelet"] {
+        let pid = recorded_pid(&state, component);
+        assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let down = lab_down(&state, &binaries);
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(down.status.success(), "lab down after containerd and kubelet died: {said}");
+    assert!(!state.join("local").exists(), "state left after lab down");
+    assert_eq!(Host::now(), before, "after lab down of a lab whose containerd and kubelet died:\n{said}");
+
+    let again = local_lab(&state, &binaries, "up").output().unwrap();
+    assert!(again.status.success(), "lab up after that: {}", String::from_utf8_lossy(&again.stderr));
+    let down = lab_down(&state, &binaries);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(Host::now(), before, "the host is not as it was");
 }
 
 /// A `lab` child: on a failed test, stopped (SIGINT) and waited for before the lab is downed.

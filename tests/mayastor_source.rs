@@ -2,7 +2,9 @@
 //! README): Mayastor built by lab from upstream's sources in `../shared/sources`
 //! (unpacked by `.ci/mayastor/sources`, standing in for a contributor's
 //! checkouts), deployed on a local node and tested with
-//! `features/mayastor-source`; then a contributor's one-line change in the
+//! `features/mayastor-source` (and another user of the host, through
+//! `setpriv`, reaches none of its REST API, etcd and io-engine gRPC, while
+//! root does); then a contributor's one-line change in the
 //! mayastor-dependencies checkout, which the scenario puts into the io-engine
 //! with a `tree:` override, is rebuilt, reloaded and seen in the running
 //! io-engine's log; `lab down` leaves no pool file, hugepage, mount or
@@ -126,6 +128,22 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
         .to_string();
     let test = run("lab test (features/mayastor-source)", lab(&sources, &state).args(["test", scenario]));
     assert_all_passed(&test, 3);
+
+    // Another user of the host reaches none of Mayastor's endpoints (its
+    // REST API, its etcd's plain HTTP, the io-engine's gRPC on the node's
+    // address); root does.
+    let rest =
+        kubectl(&state, &["-n", "mayastor", "get", "svc", "mayastor-api-rest", "-o", "jsonpath={.spec.clusterIP}"]);
+    let etcd = kubectl(&state, &["-n", "mayastor", "get", "pod", "mayastor-etcd-0", "-o", "jsonpath={.status.podIP}"]);
+    for url in [
+        format!("http://{rest}:8081/v0/nodes"),
+        format!("http://{etcd}:2379/version"),
+        "http://10.244.0.1:10124/".into(),
+    ] {
+        let (root, other) = support::curl_as_root_and_another_user(&url);
+        assert!(![7, 28].contains(&root), "root's curl to {url} did not connect (exit {root})");
+        assert_eq!(other, 7, "another user's curl to {url} was not refused (exit {other})");
+    }
 
     // The running io-engine is the build lab made: it logs the image's tag as its revision.
     let log = kubectl(&state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);

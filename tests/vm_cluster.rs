@@ -30,6 +30,44 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// The cluster's bootstrap tokens (`ID.SECRET`), read from its API.
+fn bootstrap_tokens(kubeconfig: &Path) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Secret;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = lab::provider::kube_client(kubeconfig.to_path_buf(), None).await.unwrap();
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client, "kube-system");
+        let listed = secrets.list(&Default::default()).await.unwrap();
+        listed
+            .items
+            .into_iter()
+            .filter(|s| s.type_.as_deref() == Some("bootstrap.kubernetes.io/token"))
+            .filter_map(|s| {
+                let data = s.data?;
+                let part = |key: &str| data.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+                Some(format!("{}.{}", part("token-id")?, part("token-secret")?))
+            })
+            .collect()
+    })
+}
+
+/// Every file under `root` (none when it does not exist).
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                pending.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 /// `lab down` even when an assertion fails half-way.
 struct Down<'a> {
     dir: &'a Path,
@@ -83,6 +121,30 @@ features: {features}
     let (ok, test) = run(lab(work.path(), &state).args(["test", "lab.yaml"]));
     assert!(ok, "lab test failed:\n{test}");
     assert!(test.contains("nvme_tcp") && test.contains("passed"), "{test}");
+
+    // kubeadm's join token (printed by `kubeadm init` and by the join
+    // step) is in no file lab wrote: its state, log and artifacts, and the
+    // logs it exports.
+    let tokens = bootstrap_tokens(&state.join("vmtest/kubeconfig"));
+    assert!(!tokens.is_empty(), "the cluster has no bootstrap token to look for");
+    let export = work.path().join("exported");
+    let (ok, exported) = run(lab(work.path(), &state).args(["export", "logs"]).arg(&export).args(["-s", "lab.yaml"]));
+    assert!(ok, "lab export logs failed:\n{exported}");
+    let mut files = walk_files(&state);
+    files.extend(walk_files(&work.path().join("artifacts")));
+    files.extend(walk_files(&export));
+    assert!(files.iter().any(|f| f.ends_with("lab.log")), "no lab.log among {files:?}");
+    for file in &files {
+        let Ok(bytes) = std::fs::read(file) else { continue };
+        for token in &tokens {
+            let secret = token.split('.').nth(1).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the join token's secret",
+                file.display()
+            );
+        }
+    }
 
     let (ok, down) = run(lab(work.path(), &state).args(["down", "lab.yaml"]));
     assert!(ok, "lab down failed:\n{down}");

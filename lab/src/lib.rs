@@ -570,6 +570,7 @@ impl Lab {
         if matches!(self.provider.exists().await, Ok(true)) {
             found.push(format!("the nodes of {} are up (`lab status` lists them)", self.scenario.cluster_name()));
         }
+        found.extend(self.provider.leftovers());
         let state = self.state.absolute().display().to_string();
         for pid in processes_naming(&state) {
             found.push(format!("process {pid} runs with {state} in its command line"));

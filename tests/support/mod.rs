@@ -299,3 +299,16 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `curl` to `url` as root and as another user (uid 4242, no account, made
+/// for the test by `setpriv`): curl's exit codes (7: could not connect).
+pub fn curl_as_root_and_another_user(url: &str) -> (i32, i32) {
+    let curl = ["curl", "-s", "-k", "-o", "/dev/null", "--max-time", "10", url];
+    let root = std::process::Command::new(curl[0]).args(&curl[1..]).status().expect("curl (apt-get install curl)");
+    let other = std::process::Command::new("setpriv")
+        .args(["--reuid", "4242", "--regid", "4242", "--clear-groups"])
+        .args(curl)
+        .status()
+        .expect("setpriv (util-linux)");
+    (root.code().unwrap_or(-1), other.code().unwrap_or(-1))
+}

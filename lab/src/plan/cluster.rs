@@ -37,6 +37,12 @@ pub trait Cluster: Send + Sync {
     }
     /// A shell on a node; cheap to make, it connects on first use.
     fn node_shell(&self, node: &str) -> Box<dyn Shell>;
+    /// Why the cluster's workloads cannot be removed one by one now though
+    /// its API answers (its node agent died, so no pod would ever stop):
+    /// teardown then leaves them to go with the cluster.
+    fn why_workloads_cannot_go(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The shell for a target.

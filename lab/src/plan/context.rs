@@ -38,6 +38,15 @@ impl Context<'_> {
         Some(client)
     }
 
+    /// A client for removing the cluster's workloads, or why there is none
+    /// (no API server answers, or the node agent is gone).
+    pub async fn teardown_client(&self) -> Result<kube::Client, String> {
+        if let Some(why) = self.cluster.why_workloads_cannot_go() {
+            return Err(why);
+        }
+        self.reachable_client().await.ok_or_else(|| "no API server answers".to_string())
+    }
+
     /// Append a line to the lab log.
     pub fn note(&self, text: &str) {
         append_log(&self.log, text);

@@ -38,6 +38,11 @@ pub trait Provider: Cluster {
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(false)
     }
+    /// What a lab of this name left on the host that `exists` does not see
+    /// (processes, cgroups, interfaces), each a line; found without state.
+    fn leftovers(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The host command that opens an interactive shell on a node.
     fn interactive_shell(&self, node: &str) -> Cmd;
     /// What `lab export logs` keeps of each node: a file name and the

@@ -40,8 +40,9 @@ impl Work for RemoveVolumes {
     }
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
-        let Some(client) = ctx.reachable_client().await else {
-            return Ok(Some("no API server answers; skipped".into()));
+        let client = match ctx.teardown_client().await {
+            Ok(client) => client,
+            Err(why) => return Ok(Some(format!("{why}; skipped"))),
         };
         let namespaces = super::ownership::scenario_namespaces(&self.lab, &self.instance);
         Ok(Some(remove_volumes(&client, &self.classes, &namespaces, self.timeout, Duration::from_secs(2)).await?))
@@ -76,8 +77,9 @@ impl Work for Delete {
     }
 
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
-        let Some(client) = ctx.reachable_client().await else {
-            return Ok(Some("no API server answers; skipped".into()));
+        let client = match ctx.teardown_client().await {
+            Ok(client) => client,
+            Err(why) => return Ok(Some(format!("{why}; skipped"))),
         };
         let (delete, left) = super::ownership::deletable(&client, &self.objects, &self.ownership).await?;
         let mut note = delete_and_wait(&client, &delete, self.timeout, Duration::from_secs(2)).await?;

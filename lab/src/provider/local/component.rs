@@ -34,11 +34,18 @@ pub struct Component {
     pub ready: Ready,
     log: String,
     pid: String,
+    /// Shell that moves the starting shell into lab's processes cgroup.
+    join_cgroup: String,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Component {
+    /// The file that records its process.
+    pub fn pid_path(&self) -> &str {
+        &self.pid
+    }
+
     /// The file the process writes its output to.
     pub fn log_path(&self) -> &str {
         &self.log
@@ -52,6 +59,7 @@ impl Component {
             ready,
             log: layout.text(&format!("logs/{name}.log")),
             pid: layout.text(&format!("run/{name}.pid")),
+            join_cgroup: config::join_cgroup_script(layout),
         }
     }
 
@@ -113,8 +121,8 @@ impl Component {
         Component::all(layout).into_iter().find(|c| c.name == name).expect("lab names only its own components")
     }
 
-    /// Starts it in its own session, its output appended to its log; the
-    /// pid file gets its pid and start time at once.
+    /// Starts it in its own session inside lab's cgroup, its output
+    /// appended to its log; the pid file gets its pid and start time at once.
     pub fn start_script(&self) -> String {
         let command: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|word| quote(word)).collect();
         let inner = format!(
@@ -123,7 +131,12 @@ impl Component {
             quote(&self.log),
             quote(&self.pid)
         );
-        format!("rm -f {}; setsid sh -c {} > /dev/null 2>&1 < /dev/null &", quote(&self.pid), quote(&inner))
+        format!(
+            "{}; rm -f {}; setsid sh -c {} > /dev/null 2>&1 < /dev/null &",
+            self.join_cgroup,
+            quote(&self.pid),
+            quote(&inner)
+        )
     }
 
     /// The program's file name: `lab down` may see the binaries elsewhere than `lab up` did.

@@ -349,6 +349,27 @@ pub fn forward_rule(layout: &Layout) -> String {
     )
 }
 
+/// lab's addresses, the pods' network (the node's address on lab's bridge
+/// is in it) and the services', answer root alone: another user's TCP
+/// connection is reset, anything else dropped, so no one else on this host
+/// reaches etcd, a REST API or the io-engine's gRPC. Packets no socket sent
+/// (the kernel's own replies) pass. `lab down` deletes exactly these rules.
+pub fn root_only_rules(layout: &Layout) -> Vec<String> {
+    let comment = quote(&format!("lab {}: its addresses answer root alone", layout.lab));
+    let others = "-m owner --socket-exists ! --uid-owner 0";
+    [POD_CIDR, SERVICE_CIDR]
+        .into_iter()
+        .flat_map(|net| {
+            [
+                format!(
+                    "OUTPUT -d {net} -p tcp {others} -m comment --comment {comment} -j REJECT --reject-with tcp-reset"
+                ),
+                format!("OUTPUT -d {net} ! -p tcp {others} -m comment --comment {comment} -j DROP"),
+            ]
+        })
+        .collect()
+}
+
 /// Kills and removes every task and container in lab's containerd (its
 /// socket only; the system's containerd is not touched).
 pub fn remove_containers_script(layout: &Layout) -> String {
@@ -431,30 +452,118 @@ pub fn remove_new_chains_script(layout: &Layout) -> String {
 /// Shell: every mounted cgroup hierarchy (v1 controllers, or the v2 root).
 const CGROUP_HIERARCHIES: &str = "awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {print $2}' /proc/self/mounts | sort -u";
 
-/// The kubelet's root and lab's cgroup in every mounted hierarchy, made
-/// fresh (`mkdir` without `-p`: one already there is not lab's to take).
-/// A new cpuset cgroup gets its parent's CPUs and memory nodes, as the
-/// kubelet's children need them.
-pub fn make_kubelet_dirs_script(layout: &Layout) -> String {
+/// The kubelet's root, lab's cgroup in every mounted hierarchy and, in it,
+/// the cgroup of lab's processes, made fresh (`mkdir` without `-p`: one
+/// already there is not lab's to take). A new cpuset cgroup gets its
+/// parent's CPUs and memory nodes, as processes in it need them.
+pub fn make_cgroups_script(layout: &Layout) -> String {
     format!(
         "mkdir -p {root} && for h in $({CGROUP_HIERARCHIES}); do \
-         mkdir \"$h\"{cgroup} || exit 1; \
-         if [ -f \"$h\"{cgroup}/cpuset.cpus ]; then cat \"$h/cpuset.cpus\" > \"$h\"{cgroup}/cpuset.cpus; cat \"$h/cpuset.mems\" > \"$h\"{cgroup}/cpuset.mems; fi; \
-         done",
+         for c in {cgroup} {processes}; do \
+         mkdir \"$h$c\" || exit 1; \
+         if [ -f \"$h$c/cpuset.cpus\" ]; then cat \"${{h}}$(dirname $c)/cpuset.cpus\" > \"$h$c/cpuset.cpus\" && cat \"${{h}}$(dirname $c)/cpuset.mems\" > \"$h$c/cpuset.mems\" || exit 1; fi; \
+         done; done",
         root = quote(&layout.kubelet_root()),
+        cgroup = quote(&layout.cgroup_root()),
+        processes = quote(&layout.processes_cgroup()),
+    )
+}
+
+/// Moves the shell that runs it into lab's processes cgroup in every
+/// hierarchy, so what it starts (and what that starts: containerd's shims,
+/// the pods) stays in lab's tree whatever becomes of pid files.
+pub fn join_cgroup_script(layout: &Layout) -> String {
+    format!(
+        "for h in $({CGROUP_HIERARCHIES}); do echo $$ > \"$h\"{processes}/cgroup.procs || exit 1; done",
+        processes = quote(&layout.processes_cgroup()),
+    )
+}
+
+/// Shell defining `lab_pids`: every process in lab's cgroup tree, in any hierarchy.
+fn pids_in_tree_function(layout: &Layout) -> String {
+    format!(
+        "lab_pids() {{ for h in $({CGROUP_HIERARCHIES}); do [ -d \"$h\"{cgroup} ] && find \"$h\"{cgroup} -name cgroup.procs -exec cat {{}} + 2>/dev/null; done | sort -un; }}",
         cgroup = quote(&layout.cgroup_root()),
     )
 }
 
+/// Kills every process still in lab's cgroup tree (a pod's, a shim of
+/// lab's containerd, a component whose pid file is gone) until none is
+/// left; fails naming each one that outlives 10 s. The tree is lab's own
+/// record of what it started, so nothing outside it is signalled.
+pub fn stop_cgroup_processes_script(layout: &Layout) -> String {
+    format!(
+        "{function}; n=$(lab_pids | wc -l); i=0; \
+         while p=$(lab_pids); [ -n \"$p\" ] && [ $i -lt 50 ]; do kill -KILL $p 2>/dev/null; sleep 0.2; i=$((i+1)); done; \
+         p=$(lab_pids); if [ -n \"$p\" ]; then \
+         for x in $p; do echo \"process $x ($(cat /proc/$x/comm 2>/dev/null)) still runs in lab's cgroup {cgroup}\" >&2; done; exit 1; fi; \
+         echo \"$n process(es) stopped\"",
+        function = pids_in_tree_function(layout),
+        cgroup = layout.cgroup_root(),
+    )
+}
+
 /// lab's run folder (with the kubelet's root in it, unmounted before) and
-/// lab's cgroup in every hierarchy, deepest first; nothing else.
+/// lab's cgroup in every hierarchy, deepest first; nothing else. Fails
+/// naming a cgroup that cannot be removed (a process still in it).
 pub fn remove_kubelet_script(layout: &Layout) -> String {
     format!(
-        "rm -rf --one-file-system {run}; rmdir /run/lab 2>/dev/null; \
+        "rm -rf --one-file-system {run}; rmdir /run/lab 2>/dev/null; left=; \
          for h in $({CGROUP_HIERARCHIES}); do \
-         [ -d \"$h\"{cgroup} ] && find \"$h\"{cgroup} -depth -type d -exec rmdir {{}} \\; 2>/dev/null; \
-         done; true",
+         [ -d \"$h\"{cgroup} ] || continue; find \"$h\"{cgroup} -depth -type d -exec rmdir {{}} \\; 2>/dev/null; \
+         [ -d \"$h\"{cgroup} ] && left=\"$left $h\"{cgroup}; \
+         done; [ -z \"$left\" ] || {{ echo \"cannot remove lab's cgroup:$left\" >&2; exit 1; }}",
         run = quote(&layout.run.display().to_string()),
         cgroup = quote(&layout.cgroup_root()),
     )
+}
+
+/// Every process in lab's cgroup tree now, in any mounted hierarchy.
+pub fn processes_in_tree(layout: &Layout) -> Vec<u32> {
+    let mut pids: Vec<u32> = cgroup_dirs(layout)
+        .iter()
+        .flat_map(|dir| {
+            walkdir(dir).into_iter().flat_map(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// lab's cgroup in each mounted hierarchy where it exists.
+pub fn cgroup_dirs(layout: &Layout) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let relative = layout.cgroup_root();
+    let mut dirs: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            matches!(fields.get(2), Some(&"cgroup") | Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+        })
+        .map(|h| h.join(relative.trim_start_matches('/')))
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// A folder and every folder under it.
+fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = std::fs::read_dir(&out[i]) {
+            out.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        }
+        i += 1;
+    }
+    out
 }

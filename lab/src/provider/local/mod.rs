@@ -110,6 +110,13 @@ impl Layout {
         format!("/lab-{}-{}", self.lab, &self.bridge["labbr-".len()..])
     }
 
+    /// The cgroup every process lab starts runs in (a leaf, as cgroup v2
+    /// wants processes only in leaves): with containerd there, its shims
+    /// and their pods stay in lab's tree too, which `lab down` empties.
+    pub fn processes_cgroup(&self) -> String {
+        format!("{}/processes", self.cgroup_root())
+    }
+
     /// The host's iptables chains as they were before the kubelet started:
     /// those are never lab's to remove.
     pub fn chains_before(&self) -> PathBuf {
@@ -180,6 +187,17 @@ impl Cluster for Local {
         super::kube_client(self.layout.kubeconfig.clone(), None).await
     }
 
+    fn why_workloads_cannot_go(&self) -> Option<String> {
+        let kubelet = Component::named(&self.layout, "kubelet");
+        kubelet.running_pid().is_none().then(|| {
+            format!(
+                "lab's kubelet is not running (no live process for {}), so no pod would stop; \
+                 their processes are stopped with lab's cgroup tree, and the cluster's objects go with its etcd",
+                kubelet.pid_path()
+            )
+        })
+    }
+
     fn node_shell(&self, _node: &str) -> Box<dyn Shell> {
         Box::new(NodeShell { containerd: self.layout.containerd_socket(), node: self.layout.node.clone() })
     }
@@ -224,6 +242,27 @@ impl Provider for Local {
             Target::Host,
             Cmd::sh(format!("iptables -C {0} 2>/dev/null || iptables -I {0}", config::forward_rule(layout))),
         ));
+        let root_only: Vec<String> = config::root_only_rules(layout)
+            .iter()
+            .map(|rule| format!("{{ iptables -w -C {rule} 2>/dev/null || iptables -w -I {rule}; }}"))
+            .collect();
+        steps.push(Step::run(
+            format!(
+                "let only root reach lab's addresses ({POD_CIDR}, {SERVICE_CIDR}): rules in the host's OUTPUT chain"
+            ),
+            Target::Host,
+            Cmd::sh(root_only.join(" && ")),
+        ));
+        steps.push(Step::run(
+            format!(
+                "make lab's cgroup {} (its processes in {}) and the kubelet's folder {}",
+                layout.cgroup_root(),
+                layout.processes_cgroup(),
+                layout.kubelet_root()
+            ),
+            Target::Host,
+            Cmd::sh(config::make_cgroups_script(layout)),
+        ));
         for component in Component::all(layout) {
             if component.name == "kubelet" {
                 // Before the kubelet: it makes chains too (KUBE-KUBELET-CANARY).
@@ -231,15 +270,6 @@ impl Provider for Local {
                     format!("record the host's iptables chains in {}", layout.chains_before().display()),
                     Target::Host,
                     Cmd::sh(config::record_chains_script(layout)),
-                ));
-                steps.push(Step::run(
-                    format!(
-                        "make the kubelet's folder {} and its cgroup {}",
-                        layout.kubelet_root(),
-                        layout.cgroup_root()
-                    ),
-                    Target::Host,
-                    Cmd::sh(config::make_kubelet_dirs_script(layout)),
                 ));
             }
             let containerd = component.name == "containerd";
@@ -275,6 +305,11 @@ impl Provider for Local {
             }
         }
         steps.push(Step::run(
+            format!("stop every process left in lab's cgroup {} (pods, containerd's shims)", layout.cgroup_root()),
+            Target::Host,
+            Cmd::sh(config::stop_cgroup_processes_script(layout)),
+        ));
+        steps.push(Step::run(
             "unmount what the kubelet and containerd mounted",
             Target::Host,
             Cmd::sh(config::unmount_script(layout)),
@@ -283,6 +318,15 @@ impl Provider for Local {
             format!("remove lab's FORWARD rule for {}", layout.bridge),
             Target::Host,
             Cmd::sh(format!("! iptables -C {0} 2>/dev/null || iptables -D {0}", config::forward_rule(layout))),
+        ));
+        let root_only: Vec<String> = config::root_only_rules(layout)
+            .iter()
+            .map(|rule| format!("{{ ! iptables -w -C {rule} 2>/dev/null || iptables -w -D {rule}; }}"))
+            .collect();
+        steps.push(Step::run(
+            format!("remove lab's rules for its addresses ({POD_CIDR}, {SERVICE_CIDR}) from the OUTPUT chain"),
+            Target::Host,
+            Cmd::sh(root_only.join(" && ")),
         ));
         steps.push(Step::run(
             format!("remove lab's bridge {}", layout.bridge),
@@ -304,6 +348,10 @@ impl Provider for Local {
 
     async fn exists(&self) -> anyhow::Result<bool> {
         Ok(Component::all(&self.layout).iter().any(|c| c.running_pid().is_some()))
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        leftovers(&self.layout)
     }
 
     /// The node is this host's processes: each one's own log (kubelet,
@@ -477,6 +525,8 @@ impl Work for WaitReady {
 
 /// Every pod deleted at once, and waited for: the kubelet stops their
 /// sandboxes, which unmounts their volumes and unplugs them from the bridge.
+/// With the kubelet gone (killed, crashed) no pod would ever go: their
+/// processes are stopped with lab's cgroup tree instead.
 #[derive(Debug)]
 struct RemovePods;
 
@@ -489,8 +539,9 @@ impl Work for RemovePods {
     async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
         use k8s_openapi::api::core::v1::Pod;
         use kube::api::{DeleteParams, ListParams};
-        let Some(client) = ctx.reachable_client().await else {
-            return Ok(Some("no API server answers; skipped".into()));
+        let client = match ctx.teardown_client().await {
+            Ok(client) => client,
+            Err(why) => return Ok(Some(format!("{why}; skipped"))),
         };
         let pods: kube::Api<Pod> = kube::Api::all(client.clone());
         let found = pods.list(&ListParams::default()).await?;
@@ -511,11 +562,47 @@ impl Work for RemovePods {
     }
 }
 
+/// What a lab of this name left on the host, found without its state:
+/// processes in its cgroup tree, the tree, its bridge, the kubelet's folder.
+pub fn leftovers(layout: &Layout) -> Vec<String> {
+    let mut out = Vec::new();
+    let pids = config::processes_in_tree(layout);
+    if !pids.is_empty() {
+        let named: Vec<String> = pids
+            .iter()
+            .map(|p| {
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                format!("{p} ({})", comm.trim())
+            })
+            .collect();
+        out.push(format!("{} process(es) in lab's cgroup {}: {}", pids.len(), layout.cgroup_root(), named.join(", ")));
+    }
+    for dir in config::cgroup_dirs(layout) {
+        out.push(format!("cgroup {}", dir.display()));
+    }
+    if Path::new("/sys/class/net").join(&layout.bridge).exists() {
+        out.push(format!("interface {}", layout.bridge));
+    }
+    if Path::new(&layout.kubelet_root()).exists() {
+        out.push(format!("folder {}", layout.kubelet_root()));
+    }
+    out
+}
+
 /// What a host must not already have for lab's local cluster: its own
-/// kubelet folder, Kubernetes chains, lab's interfaces, overlapping
-/// networks, taken ports. Each is a sentence saying what to do.
+/// kubelet folder and cgroups, Kubernetes chains, lab's interfaces,
+/// overlapping networks, taken ports. Each is a sentence saying what to do.
 pub fn host_conflicts(layout: &Layout) -> Vec<String> {
     let mut out = Vec::new();
+    let pids = config::processes_in_tree(layout);
+    let cgroups = config::cgroup_dirs(layout);
+    if !cgroups.is_empty() {
+        out.push(format!(
+            "lab's cgroup {} exists ({} process(es) in it): a lab of this name left it; `lab down` stops its processes and removes it",
+            layout.cgroup_root(),
+            pids.len()
+        ));
+    }
     if Path::new(&layout.kubelet_root()).exists() {
         out.push(format!(
             "{} exists: a lab of this name is up or left it; `lab down` removes a lab's leftover one",
@@ -564,8 +651,9 @@ pub fn what_host_conflicts_checks(layout: &Layout) -> String {
         config::KUBE_PROXY_CHAINS.iter().map(|(table, chain)| format!("{chain} ({table})")).collect();
     let ports: Vec<String> = PORTS.iter().map(|(port, _)| port.to_string()).collect();
     format!(
-        "no {}; no kube-proxy chain {}; no interface {}; {POD_CIDR} and {SERVICE_CIDR} overlap no address of this host; ports {} free",
+        "no {}; no cgroup {}; no kube-proxy chain {}; no interface {}; {POD_CIDR} and {SERVICE_CIDR} overlap no address of this host; ports {} free",
         layout.kubelet_root(),
+        layout.cgroup_root(),
         chains.join(", "),
         layout.bridge,
         ports.join(", ")
