@@ -254,6 +254,47 @@ fn overrides_are_built_into_images_and_the_checkouts_stay_byte_identical() {
     assert_eq!(tag_in(&second.stderr, "lab-test-fixture/go-app"), go.rsplit_once(':').unwrap().1);
 }
 
+/// Two labs side by side (their own states, one build cache, as two CI
+/// jobs or a warm-up build beside a test) building the same component at
+/// once take turns: the build runs once, and the second finds its image.
+#[test]
+fn two_labs_building_one_component_at_once_build_it_once() {
+    support::base_image();
+    let _images = Repositories::clean(vec!["lab-test-turns/app".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    checkout(dir.path(), &[("input.txt", b"one\n")]);
+    let runs = dir.path().join("runs.txt");
+    let file = dir.path().join("lab.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: turns\ncluster:\n  provider: host\ncomponents:\n  - name: app\n    source: src\n    build:\n      command: echo run >> {} && sleep 3 && printf 'FROM {}\\n' | docker build -q -t lab-test-turns/app:{{tag}} -\n    image: lab-test-turns/app\n",
+            runs.display(),
+            support::BASE_IMAGE
+        ),
+    )
+    .unwrap();
+    let spawn = |state: &str| {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"));
+        cmd.current_dir(dir.path())
+            .env("LAB_CACHE_DIR", dir.path().join("cache"))
+            .env("LAB_STATE_DIR", dir.path().join(state))
+            .arg("build")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let first = spawn("first");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = spawn("second");
+    let (first, second) = (first.wait_with_output().unwrap(), second.wait_with_output().unwrap());
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(first.status.success() && second.status.success(), "{}\n{}", said(&first), said(&second));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\n", "{}\n{}", said(&first), said(&second));
+    assert!(said(&second).contains("(built by another lab process meanwhile)"), "{}", said(&second));
+}
+
 #[test]
 fn a_changed_input_gets_a_new_tag_and_only_that_component_is_built() {
     support::base_image();

@@ -269,6 +269,11 @@ impl Build {
         if missing_images(&docker, &refs).await?.is_empty() {
             return Ok(format!("cached: {} (inputs unchanged)", refs.join(", ")));
         }
+        let _lock = self.lock_cache(spinner).await?;
+        // Another lab process may have built it while this one waited.
+        if missing_images(&docker, &refs).await?.is_empty() {
+            return Ok(format!("cached: {} (built by another lab process meanwhile)", refs.join(", ")));
+        }
         std::fs::create_dir_all(&self.work_dir)
             .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
         let context = if self.needs_copy() { self.isolated_copy()? } else { self.checkout.clone() };
@@ -294,6 +299,42 @@ impl Build {
             );
         }
         Ok(format!("built {}", refs.join(", ")))
+    }
+
+    /// An exclusive `flock` on the component's build cache, held while it
+    /// builds: labs side by side (two CI jobs, a test beside a warm-up
+    /// build) take turns on the cache (cargo's target folder, Go's), and
+    /// the later one finds the image the first built. Waiting is shown.
+    async fn lock_cache(&self, spinner: Option<&ProgressBar>) -> anyhow::Result<std::fs::File> {
+        let dir = self.cache_dir();
+        let path = dir.with_file_name(format!("{}.lock", file_name_of(&self.release())));
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir))
+            .with_context(|| format!("cannot create the folder of {}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        let waiting = format!(
+            "component {}: waiting for another lab process's build ({} is locked)",
+            self.name(),
+            path.display()
+        );
+        if let Some(spinner) = spinner {
+            spinner.set_message(waiting.clone());
+        }
+        tracing::info!("{waiting}");
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await?
+            .with_context(|| format!("cannot lock {}", path.display()))
     }
 
     /// A fresh copy of the checkout with the overrides applied.
