@@ -362,6 +362,7 @@ fn real_helm() -> String {
 /// come first and custom resources last, a template error names the chart
 /// and the template, and without helm the layer says what to do.
 #[test]
+#[ignore = "needs helm (bash .ci/helm/build): bash .ci/run runs it"]
 fn chart_layers_are_rendered_by_the_real_helm_and_applied_like_manifests() {
     real_helm();
     let dir = tempfile::tempdir().unwrap();
@@ -482,6 +483,7 @@ fn doctor_on_a_plain_host_scenario_needs_nothing_and_says_so() {
 }
 
 #[test]
+#[ignore = "needs root (lab doctor reads the host as lab up would): bash .ci/run runs it"]
 fn doctor_leaves_hugepages_to_lab_prepare() {
     let out = stdout_of(lab().args(["doctor", "scenarios/host-perf.yaml"]));
     let line = out.lines().find(|l| l.contains("2 MiB hugepages")).unwrap_or_else(|| panic!("{out}"));

@@ -12,6 +12,7 @@ mod support;
 use support::FakeCluster;
 
 #[tokio::test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 async fn kind_labelled_containers_are_the_cluster_nodes() {
     let _fake = FakeCluster::start(
         "lab-dtest-a",
@@ -38,6 +39,7 @@ async fn kind_labelled_containers_are_the_cluster_nodes() {
 }
 
 #[test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 fn lab_status_lists_the_nodes_of_a_kind_scenario() {
     let _fake = FakeCluster::start(
         "lab-dtest-b",
@@ -75,6 +77,7 @@ fn lab_status_lists_the_nodes_of_a_kind_scenario() {
 }
 
 #[tokio::test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 async fn node_shell_returns_output_and_status_and_names_the_node_on_failure() {
     let _fake = FakeCluster::start("lab-dtest-c", &[("lab-dtest-c-worker", "worker")]);
     let shell = DockerExecShell::new("lab-dtest-c-worker");
@@ -96,6 +99,7 @@ async fn node_shell_returns_output_and_status_and_names_the_node_on_failure() {
 }
 
 #[tokio::test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 async fn a_missing_node_is_a_clear_error() {
     let shell = DockerExecShell::new("lab-dtest-no-such-node");
     let err = shell.run(&Cmd::new("true")).await.unwrap_err().to_string();
@@ -107,6 +111,7 @@ async fn a_missing_node_is_a_clear_error() {
 }
 
 #[tokio::test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 async fn preparation_runs_inside_node_containers_and_failures_name_the_node() {
     let _fake = FakeCluster::start("lab-dtest-p", &[("lab-dtest-p-worker", "worker")]);
     let shell = DockerExecShell::new("lab-dtest-p-worker");
@@ -145,6 +150,7 @@ async fn preparation_runs_inside_node_containers_and_failures_name_the_node() {
 }
 
 #[test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
     let _fake = FakeCluster::start(
         "lab-dtest-q",
@@ -183,6 +189,7 @@ fn lab_prepare_on_a_kind_scenario_works_inside_the_nodes() {
 }
 
 #[test]
+#[ignore = "needs root and Docker: bash .ci/run runs it"]
 fn lab_prepare_on_a_kind_lab_that_is_not_up_changes_nothing_on_the_host() {
     // Puts the pool back should preparation reach the host after all.
     let saved = support::HostState::save();

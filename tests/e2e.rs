@@ -93,6 +93,7 @@ const NODES: [&str; 2] = ["lab-kind-csi-control-plane", "lab-kind-csi-worker"];
 const COMPONENTS: [&str; 3] = ["lab-local/csi-hostpath-plugin", "lab-local/csi-provisioner", "lab-local/fio"];
 
 #[test]
+#[ignore = "needs root, Docker, kind and its node image: bash .ci/run runs it"]
 fn kind_csi_scenario_runs_whole_on_real_kind() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     require_kind();
@@ -171,6 +172,7 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
 }
 
 #[test]
+#[ignore = "needs root, Docker, kind and its node image: bash .ci/run runs it"]
 fn registry_mode_on_real_kind_pulls_the_components_through_labs_registry() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     require_kind();
@@ -225,8 +227,8 @@ fn registry_mode_on_real_kind_pulls_the_components_through_labs_registry() {
 /// machine lacks: Mayastor's images from the internet, io-engine's 2 GiB of
 /// hugepages and nvme_tcp.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs Mayastor's images from the internet, 2 GiB hugepages and nvme_tcp: cargo test --test e2e -- --ignored"]
-async fn mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
+#[ignore = "needs Mayastor's images from the internet, 2 GiB hugepages and nvme_tcp: cargo test -p lab --test e2e -- --ignored beyond_ci_"]
+async fn beyond_ci_mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use kube::api::{Api, PostParams};
 

@@ -38,6 +38,7 @@ fn scenario(dir: &Path, node: &str) {
 }
 
 #[test]
+#[ignore = "needs root (hugepages): bash .ci/run runs it"]
 fn prepare_reserves_hugepages_verifies_them_and_down_restores_them() {
     let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let saved = HostState::save();
@@ -109,6 +110,7 @@ fn lab_env(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "needs root (hugepages): bash .ci/run runs it"]
 fn down_from_another_directory_finds_the_state_and_restores_the_hugepages() {
     let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let saved = HostState::save();
@@ -177,6 +179,7 @@ fn two_host_labs(work: &Path, first_pages: u64, second_pages: u64) -> (std::path
 /// free: the first one down leaves the second its pages, the last one down
 /// leaves the host exactly as it was (pages and files), in either order.
 #[test]
+#[ignore = "needs root (hugepages): bash .ci/run runs it"]
 fn two_labs_side_by_side_downed_in_either_order_leave_the_host_as_it_was() {
     let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let saved = HostState::save();
@@ -213,6 +216,7 @@ fn two_labs_side_by_side_downed_in_either_order_leave_the_host_as_it_was() {
 /// as `kill -9` would) leaves the record as it was, whole and readable; the
 /// labs then go down and the host is as it was. An emptied record is refused.
 #[test]
+#[ignore = "needs root (hugepages): bash .ci/run runs it"]
 fn a_crash_while_the_host_record_is_written_leaves_the_old_record_whole() {
     let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let saved = HostState::save();
@@ -257,6 +261,7 @@ fn a_crash_while_the_host_record_is_written_leaves_the_old_record_whole() {
 /// anything: the first run's hugepages and record stay, and `lab down` then
 /// restores them.
 #[test]
+#[ignore = "needs root (hugepages): bash .ci/run runs it"]
 fn a_second_up_of_a_lab_that_is_up_is_refused_and_leaves_the_first_runs_changes() {
     let _one = HOST.lock().unwrap_or_else(|e| e.into_inner());
     let saved = HostState::save();

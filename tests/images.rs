@@ -125,6 +125,7 @@ fn cargo_in(dir: &Path, args: &[&str]) {
 /// Off a terminal a long step says every minute that it still runs, and
 /// the next run of the same step says how long it took last time.
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn a_long_build_reports_progress_off_a_terminal_and_its_last_duration() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-progress/app".into()]);
@@ -151,6 +152,7 @@ fn a_long_build_reports_progress_off_a_terminal_and_its_last_duration() {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-inputs/app".into()]);
@@ -213,6 +215,7 @@ fn a_lock_version_override_and_inputs_from_a_variable_reach_a_command_build() {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn overrides_are_built_into_images_and_the_checkouts_stay_byte_identical() {
     support::base_image();
     let _images = Repositories::clean(
@@ -258,6 +261,7 @@ fn overrides_are_built_into_images_and_the_checkouts_stay_byte_identical() {
 /// jobs or a warm-up build beside a test) building the same component at
 /// once take turns: the build runs once, and the second finds its image.
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn two_labs_building_one_component_at_once_build_it_once() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-turns/app".into()]);
@@ -296,6 +300,7 @@ fn two_labs_building_one_component_at_once_build_it_once() {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn a_changed_input_gets_a_new_tag_and_only_that_component_is_built() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-retag/app".into()]);
@@ -316,6 +321,7 @@ fn a_changed_input_gets_a_new_tag_and_only_that_component_is_built() {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn build_failures_name_the_component_the_step_and_the_last_lines() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-broken/app".into()]);
@@ -406,6 +412,7 @@ fn sent_to(stderr: &str, node: &str) -> Option<f64> {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn load_streams_into_every_containerd_node_then_sends_nothing_then_only_the_changed_layer() {
     let (names, nodes) = three_nodes("loadtest");
     let _cluster = start_nodes("lab-loadtest", &names);
@@ -457,6 +464,7 @@ fn load_streams_into_every_containerd_node_then_sends_nothing_then_only_the_chan
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn an_image_present_under_another_name_is_retagged_not_sent() {
     let (names, nodes) = three_nodes("retagtest");
     let _cluster = start_nodes("lab-retagtest", &names[..1]);
@@ -484,6 +492,7 @@ fn an_image_present_under_another_name_is_retagged_not_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 async fn a_node_that_dies_mid_import_is_named_and_not_reported_as_loaded() {
     use lab::docker::DockerExecShell;
     use lab::load::{LayerNames, Node, load_image};
@@ -523,6 +532,7 @@ async fn a_node_that_dies_mid_import_is_named_and_not_reported_as_loaded() {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn a_git_source_is_cloned_into_the_cache_with_submodules_and_built_at_its_ref() {
     support::base_image();
     let _images = Repositories::clean(vec!["lab-test-git/app".into()]);
@@ -625,6 +635,7 @@ impl Drop for LocalRegistry {
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layers() {
     const PORT: u16 = 55001;
     let _registry = LocalRegistry::start(PORT);
@@ -686,6 +697,7 @@ fn registry_mode_points_containerd_at_the_registry_and_pushes_only_changed_layer
 }
 
 #[test]
+#[ignore = "needs Docker: bash .ci/run runs it"]
 fn the_image_preflight_names_missing_images_with_fixes_until_lab_load_puts_them_there() {
     let (names, _) = three_nodes("pretest");
     let _cluster = start_nodes("lab-pretest", &names[..2]);

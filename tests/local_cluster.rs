@@ -286,6 +286,7 @@ fn scenarios_of(dir: &Path) -> Vec<String> {
 /// the override's log line in the running plugin), and every object of the
 /// stack gone before the cluster is.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -350,6 +351,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
 /// already on the host (another kube-proxy's), it names the chain and fails;
 /// without it, the line lists what was found free.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn doctor_names_a_kube_proxy_chain_in_the_way() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -386,6 +388,7 @@ fn doctor_names_a_kube_proxy_chain_in_the_way() {
 /// not enough: `lab down` signals a process only when its pid, start time
 /// and executable all match what lab recorded, so this one lives.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_stale_pid_file_never_gets_an_unrelated_process_killed() {
     // Its process is named etcd: the other tests' view of the host must not see it.
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
@@ -428,6 +431,7 @@ fn a_stale_pid_file_never_gets_an_unrelated_process_killed() {
 /// DaemonSet, its file and the image, asks no registry (the stack never pulls),
 /// and leaves nothing behind.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -475,6 +479,7 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
 /// A component that cannot start is named, with the last lines of its log,
 /// and the half-made cluster is removed.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_component_that_dies_is_named_with_its_log() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -518,6 +523,7 @@ fn a_component_that_dies_is_named_with_its_log() {
 /// rejection and nothing stored; a scratch copy with an invalid Service is
 /// rejected, naming the object, its file and the server's reason.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_not() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -584,6 +590,7 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
 /// than the kubelet saw when it started: `lab prepare` grows the pool,
 /// restarts lab's own kubelet, and the API then shows the new allocatable.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -713,6 +720,7 @@ impl Drop for DockerImage {
 /// all survive. Then a failing `lab run` leaves its artifacts beside the
 /// scenario, bundled in a tarball with the pod logs and the events.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -963,6 +971,7 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
 /// readiness alone would wait forever. `lab deploy` deletes the outdated pod
 /// and waits for its Ready replacement, on a real API server and kubelet.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1043,6 +1052,7 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
 /// the custom resource last, every object carrying lab's marks; `lab down`
 /// removes each of them by those marks and leaves none behind.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_helm_chart_layer_deploys_and_is_torn_down_by_ownership() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1126,6 +1136,7 @@ fn lab_down(state: &Path, binaries: &Path) -> std::process::Output {
 /// working lab. Then Ctrl-C (SIGINT) at several points of `lab up`: each
 /// run stops, and `lab down` leaves the host exactly as it was.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_second_up_waits_for_no_one_and_ctrl_c_leaves_nothing_lab_down_cannot_remove() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1262,6 +1273,7 @@ fn recorded_pid(state: &Path, component: &str) -> String {
 /// shims) through lab's cgroup tree, removes the tree and leaves the host as
 /// it was; `lab up` of the same name works again.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn other_users_reach_nothing_and_a_lab_whose_containerd_and_kubelet_died_goes_whole() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1452,6 +1464,7 @@ impl Drop for RemoveOnDrop {
 /// its build; bisect names the third commit, and the user's repository is
 /// left as it was.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn bisect_finds_the_commit_that_breaks_a_scenario() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1498,6 +1511,7 @@ fn bisect_finds_the_commit_that_breaks_a_scenario() {
 /// kept up, each step runs the profile with the good build and the step's
 /// deployed in turn, interleaved; bisect names the third commit.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn bisect_finds_the_commit_that_slows_a_profile() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();
@@ -1554,6 +1568,7 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
 /// builds the bundle's commit in lab's own clone and fails the same way,
 /// with the bundle's selection; the other checkout is left as it was.
 #[test]
+#[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let binaries = binaries();

@@ -108,6 +108,7 @@ fn hugepages_total() -> String {
 }
 
 #[test]
+#[ignore = "needs root, Docker, the Kubernetes binaries, Mayastor's sources and build packages: bash .ci/run runs it"]
 fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change() {
     let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let work = tempfile::tempdir().unwrap();
@@ -212,8 +213,8 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
 /// with it, a fresh `.ci/run` would run past CI's 75 minutes). Asked for, it
 /// fails without libvirt, lab's box, the tarballs or the build packages.
 #[test]
-#[ignore = "long check (≈ 33 min warm, emulated VM): cargo test -p lab --test mayastor_source -- --ignored --exact mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp"]
-fn mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp() {
+#[ignore = "long check (≈ 33 min warm, emulated VM): cargo test -p lab --test mayastor_source -- --ignored --exact beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp"]
+fn beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp() {
     let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     support::vm::require_vms();
     let work = tempfile::tempdir().unwrap();

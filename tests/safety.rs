@@ -74,6 +74,7 @@ fn pool_scenario(dir: &Path, pool: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root (loop devices, mounts) and fio: bash .ci/run runs it"]
 fn a_pool_device_in_this_host_s_dev_holds_nothing_or_is_refused_before_anything_is_made() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join(".lab");
@@ -150,6 +151,7 @@ fn history_lines(dir: &Path) -> usize {
 }
 
 #[test]
+#[ignore = "needs root (loop devices, mounts) and fio: bash .ci/run runs it"]
 fn a_writing_fio_profile_never_overwrites_what_lab_did_not_make_unless_told() {
     let dir = tempfile::tempdir().unwrap();
     fio_scenario(dir.path());

@@ -53,6 +53,7 @@ fn lab_test(dir: &Path, scenario: &Path, extra: &[&str]) -> Run {
 }
 
 #[test]
+#[ignore = "needs root (loop devices, hugepages) and fio: bash .ci/run runs it"]
 fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -160,6 +161,7 @@ fn host_perf_features_run_fio_on_loop_devices_and_write_junit_json_and_html() {
 }
 
 #[test]
+#[ignore = "needs root (loop devices, hugepages) and fio: bash .ci/run runs it"]
 fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -227,6 +229,7 @@ fn failing_checks_name_what_was_measured_and_unknown_steps_fail() {
 /// whole CI job in one command. The host's page count is put back even if
 /// an assertion fails.
 #[test]
+#[ignore = "needs root (loop devices, hugepages) and fio: bash .ci/run runs it"]
 fn lab_run_prepares_tests_and_restores_the_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PAGES: &str = "/proc/sys/vm/nr_hugepages";
@@ -256,6 +259,7 @@ fn lab_run_prepares_tests_and_restores_the_host() {
 /// Ctrl-C in the middle of `lab test`: the run stops, its loop devices (and
 /// their mounts) are gone at once, and `lab down` has nothing left to fail on.
 #[test]
+#[ignore = "needs root (loop devices, hugepages) and fio: bash .ci/run runs it"]
 fn ctrl_c_during_lab_test_leaves_no_loop_device_and_down_finishes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 #[test]
+#[ignore = "needs vagrant: bash .ci/run runs it"]
 fn vagrantfile_validates_with_a_generated_node_list() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -31,6 +32,7 @@ fn vagrantfile_validates_with_a_generated_node_list() {
 }
 
 #[test]
+#[ignore = "needs vagrant: bash .ci/run runs it"]
 fn vagrantfile_without_a_node_list_says_how_to_get_one() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -51,6 +53,7 @@ fn vagrantfile_without_a_node_list_says_how_to_get_one() {
 /// pointed at is missing. A decoy Vagrantfile above the lab's state proves
 /// that `lab down` never lets it: without lab's own Vagrantfile, vagrant is not run.
 #[test]
+#[ignore = "needs vagrant: bash .ci/run runs it"]
 fn down_never_runs_vagrant_without_labs_vagrantfile() {
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("project");

@@ -235,6 +235,7 @@ async fn sh(vm: &VmShell, script: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs qemu-system-x86 and Debian's kernel: bash .ci/run runs it"]
 async fn modules_and_hugepages_are_loaded_verified_persisted_and_undone_in_a_real_kernel() {
     let vm = Vm::boot();
     let shell = VmShell { port: vm.port };
