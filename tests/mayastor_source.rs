@@ -1,5 +1,5 @@
 //! In CI (`.ci/run` installs its build packages; ≈ 25 min cold, see the
-//! README): Mayastor built by lab from upstream's sources in `../shared/sources`
+//! docs/mayastor-source.md): Mayastor built by lab from upstream's sources in `../shared/sources`
 //! (unpacked by `.ci/mayastor/sources`, standing in for a contributor's
 //! checkouts), deployed on a local node and tested with
 //! `features/mayastor-source` (and another user of the host, through
@@ -11,12 +11,12 @@
 //! process. The checkouts are byte-identical afterwards (the dependencies'
 //! one as the contributor left it).
 //!
-//! Beside it, a named long check (`--ignored`, see the README): the same
+//! Beside it, a named long check (`--ignored beyond_ci_`, see docs/mayastor-source.md): the same
 //! builds on a VM node, where pods mount Mayastor volumes over NVMe-oF/TCP.
 //!
 //! Needs what `lab doctor scenarios/mayastor-source.yaml` names (Docker, the
 //! Kubernetes binaries of `.ci/kube/build` through `LAB_KUBE_BIN`, SPDK's and
-//! Mayastor's build packages, see the README) and the tarballs
+//! Mayastor's build packages, see docs/mayastor-source.md) and the tarballs
 //! (`LAB_MAYASTOR_TARBALLS`, else `../shared/sources`); fails without them.
 
 use std::path::{Path, PathBuf};
@@ -209,7 +209,7 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
 /// `features/mayastor-source`). `lab down` leaves nothing of the lab in
 /// libvirt, and the checkouts are byte-identical afterwards.
 ///
-/// A named long check, outside `cargo test` (the README gives the numbers:
+/// A named long check, outside CI (docs/mayastor-source.md gives the numbers:
 /// with it, a fresh `.ci/run` would run past CI's 75 minutes). Asked for, it
 /// fails without libvirt, lab's box, the tarballs or the build packages.
 #[test]
