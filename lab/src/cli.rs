@@ -60,6 +60,14 @@ pub enum Command {
     Export(ExportCommand),
     /// Print a completion script for a shell (`lab completions bash > /etc/bash_completion.d/lab`).
     Completions(CompletionsArgs),
+    /// Every Gherkin step lab understands: its parameters, an example, where it is defined.
+    Steps(StepsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StepsArgs {
+    /// Only the steps whose text, parameters or domain contain this word (any case), e.g. fio or pod.
+    pub word: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ pub mod run;
 pub mod share;
 pub mod shell;
 pub mod status;
+pub mod steps;
 pub mod up;
 
 use std::process::ExitCode;
@@ -58,6 +59,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => {
             use clap::CommandFactory as _;
             clap_complete::generate(args.shell, &mut crate::cli::Cli::command(), "lab", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Steps(args) => {
+            print!("{}", steps::render(args.word.as_deref()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => plan::run(args),
