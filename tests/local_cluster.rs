@@ -333,6 +333,15 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
         .filter_map(|l| l.split(": ").last()?.split(' ').next()?.parse::<usize>().ok())
         .sum();
     assert!(applied >= 9 && gone == applied, "applied {applied} object(s), removed {gone}:\n{stderr}");
+    // Where the time went, by phase: said, and kept beside the run's artifacts folder.
+    let account = stderr.lines().find(|l| l.starts_with("where the time went: build ")).unwrap_or_default();
+    for phase in ["cluster", "load", "rollout", "ready", "features", "teardown"] {
+        assert!(account.contains(&format!(" · {phase} ")), "no {phase} in {account:?}:\n{stderr}");
+    }
+    let kept = std::fs::read_to_string(dir.path().join("timings.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(kept.lines().last().unwrap()).unwrap();
+    assert_eq!(record["command"], "run", "{kept}");
+    assert!(record["seconds"]["features"].as_f64().is_some_and(|s| s > 0.0), "{kept}");
 
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     let expected = scenarios_of(&repo().join("features/csi"));

@@ -162,10 +162,10 @@ impl Lab {
         let builds = build::resolve(&self.scenario, &self.state, None)?;
         let registry = Registry::of(&self.scenario);
         let mut steps = vec![self.make_state_dir()];
-        steps.extend(build::steps(&builds));
-        steps.extend(registry.as_ref().and_then(Registry::start_step));
-        steps.extend(preparation.before_cluster);
-        steps.extend(self.provider.up_steps());
+        steps.extend(plan::in_phase(build::steps(&builds), plan::Phase::Build));
+        steps.extend(plan::in_phase(registry.as_ref().and_then(Registry::start_step), plan::Phase::Load));
+        steps.extend(plan::in_phase(preparation.before_cluster, plan::Phase::Cluster));
+        steps.extend(plan::in_phase(self.provider.up_steps(), plan::Phase::Cluster));
         let stack_objects = match &self.scenario.stack {
             Some(_) => self.load_stack()?,
             None => Vec::new(),
@@ -180,9 +180,9 @@ impl Lab {
                 stack::ownership::CheckOwnership { objects, ownership: (*self.ownership).clone() },
             ));
         }
-        steps.extend(preparation.on_nodes);
-        steps.extend(self.load_steps(&builds, true));
-        steps.extend(self.preflight_step(&builds, &stack_objects));
+        steps.extend(plan::in_phase(preparation.on_nodes, plan::Phase::Cluster));
+        steps.extend(plan::in_phase(self.load_steps(&builds, true), plan::Phase::Load));
+        steps.extend(plan::in_phase(self.preflight_step(&builds, &stack_objects), plan::Phase::Load));
         if !stack_objects.is_empty() {
             steps.extend(self.deploy_steps(stack_objects)?);
         }
@@ -196,7 +196,7 @@ impl Lab {
     pub fn deploy_plan(&self) -> anyhow::Result<Plan> {
         let builds = build::resolve(&self.scenario, &self.state, None)?;
         let objects = self.load_stack()?;
-        let mut steps: Vec<Step> = self.preflight_step(&builds, &objects).into_iter().collect();
+        let mut steps = plan::in_phase(self.preflight_step(&builds, &objects), plan::Phase::Load);
         steps.extend(self.deploy_steps(objects)?);
         Ok(Plan { title: format!("lab deploy: {}", self.describe()), steps })
     }
@@ -260,32 +260,47 @@ impl Lab {
         let mut steps = Vec::new();
         for (phase, group) in stack::order::apply_order(&objects) {
             let establish_within = (phase == stack::order::Phase::Crds).then(|| seconds(&timeouts.crds));
-            steps.push(Step::work(
-                format!("apply {} ({})", phase.title(), group.len()),
-                stack::apply::Apply {
-                    objects: group,
-                    images: images.clone(),
-                    establish_within,
-                    server_dry_run: false,
-                    ownership: self.ownership.clone(),
-                },
-            ));
+            steps.push(
+                Step::work(
+                    format!("apply {} ({})", phase.title(), group.len()),
+                    stack::apply::Apply {
+                        objects: group,
+                        images: images.clone(),
+                        establish_within,
+                        server_dry_run: false,
+                        ownership: self.ownership.clone(),
+                    },
+                )
+                .in_phase(plan::Phase::Rollout),
+            );
         }
         // Kubernetes rolls an OnDelete DaemonSet (io-engine) only as its pods are deleted: lab does that.
         let on_delete = stack::rollout::on_delete_daemon_sets(&objects);
         if !on_delete.is_empty() {
-            steps.push(Step::work(
-                format!("roll {} OnDelete DaemonSet(s) to their newest template, one node at a time", on_delete.len()),
-                stack::rollout::RollOnDelete { daemon_sets: on_delete, timeout: seconds(&timeouts.ready) },
-            ));
+            steps.push(
+                Step::work(
+                    format!(
+                        "roll {} OnDelete DaemonSet(s) to their newest template, one node at a time",
+                        on_delete.len()
+                    ),
+                    stack::rollout::RollOnDelete { daemon_sets: on_delete, timeout: seconds(&timeouts.ready) },
+                )
+                .in_phase(plan::Phase::Rollout),
+            );
         }
-        steps.push(Step::work(
-            "wait until the stack's workloads are ready",
-            stack::ready::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
-        ));
+        steps.push(
+            Step::work(
+                "wait until the stack's workloads are ready",
+                stack::ready::WaitReady { objects: objects.clone(), timeout: seconds(&timeouts.ready) },
+            )
+            .in_phase(plan::Phase::Ready),
+        );
         let pools = stack::pools(&self.scenario, &self.state, &objects)?;
         if !pools.is_empty() {
-            steps.extend(stack::pool::backing_file_steps(&self.scenario, &self.state));
+            steps.extend(plan::in_phase(
+                stack::pool::backing_file_steps(&self.scenario, &self.state),
+                plan::Phase::Rollout,
+            ));
             steps.push(Step::work(
                 format!("create {} DiskPool(s)", pools.len()),
                 stack::apply::Apply {
@@ -296,10 +311,13 @@ impl Lab {
                     ownership: self.ownership.clone(),
                 },
             ));
-            steps.push(Step::work(
-                "wait until the pools are Online",
-                stack::pool::WaitPools { pools, timeout: seconds(&timeouts.pools) },
-            ));
+            steps.push(
+                Step::work(
+                    "wait until the pools are Online",
+                    stack::pool::WaitPools { pools, timeout: seconds(&timeouts.pools) },
+                )
+                .in_phase(plan::Phase::Ready),
+            );
         }
         Ok(steps)
     }
@@ -350,7 +368,7 @@ impl Lab {
     pub fn build_plan(&self, component: Option<&str>) -> anyhow::Result<Plan> {
         let builds = build::resolve(&self.scenario, &self.state, component)?;
         let mut steps = vec![self.make_state_dir()];
-        steps.extend(build::steps(&builds));
+        steps.extend(plan::in_phase(build::steps(&builds), plan::Phase::Build));
         Ok(Plan { title: format!("lab build: {}", self.describe()), steps })
     }
 
@@ -552,6 +570,7 @@ impl Lab {
             Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir })
                 .only_after_success(),
         );
+        let steps = plan::in_phase(steps, plan::Phase::Teardown);
         Ok(Plan { title: format!("lab down: {}", self.describe()), steps })
     }
 

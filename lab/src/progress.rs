@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::plan::Phase;
+
 pub struct Progress {
     quiet: bool,
+    /// Seconds spent per phase in this process (`None`: steps of no phase).
+    spent: std::sync::Mutex<BTreeMap<Option<Phase>, f64>>,
 }
 
 /// A running step's display: the spinner, and the plain ticker off a terminal.
@@ -60,7 +64,7 @@ fn remember(title: &str, took: Duration) {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { quiet }
+        Progress { quiet, spent: Default::default() }
     }
 
     /// A spinner for a running step, hidden when quiet; off a terminal, a
@@ -117,6 +121,37 @@ impl Progress {
         }
     }
 
+    /// Count `took` in a phase of this run's account.
+    pub fn count(&self, phase: Option<Phase>, took: Duration) {
+        if let Ok(mut spent) = self.spent.lock() {
+            *spent.entry(phase).or_default() += took.as_secs_f64();
+        }
+    }
+
+    /// Where this run's time went, by phase, in cycle order (steps of no
+    /// phase as "other").
+    pub fn account(&self) -> Vec<(&'static str, f64)> {
+        let spent = self.spent.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut out: Vec<(&'static str, f64)> =
+            Phase::ALL.iter().filter_map(|p| spent.get(&Some(*p)).map(|s| (p.name(), *s))).collect();
+        if let Some(other) = spent.get(&None) {
+            out.push(("other", *other));
+        }
+        out
+    }
+
+    /// `where the time went: build 1m55s · load 13s · … (2m44s in all)`,
+    /// once a run has spent time in more than one phase.
+    pub fn account_line(&self) -> Option<String> {
+        let account = self.account();
+        if account.iter().filter(|(name, _)| *name != "other").count() < 2 {
+            return None;
+        }
+        let total: f64 = account.iter().map(|(_, s)| s).sum();
+        let parts: Vec<String> = account.iter().map(|(name, s)| format!("{name} {}", short(*s))).collect();
+        Some(format!("where the time went: {} ({} in all)", parts.join(" · "), short(total)))
+    }
+
     /// A line of its own, e.g. a step that was skipped.
     pub fn line(&self, text: &str) {
         if !self.quiet {
@@ -128,6 +163,20 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_names_each_phase_in_cycle_order_once_there_are_two() {
+        let progress = Progress::new(true);
+        progress.count(Some(Phase::Load), Duration::from_secs(13));
+        assert_eq!(progress.account_line(), None, "one phase is no account");
+        progress.count(Some(Phase::Build), Duration::from_secs(115));
+        progress.count(None, Duration::from_secs(1));
+        progress.count(Some(Phase::Build), Duration::from_secs(1));
+        assert_eq!(
+            progress.account_line().unwrap(),
+            "where the time went: build 1m56s · load 13s · other 1s (2m10s in all)"
+        );
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

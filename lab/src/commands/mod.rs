@@ -32,10 +32,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let lab = crate::Lab::open(args.scenario.scenario.clone())?;
             let _held = lab.hold("test")?;
             let options = args.options();
+            let started = std::time::Instant::now();
             let passed = tokio::select! {
                 passed = crate::suite::run(&lab.scenario, &lab.state, &options) => passed?,
                 why = interrupted() => return Err(stopped(&lab, why, "lab test")),
             };
+            progress.count(Some(crate::plan::Phase::Features), started.elapsed());
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Run(args) => run::run(args, &progress).await,
@@ -47,7 +49,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let lab = crate::Lab::open(args.change.scenario.scenario)?.adopting(args.adopt);
             lab.check_pool_devices().await?;
             let plan = if args.server_dry_run { lab.server_dry_run_plan()? } else { lab.deploy_plan()? };
-            run_or_show(&lab, &plan, args.change.dry_run, &progress, "deploy").await
+            let done = run_or_show(&lab, &plan, args.change.dry_run, &progress, "deploy").await;
+            account(&progress, "deploy", None);
+            done
         }
         Command::Down(args) => down::run(args, &progress).await,
         Command::Status(args) => status::run(args).await,
@@ -68,6 +72,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args),
         Command::Doctor(args) => doctor::run(args).await,
         Command::Shell(args) => shell::run(args).await,
+    }
+}
+
+/// Where a run's time went, by phase, once it spent time in more than one:
+/// said on stderr, and with `keep_in`, a JSON line appended to
+/// `keep_in/timings.jsonl` (0600).
+pub fn account(progress: &crate::progress::Progress, command: &str, keep_in: Option<&std::path::Path>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let Some(line) = progress.account_line() else { return };
+    progress.line(&line);
+    let Some(dir) = keep_in else { return };
+    let seconds: serde_json::Map<String, serde_json::Value> = progress
+        .account()
+        .into_iter()
+        .map(|(phase, s)| (phase.to_string(), serde_json::json!((s * 10.0).round() / 10.0)))
+        .collect();
+    let record = serde_json::json!({
+        "command": command,
+        "at": crate::artifacts::utc_stamp(std::time::SystemTime::now()),
+        "seconds": seconds,
+    });
+    let file = dir.join("timings.jsonl");
+    let written = crate::state::make_private_dir(dir).and_then(|()| {
+        let mut out = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file)?;
+        writeln!(out, "{record}")?;
+        Ok(())
+    });
+    if let Err(e) = written {
+        progress.line(&format!("cannot keep the timings in {}: {e:#}", file.display()));
     }
 }
 

@@ -28,10 +28,12 @@ pub async fn run_lab(lab: Lab, args: &TestArgs, progress: &Progress) -> anyhow::
     // `lab up` cleans up after itself when it fails (unless told to keep).
     super::up::bring_up(&lab, &held, plan, &up, progress).await?;
     let options = args.options();
+    let started = std::time::Instant::now();
     let tested = tokio::select! {
         tested = crate::suite::run(&lab.scenario, &lab.state, &options) => tested,
         why = super::interrupted() => return Err(super::stopped(&lab, why, "lab run")),
     };
+    progress.count(Some(crate::plan::Phase::Features), started.elapsed());
     let passed = matches!(tested, Ok(true));
     if !passed {
         // What another contributor needs to replay the failure, made while the lab still runs.
@@ -51,6 +53,10 @@ pub async fn run_lab(lab: Lab, args: &TestArgs, progress: &Progress) -> anyhow::
         let down = lab.down_plan()?;
         crate::plan::execute_through(&down, lab.provider.as_ref(), progress, &lab.state).await?;
     }
+    // Beside the run's artifacts folder: `artifacts/<lab>/`, or the parent of `--artifacts DIR`.
+    let default_artifacts = crate::artifacts::default_dir(&lab.scenario);
+    let artifacts = args.artifacts.as_deref().unwrap_or(&default_artifacts);
+    super::account(progress, "run", artifacts.parent());
     match tested {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => Ok(ExitCode::FAILURE),

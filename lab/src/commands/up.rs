@@ -17,7 +17,11 @@ pub async fn run(args: UpArgs, progress: &Progress) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let (plan, held) = check_and_hold(&lab, "up").await?;
-    bring_up(&lab, &held, plan, &args, progress).await
+    let up = bring_up(&lab, &held, plan, &args, progress).await;
+    if up.is_ok() {
+        super::account(progress, "up", None);
+    }
+    up
 }
 
 /// [`check`], and the lab held: a state folder that exists is held first, so

@@ -69,6 +69,7 @@ async fn run_shown(
     let result = run_step(step, &ctx).await;
     let note = result.as_ref().ok().and_then(Option::as_deref);
     progress.finish(running, &step.title, label, note, result.is_ok(), started.elapsed());
+    progress.count(step.phase, started.elapsed());
     result.map(|_| ())
 }
 

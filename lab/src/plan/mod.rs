@@ -20,5 +20,5 @@ pub use cluster::{Cluster, Node, NodeStatus, Target, shell_for};
 pub use context::{Context, LoggedShell, running_nodes};
 pub use detail::Detail;
 pub use execute::{execute, execute_through};
-pub use step::{Action, Plan, Step, Work};
+pub use step::{Action, Phase, Plan, Step, Work, in_phase};
 pub use view::View;

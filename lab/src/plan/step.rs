@@ -63,11 +63,60 @@ pub struct Step {
     ///
     /// [`execute_through`]: super::execute_through
     pub only_after_success: bool,
+    /// Where its time counts in `lab`'s account of a run (build, load, …).
+    pub phase: Option<Phase>,
+}
+
+/// The parts of an edit-to-verdict cycle that a run's time is told by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// The components' images built (or found cached).
+    Build,
+    /// The cluster made (or its nodes found) and its nodes prepared.
+    Cluster,
+    /// The images put into the nodes, and checked there.
+    Load,
+    /// The stack's objects applied, OnDelete pods replaced.
+    Rollout,
+    /// Waiting until the stack's workloads are ready and its pools Online.
+    Ready,
+    /// The Gherkin features run.
+    Features,
+    /// The stack and the cluster removed, the host restored.
+    Teardown,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] =
+        [Phase::Build, Phase::Cluster, Phase::Load, Phase::Rollout, Phase::Ready, Phase::Features, Phase::Teardown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Build => "build",
+            Phase::Cluster => "cluster",
+            Phase::Load => "load",
+            Phase::Rollout => "rollout",
+            Phase::Ready => "ready",
+            Phase::Features => "features",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+/// These steps, their time counted in `phase`.
+pub fn in_phase(steps: impl IntoIterator<Item = Step>, phase: Phase) -> Vec<Step> {
+    steps.into_iter().map(|s| s.in_phase(phase)).collect()
 }
 
 impl Step {
     pub fn new(title: impl Into<String>, action: Action) -> Step {
-        Step { title: title.into(), action, only_after_success: false }
+        Step { title: title.into(), action, only_after_success: false, phase: None }
+    }
+
+    /// See [`Step::phase`].
+    pub fn in_phase(mut self, phase: Phase) -> Step {
+        self.phase = Some(phase);
+        self
     }
 
     /// See [`Step::only_after_success`].
