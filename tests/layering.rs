@@ -1,5 +1,6 @@
-//! The import graph of `lab/src` has no circle: commands → `Lab` → domains →
-//! plan core → shell, docker, wait, progress, state. An edge is a `crate::`
+//! The import graph of `lab/src` has no circle, file by file and folder by
+//! folder: commands → `Lab` → domains → plan core → shell, docker, wait,
+//! progress, state. An edge is a `crate::`
 //! or `super::` path from one file's module to another's (a module naming
 //! its own children is ownership, not a dependency); tests and comments do
 //! not count. A circle fails with the files on it, in order.
@@ -173,6 +174,24 @@ fn the_import_graph_of_lab_src_has_no_circle() {
     assert!(edges.len() > 50, "read only {} files under {}", edges.len(), root.display());
     if let Some(circle) = find_circle(&edges) {
         panic!("a circle in lab/src's imports: {}", circle.iter().map(name).collect::<Vec<_>>().join(" → "));
+    }
+}
+
+/// The same, a folder at a time: `provider/…` → `load/…` → `prepare/…` →
+/// `provider/…` is a circle between folders though no file imports itself.
+#[test]
+fn the_folders_of_lab_src_import_each_other_in_one_direction() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let folder = |m: &Module| -> Module { m.first().cloned().into_iter().collect() };
+    let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
+    for (module, uses) in graph(&root) {
+        let from = folder(&module);
+        let to: BTreeSet<Module> = uses.iter().map(folder).filter(|f| *f != from).collect();
+        edges.entry(from).or_default().extend(to);
+    }
+    assert!(edges.len() > 10, "read only {} folders under {}", edges.len(), root.display());
+    if let Some(circle) = find_circle(&edges) {
+        panic!("a circle between lab/src's folders: {}", circle.iter().map(name).collect::<Vec<_>>().join(" → "));
     }
 }
 

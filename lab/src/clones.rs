@@ -27,7 +27,7 @@ pub struct Clones(PathBuf);
 impl Clones {
     /// For lab `lab`; `purpose` names the folder under the cache (`bisect`, `replay`).
     pub fn make(lab: &str, purpose: &str) -> anyhow::Result<Clones> {
-        let root = crate::build::cache_root().join(purpose);
+        let root = crate::state::cache_root().join(purpose);
         std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let dir = root.join(format!("{lab}-{}", std::process::id()));
         // A folder of the same name is another process's (a reused pid): never ours to use.

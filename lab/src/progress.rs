@@ -12,7 +12,41 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::plan::Phase;
+/// The parts of an edit-to-verdict cycle that a run's time is told by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// The components' images built (or found cached).
+    Build,
+    /// The cluster made (or its nodes found) and its nodes prepared.
+    Cluster,
+    /// The images put into the nodes, and checked there.
+    Load,
+    /// The stack's objects applied, OnDelete pods replaced.
+    Rollout,
+    /// Waiting until the stack's workloads are ready and its pools Online.
+    Ready,
+    /// The Gherkin features run.
+    Features,
+    /// The stack and the cluster removed, the host restored.
+    Teardown,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] =
+        [Phase::Build, Phase::Cluster, Phase::Load, Phase::Rollout, Phase::Ready, Phase::Features, Phase::Teardown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Build => "build",
+            Phase::Cluster => "cluster",
+            Phase::Load => "load",
+            Phase::Rollout => "rollout",
+            Phase::Ready => "ready",
+            Phase::Features => "features",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
 
 pub struct Progress {
     quiet: bool,
@@ -28,7 +62,7 @@ pub struct Running {
 
 /// Where each step's last duration is kept, by its title.
 fn durations_file() -> PathBuf {
-    crate::build::cache_root().join("step-durations.json")
+    crate::state::cache_root().join("step-durations.json")
 }
 
 fn durations() -> BTreeMap<String, f64> {

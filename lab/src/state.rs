@@ -153,6 +153,19 @@ impl StateDir {
     }
 }
 
+/// Where `lab` keeps what outlives a lab: cloned sources, build caches, step durations.
+/// `LAB_CACHE_DIR`, else `$XDG_CACHE_HOME/lab`, else `~/.cache/lab`.
+pub fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LAB_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("lab");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("lab")
+}
+
 /// The lock on a lab, released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct Held {

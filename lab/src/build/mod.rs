@@ -21,18 +21,7 @@ use crate::state::{StateDir, absolute};
 /// Bumped when the way inputs are hashed changes, so old tags are not reused.
 const TAG_SCHEME: &str = "lab-build-1";
 
-/// Where `lab` keeps what outlives a lab: cloned sources, build caches.
-/// `LAB_CACHE_DIR`, else `$XDG_CACHE_HOME/lab`, else `~/.cache/lab`.
-pub fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LAB_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("lab");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("lab")
-}
+pub use crate::state::cache_root;
 
 /// A file or folder name made from free text (URLs, branch names).
 fn file_name_of(text: &str) -> String {

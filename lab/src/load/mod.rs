@@ -193,7 +193,7 @@ pub async fn load(images: &ImageSource, nodes: &[Node<'_>], spinner: Option<&Pro
         bail!("{label}: there are no running nodes to load into; is the lab up (`lab status`)?");
     }
     let docker = crate::docker::connect().await.with_context(|| label.clone())?;
-    let mut names = LayerNames::load(crate::build::cache_root().join("docker-layer-digests.json"));
+    let mut names = LayerNames::load(crate::state::cache_root().join("docker-layer-digests.json"));
     let mut lines = Vec::new();
     for reference in images.refs()? {
         if let Some(spinner) = spinner {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::cluster::Target;
 use super::context::Context;
 use super::view::View;
+pub use crate::progress::Phase;
 use crate::shell::Cmd;
 
 #[derive(Clone, Debug)]
@@ -65,42 +66,6 @@ pub struct Step {
     pub only_after_success: bool,
     /// Where its time counts in `lab`'s account of a run (build, load, …).
     pub phase: Option<Phase>,
-}
-
-/// The parts of an edit-to-verdict cycle that a run's time is told by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    /// The components' images built (or found cached).
-    Build,
-    /// The cluster made (or its nodes found) and its nodes prepared.
-    Cluster,
-    /// The images put into the nodes, and checked there.
-    Load,
-    /// The stack's objects applied, OnDelete pods replaced.
-    Rollout,
-    /// Waiting until the stack's workloads are ready and its pools Online.
-    Ready,
-    /// The Gherkin features run.
-    Features,
-    /// The stack and the cluster removed, the host restored.
-    Teardown,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 7] =
-        [Phase::Build, Phase::Cluster, Phase::Load, Phase::Rollout, Phase::Ready, Phase::Features, Phase::Teardown];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Build => "build",
-            Phase::Cluster => "cluster",
-            Phase::Load => "load",
-            Phase::Rollout => "rollout",
-            Phase::Ready => "ready",
-            Phase::Features => "features",
-            Phase::Teardown => "teardown",
-        }
-    }
 }
 
 /// These steps, their time counted in `phase`.

@@ -11,11 +11,6 @@ use crate::shell::{Cmd, Shell};
 
 const RESOURCE: &str = "hugepages-2Mi";
 
-/// How a node's kubelet restarts where systemd runs it (kind, VMs, most clusters).
-pub fn systemd_restart() -> Cmd {
-    Cmd::new("systemctl").args(["restart", "kubelet"])
-}
-
 pub fn details(node: &str, restart: &Cmd) -> Vec<Detail> {
     vec![
         Detail::api(format!("GET /api/v1/nodes/{node}: status.allocatable[{RESOURCE}]")),
@@ -110,6 +105,11 @@ mod api_tests {
     use async_trait::async_trait;
 
     use super::*;
+
+    /// What kind's and the VMs' providers restart a kubelet with.
+    fn systemd_restart() -> Cmd {
+        Cmd::new("systemctl").args(["restart", "kubelet"])
+    }
     use crate::shell::{Output, RunError};
 
     #[derive(Default, Clone)]

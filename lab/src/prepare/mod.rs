@@ -152,7 +152,8 @@ fn step(title: String, task: Task) -> Step {
     Step::work(title, task)
 }
 
-pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation {
+/// `kubelet_restart`: how a node's kubelet restarts, in its shell (the provider says).
+pub fn plan(scenario: &Scenario, kubelet_restart: &crate::shell::Cmd) -> Preparation {
     let provider = scenario.cluster.provider;
     let nodes = scenario.planned_nodes();
     match provider {
@@ -170,7 +171,7 @@ pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation 
                 }
                 for node in &nodes {
                     on_nodes.extend(kind_node_steps(node));
-                    on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));
+                    on_nodes.extend(api_steps(node, kubelet_restart));
                 }
             }
             Preparation { before_cluster, on_nodes }
@@ -184,8 +185,7 @@ pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation 
                 Task::Sysctls { on: Target::Host, settings: sysctl::local_cluster() },
             ));
             before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
-            let restart = crate::provider::local::kubelet_restart(scenario, state);
-            let on_nodes = nodes.iter().flat_map(|node| api_steps(node, &restart)).collect();
+            let on_nodes = nodes.iter().flat_map(|node| api_steps(node, kubelet_restart)).collect();
             Preparation { before_cluster, on_nodes }
         }
         ProviderKind::Vagrant | ProviderKind::Existing => {
@@ -199,7 +199,7 @@ pub fn plan(scenario: &Scenario, state: &crate::state::StateDir) -> Preparation 
                 if provider == ProviderKind::Vagrant || node.group.runs_io_engine() {
                     on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
                 }
-                on_nodes.extend(api_steps(node, &kubelet::systemd_restart()));
+                on_nodes.extend(api_steps(node, kubelet_restart));
             }
             Preparation { before_cluster: Vec::new(), on_nodes }
         }

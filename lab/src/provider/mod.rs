@@ -43,6 +43,11 @@ pub trait Provider: Cluster {
     fn leftovers(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The command, run in a node's shell, that restarts its kubelet so it
+    /// reads the node anew (its hugepages): systemd's unit on most nodes.
+    fn kubelet_restart(&self) -> Cmd {
+        Cmd::new("systemctl").args(["restart", "kubelet"])
+    }
     /// The host command that opens an interactive shell on a node.
     fn interactive_shell(&self, node: &str) -> Cmd;
     /// What `lab export logs` keeps of each node: a file name and the

@@ -150,13 +150,6 @@ impl Local {
     }
 }
 
-/// The command that restarts lab's kubelet, so it reads the hugepage pool anew.
-pub fn kubelet_restart(scenario: &Scenario, state: &StateDir) -> Cmd {
-    let layout = Layout::new(scenario, state);
-    let kubelet = Component::named(&layout, "kubelet");
-    Cmd::sh(format!("{} && {}", kubelet.stop_script(), kubelet.start_script()))
-}
-
 #[async_trait]
 impl Cluster for Local {
     async fn nodes(&self) -> anyhow::Result<Vec<NodeStatus>> {
@@ -352,6 +345,12 @@ impl Provider for Local {
 
     fn leftovers(&self) -> Vec<String> {
         leftovers(&self.layout)
+    }
+
+    /// lab's kubelet is a process of this host: stopped and started again.
+    fn kubelet_restart(&self) -> Cmd {
+        let kubelet = Component::named(&self.layout, "kubelet");
+        Cmd::sh(format!("{} && {}", kubelet.stop_script(), kubelet.start_script()))
     }
 
     /// The node is this host's processes: each one's own log (kubelet,

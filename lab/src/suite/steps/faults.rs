@@ -73,14 +73,9 @@ pub(crate) async fn node_of(world: &mut LabWorld, pod: &str) -> Result<String, S
 async fn restart_kubelet(world: &mut LabWorld, pod: String) -> Result<(), String> {
     let node = node_of(world, &pod).await?;
     let client = world.ctx.client()?;
-    let scenario = &world.ctx.scenario;
-    // The local provider's kubelet is a process of this host; elsewhere it is a systemd unit on the node.
-    let (shell, restart): (Box<dyn crate::shell::Shell>, _) = match scenario.cluster.provider {
-        crate::scenario::ProviderKind::Local => {
-            (Box::new(crate::shell::LocalShell), crate::provider::local::kubelet_restart(scenario, &world.ctx.state))
-        }
-        _ => (world.ctx.provider.node_shell(&node), crate::prepare::kubelet::systemd_restart()),
-    };
+    // The provider says how: a systemd unit on most nodes, a process of this host on the local one.
+    let restart = world.ctx.provider.kubelet_restart();
+    let shell = world.ctx.provider.node_shell(&node);
     shell.run(&restart).await.map_err(|e| format!("restarting the kubelet on {node}: {e}"))?;
     // Back when the node is Ready and the new kubelet has renewed the node's
     // lease (every 10 s; the Ready condition's own heartbeat may wait 5 min)
