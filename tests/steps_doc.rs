@@ -18,7 +18,7 @@ struct Step {
     pattern: String,
     parameters: Vec<(String, String)>,
     doc: String,
-    line: usize,
+    function: String,
 }
 
 /// The `#[given|when|then(regex = r"…")]` definitions of one file, with the
@@ -64,6 +64,12 @@ fn steps_in(text: &str) -> Vec<Step> {
                 break;
             }
         }
+        let function = signature
+            .split_once("fn ")
+            .and_then(|(_, rest)| rest.split(['(', '<']).next())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let args = signature.split_once('(').and_then(|(_, a)| a.split_once(')')).map(|(a, _)| a).unwrap_or("");
         let parameters = args
             .split(',')
@@ -72,7 +78,7 @@ fn steps_in(text: &str) -> Vec<Step> {
             .map(|(name, ty)| (name.trim().to_string(), ty.trim().to_string()))
             .filter(|(name, _)| !name.is_empty())
             .collect();
-        out.push(Step { keyword: keyword.to_string(), pattern, parameters, doc: doc.join(" "), line: i + 1 });
+        out.push(Step { keyword: keyword.to_string(), pattern, parameters, doc: doc.join(" "), function });
     }
     out
 }
@@ -196,7 +202,7 @@ fn catalogue() -> String {
                 None => writeln!(out, "  - example: none yet").unwrap(),
             }
             let source = file.strip_prefix(&root).unwrap().display();
-            writeln!(out, "  - defined at {source}:{}", step.line).unwrap();
+            writeln!(out, "  - defined in {source}, `fn {}`", step.function).unwrap();
         }
     }
     write!(out, "\n{total} steps.\n").unwrap();
