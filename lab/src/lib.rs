@@ -172,7 +172,7 @@ impl Lab {
         };
         // A cluster that was there before `lab up` may already run the stack:
         // that is found out before lab changes anything on it.
-        if self.scenario.cluster.provider == scenario::ProviderKind::Existing && !stack_objects.is_empty() {
+        if self.provider.capabilities().predates_lab && !stack_objects.is_empty() {
             let mut objects = stack_objects.clone();
             objects.extend(stack::pools(&self.scenario, &self.state, &stack_objects)?);
             steps.push(Step::work(
@@ -241,8 +241,7 @@ impl Lab {
     /// cluster's kubelet root (lab's local cluster keeps its own).
     fn load_stack(&self) -> anyhow::Result<Vec<stack::manifest::Object>> {
         let mut objects = stack::load(&self.scenario)?;
-        if self.scenario.cluster.provider == scenario::ProviderKind::Local {
-            let root = provider::local::Layout::new(&self.scenario, &self.state).kubelet_root();
+        if let Some(root) = self.provider.capabilities().kubelet_root {
             stack::rewrite_path_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
         }
         stack::pool::point_at_pool_folder(&self.scenario, &self.state, &mut objects);
@@ -326,7 +325,7 @@ impl Lab {
     /// need: volume users, claims, pools, the stack in reverse, CRDs last.
     fn teardown_steps(&self, ownership: &std::sync::Arc<stack::ownership::Ownership>) -> anyhow::Result<Vec<Step>> {
         let Some(spec) = &self.scenario.stack else { return Ok(Vec::new()) };
-        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+        if !self.provider.capabilities().cluster {
             return Ok(Vec::new());
         }
         // A stack that no longer reads (its files moved) must not keep the cluster alive.
@@ -375,7 +374,7 @@ impl Lab {
     /// `lab load`: the images already built, into the nodes that are up.
     pub fn load_plan(&self, component: Option<&str>) -> anyhow::Result<Plan> {
         let builds = build::resolve(&self.scenario, &self.state, component)?;
-        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+        if !self.provider.capabilities().cluster {
             anyhow::bail!(
                 "scenario {} runs on the host alone: there are no nodes to load images into",
                 self.scenario.name()
@@ -397,7 +396,7 @@ impl Lab {
         let stack = self.stack_images(builds, stack);
         // A stack without images (RBAC, classes, config) asks nothing of the nodes.
         let nothing = builds.is_empty() && self.scenario.images.preload.is_empty() && stack.is_empty();
-        if nothing || self.scenario.cluster.provider == scenario::ProviderKind::Host {
+        if nothing || !self.provider.capabilities().cluster {
             return None;
         }
         Some(Step::work(
@@ -469,7 +468,7 @@ impl Lab {
     /// registry: the nodes are pointed at it, then the images are pushed; a
     /// new cluster also advertises it (`advertise`).
     fn load_steps(&self, builds: &[std::sync::Arc<build::Build>], advertise: bool) -> Vec<Step> {
-        if self.scenario.cluster.provider == scenario::ProviderKind::Host {
+        if !self.provider.capabilities().cluster {
             return Vec::new();
         }
         // Preloaded images keep their own names, so they are always streamed.
@@ -490,7 +489,7 @@ impl Lab {
         };
         let mut steps = Vec::new();
         steps.extend(preload);
-        if self.scenario.cluster.provider == scenario::ProviderKind::Kind {
+        if self.provider.capabilities().on_kind_network {
             steps.extend(registry.connect_step());
         }
         steps.extend(self.scenario.planned_nodes().iter().map(|n| registry.node_step(&n.name)));
@@ -551,7 +550,7 @@ impl Lab {
             shell::Cmd::sh(suite::loop_device::detach_recorded_script(&test_devices)),
         ));
         if let Some(registry) = Registry::of(&self.scenario)
-            && self.scenario.cluster.provider != scenario::ProviderKind::Host
+            && self.provider.capabilities().cluster
         {
             steps.push(Step::work(
                 "remove the registry's advertisement (ConfigMap kube-public/local-registry-hosting)",
@@ -602,7 +601,7 @@ impl Lab {
                 state
             ));
         }
-        if self.scenario.cluster.provider == scenario::ProviderKind::Existing
+        if self.provider.capabilities().predates_lab
             && let Ok(client) = self.provider.client().await
         {
             found.extend(stack::ownership::marked_cluster_objects(&client, self.scenario.name()).await);

@@ -111,6 +111,11 @@ impl Cluster for Existing {
 
 #[async_trait]
 impl Provider for Existing {
+    fn capabilities(&self) -> super::Capabilities {
+        use super::Capabilities;
+        Capabilities { cluster: true, predates_lab: true, ..Capabilities::default() }
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         vec![Step::new(
             format!("reach the cluster through {}", self.kubeconfig_path().display()),

@@ -22,6 +22,11 @@ impl Cluster for Host {
 
 #[async_trait]
 impl Provider for Host {
+    fn capabilities(&self) -> super::Capabilities {
+        use super::Capabilities;
+        Capabilities::default()
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         vec![]
     }

@@ -170,6 +170,11 @@ impl Cluster for Kind {
 
 #[async_trait]
 impl Provider for Kind {
+    fn capabilities(&self) -> super::Capabilities {
+        use super::Capabilities;
+        Capabilities { cluster: true, on_kind_network: true, ..Capabilities::default() }
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         let mut steps = Vec::new();
         for node in self.nodes.iter().filter(|n| n.group.pool.is_some()) {

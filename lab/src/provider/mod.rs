@@ -25,9 +25,29 @@ pub use vagrant::Vagrant;
 
 pub use crate::plan::NodeStatus;
 
+/// What a provider's cluster is, for callers to ask instead of switching on
+/// the provider's kind: what differs between providers is each one's own answer.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    /// It has nodes and a Kubernetes API (every provider but the host alone):
+    /// images are loaded into it, a stack is applied to it and removed from it.
+    pub cluster: bool,
+    /// It was there before lab and outlives it (an existing cluster): what it
+    /// holds may be someone else's, so lab checks before it changes anything.
+    pub predates_lab: bool,
+    /// Its nodes are containers on kind's Docker network, where lab's
+    /// registry container must be connected for them to reach it.
+    pub on_kind_network: bool,
+    /// Where its kubelet keeps pods when that is not the usual
+    /// `/var/lib/kubelet`: stack paths under the usual one are pointed there.
+    pub kubelet_root: Option<String>,
+}
+
 /// Makes and removes a lab's cluster; as a [`Cluster`], finds its nodes and API.
 #[async_trait]
 pub trait Provider: Cluster {
+    /// What its cluster is (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
     /// Steps that create the cluster and make its nodes usable.
     fn up_steps(&self) -> Vec<Step>;
     /// Steps that remove what `up_steps` created.

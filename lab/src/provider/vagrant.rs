@@ -296,6 +296,11 @@ impl Cluster for Vagrant {
 
 #[async_trait]
 impl Provider for Vagrant {
+    fn capabilities(&self) -> super::Capabilities {
+        use super::Capabilities;
+        Capabilities { cluster: true, ..Capabilities::default() }
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         let json = serde_json::to_string_pretty(&self.node_list()).unwrap_or_default();
         let mut steps = vec![

@@ -198,6 +198,11 @@ impl Cluster for Local {
 
 #[async_trait]
 impl Provider for Local {
+    fn capabilities(&self) -> super::Capabilities {
+        use super::Capabilities;
+        Capabilities { cluster: true, kubelet_root: Some(self.layout.kubelet_root()), ..Capabilities::default() }
+    }
+
     fn up_steps(&self) -> Vec<Step> {
         let layout = &self.layout;
         let mut steps = vec![
