@@ -174,7 +174,7 @@ impl Lab {
         // that is found out before lab changes anything on it.
         if self.provider.capabilities().predates_lab && !stack_objects.is_empty() {
             let mut objects = stack_objects.clone();
-            objects.extend(stack::pools(&self.scenario, &self.state, &stack_objects)?);
+            objects.extend(stack::pools(&self.scenario, &self.provider.capabilities(), &self.state, &stack_objects)?);
             steps.push(Step::work(
                 "check that the stack's objects in the cluster, if any, are lab's",
                 stack::ownership::CheckOwnership { objects, ownership: (*self.ownership).clone() },
@@ -208,7 +208,7 @@ impl Lab {
         let objects = self.load_stack()?;
         let images = std::sync::Arc::new(self.image_map()?);
         let mut groups = stack::order::apply_order(&objects);
-        let pools = stack::pools(&self.scenario, &self.state, &objects)?;
+        let pools = stack::pools(&self.scenario, &self.provider.capabilities(), &self.state, &objects)?;
         if !pools.is_empty() {
             groups.push((stack::order::Phase::CustomResources, pools));
         }
@@ -244,7 +244,7 @@ impl Lab {
         if let Some(root) = self.provider.capabilities().kubelet_root {
             stack::rewrite_path_root(&mut objects, provider::local::USUAL_KUBELET_ROOT, &root);
         }
-        stack::pool::point_at_pool_folder(&self.scenario, &self.state, &mut objects);
+        stack::pool::point_at_pool_folder(&self.scenario, &self.provider.capabilities(), &self.state, &mut objects);
         Ok(objects)
     }
 
@@ -294,10 +294,10 @@ impl Lab {
             )
             .in_phase(plan::Phase::Ready),
         );
-        let pools = stack::pools(&self.scenario, &self.state, &objects)?;
+        let pools = stack::pools(&self.scenario, &self.provider.capabilities(), &self.state, &objects)?;
         if !pools.is_empty() {
             steps.extend(plan::in_phase(
-                stack::pool::backing_file_steps(&self.scenario, &self.state),
+                stack::pool::backing_file_steps(&self.scenario, &self.provider.capabilities(), &self.state),
                 plan::Phase::Rollout,
             ));
             steps.push(Step::work(
@@ -347,7 +347,8 @@ impl Lab {
                 timeout,
             },
         )];
-        let pools = stack::pools(&self.scenario, &self.state, &objects).unwrap_or_default();
+        let pools =
+            stack::pools(&self.scenario, &self.provider.capabilities(), &self.state, &objects).unwrap_or_default();
         if !pools.is_empty() {
             steps.push(Step::work(
                 format!("remove {} DiskPool(s)", pools.len()),
@@ -563,7 +564,7 @@ impl Lab {
         }
         steps.extend(self.provider.down_steps());
         steps.extend(Registry::of(&self.scenario).as_ref().and_then(Registry::stop_step));
-        steps.extend(prepare::restore_steps(&self.undo_log(), self.scenario.cluster.provider)?);
+        steps.extend(prepare::restore_steps(&self.undo_log(), self.provider.capabilities().nodes_outlive_lab)?);
         // Kept when a step before failed: its records let `lab down` finish the rest.
         steps.push(
             Step::new(format!("remove state directory {}", dir.display()), Action::RemoveDir { path: dir })

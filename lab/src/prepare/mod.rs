@@ -331,9 +331,8 @@ fn write_file(path: &str, text: &str) -> Cmd {
 }
 
 /// Steps that undo what preparation recorded; see [`UndoLog::restore_steps`].
-pub fn restore_steps(undo: &UndoLog, provider: ProviderKind) -> anyhow::Result<Vec<Step>> {
-    // The host and an existing cluster's nodes outlive the lab; kind
-    // containers and VMs take their changes with them.
-    let nodes_outlive_lab = matches!(provider, ProviderKind::Host | ProviderKind::Existing | ProviderKind::Local);
+/// `nodes_outlive_lab`: the host's, an existing cluster's and the local
+/// node do; kind containers and VMs take their changes with them.
+pub fn restore_steps(undo: &UndoLog, nodes_outlive_lab: bool) -> anyhow::Result<Vec<Step>> {
     Ok(undo.restore_steps(&undo.entries()?, nodes_outlive_lab))
 }

@@ -113,7 +113,7 @@ impl Cluster for Existing {
 impl Provider for Existing {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { cluster: true, predates_lab: true, ..Capabilities::default() }
+        Capabilities { cluster: true, predates_lab: true, nodes_outlive_lab: true, ..Capabilities::default() }
     }
 
     fn up_steps(&self) -> Vec<Step> {

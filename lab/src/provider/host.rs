@@ -24,7 +24,7 @@ impl Cluster for Host {
 impl Provider for Host {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities::default()
+        Capabilities { nodes_outlive_lab: true, ..Capabilities::default() }
     }
 
     fn up_steps(&self) -> Vec<Step> {

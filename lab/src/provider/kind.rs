@@ -172,7 +172,7 @@ impl Cluster for Kind {
 impl Provider for Kind {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { cluster: true, on_kind_network: true, ..Capabilities::default() }
+        Capabilities { cluster: true, on_kind_network: true, pool_files_in_state: true, ..Capabilities::default() }
     }
 
     fn up_steps(&self) -> Vec<Step> {

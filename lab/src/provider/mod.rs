@@ -41,6 +41,15 @@ pub struct Capabilities {
     /// Where its kubelet keeps pods when that is not the usual
     /// `/var/lib/kubelet`: stack paths under the usual one are pointed there.
     pub kubelet_root: Option<String>,
+    /// Its one node is this host (the local cluster): a path on the node is
+    /// this host's path, so the node's pool folder is the lab's own.
+    pub node_is_this_host: bool,
+    /// A node's pool file lives in the lab's state folder on this host
+    /// (kind mounts it into the node container): made there, gone with it.
+    pub pool_files_in_state: bool,
+    /// Its nodes outlive the lab (the host, an existing cluster's, the local
+    /// node): what preparation changed on them is undone by `lab down`.
+    pub nodes_outlive_lab: bool,
 }
 
 /// Makes and removes a lab's cluster; as a [`Cluster`], finds its nodes and API.

@@ -129,8 +129,13 @@ pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
 }
 
 /// The scenario's DiskPools, checked against the DiskPool CRD the stack carries.
-pub fn pools(scenario: &Scenario, state: &StateDir, objects: &[Object]) -> anyhow::Result<Vec<Object>> {
-    let pools = pool::disk_pools(scenario, state, &pool::namespace(objects));
+pub fn pools(
+    scenario: &Scenario,
+    capabilities: &crate::provider::Capabilities,
+    state: &StateDir,
+    objects: &[Object],
+) -> anyhow::Result<Vec<Object>> {
+    let pools = pool::disk_pools(scenario, capabilities, state, &pool::namespace(objects));
     let mut all = objects.to_vec();
     all.extend(pools.iter().cloned());
     let problems: Vec<_> =

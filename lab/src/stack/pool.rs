@@ -14,8 +14,9 @@ use super::manifest::Object;
 use crate::device::Probe;
 use crate::plan::{Context, View, Work};
 use crate::plan::{Step, Target};
+use crate::provider::Capabilities;
 use crate::provider::kind::POOL_MOUNT;
-use crate::scenario::{ProviderKind, Scenario};
+use crate::scenario::Scenario;
 use crate::shell::{Cmd, quote};
 use crate::state::StateDir;
 
@@ -48,10 +49,11 @@ pub fn disk_uri(device: Option<&str>, folder: &str) -> String {
 /// container mounts the node's pool folder of the lab's state there; lab's
 /// local node is this host, so the manifests' paths are pointed at that
 /// folder itself (absolute); VMs have their own `/var/local/mayastor`.
-pub fn pool_folder(scenario: &Scenario, state: &StateDir, node: &str) -> String {
-    match scenario.cluster.provider {
-        ProviderKind::Local => crate::state::absolute(&state.pool_dir(node)).display().to_string(),
-        _ => POOL_MOUNT.to_string(),
+pub fn pool_folder(capabilities: &Capabilities, state: &StateDir, node: &str) -> String {
+    if capabilities.node_is_this_host {
+        crate::state::absolute(&state.pool_dir(node)).display().to_string()
+    } else {
+        POOL_MOUNT.to_string()
     }
 }
 
@@ -59,16 +61,21 @@ pub fn pool_folder(scenario: &Scenario, state: &StateDir, node: &str) -> String 
 /// (host paths and mount paths alike) becomes the node's pool folder in the
 /// lab's state, which `lab down` removes with the state: nothing is left
 /// in the host's own `/var/local`.
-pub fn point_at_pool_folder(scenario: &Scenario, state: &StateDir, objects: &mut [Object]) {
-    if scenario.cluster.provider != ProviderKind::Local {
+pub fn point_at_pool_folder(
+    scenario: &Scenario,
+    capabilities: &Capabilities,
+    state: &StateDir,
+    objects: &mut [Object],
+) {
+    if !capabilities.node_is_this_host {
         return;
     }
     let Some(node) = scenario.planned_nodes().into_iter().next() else { return };
-    super::rewrite_path_root(objects, POOL_MOUNT, &pool_folder(scenario, state, &node.name));
+    super::rewrite_path_root(objects, POOL_MOUNT, &pool_folder(capabilities, state, &node.name));
 }
 
 /// A DiskPool per io-engine node with a `pool:`, as objects like any other.
-pub fn disk_pools(scenario: &Scenario, state: &StateDir, namespace: &str) -> Vec<Object> {
+pub fn disk_pools(scenario: &Scenario, capabilities: &Capabilities, state: &StateDir, namespace: &str) -> Vec<Object> {
     scenario
         .planned_nodes()
         .into_iter()
@@ -80,7 +87,7 @@ pub fn disk_pools(scenario: &Scenario, state: &StateDir, namespace: &str) -> Vec
                 "kind": "DiskPool",
                 "metadata": {"name": format!("pool-{}", node.name), "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "lab"}},
-                "spec": {"node": node.name, "disks": [disk_uri(pool.device.as_deref(), &pool_folder(scenario, state, &node.name))]},
+                "spec": {"node": node.name, "disks": [disk_uri(pool.device.as_deref(), &pool_folder(capabilities, state, &node.name))]},
             });
             Some(Object { file: scenario.source.clone(), line: 0, value })
         })
@@ -90,7 +97,7 @@ pub fn disk_pools(scenario: &Scenario, state: &StateDir, namespace: &str) -> Vec
 /// Steps that make each backing file: on the host under the kind node's
 /// pool folder, or on the node itself. A device needs none, but where the
 /// nodes share this host's `/dev` it is checked first (see [`judge_device`]).
-pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
+pub fn backing_file_steps(scenario: &Scenario, capabilities: &Capabilities, state: &StateDir) -> Vec<Step> {
     let mut steps = Vec::new();
     for node in scenario.planned_nodes().into_iter().filter(|n| n.group.runs_io_engine()) {
         let Some(pool) = &node.group.pool else { continue };
@@ -101,9 +108,10 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
             continue;
         }
         let size = pool.size.0.to_string();
-        let (target, dir) = match scenario.cluster.provider {
-            ProviderKind::Kind | ProviderKind::Local => (Target::Host, state.pool_dir(&node.name)),
-            _ => (Target::Node(node.name.clone()), Path::new(POOL_MOUNT).to_path_buf()),
+        let (target, dir) = if capabilities.pool_files_in_state {
+            (Target::Host, state.pool_dir(&node.name))
+        } else {
+            (Target::Node(node.name.clone()), Path::new(POOL_MOUNT).to_path_buf())
         };
         let file = dir.join(POOL_FILE).display().to_string();
         // Grown, never shrunk or rewritten: a pool's data survives a second
@@ -114,7 +122,7 @@ pub fn backing_file_steps(scenario: &Scenario, state: &StateDir) -> Vec<Step> {
             file = quote(&file),
         );
         // A file lab made on a node that outlives the lab is recorded, so `lab down` removes it.
-        let record = !matches!(scenario.cluster.provider, ProviderKind::Kind | ProviderKind::Local);
+        let record = !capabilities.pool_files_in_state;
         let file_title = format!("make the {} pool file on {}", pool.size, node.name);
         steps.push(Step::work(file_title, MakePoolFile { target, file, script: Cmd::sh(script), record }));
     }

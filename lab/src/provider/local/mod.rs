@@ -200,7 +200,14 @@ impl Cluster for Local {
 impl Provider for Local {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { cluster: true, kubelet_root: Some(self.layout.kubelet_root()), ..Capabilities::default() }
+        Capabilities {
+            cluster: true,
+            kubelet_root: Some(self.layout.kubelet_root()),
+            node_is_this_host: true,
+            pool_files_in_state: true,
+            nodes_outlive_lab: true,
+            ..Capabilities::default()
+        }
     }
 
     fn up_steps(&self) -> Vec<Step> {
