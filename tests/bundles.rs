@@ -69,6 +69,35 @@ fn lab_on_a_terminal(dir: &Path, args: &[&str], answer: &str) -> (bool, String) 
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Their project's bundle, whose build command (`id > marker`) is not one
+/// you would run unread, and yours: a clone of the same repository with your
+/// own scenario, building with `your_build`.
+struct Shared {
+    marker: PathBuf,
+    tarball: String,
+    mine: PathBuf,
+}
+
+impl Shared {
+    fn make(dir: &Path, bundle_options: &[&str], your_build: &str) -> Shared {
+        let theirs = dir.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let marker = dir.join("ran-as-root");
+        project(&theirs, &format!("id > {}", marker.display()));
+        let mut args = vec!["bundle"];
+        args.extend(bundle_options);
+        args.extend(["--out", "b"]);
+        let (ok, tarball, said) = lab(&theirs, &args);
+        assert!(ok, "{said}");
+        let mine = dir.join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        support::git(&mine, &["clone", "-q", theirs.join("src").to_str().unwrap(), "src"]);
+        let text = std::fs::read_to_string(theirs.join("lab.yaml")).unwrap();
+        std::fs::write(mine.join("lab.yaml"), text.replace(&format!("id > {}", marker.display()), your_build)).unwrap();
+        Shared { marker, tarball: tarball.trim().to_string(), mine }
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -107,44 +136,26 @@ fn a_bundle_holds_only_what_lab_put_there_and_is_the_owner_s_only() {
 #[test]
 fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
     let dir = tempfile::tempdir().unwrap();
-    let theirs = dir.path().join("theirs");
-    std::fs::create_dir(&theirs).unwrap();
-    // Their scenario's build command is not one you would run unread.
-    let marker = dir.path().join("ran-as-root");
-    project(&theirs, &format!("id > {}", marker.display()));
-    let (ok, tarball, said) = lab(&theirs, &["bundle", "--diff", "--out", "b"]);
-    assert!(ok, "{said}");
-    let tarball = tarball.trim().to_string();
-
-    // Yours: the same repository, your own scenario.
-    let mine = dir.path().join("mine");
-    std::fs::create_dir(&mine).unwrap();
-    support::git(&mine, &["clone", "-q", theirs.join("src").to_str().unwrap(), "src"]);
-    std::fs::write(
-        mine.join("lab.yaml"),
-        std::fs::read_to_string(theirs.join("lab.yaml"))
-            .unwrap()
-            .replace(&format!("id > {}", marker.display()), "sh build.sh lab-test-bundle/app:{tag}"),
-    )
-    .unwrap();
+    let shared = Shared::make(dir.path(), &["--diff"], "sh build.sh lab-test-bundle/app:{tag}");
+    let (marker, tarball, mine) = (&shared.marker, shared.tarball.as_str(), &shared.mine);
     let scenario = mine.join("lab.yaml");
     let scenario = scenario.to_str().unwrap();
 
     // --dry-run shows it all and runs nothing.
-    let (ok, _, said) = lab(&mine, &["replay", &tarball, "--scenario", scenario, "--dry-run"]);
+    let (ok, _, said) = lab(mine, &["replay", tarball, "--scenario", scenario, "--dry-run"]);
     assert!(ok, "{said}");
     assert!(said.contains("this bundle runs, as root, what is not your own"), "{said}");
     assert!(said.contains(&format!("+      command: id > {}", marker.display())), "the scenario's diff: {said}");
     assert!(said.contains(&format!("component app: build command `sh -c 'id > {}'`", marker.display())), "{said}");
     assert!(said.contains("code built from app: commit") && said.contains("with the bundle's diff"), "{said}");
     // Off a terminal, without --yes: refused; the diff of the subfolder applied and was proven first.
-    let (ok, _, said) = lab(&mine, &["replay", &tarball, "--scenario", scenario]);
+    let (ok, _, said) = lab(mine, &["replay", tarball, "--scenario", scenario]);
     assert!(!ok, "{said}");
     assert!(said.contains("no one is at a terminal to agree: read it, then give --yes"), "{said}");
     assert!(!marker.exists(), "the bundle's build command ran");
     assert!(!mine.join(".lab").exists(), "the refused replay made a state folder");
     // On a terminal it asks: any answer but yes runs nothing.
-    let (ok, said) = lab_on_a_terminal(&mine, &["replay", &tarball, "--scenario", scenario], "n\n");
+    let (ok, said) = lab_on_a_terminal(mine, &["replay", tarball, "--scenario", scenario], "n\n");
     assert!(!ok, "{said}");
     assert!(said.contains("Run it? [y/N]") && said.contains("replay: not run (answered `n`)"), "{said}");
     assert!(!marker.exists(), "the bundle's build command ran though the user answered no");
@@ -152,7 +163,7 @@ fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
     // A diff that touches what is not in the component's folder does not apply: named.
     let unpacked = dir.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
-    let status = std::process::Command::new("tar").args(["-xzf", &tarball, "-C"]).arg(&unpacked).status().unwrap();
+    let status = std::process::Command::new("tar").args(["-xzf", tarball, "-C"]).arg(&unpacked).status().unwrap();
     assert!(status.success());
     let bundle = unpacked.join("b");
     std::fs::write(
@@ -160,7 +171,7 @@ fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
         "diff --git a/NOTES b/NOTES\n--- a/NOTES\n+++ b/NOTES\n@@ -1 +1 @@\n-beside the app\n+changed\n",
     )
     .unwrap();
-    let (ok, _, said) = lab(&mine, &["replay", bundle.to_str().unwrap(), "--scenario", scenario, "--yes"]);
+    let (ok, _, said) = lab(mine, &["replay", bundle.to_str().unwrap(), "--scenario", scenario, "--yes"]);
     assert!(!ok, "{said}");
     assert!(said.contains("component app: the bundle's diff at"), "{said}");
     assert!(!marker.exists(), "the bundle's build command ran");
@@ -169,7 +180,7 @@ fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
     let manifest = bundle.join("bundle.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, text.replace("\"scenario/lab.yaml\"", "\"../../mine/lab.yaml\"")).unwrap();
-    let (ok, _, said) = lab(&mine, &["replay", bundle.to_str().unwrap(), "--scenario", scenario, "--dry-run"]);
+    let (ok, _, said) = lab(mine, &["replay", bundle.to_str().unwrap(), "--scenario", scenario, "--dry-run"]);
     assert!(!ok && said.contains("is not a path inside the bundle"), "{said}");
 }
 
@@ -179,21 +190,10 @@ fn replaying_someone_else_s_bundle_shows_what_it_runs_and_asks_first() {
 #[ignore = "needs Docker (the build asks it for the image): bash .ci/run runs it"]
 fn answering_yes_on_a_terminal_runs_the_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let theirs = dir.path().join("theirs");
-    std::fs::create_dir(&theirs).unwrap();
-    let marker = dir.path().join("ran");
-    project(&theirs, &format!("id > {}", marker.display()));
-    let (ok, tarball, said) = lab(&theirs, &["bundle", "--out", "b"]);
-    assert!(ok, "{said}");
     // Yours builds with another command, so the bundle's differs and is asked about.
-    let mine = dir.path().join("mine");
-    std::fs::create_dir(&mine).unwrap();
-    support::git(&mine, &["clone", "-q", theirs.join("src").to_str().unwrap(), "src"]);
+    let Shared { marker, tarball, mine } = Shared::make(dir.path(), &[], "true");
     let scenario = mine.join("lab.yaml");
-    let text = std::fs::read_to_string(theirs.join("lab.yaml")).unwrap();
-    std::fs::write(&scenario, text.replace(&format!("id > {}", marker.display()), "true")).unwrap();
-    let (ok, said) =
-        lab_on_a_terminal(&mine, &["replay", tarball.trim(), "--scenario", scenario.to_str().unwrap()], "y\n");
+    let (ok, said) = lab_on_a_terminal(&mine, &["replay", &tarball, "--scenario", scenario.to_str().unwrap()], "y\n");
     assert!(!ok, "the bundle's build makes no image, so its run fails:\n{said}");
     assert!(said.contains("Run it? [y/N]"), "{said}");
     assert!(marker.exists(), "the user answered yes, yet the bundle's build command did not run:\n{said}");

@@ -1148,13 +1148,8 @@ fn lab_down(state: &Path, binaries: &Path) -> std::process::Output {
 #[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn a_second_up_waits_for_no_one_and_ctrl_c_leaves_nothing_lab_down_cannot_remove() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let binaries = binaries();
-    let before = Host::now();
-    assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
-    let _pages = support::HostState::save();
-    let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("state");
-    let _down = DownAt { state: state.clone(), binaries: binaries.clone() };
+    let lab = LocalLab::new();
+    let (binaries, before, state) = (lab.binaries.clone(), Host::now(), lab.state.clone());
 
     let mut first = Running(Some(spawn_up(&state, &binaries)));
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -1285,13 +1280,8 @@ fn recorded_pid(state: &Path, component: &str) -> String {
 #[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn other_users_reach_nothing_and_a_lab_whose_containerd_and_kubelet_died_goes_whole() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let binaries = binaries();
-    let before = Host::now();
-    assert!(before.processes.is_empty(), "Kubernetes processes run already: {:?}", before.processes);
-    let _pages = support::HostState::save();
-    let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("state");
-    let _down = DownAt { state: state.clone(), binaries: binaries.clone() };
+    let lab = LocalLab::new();
+    let (binaries, before, state) = (lab.binaries.clone(), Host::now(), lab.state.clone());
 
     let up = local_lab(&state, &binaries, "up").output().unwrap();
     assert!(up.status.success(), "lab up: {}", String::from_utf8_lossy(&up.stderr));
@@ -1337,6 +1327,30 @@ impl Drop for Running {
             let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
             let _ = child.wait();
         }
+    }
+}
+
+/// A local lab's test on a host where no Kubernetes process runs: the
+/// binaries, a state folder of its own, and on drop (even on failure) `lab
+/// down`, then the host's hugepages as they were, then the folder.
+struct LocalLab {
+    binaries: PathBuf,
+    state: PathBuf,
+    _down: DownAt,
+    _pages: support::HostState,
+    _work: tempfile::TempDir,
+}
+
+impl LocalLab {
+    fn new() -> LocalLab {
+        let binaries = binaries();
+        let running = Host::now().processes;
+        assert!(running.is_empty(), "Kubernetes processes run already: {running:?}");
+        let pages = support::HostState::save();
+        let work = tempfile::tempdir().unwrap();
+        let state = work.path().join("state");
+        let down = DownAt { state: state.clone(), binaries: binaries.clone() };
+        LocalLab { binaries, state, _down: down, _pages: pages, _work: work }
     }
 }
 
