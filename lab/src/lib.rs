@@ -313,7 +313,20 @@ impl Lab {
             steps.push(
                 Step::work(
                     "wait until the pools are Online",
-                    stack::pool::WaitPools { pools, timeout: seconds(&timeouts.pools) },
+                    stack::pool::WaitPools { pools: pools.clone(), timeout: seconds(&timeouts.pools) },
+                )
+                .in_phase(plan::Phase::Ready),
+            );
+        }
+        // Pods Ready is not a control plane that serves: a claim made now could meet a 503.
+        if stack::mayastor::serves_rest(&objects) {
+            steps.push(
+                Step::work(
+                    "wait until Mayastor's control plane serves",
+                    stack::mayastor::WaitControlPlane {
+                        pools: pools.iter().map(|p| p.name().to_string()).collect(),
+                        timeout: seconds(&timeouts.pools),
+                    },
                 )
                 .in_phase(plan::Phase::Ready),
             );

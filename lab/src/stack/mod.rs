@@ -6,6 +6,7 @@ pub mod apply;
 pub mod image;
 pub mod kinds;
 pub mod manifest;
+pub mod mayastor;
 pub mod order;
 pub mod ownership;
 pub mod pool;

@@ -6,54 +6,17 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::Api;
 use serde_json::Value;
 
 use super::super::world::LabWorld;
 use super::namespace;
-
-/// The REST service: labelled `app=api-rest` as upstream's chart labels it.
-const REST_SERVICE_LABEL: &str = "app=api-rest";
+use crate::stack::mayastor::{Rest, not_online};
 
 /// The REST API's answer to `GET /v0/<path>`, `None` when it says 404.
 async fn rest_get(world: &LabWorld, path: &str) -> Result<Option<Value>, String> {
-    let client = world.ctx.client()?;
-    let services: Api<Service> = Api::all(client.clone());
-    let found = services
-        .list(&ListParams::default().labels(REST_SERVICE_LABEL))
-        .await
-        .map_err(|e| format!("listing Services {REST_SERVICE_LABEL}: {e}"))?;
-    let service = found.items.first().ok_or_else(|| {
-        format!("no Service labelled {REST_SERVICE_LABEL} (Mayastor's REST API): is the stack deployed? `lab deploy`")
-    })?;
-    let (name, ns) =
-        (service.metadata.name.clone().unwrap_or_default(), service.metadata.namespace.clone().unwrap_or_default());
-    let url = format!("/api/v1/namespaces/{ns}/services/{name}:http/proxy/v0/{path}");
-    let request = http::Request::get(&url).body(Vec::new()).map_err(|e| format!("GET {url}: {e}"))?;
-    match client.request_text(request).await {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| format!("GET {url}: not JSON ({e}): {text}")),
-        // The Service was found above, so a 404 is Mayastor's own: no such object.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(format!("GET {url} (Mayastor's REST API through the API server): {e}")),
-    }
-}
-
-/// Each pool with what is not Online about it.
-fn pools_not_online(pools: &Value) -> Vec<String> {
-    let Some(pools) = pools.as_array() else { return vec!["the REST API returned no list of pools".into()] };
-    pools
-        .iter()
-        .filter_map(|pool| {
-            let id = pool.get("id").and_then(Value::as_str).unwrap_or("?");
-            let status = pool.pointer("/state/status").and_then(Value::as_str);
-            match status {
-                Some("Online") => None,
-                Some(other) => Some(format!("{id} is {other}")),
-                None => Some(format!("{id} has no state (its io-engine does not report it)")),
-            }
-        })
-        .collect()
+    Rest::find(&world.ctx.client()?).await?.get(path).await
 }
 
 #[then(regex = r"^Mayastor reports every pool Online within (\d+) seconds$")]
@@ -62,7 +25,7 @@ async fn pools_online(world: &mut LabWorld, seconds: u64) -> Result<(), String> 
     let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
         let pools = rest_get(world, "pools").await?.unwrap_or(Value::Null);
         count = pools.as_array().map(Vec::len).unwrap_or(0);
-        let mut pending = pools_not_online(&pools);
+        let mut pending = not_online(&pools, &[], "pool");
         if count == 0 {
             pending.push("Mayastor knows no pool yet".into());
         }
@@ -295,16 +258,6 @@ mod tests {
         let listing = format!("nvme0 tcp connecting {nqn}\nnvme1 rdma live {nqn}\nnvme2 tcp live nqn.other\n");
         assert!(!live_tcp_controller(&listing, nqn), "no controller is both tcp and live for the NQN");
         assert!(live_tcp_controller(&format!("{listing}nvme3 tcp live {nqn}\n"), nqn));
-    }
-
-    #[test]
-    fn pools_are_online_only_when_the_io_engine_says_so() {
-        let pools = json!([
-            {"id": "p0", "state": {"status": "Online"}},
-            {"id": "p1", "state": {"status": "Degraded"}},
-            {"id": "p2", "spec": {"node": "n"}}
-        ]);
-        assert_eq!(pools_not_online(&pools), ["p1 is Degraded", "p2 has no state (its io-engine does not report it)"]);
     }
 
     #[test]
