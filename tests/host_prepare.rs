@@ -308,7 +308,7 @@ fn hostile_input_is_refused_with_its_location_and_changes_nothing() {
             "huge hugepages",
             format!("{head}{host}  nodes:\n    - role: worker\n      hugepages2Mi: 100000000\n"),
             "lab.yaml:9:21: cluster.nodes[0].hugepages2Mi:",
-            "100000000 2 MiB hugepages take 200000000 MiB, and this host has",
+            "100000000 2 MiB hugepages take 200000000 MiB (every node's together: they share this host's kernel), and this host has",
         ),
         (
             "newline in a fio field",

@@ -123,7 +123,8 @@ async fn node_needs(scenario: &Scenario, machine: &Machine<'_>) -> Vec<Finding> 
     let nodes = scenario.planned_nodes();
     let io_engine = nodes.iter().any(|n| n.group.runs_io_engine());
     if shares_kernel {
-        if let Some(pages) = nodes.iter().filter_map(|n| n.group.hugepages2_mi).max() {
+        let pages = scenario.host_hugepages();
+        if pages > 0 {
             findings.push(hugepages(machine, pages));
         }
         let mut modules: Vec<String> = nodes.iter().flat_map(|n| n.group.needed_modules()).collect();

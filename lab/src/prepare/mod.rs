@@ -232,7 +232,10 @@ fn kernel_steps(nodes: &[PlannedNode], on: Target, place: &str, persist: bool) -
             Task::LoadModules { on: on.clone(), modules, persist },
         ));
     }
-    if let Some(pages) = nodes.iter().filter_map(|n| n.group.hugepages2_mi).max() {
+    // Nodes sharing one kernel (kind) draw on one pool: each io-engine
+    // takes its own pages, so the kernel needs all of them.
+    let pages: u64 = nodes.iter().filter_map(|n| n.group.hugepages2_mi).sum();
+    if pages > 0 {
         steps.push(step(format!("reserve {pages} 2 MiB hugepages on {place}"), Task::Hugepages { on, pages, persist }));
     }
     steps

@@ -674,34 +674,41 @@ impl Scenario {
         if !matches!(self.cluster.provider, ProviderKind::Kind | ProviderKind::Local | ProviderKind::Host) {
             return Ok(());
         }
-        for (i, group) in self.cluster.nodes.iter().enumerate() {
-            let Some(pages) = group.hugepages2_mi else { continue };
-            let want_kib = pages.saturating_mul(2048);
-            let field = format!("cluster.nodes[{i}].hugepages2Mi");
-            if want_kib >= mem_total_kib {
-                return Err(self.problem(
-                    &field,
-                    format!(
-                        "{pages} 2 MiB hugepages take {} MiB, and this host has {} MiB of memory (MemTotal): ask for fewer",
-                        want_kib / 1024,
-                        mem_total_kib / 1024
-                    ),
-                ));
-            }
-            if let Some(room) = room_kib.filter(|room| want_kib > *room) {
-                return Err(self.problem(
-                    &field,
-                    format!(
-                        "{pages} 2 MiB hugepages take {} MiB, and this host can give {} MiB without running short \
-                         (MemAvailable and the pages already free, less {} MiB kept for its processes): ask for fewer, or free memory first",
-                        want_kib / 1024,
-                        room / 1024,
-                        margin_kib / 1024
-                    ),
-                ));
-            }
+        // One kernel serves every node here: the pages of all of them, summed.
+        let Some(i) = self.cluster.nodes.iter().position(|g| g.hugepages2_mi.is_some()) else { return Ok(()) };
+        let pages = self.host_hugepages();
+        let want_kib = pages.saturating_mul(2048);
+        let field = format!("cluster.nodes[{i}].hugepages2Mi");
+        if want_kib >= mem_total_kib {
+            return Err(self.problem(
+                &field,
+                format!(
+                    "{pages} 2 MiB hugepages take {} MiB (every node's together: they share this host's kernel), and this host has {} MiB of memory (MemTotal): ask for fewer",
+                    want_kib / 1024,
+                    mem_total_kib / 1024
+                ),
+            ));
+        }
+        if let Some(room) = room_kib.filter(|room| want_kib > *room) {
+            return Err(self.problem(
+                &field,
+                format!(
+                    "{pages} 2 MiB hugepages take {} MiB (every node's together: they share this host's kernel), and this host can give {} MiB without running short \
+                     (MemAvailable and the pages already free, less {} MiB kept for its processes): ask for fewer, or free memory first",
+                    want_kib / 1024,
+                    room / 1024,
+                    margin_kib / 1024
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// The 2 MiB hugepages of every node together: what a kernel that serves
+    /// them all (kind's, the local node's, the host's) must hold, since each
+    /// node's io-engine takes its own.
+    pub fn host_hugepages(&self) -> u64 {
+        self.cluster.nodes.iter().filter_map(|g| g.hugepages2_mi.map(|p| p * u64::from(g.count))).sum()
     }
 
     /// Where this lab keeps its state: beside the scenario file, or under `$LAB_STATE_DIR`.
