@@ -63,6 +63,16 @@ impl Context {
     }
 }
 
+/// A volume as the userspace steps know it: where its nexus is served, its
+/// size, and the seed of the last pattern written to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Published {
+    pub uuid: String,
+    pub uri: String,
+    pub size: u64,
+    pub seed: Option<u64>,
+}
+
 static CONTEXT: Mutex<Option<Arc<Context>>> = Mutex::new(None);
 
 /// Install the run's context; `lab test` does this before the first
@@ -104,6 +114,8 @@ pub struct LabWorld {
     pub deleted_claims: BTreeMap<String, String>,
     /// The Mayastor replicas of each claim's volume, as a step saw them Online.
     pub mayastor_replicas: BTreeMap<String, Vec<String>>,
+    /// Volumes published for the userspace initiator, by claim.
+    pub published: BTreeMap<String, Published>,
 }
 
 impl LabWorld {
@@ -129,6 +141,7 @@ impl LabWorld {
             survivor: None,
             deleted_claims: BTreeMap::new(),
             mayastor_replicas: BTreeMap::new(),
+            published: BTreeMap::new(),
         })
     }
 }

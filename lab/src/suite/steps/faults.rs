@@ -143,12 +143,13 @@ fn io_engine_on(pods: &[Pod], node: &str) -> Result<Pod, String> {
 #[when(regex = r#"^I restart the io-engine on the node of the pod "([^"]+)"$"#)]
 async fn restart_io_engine(world: &mut LabWorld, app: String) -> Result<(), String> {
     let node = node_of(world, &app).await?;
-    restart_io_engine_on(world, node).await
+    restart_io_engine_on(world, node, false).await
 }
 
 /// Delete the io-engine pod on `node` (its DaemonSet makes a new one) and
-/// remember it for `the io-engine runs again on that node`.
-pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String) -> Result<(), String> {
+/// remember it for `the io-engine runs again on that node`; `kill`: at once
+/// (no grace period), as a crash would, not a clean shutdown.
+pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String, kill: bool) -> Result<(), String> {
     let pods: Api<Pod> = Api::all(world.ctx.client()?);
     let found = pods
         .list(&ListParams::default().labels("app=io-engine"))
@@ -161,7 +162,7 @@ pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String) -> 
     let (name, namespace) =
         (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
     Api::<Pod>::namespaced(world.ctx.client()?, &namespace)
-        .delete(&name, &DeleteParams::default())
+        .delete(&name, &if kill { DeleteParams::default().grace_period(0) } else { DeleteParams::default() })
         .await
         .map_err(|e| format!("deleting io-engine pod {namespace}/{name}: {e}"))?;
     world.restarted = Some((node, name));

@@ -74,6 +74,12 @@ async fn bound_volume(world: &mut LabWorld, claim: &str) -> Result<String, Strin
     found.spec.and_then(|s| s.volume_name).ok_or_else(|| format!("PVC {ns}/{claim} is not Bound to a volume"))
 }
 
+/// The Mayastor volume's uuid of a claim, by the PV it is bound to.
+pub(super) async fn volume_uuid_of_claim(world: &mut LabWorld, claim: &str) -> Result<String, String> {
+    let pv = bound_volume(world, claim).await?;
+    volume_uuid(&pv).map(String::from)
+}
+
 #[then(regex = r#"^Mayastor reports the volume of the PVC "([^"]+)" Online with (\d+) replicas?$"#)]
 async fn volume_online(world: &mut LabWorld, claim: String, replicas: usize) -> Result<(), String> {
     let pv = bound_volume(world, &claim).await?;
@@ -229,7 +235,7 @@ async fn restart_io_engine_of_a_pool(world: &mut LabWorld) -> Result<(), String>
         .and_then(Value::as_str)
         .ok_or("Mayastor knows no pool, so no node to restart the io-engine on")?
         .to_string();
-    super::faults::restart_io_engine_on(world, node).await
+    super::faults::restart_io_engine_on(world, node, false).await
 }
 
 #[cfg(test)]

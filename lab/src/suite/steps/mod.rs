@@ -2,6 +2,7 @@
 //! in its own namespace, removed after it (kept on failure when asked).
 
 pub mod cluster;
+pub mod datapath;
 pub mod faults;
 pub mod fio;
 pub mod host;

@@ -1,0 +1,50 @@
+@mayastor @source @replicas
+Feature: Replicated Mayastor volumes across io-engine nodes
+  Two io-engine nodes with a pool each. These nodes share this host's
+  kernel, which has no nvme_tcp, so data goes through a volume's nexus from
+  userspace: the io-engine checkout's own initiator, run in an io-engine pod,
+  writes a pattern of blocks spread over the volume and reads them back.
+
+  Background:
+    Given every node is Ready
+    And every DiskPool is Online
+
+  Scenario: a 2-replica volume lands on two nodes and two pools, and its data reads back
+    When I create a 64 MiB PVC "vol" of StorageClass "mayastor-two-replicas"
+    Then the PVC "vol" is Bound within 120 seconds
+    And Mayastor reports the volume of the PVC "vol" Online with 2 replicas
+    And the 2 replicas of the volume of the PVC "vol" are on 2 distinct nodes and pools
+    When I publish the volume of the PVC "vol" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "vol" from userspace
+    Then the data on the volume of the PVC "vol" verifies from userspace
+    # The check can fail: the same blocks against a pattern never written.
+    And the data on the volume of the PVC "vol" does not verify against another pattern
+
+  Scenario: a replica added to a live volume is rebuilt from it, then taken away
+    When I create a 64 MiB PVC "grow" of StorageClass "mayastor-single-replica"
+    Then the PVC "grow" is Bound within 120 seconds
+    When I publish the volume of the PVC "grow" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "grow" from userspace
+    And I set the replica count of the volume of the PVC "grow" to 2
+    Then Mayastor reports the volume of the PVC "grow" Online with 2 healthy replicas within 180 seconds
+    And the 2 replicas of the volume of the PVC "grow" are on 2 distinct nodes and pools
+    And the data on the volume of the PVC "grow" verifies from userspace
+    When I set the replica count of the volume of the PVC "grow" to 1
+    Then Mayastor reports the volume of the PVC "grow" Online with 1 healthy replica within 120 seconds
+    And the data on the volume of the PVC "grow" verifies from userspace
+
+  # Writes go on while the volume is degraded; after the rebuild the data
+  # read back is what was written last.
+  @faults @serial
+  Scenario: a replica's io-engine killed under writes: degraded, rebuilt, data intact
+    When I create a 64 MiB PVC "survivor" of StorageClass "mayastor-two-replicas"
+    Then the PVC "survivor" is Bound within 120 seconds
+    And Mayastor reports the volume of the PVC "survivor" Online with 2 replicas
+    When I publish the volume of the PVC "survivor" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "survivor" from userspace
+    And I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "survivor"
+    And I write a verifiable pattern to the volume of the PVC "survivor" from userspace
+    Then Mayastor reports the volume of the PVC "survivor" Degraded with 1 healthy replica within 120 seconds
+    And the io-engine runs again on that node within 300 seconds
+    And Mayastor reports the volume of the PVC "survivor" Online with 2 healthy replicas within 300 seconds
+    And the data on the volume of the PVC "survivor" verifies from userspace

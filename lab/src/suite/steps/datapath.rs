@@ -1,0 +1,396 @@
+//! Mayastor's data path from userspace, for nodes whose kernel has no
+//! nvme_tcp (kind's and the local node share this host's): a volume is
+//! published over NVMe-oF through Mayastor's REST API, and the io-engine
+//! checkout's own `initiator` (in the io-engine image lab builds) writes and
+//! reads its blocks from inside an io-engine pod. A pattern is a set of
+//! blocks spread over the volume, each derived from a seed and its offset,
+//! so a block that comes back stale, zeroed or from elsewhere fails the check.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cucumber::{then, when};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::super::world::{LabWorld, Published};
+use crate::stack::mayastor::Rest;
+
+/// The initiator writes and reads one block of this many bytes.
+pub const BLOCK: u64 = 512;
+/// Blocks in a pattern: the first, the last and some between.
+const BLOCKS: u64 = 8;
+
+/// Where a pattern's blocks go in a volume of `size` bytes: the first block,
+/// the last, and evenly between, each on a block boundary.
+pub fn offsets(size: u64) -> Vec<u64> {
+    let last = size.saturating_sub(BLOCK) / BLOCK * BLOCK;
+    let mut out: Vec<u64> = (0..BLOCKS).map(|i| (last / (BLOCKS - 1) * i) / BLOCK * BLOCK).collect();
+    out.push(last);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The block at `offset` for `seed`: a readable header naming both, then
+/// bytes of a xorshift stream started from them.
+pub fn block(seed: u64, offset: u64) -> Vec<u8> {
+    let mut out = format!("lab pattern {seed:016x} at {offset}\n").into_bytes();
+    let mut state = seed ^ offset.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    while (out.len() as u64) < BLOCK {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(BLOCK as usize);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Each offset whose block read back (`sha256sum` lines, one per offset in
+/// order) is not the pattern's, with what came instead.
+pub fn mismatches(seed: u64, offsets: &[u64], read: &str) -> Vec<String> {
+    let sums: Vec<&str> = read.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let mut out = Vec::new();
+    for (i, offset) in offsets.iter().enumerate() {
+        let wanted = sha256_hex(&block(seed, *offset));
+        match sums.get(i) {
+            Some(sum) if *sum == wanted => {}
+            Some(sum) if *sum == sha256_hex(&[0u8; BLOCK as usize]) => out.push(format!("offset {offset}: zeroes")),
+            Some(_) => out.push(format!("offset {offset}: other bytes")),
+            None => out.push(format!("offset {offset}: not read")),
+        }
+    }
+    out
+}
+
+/// A random seed from the kernel.
+fn random_seed() -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A Ready io-engine pod (not being deleted), preferring one not on `avoid`:
+/// the initiator runs in its container, which has the binary and hugepages.
+async fn initiator_pod(world: &LabWorld, avoid: Option<&str>) -> Result<(String, String), String> {
+    let pods: Api<Pod> = Api::all(world.ctx.client()?);
+    let found = pods
+        .list(&ListParams::default().labels("app=io-engine"))
+        .await
+        .map_err(|e| format!("listing io-engine pods: {e}"))?;
+    let ready: Vec<&Pod> = found
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect();
+    let node = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let pod = ready
+        .iter()
+        .find(|p| avoid.is_none_or(|a| node(p) != a))
+        .or(ready.first())
+        .ok_or("no io-engine pod is Ready to run the initiator in")?;
+    Ok((pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default()))
+}
+
+/// A shell script run in the io-engine container: the initiator once per
+/// offset, its log shown only when it fails.
+fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
+    let offsets: Vec<String> = offsets.iter().map(u64::to_string).collect();
+    let each = if write {
+        format!(
+            "busybox dd if=\"$d/pattern\" of=\"$d/block\" bs={BLOCK} skip=$i count=1 2>/dev/null; initiator '{uri}' --offset $o write \"$d/block\""
+        )
+    } else {
+        format!(
+            "initiator '{uri}' --offset $o read \"$d/block\" && busybox head -c {BLOCK} \"$d/block\" | busybox sha256sum"
+        )
+    };
+    let first = if write { "cat > \"$d/pattern\"; " } else { "" };
+    format!(
+        "d=$(busybox mktemp -d /tmp/lab-initiator.XXXXXX); trap 'rm -rf \"$d\"' EXIT; {first}i=0; \
+         for o in {}; do {{ {each}; }} 2>\"$d/log\" >\"$d/out\" || {{ echo \"initiator at offset $o failed:\" >&2; \
+         busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; }}; {}i=$((i+1)); done",
+        offsets.join(" "),
+        if write { "" } else { "busybox grep -o '^[0-9a-f]\\{64\\}' \"$d/out\"; " }
+    )
+}
+
+async fn run_initiator(world: &LabWorld, script: String, stdin: Option<&[u8]>) -> Result<String, String> {
+    let (namespace, name) = initiator_pod(world, None).await?;
+    let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &namespace);
+    let argv = vec!["sh".to_string(), "-c".to_string(), script];
+    let output = crate::provider::exec_in_pod(&pods, &name, Some("io-engine"), argv, stdin)
+        .await
+        .map_err(|e| format!("running the initiator in io-engine pod {namespace}/{name}: {e}"))?;
+    if output.success() {
+        Ok(output.stdout)
+    } else {
+        Err(format!(
+            "the initiator in io-engine pod {namespace}/{name} failed (exit {}): {}{}",
+            output.status,
+            output.stderr.trim(),
+            output.stdout.trim()
+        ))
+    }
+}
+
+/// The Mayastor volume of a claim, by its bound PV.
+async fn volume_of(world: &mut LabWorld, claim: &str) -> Result<(Rest, String, Value), String> {
+    let uuid = super::mayastor::volume_uuid_of_claim(world, claim).await?;
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    let volume = rest
+        .get(&format!("volumes/{uuid}"))
+        .await?
+        .ok_or_else(|| format!("Mayastor has no volume {uuid} for PVC {claim}"))?;
+    Ok((rest, uuid, volume))
+}
+
+#[when(regex = r#"^I publish the volume of the PVC "([^"]+)" over NVMe-oF through Mayastor's REST API$"#)]
+async fn publish(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let (rest, uuid, volume) = volume_of(world, &claim).await?;
+    let published = match volume.pointer("/state/target/deviceUri").and_then(Value::as_str) {
+        Some(uri) if !uri.is_empty() => volume.clone(),
+        _ => rest.put(&format!("volumes/{uuid}/target"), &json!({"protocol": "nvmf", "publish_context": {}})).await?,
+    };
+    let uri = published
+        .pointer("/state/target/deviceUri")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("nvmf://"))
+        .ok_or_else(|| format!("volume {uuid} was published but names no nvmf:// device URI: {published}"))?
+        .to_string();
+    let size = published.pointer("/spec/size").and_then(Value::as_u64).ok_or("the volume has no spec.size")?;
+    world.published.insert(claim, Published { uuid, uri, size, seed: None });
+    Ok(())
+}
+
+fn published<'a>(world: &'a mut LabWorld, claim: &str) -> Result<&'a mut Published, String> {
+    world.published.get_mut(claim).ok_or_else(|| {
+        format!(
+            "the volume of the PVC \"{claim}\" is not published in this scenario (`I publish the volume of the PVC …`)"
+        )
+    })
+}
+
+#[when(regex = r#"^I write a verifiable pattern to the volume of the PVC "([^"]+)" from userspace$"#)]
+async fn write_pattern(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let target = published(world, &claim)?.clone();
+    let seed = random_seed()?;
+    let offsets = offsets(target.size);
+    let data: Vec<u8> = offsets.iter().flat_map(|o| block(seed, *o)).collect();
+    run_initiator(world, initiator_script(&target.uri, &offsets, true), Some(&data)).await?;
+    published(world, &claim)?.seed = Some(seed);
+    Ok(())
+}
+
+async fn read_back(world: &mut LabWorld, claim: &str, seed: u64) -> Result<Vec<String>, String> {
+    let target = published(world, claim)?.clone();
+    let offsets = offsets(target.size);
+    let read = run_initiator(world, initiator_script(&target.uri, &offsets, false), None).await?;
+    Ok(mismatches(seed, &offsets, &read))
+}
+
+fn written_seed(world: &mut LabWorld, claim: &str) -> Result<u64, String> {
+    published(world, claim)?
+        .seed
+        .ok_or_else(|| format!("no pattern was written to the volume of the PVC \"{claim}\" in this scenario"))
+}
+
+#[then(regex = r#"^the data on the volume of the PVC "([^"]+)" verifies from userspace$"#)]
+async fn verifies(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let seed = written_seed(world, &claim)?;
+    let wrong = read_back(world, &claim, seed).await?;
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the data on the volume of the PVC \"{claim}\" did not verify: {}", wrong.join("; ")))
+    }
+}
+
+/// The check itself checked: the blocks read back against a pattern never
+/// written must not pass.
+#[then(regex = r#"^the data on the volume of the PVC "([^"]+)" does not verify against another pattern$"#)]
+async fn other_pattern_fails(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let seed = written_seed(world, &claim)?;
+    let wrong = read_back(world, &claim, seed.wrapping_add(1)).await?;
+    let count = offsets(published(world, &claim)?.size).len();
+    if wrong.len() == count {
+        Ok(())
+    } else {
+        Err(format!("{} of {count} blocks matched a pattern that was never written", count - wrong.len()))
+    }
+}
+
+/// The nodes of a volume's replicas and of its nexus, from the REST API.
+pub fn placement(volume: &Value) -> (BTreeMap<String, (String, String)>, Option<String>) {
+    let replicas = volume
+        .pointer("/state/replica_topology")
+        .and_then(Value::as_object)
+        .map(|t| {
+            t.iter()
+                .map(|(id, r)| {
+                    let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                    (id.clone(), (field("node"), field("pool")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let nexus = volume.pointer("/state/target/node").and_then(Value::as_str).map(String::from);
+    (replicas, nexus)
+}
+
+#[then(regex = r#"^the (\d+) replicas of the volume of the PVC "([^"]+)" are on (\d+) distinct nodes and pools$"#)]
+async fn distinct(world: &mut LabWorld, replicas: usize, claim: String, nodes: usize) -> Result<(), String> {
+    let (_, uuid, volume) = volume_of(world, &claim).await?;
+    let (placed, _) = placement(&volume);
+    let mut on_nodes: Vec<&String> = placed.values().map(|(n, _)| n).collect();
+    let mut on_pools: Vec<&String> = placed.values().map(|(_, p)| p).collect();
+    on_nodes.sort();
+    on_nodes.dedup();
+    on_pools.sort();
+    on_pools.dedup();
+    if placed.len() == replicas && on_nodes.len() == nodes && on_pools.len() == nodes {
+        Ok(())
+    } else {
+        Err(format!(
+            "volume {uuid}: {} replica(s) on node(s) {on_nodes:?} and pool(s) {on_pools:?}; expected {replicas} on {nodes} distinct nodes and pools",
+            placed.len()
+        ))
+    }
+}
+
+#[when(regex = r#"^I set the replica count of the volume of the PVC "([^"]+)" to (\d+)$"#)]
+async fn set_replicas(world: &mut LabWorld, claim: String, count: u8) -> Result<(), String> {
+    let (rest, uuid, _) = volume_of(world, &claim).await?;
+    rest.put(&format!("volumes/{uuid}/replica_count/{count}"), &Value::Null).await.map(|_| ())
+}
+
+/// A node holding a replica of the volume but not its nexus: killing its
+/// io-engine degrades the volume without taking its target away.
+pub fn replica_only_node(volume: &Value) -> Result<String, String> {
+    let (placed, nexus) = placement(volume);
+    let nexus = nexus.ok_or("the volume has no nexus: publish it first")?;
+    placed
+        .values()
+        .map(|(node, _)| node.clone())
+        .find(|node| *node != nexus)
+        .ok_or_else(|| format!("every replica is on {nexus}, the nexus's node"))
+}
+
+#[when(
+    regex = r#"^I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "([^"]+)"$"#
+)]
+async fn kill_replica_engine(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let (_, _, volume) = volume_of(world, &claim).await?;
+    let node = replica_only_node(&volume)?;
+    super::faults::restart_io_engine_on(world, node, true).await
+}
+
+#[then(
+    regex = r#"^Mayastor reports the volume of the PVC "([^"]+)" (Degraded|Online) with (\d+) healthy replicas? within (\d+) seconds$"#
+)]
+async fn volume_state_within(
+    world: &mut LabWorld,
+    claim: String,
+    status: String,
+    healthy: usize,
+    seconds: u64,
+) -> Result<(), String> {
+    let uuid = super::mayastor::volume_uuid_of_claim(world, &claim).await?;
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    let path = format!("volumes/{uuid}");
+    let mut last = String::new();
+    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
+        let Some(volume) = rest.get(&path).await? else { return Ok::<_, String>(vec!["gone".to_string()]) };
+        let state = volume.pointer("/state/status").and_then(Value::as_str).unwrap_or("without state");
+        let online = volume
+            .pointer("/state/replica_topology")
+            .and_then(Value::as_object)
+            .map(|t| t.values().filter(|r| r.get("state").and_then(Value::as_str) == Some("Online")).count())
+            .unwrap_or(0);
+        last = format!("{state} with {online} replica(s) Online");
+        Ok(if state == status && online == healthy { vec![] } else { vec![last.clone()] })
+    })
+    .await?;
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("volume {uuid} of PVC {claim} after {seconds}s: {last}; expected {status} with {healthy}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_spans_the_volume_on_block_boundaries() {
+        let size = 64 << 20;
+        let at = offsets(size);
+        assert_eq!(at.first(), Some(&0));
+        assert_eq!(at.last(), Some(&(size - BLOCK)));
+        assert!(at.len() >= 2 && at.len() as u64 <= BLOCKS + 1);
+        assert!(at.iter().all(|o| o % BLOCK == 0 && o + BLOCK <= size));
+        // A volume of one block still has its one.
+        assert_eq!(offsets(BLOCK), [0]);
+    }
+
+    #[test]
+    fn blocks_differ_by_seed_and_offset_and_are_whole() {
+        assert_eq!(block(1, 0).len() as u64, BLOCK);
+        assert_ne!(block(1, 0), block(2, 0));
+        assert_ne!(block(1, 0), block(1, 512));
+        assert_eq!(block(7, 4096), block(7, 4096));
+    }
+
+    #[test]
+    fn a_read_verifies_only_against_the_pattern_written() {
+        let at = offsets(1 << 20);
+        let sums = |seed: u64| at.iter().map(|o| format!("{}  -\n", sha256_hex(&block(seed, *o)))).collect::<String>();
+        assert!(mismatches(5, &at, &sums(5)).is_empty());
+        // The wrong pattern fails every block; zeroes and short reads are named.
+        assert_eq!(mismatches(6, &at, &sums(5)).len(), at.len());
+        let zero = format!("{}  -\n", sha256_hex(&[0u8; BLOCK as usize]));
+        let mut read: Vec<String> = sums(5).lines().map(String::from).collect();
+        read[1] = zero.trim().to_string();
+        read.pop();
+        let wrong = mismatches(5, &at, &read.join("\n"));
+        assert_eq!(wrong, [format!("offset {}: zeroes", at[1]), format!("offset {}: not read", at[at.len() - 1])]);
+    }
+
+    #[test]
+    fn the_replica_to_fault_is_off_the_nexus_node() {
+        let volume = json!({"state": {"target": {"node": "w1"}, "replica_topology": {
+            "r1": {"node": "w1", "pool": "p1", "state": "Online"},
+            "r2": {"node": "w2", "pool": "p2", "state": "Online"}}}});
+        assert_eq!(replica_only_node(&volume).unwrap(), "w2");
+        let local =
+            json!({"state": {"target": {"node": "w1"}, "replica_topology": {"r1": {"node": "w1", "pool": "p1"}}}});
+        assert!(replica_only_node(&local).unwrap_err().contains("every replica is on w1"));
+        assert!(replica_only_node(&json!({"state": {}})).unwrap_err().contains("no nexus"));
+    }
+
+    #[test]
+    fn the_initiator_script_writes_and_reads_each_offset() {
+        let write = initiator_script("nvmf://10.0.0.1:8420/nqn.x:1", &[0, 512], true);
+        assert!(write.contains("for o in 0 512;"));
+        assert!(write.contains("initiator 'nvmf://10.0.0.1:8420/nqn.x:1' --offset $o write"));
+        assert!(write.contains("cat > \"$d/pattern\""));
+        let read = initiator_script("nvmf://h:1/n", &[1024], false);
+        assert!(read.contains("--offset $o read") && read.contains("sha256sum") && !read.contains("cat >"));
+    }
+}
