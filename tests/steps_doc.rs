@@ -3,7 +3,8 @@
 //! `lab/src/suite/steps/` and the feature files: each step with its
 //! parameters, the feature line that uses it as an example, and where it is
 //! defined. This test fails when the catalogue is stale;
-//! `LAB_UPDATE_DOCS=1 cargo test --test steps_doc` writes it anew.
+//! `LAB_UPDATE_DOCS=1 cargo test --test steps_doc` writes it anew. Beside it,
+//! the ledger of upstream's Mayastor feature files (`features/mayastor/UPSTREAM.md`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -222,4 +223,90 @@ fn the_step_catalogue_is_current() {
         "{} is not the catalogue of today's steps: LAB_UPDATE_DOCS=1 cargo test --test steps_doc writes it",
         path.display()
     );
+}
+
+/// The upstream ledger (`features/mayastor/UPSTREAM.md`): the rows of one
+/// `## ` section as (file, status word).
+fn ledger_rows(text: &str, section: &str) -> Vec<(String, String)> {
+    let start = text.find(section).unwrap_or_else(|| panic!("UPSTREAM.md has no section {section:?}"));
+    let body = &text[start + section.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    body.lines()
+        .filter(|l| l.starts_with("| ") && l.contains(".feature"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let status = cells[3].split([':', ' ']).next().unwrap_or_default();
+            let status = if status == "not" { "not yet" } else { status };
+            (cells[1].to_string(), status.to_string())
+        })
+        .collect()
+}
+
+/// The feature files in an upstream tarball under `prefix`, relative to it.
+fn tarball_features(tarball: &Path, prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("tar").arg("-tJf").arg(tarball).output().unwrap();
+    assert!(out.status.success(), "tar -tJf {}", tarball.display());
+    let mut files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with(".feature"))
+        .filter_map(|l| l.strip_prefix(prefix).map(String::from))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every row of the ledger has a status, and its count line says what its rows say.
+#[test]
+fn the_upstream_ledger_counts_what_its_rows_say() {
+    let text = std::fs::read_to_string(repo().join("features/mayastor/UPSTREAM.md")).unwrap();
+    let control = ledger_rows(&text, "## Control plane");
+    let engine = ledger_rows(&text, "## io-engine");
+    let count = |rows: &[(String, String)], status: &str| rows.iter().filter(|(_, s)| s == status).count();
+    for (rows, name) in [(&control, "control plane"), (&engine, "io-engine")] {
+        let unknown: Vec<_> =
+            rows.iter().filter(|(_, s)| !["covered", "partly", "not yet"].contains(&s.as_str())).collect();
+        assert!(unknown.is_empty(), "{name}: rows with no status word: {unknown:?}");
+        let line = format!(
+            "{name} {} covered, {} partly, {} not yet (of {})",
+            count(rows, "covered"),
+            count(rows, "partly"),
+            count(rows, "not yet"),
+            rows.len()
+        );
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&line), "UPSTREAM.md's count line should say `{line}`");
+    }
+}
+
+/// Every upstream feature file, from the tarballs themselves, is in the ledger once.
+#[test]
+#[ignore = "needs Mayastor's source tarballs (../shared/sources or LAB_MAYASTOR_TARBALLS): bash .ci/run runs it"]
+fn the_upstream_ledger_names_exactly_the_tarballs_feature_files() {
+    let text = std::fs::read_to_string(repo().join("features/mayastor/UPSTREAM.md")).unwrap();
+    let sources = std::env::var_os("LAB_MAYASTOR_TARBALLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/sources"));
+    let find = |start: &str| {
+        std::fs::read_dir(&sources)
+            .unwrap_or_else(|e| panic!("the upstream tarballs' folder {}: {e}", sources.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(start) && n.ends_with(".tar.xz"))
+            })
+            .unwrap_or_else(|| panic!("no {start}*.tar.xz in {}", sources.display()))
+    };
+    for (section, tarball, prefix) in [
+        ("## Control plane", find("mayastor-control-plane-"), "tests/bdd/features/"),
+        ("## io-engine", find("mayastor-8"), "test/python/"),
+    ] {
+        let mut listed: Vec<String> = ledger_rows(&text, section).into_iter().map(|(file, _)| file).collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            tarball_features(&tarball, prefix),
+            "{section} of UPSTREAM.md against {}",
+            tarball.display()
+        );
+    }
 }
