@@ -11,7 +11,10 @@
 //! process. The checkouts are byte-identical afterwards (the dependencies'
 //! one as the contributor left it).
 //!
-//! Beside it, a named long check (`--ignored beyond_ci_`, see docs/mayastor-source.md): the same
+//! Then the same builds on two kind workers (`scenarios/mayastor-replicas.yaml`):
+//! replicated volumes, faults and data verified from userspace.
+//!
+//! Beside them, a named long check (`--ignored beyond_ci_`, see docs/mayastor-source.md): the same
 //! builds on a VM node, where pods mount Mayastor volumes over NVMe-oF/TCP.
 //!
 //! Needs what `lab doctor scenarios/mayastor-source.yaml` names (Docker, the
@@ -199,6 +202,50 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
         listing(&sources.join("mayastor-dependencies")),
         dependencies_edited,
         "the dependencies checkout changed"
+    );
+}
+
+/// Several io-engine nodes: the same builds on two kind workers (a pool on
+/// each, both io-engines polling the second core), `features/mayastor-replicas`
+/// passes — a 2-replica volume on two nodes and pools, a replica added to a
+/// live volume and taken away, a replica's io-engine killed under writes,
+/// each with its data written and read back from userspace through the
+/// volume's nexus (and once against a pattern never written, which must
+/// fail). `lab down` leaves no kind node, pool file, hugepage or io-engine.
+#[test]
+#[ignore = "needs root, Docker, kind and its node image, the Kubernetes binaries, Mayastor's sources and build packages: bash .ci/run runs it"]
+fn mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_through_faults() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let sources = unpack_sources(work.path());
+    let state = work.path().join("state");
+    let hugepages_before = hugepages_total();
+    let scenario = "scenarios/mayastor-replicas.yaml";
+    let _down = Down { sources: &sources, state: &state, scenario };
+
+    run(
+        "lab up (kind, two io-engine workers, pools Online, the control plane serving)",
+        lab(&sources, &state).args(["up", scenario]),
+    );
+    let test = run("lab test (features/mayastor-replicas)", lab(&sources, &state).args(["test", scenario]));
+    assert_all_passed(&test, 3);
+    for step in ["does not verify against another pattern", "Degraded with 1 healthy replica", "to 2"] {
+        assert!(test.contains(step), "lab test did not run the step {step:?}:\n{test}");
+    }
+
+    run("lab down", lab(&sources, &state).args(["down", scenario]));
+    assert!(!state.join("mayastor-replicas").exists(), "the state folder (pool files) is left after lab down");
+    assert_eq!(hugepages_total(), hugepages_before, "hugepages were not given back");
+    let nodes = Process::new("docker")
+        .args(["ps", "-aq", "--filter", "label=io.x-k8s.kind.cluster=lab-mayastor-replicas"])
+        .output()
+        .unwrap();
+    assert!(nodes.stdout.is_empty(), "kind nodes are left: {}", String::from_utf8_lossy(&nodes.stdout));
+    let processes = Process::new("pgrep").args(["-f", "io-engine"]).output().unwrap();
+    assert!(
+        processes.stdout.is_empty(),
+        "io-engine processes are left: {}",
+        String::from_utf8_lossy(&processes.stdout)
     );
 }
 
