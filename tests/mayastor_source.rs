@@ -209,7 +209,7 @@ fn mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_ch
 /// each, both io-engines polling the second core), `features/mayastor-replicas`
 /// passes — a 2-replica volume on two nodes and pools, a replica added to a
 /// live volume and taken away, a replica's io-engine killed under writes,
-/// each with its data written and read back from userspace through the
+/// the nexus's io-engine restarted and its target made again, each with its data written and read back from userspace through the
 /// volume's nexus (and once against a pattern never written, which must
 /// fail). `lab down` leaves no kind node, pool file, hugepage or io-engine.
 #[test]
@@ -228,7 +228,7 @@ fn mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_thr
         lab(&sources, &state).args(["up", scenario]),
     );
     let test = run("lab test (features/mayastor-replicas)", lab(&sources, &state).args(["test", scenario]));
-    assert_all_passed(&test, 3);
+    assert_all_passed(&test, 4);
     for step in ["does not verify against another pattern", "Degraded with 1 healthy replica", "to 2"] {
         assert!(test.contains(step), "lab test did not run the step {step:?}:\n{test}");
     }

@@ -48,3 +48,17 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     And the io-engine runs again on that node within 300 seconds
     And Mayastor reports the volume of the PVC "survivor" Online with 2 healthy replicas within 300 seconds
     And the data on the volume of the PVC "survivor" verifies from userspace
+
+  # The core agent makes a published volume's missing nexus again once its
+  # node's io-engine is back; the initiator then finds the target anew.
+  @faults @serial
+  Scenario: the io-engine of the nexus's node restarted: the target comes back and the data verifies
+    When I create a 64 MiB PVC "served" of StorageClass "mayastor-two-replicas"
+    Then the PVC "served" is Bound within 120 seconds
+    And Mayastor reports the volume of the PVC "served" Online with 2 replicas
+    When I publish the volume of the PVC "served" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "served" from userspace
+    And I restart the io-engine on the node of the nexus of the volume of the PVC "served"
+    Then the io-engine runs again on that node within 300 seconds
+    And Mayastor reports the volume of the PVC "served" Online with 2 healthy replicas within 300 seconds
+    And the data on the volume of the PVC "served" verifies from userspace

@@ -186,9 +186,24 @@ fn published<'a>(world: &'a mut LabWorld, claim: &str) -> Result<&'a mut Publish
     })
 }
 
+/// The volume's target as Mayastor serves it now: after a fault its nexus
+/// may have been made again, elsewhere.
+async fn current_target(world: &mut LabWorld, claim: &str) -> Result<Published, String> {
+    let known = published(world, claim)?.clone();
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    let volume =
+        rest.get(&format!("volumes/{}", known.uuid)).await?.ok_or_else(|| format!("volume {} is gone", known.uuid))?;
+    let uri = volume
+        .pointer("/state/target/deviceUri")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("nvmf://"))
+        .ok_or_else(|| format!("volume {} has no nvmf target now (its nexus is gone)", known.uuid))?;
+    Ok(Published { uri: uri.to_string(), ..known })
+}
+
 #[when(regex = r#"^I write a verifiable pattern to the volume of the PVC "([^"]+)" from userspace$"#)]
 async fn write_pattern(world: &mut LabWorld, claim: String) -> Result<(), String> {
-    let target = published(world, &claim)?.clone();
+    let target = current_target(world, &claim).await?;
     let seed = random_seed()?;
     let offsets = offsets(target.size);
     let data: Vec<u8> = offsets.iter().flat_map(|o| block(seed, *o)).collect();
@@ -198,7 +213,7 @@ async fn write_pattern(world: &mut LabWorld, claim: String) -> Result<(), String
 }
 
 async fn read_back(world: &mut LabWorld, claim: &str, seed: u64) -> Result<Vec<String>, String> {
-    let target = published(world, claim)?.clone();
+    let target = current_target(world, claim).await?;
     let offsets = offsets(target.size);
     let read = run_initiator(world, initiator_script(&target.uri, &offsets, false), None).await?;
     Ok(mismatches(seed, &offsets, &read))
@@ -298,6 +313,14 @@ async fn kill_replica_engine(world: &mut LabWorld, claim: String) -> Result<(), 
     let (_, _, volume) = volume_of(world, &claim).await?;
     let node = replica_only_node(&volume)?;
     super::faults::restart_io_engine_on(world, node, true).await
+}
+
+#[when(regex = r#"^I restart the io-engine on the node of the nexus of the volume of the PVC "([^"]+)"$"#)]
+async fn restart_nexus_engine(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let (_, uuid, volume) = volume_of(world, &claim).await?;
+    let (_, nexus) = placement(&volume);
+    let node = nexus.ok_or_else(|| format!("volume {uuid} has no nexus: publish it first"))?;
+    super::faults::restart_io_engine_on(world, node, false).await
 }
 
 #[then(
