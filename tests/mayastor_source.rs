@@ -228,7 +228,7 @@ fn mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_thr
         lab(&sources, &state).args(["up", scenario]),
     );
     let test = run("lab test (features/mayastor-replicas)", lab(&sources, &state).args(["test", scenario]));
-    assert_all_passed(&test, 4);
+    assert_all_passed(&test, 5);
     for step in ["does not verify against another pattern", "Degraded with 1 healthy replica", "to 2"] {
         assert!(test.contains(step), "lab test did not run the step {step:?}:\n{test}");
     }

@@ -62,3 +62,15 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then the io-engine runs again on that node within 300 seconds
     And Mayastor reports the volume of the PVC "served" Online with 2 healthy replicas within 300 seconds
     And the data on the volume of the PVC "served" verifies from userspace
+
+  Scenario: a node cordoned in Mayastor gets no new replica; uncordoned, it may again
+    When I cordon one io-engine node in Mayastor
+    And I create a 64 MiB PVC "elsewhere" of StorageClass "mayastor-single-replica"
+    Then the PVC "elsewhere" is Bound within 120 seconds
+    And no replica of the volume of the PVC "elsewhere" is on the cordoned node
+    # Two replicas need both nodes: none is made while one is cordoned.
+    When I create a 64 MiB PVC "both" of StorageClass "mayastor-two-replicas"
+    Then the PVC "both" stays Pending for 20 seconds
+    When I uncordon that node in Mayastor
+    Then the PVC "both" is Bound within 180 seconds
+    And the 2 replicas of the volume of the PVC "both" are on 2 distinct nodes and pools

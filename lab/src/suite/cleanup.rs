@@ -22,6 +22,9 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
             eprintln!("artifacts of the failed scenario \"{}\": {}", world.name, dir.display());
         }
     }
+    if let Err(e) = super::steps::datapath::uncordon_all(world).await {
+        eprintln!("uncordoning what scenario \"{}\" cordoned in Mayastor failed: {e}", world.name);
+    }
     let Some(namespace) = world.namespace.clone() else { return };
     if failed && world.ctx.keep_on_failure {
         eprintln!(

@@ -116,6 +116,8 @@ pub struct LabWorld {
     pub mayastor_replicas: BTreeMap<String, Vec<String>>,
     /// Volumes published for the userspace initiator, by claim.
     pub published: BTreeMap<String, Published>,
+    /// Mayastor nodes this scenario cordoned, uncordoned after it.
+    pub cordoned: Vec<String>,
 }
 
 impl LabWorld {
@@ -142,6 +144,7 @@ impl LabWorld {
             deleted_claims: BTreeMap::new(),
             mayastor_replicas: BTreeMap::new(),
             published: BTreeMap::new(),
+            cordoned: Vec::new(),
         })
     }
 }

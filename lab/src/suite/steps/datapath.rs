@@ -356,6 +356,59 @@ async fn volume_state_within(
     }
 }
 
+/// The label lab cordons a Mayastor node with: its own, so a cordon someone
+/// else put there is never lifted by lab.
+pub const CORDON_LABEL: &str = "lab-scenario";
+
+#[when(regex = r"^I cordon one io-engine node in Mayastor$")]
+async fn cordon(world: &mut LabWorld) -> Result<(), String> {
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    let nodes = rest.get("nodes").await?.unwrap_or(Value::Null);
+    let node = nodes
+        .as_array()
+        .and_then(|n| n.first())
+        .and_then(|n| n.get("id"))
+        .and_then(Value::as_str)
+        .ok_or("Mayastor knows no node to cordon")?
+        .to_string();
+    // Recorded first: a cordon that half-happened is lifted after the scenario too.
+    world.cordoned.push(node.clone());
+    rest.put(&format!("nodes/{node}/cordon/{CORDON_LABEL}"), &Value::Null).await.map(|_| ())
+}
+
+#[when(regex = r"^I uncordon that node in Mayastor$")]
+async fn uncordon(world: &mut LabWorld) -> Result<(), String> {
+    let node = world.cordoned.pop().ok_or("no node was cordoned in this scenario")?;
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    rest.delete(&format!("nodes/{node}/cordon/{CORDON_LABEL}")).await
+}
+
+/// What the scenario cordoned, uncordoned: a later scenario must find every node open.
+pub async fn uncordon_all(world: &mut LabWorld) -> Result<(), String> {
+    if world.cordoned.is_empty() {
+        return Ok(());
+    }
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    while let Some(node) = world.cordoned.pop() {
+        rest.delete(&format!("nodes/{node}/cordon/{CORDON_LABEL}")).await?;
+    }
+    Ok(())
+}
+
+#[then(regex = r#"^no replica of the volume of the PVC "([^"]+)" is on the cordoned node$"#)]
+async fn avoids_cordoned(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let cordoned = world.cordoned.last().cloned().ok_or("no node is cordoned in this scenario")?;
+    let (_, uuid, volume) = volume_of(world, &claim).await?;
+    let (placed, _) = placement(&volume);
+    if placed.is_empty() {
+        return Err(format!("volume {uuid} has no replica yet"));
+    }
+    match placed.values().find(|(node, _)| *node == cordoned) {
+        Some((_, pool)) => Err(format!("volume {uuid} has a replica in pool {pool} on {cordoned}, which is cordoned")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,29 @@ pub(crate) async fn claim_bound(world: &mut LabWorld, name: String, seconds: u64
     }
 }
 
+/// A claim the storage cannot serve yet stays Pending: checked every
+/// second for the whole time, so a late Bound fails it too.
+#[then(regex = r#"^the PVC "([^"]+)" stays Pending for (\d+) seconds$"#)]
+async fn claim_stays_pending(world: &mut LabWorld, name: String, seconds: u64) -> Result<(), String> {
+    let ns = namespace(world).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(world.ctx.client()?, &ns);
+    let started = std::time::Instant::now();
+    loop {
+        let claim = claims.get(&name).await.map_err(|e| format!("reading PVC {ns}/{name}: {e}"))?;
+        let phase = claim.status.and_then(|s| s.phase).unwrap_or_else(|| "Pending".into());
+        if phase != "Pending" {
+            return Err(format!(
+                "PVC {ns}/{name} is {phase} after {:.0}s, expected it to stay Pending for {seconds}s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if started.elapsed() >= Duration::from_secs(seconds) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 #[when(regex = r#"^I delete the PVC "([^"]+)"$"#)]
 async fn delete_claim(world: &mut LabWorld, name: String) -> Result<(), String> {
     let ns = namespace(world).await?;
