@@ -23,6 +23,12 @@ pub const BLOCK: u64 = 512;
 /// Blocks in a pattern: the first, the last and some between.
 const BLOCKS: u64 = 8;
 
+/// An NVMe-oF device URI the initiator takes (`nvmf://` or `nvmf+tcp://`, as
+/// Mayastor writes it, with its `hostnqn`), safe inside single quotes.
+fn is_nvmf_uri(uri: &str) -> bool {
+    (uri.starts_with("nvmf://") || uri.starts_with("nvmf+tcp://")) && !uri.contains('\'')
+}
+
 /// Where a pattern's blocks go in a volume of `size` bytes: the first block,
 /// the last, and evenly between, each on a block boundary.
 pub fn offsets(size: u64) -> Vec<u64> {
@@ -170,8 +176,8 @@ async fn publish(world: &mut LabWorld, claim: String) -> Result<(), String> {
     let uri = published
         .pointer("/state/target/deviceUri")
         .and_then(Value::as_str)
-        .filter(|u| u.starts_with("nvmf://"))
-        .ok_or_else(|| format!("volume {uuid} was published but names no nvmf:// device URI: {published}"))?
+        .filter(|u| is_nvmf_uri(u))
+        .ok_or_else(|| format!("volume {uuid} was published but names no nvmf device URI: {published}"))?
         .to_string();
     let size = published.pointer("/spec/size").and_then(Value::as_u64).ok_or("the volume has no spec.size")?;
     world.published.insert(claim, Published { uuid, uri, size, seed: None });
@@ -196,7 +202,7 @@ async fn current_target(world: &mut LabWorld, claim: &str) -> Result<Published, 
     let uri = volume
         .pointer("/state/target/deviceUri")
         .and_then(Value::as_str)
-        .filter(|u| u.starts_with("nvmf://"))
+        .filter(|u| is_nvmf_uri(u))
         .ok_or_else(|| format!("volume {} has no nvmf target now (its nexus is gone)", known.uuid))?;
     Ok(Published { uri: uri.to_string(), ..known })
 }
@@ -458,6 +464,14 @@ mod tests {
             json!({"state": {"target": {"node": "w1"}, "replica_topology": {"r1": {"node": "w1", "pool": "p1"}}}});
         assert!(replica_only_node(&local).unwrap_err().contains("every replica is on w1"));
         assert!(replica_only_node(&json!({"state": {}})).unwrap_err().contains("no nexus"));
+    }
+
+    #[test]
+    fn the_initiator_takes_mayastors_device_uris() {
+        assert!(is_nvmf_uri("nvmf+tcp://10.0.0.2:8420/nqn.2019-05.io.openebs:v?hostnqn=nqn.x"));
+        assert!(is_nvmf_uri("nvmf://10.0.0.2:8420/nqn.2019-05.io.openebs:v"));
+        assert!(!is_nvmf_uri("bdev:///v"));
+        assert!(!is_nvmf_uri("nvmf://h:1/n'; rm -rf /"));
     }
 
     #[test]
