@@ -228,7 +228,7 @@ fn mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_thr
         lab(&sources, &state).args(["up", scenario]),
     );
     let test = run("lab test (features/mayastor-replicas)", lab(&sources, &state).args(["test", scenario]));
-    assert_all_passed(&test, 5);
+    assert_all_passed(&test, 6);
     for step in ["does not verify against another pattern", "Degraded with 1 healthy replica", "to 2"] {
         assert!(test.contains(step), "lab test did not run the step {step:?}:\n{test}");
     }
@@ -279,7 +279,7 @@ fn beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_
     let instance = support::vm::instance(&state, "mayastor-source-vm");
     support::vm::assert_domain_of(&instance);
     let test = run("lab test on the VM", lab(&sources, &state).args(["test", scenario]));
-    assert_all_passed(&test, 5);
+    assert_all_passed(&test, 6);
     assert!(test.contains("2 passed, 0 failed, 0 not judged"), "the fio floors were not both judged passed:\n{test}");
     for scenario_name in [
         "a pod mounts a Mayastor volume and fio runs in it",

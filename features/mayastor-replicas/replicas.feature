@@ -74,3 +74,11 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     When I uncordon that node in Mayastor
     Then the PVC "both" is Bound within 180 seconds
     And the 2 replicas of the volume of the PVC "both" are on 2 distinct nodes and pools
+
+  Scenario: a pool holding a replica refuses deletion; an empty pool deletes
+    When I create a 64 MiB PVC "held" of StorageClass "mayastor-single-replica"
+    Then the PVC "held" is Bound within 120 seconds
+    And Mayastor refuses to delete the pool of a replica of the volume of the PVC "held"
+    When I create an empty 64 MiB pool "lab-scratch" in memory on an io-engine node through Mayastor's REST API
+    Then Mayastor reports every pool Online within 60 seconds
+    And Mayastor deletes the pool "lab-scratch" within 60 seconds

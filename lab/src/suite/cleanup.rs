@@ -25,6 +25,9 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
     if let Err(e) = super::steps::datapath::uncordon_all(world).await {
         eprintln!("uncordoning what scenario \"{}\" cordoned in Mayastor failed: {e}", world.name);
     }
+    if let Err(e) = super::steps::datapath::delete_made_pools(world).await {
+        eprintln!("deleting the pools scenario \"{}\" made in Mayastor failed: {e}", world.name);
+    }
     let Some(namespace) = world.namespace.clone() else { return };
     if failed && world.ctx.keep_on_failure {
         eprintln!(

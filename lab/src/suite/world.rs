@@ -118,6 +118,8 @@ pub struct LabWorld {
     pub published: BTreeMap<String, Published>,
     /// Mayastor nodes this scenario cordoned, uncordoned after it.
     pub cordoned: Vec<String>,
+    /// Mayastor pools this scenario made through the REST API (node, pool), deleted after it.
+    pub made_pools: Vec<(String, String)>,
 }
 
 impl LabWorld {
@@ -145,6 +147,7 @@ impl LabWorld {
             mayastor_replicas: BTreeMap::new(),
             published: BTreeMap::new(),
             cordoned: Vec::new(),
+            made_pools: Vec::new(),
         })
     }
 }
