@@ -63,6 +63,8 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     And Mayastor reports the volume of the PVC "served" Online with 2 healthy replicas within 300 seconds
     And the data on the volume of the PVC "served" verifies from userspace
 
+  # Alone: a cordon would steer the other scenarios' replicas too.
+  @serial
   Scenario: a node cordoned in Mayastor gets no new replica; uncordoned, it may again
     When I cordon one io-engine node in Mayastor
     And I create a 64 MiB PVC "elsewhere" of StorageClass "mayastor-single-replica"

@@ -18,8 +18,10 @@ use sha2::{Digest, Sha256};
 use super::super::world::{LabWorld, Published};
 use crate::stack::mayastor::Rest;
 
-/// The initiator writes and reads one block of this many bytes.
-pub const BLOCK: u64 = 512;
+/// A pattern's block: the initiator writes and reads one device block (512
+/// or 4096 bytes, the pool's) at a time, so blocks are 4096 bytes on 4096
+/// boundaries and a read is checked over the device block it returned.
+pub const BLOCK: u64 = 4096;
 /// Blocks in a pattern: the first, the last and some between.
 const BLOCKS: u64 = 8;
 
@@ -29,10 +31,18 @@ fn is_nvmf_uri(uri: &str) -> bool {
     (uri.starts_with("nvmf://") || uri.starts_with("nvmf+tcp://")) && !uri.contains('\'')
 }
 
+/// What the nexus keeps of each replica for itself: its metadata (this
+/// version's nexus starts its data at block 10240, 5 MiB in, and a GPT
+/// backup sits at the end) makes the device an initiator sees smaller than
+/// the volume's size, which is all the REST API reports. Blocks stay this
+/// far from the end.
+pub const NEXUS_METADATA: u64 = 8 << 20;
+
 /// Where a pattern's blocks go in a volume of `size` bytes: the first block,
-/// the last, and evenly between, each on a block boundary.
+/// the last the nexus serves (within [`NEXUS_METADATA`] of the end), and
+/// evenly between, each on a block boundary.
 pub fn offsets(size: u64) -> Vec<u64> {
-    let last = size.saturating_sub(BLOCK) / BLOCK * BLOCK;
+    let last = size.saturating_sub(NEXUS_METADATA + BLOCK) / BLOCK * BLOCK;
     let mut out: Vec<u64> = (0..BLOCKS).map(|i| (last / (BLOCKS - 1) * i) / BLOCK * BLOCK).collect();
     out.push(last);
     out.sort_unstable();
@@ -59,18 +69,31 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Each offset whose block read back (`sha256sum` lines, one per offset in
-/// order) is not the pattern's, with what came instead.
+/// Each offset whose block read back (`LENGTH SHA256` lines, one per offset
+/// in order: the device block the initiator returned) is not the pattern's
+/// first LENGTH bytes, with what came instead.
 pub fn mismatches(seed: u64, offsets: &[u64], read: &str) -> Vec<String> {
-    let sums: Vec<&str> = read.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let reads: Vec<(usize, &str)> = read
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?))
+        })
+        .collect();
     let mut out = Vec::new();
     for (i, offset) in offsets.iter().enumerate() {
-        let wanted = sha256_hex(&block(seed, *offset));
-        match sums.get(i) {
-            Some(sum) if *sum == wanted => {}
-            Some(sum) if *sum == sha256_hex(&[0u8; BLOCK as usize]) => out.push(format!("offset {offset}: zeroes")),
-            Some(_) => out.push(format!("offset {offset}: other bytes")),
-            None => out.push(format!("offset {offset}: not read")),
+        let Some(&(length, sum)) = reads.get(i) else {
+            out.push(format!("offset {offset}: not read"));
+            continue;
+        };
+        let wanted = block(seed, *offset);
+        if length == 0 || length > wanted.len() {
+            out.push(format!("offset {offset}: {length} bytes read"));
+        } else if sum == sha256_hex(&wanted[..length]) {
+        } else if sum == sha256_hex(&vec![0u8; length]) {
+            out.push(format!("offset {offset}: zeroes"));
+        } else {
+            out.push(format!("offset {offset}: other bytes"));
         }
     }
     out
@@ -123,7 +146,7 @@ fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
         )
     } else {
         format!(
-            "initiator '{uri}' --offset $o read \"$d/block\" && busybox head -c {BLOCK} \"$d/block\" | busybox sha256sum"
+            "initiator '{uri}' --offset $o read \"$d/block\" && echo \"$(busybox wc -c < \"$d/block\") $(busybox sha256sum < \"$d/block\")\""
         )
     };
     let first = if write { "cat > \"$d/pattern\"; " } else { "" };
@@ -132,7 +155,7 @@ fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
          for o in {}; do {{ {each}; }} 2>\"$d/log\" >\"$d/out\" || {{ echo \"initiator at offset $o failed:\" >&2; \
          busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; }}; {}i=$((i+1)); done",
         offsets.join(" "),
-        if write { "" } else { "busybox grep -o '^[0-9a-f]\\{64\\}' \"$d/out\"; " }
+        if write { "" } else { "busybox grep -E '^ *[0-9]+ [0-9a-f]{64}' \"$d/out\"; " }
     )
 }
 
@@ -179,7 +202,7 @@ async fn publish(world: &mut LabWorld, claim: String) -> Result<(), String> {
         .filter(|u| is_nvmf_uri(u))
         .ok_or_else(|| format!("volume {uuid} was published but names no nvmf device URI: {published}"))?
         .to_string();
-    let size = published.pointer("/spec/size").and_then(Value::as_u64).ok_or("the volume has no spec.size")?;
+    let size = usable_size(&published).ok_or("the volume has no size (state.target.size, spec.size)")?;
     world.published.insert(claim, Published { uuid, uri, size, seed: None });
     Ok(())
 }
@@ -204,7 +227,13 @@ async fn current_target(world: &mut LabWorld, claim: &str) -> Result<Published, 
         .and_then(Value::as_str)
         .filter(|u| is_nvmf_uri(u))
         .ok_or_else(|| format!("volume {} has no nvmf target now (its nexus is gone)", known.uuid))?;
-    Ok(Published { uri: uri.to_string(), ..known })
+    Ok(Published { uri: uri.to_string(), size: usable_size(&volume).unwrap_or(known.size), ..known })
+}
+
+/// What an initiator can address: the nexus's own size (smaller than the
+/// volume's by the nexus's metadata), else the volume's.
+fn usable_size(volume: &Value) -> Option<u64> {
+    volume.pointer("/state/target/size").or_else(|| volume.pointer("/spec/size")).and_then(Value::as_u64)
 }
 
 #[when(regex = r#"^I write a verifiable pattern to the volume of the PVC "([^"]+)" from userspace$"#)]
@@ -495,10 +524,10 @@ mod tests {
         let size = 64 << 20;
         let at = offsets(size);
         assert_eq!(at.first(), Some(&0));
-        assert_eq!(at.last(), Some(&(size - BLOCK)));
+        assert_eq!(at.last(), Some(&(size - NEXUS_METADATA - BLOCK)));
         assert!(at.len() >= 2 && at.len() as u64 <= BLOCKS + 1);
-        assert!(at.iter().all(|o| o % BLOCK == 0 && o + BLOCK <= size));
-        // A volume of one block still has its one.
+        assert!(at.iter().all(|o| o % BLOCK == 0 && o + BLOCK <= size - NEXUS_METADATA));
+        // A volume too small for more still has its first block.
         assert_eq!(offsets(BLOCK), [0]);
     }
 
@@ -512,17 +541,28 @@ mod tests {
 
     #[test]
     fn a_read_verifies_only_against_the_pattern_written() {
-        let at = offsets(1 << 20);
-        let sums = |seed: u64| at.iter().map(|o| format!("{}  -\n", sha256_hex(&block(seed, *o)))).collect::<String>();
-        assert!(mismatches(5, &at, &sums(5)).is_empty());
+        let at = offsets(64 << 20);
+        let sums = |seed: u64, length: usize| {
+            at.iter().map(|o| format!("{length} {}  -\n", sha256_hex(&block(seed, *o)[..length]))).collect::<String>()
+        };
+        // Whole 4096-byte blocks, and 512-byte device blocks (their first bytes).
+        assert!(mismatches(5, &at, &sums(5, 4096)).is_empty());
+        assert!(mismatches(5, &at, &sums(5, 512)).is_empty());
         // The wrong pattern fails every block; zeroes and short reads are named.
-        assert_eq!(mismatches(6, &at, &sums(5)).len(), at.len());
-        let zero = format!("{}  -\n", sha256_hex(&[0u8; BLOCK as usize]));
-        let mut read: Vec<String> = sums(5).lines().map(String::from).collect();
-        read[1] = zero.trim().to_string();
+        assert_eq!(mismatches(6, &at, &sums(5, 4096)).len(), at.len());
+        let mut read: Vec<String> = sums(5, 4096).lines().map(String::from).collect();
+        read[1] = format!("4096 {}  -", sha256_hex(&[0u8; 4096]));
+        read[2] = "0 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  -".into();
         read.pop();
         let wrong = mismatches(5, &at, &read.join("\n"));
-        assert_eq!(wrong, [format!("offset {}: zeroes", at[1]), format!("offset {}: not read", at[at.len() - 1])]);
+        assert_eq!(
+            wrong,
+            [
+                format!("offset {}: zeroes", at[1]),
+                format!("offset {}: 0 bytes read", at[2]),
+                format!("offset {}: not read", at[at.len() - 1])
+            ]
+        );
     }
 
     #[test]
@@ -535,6 +575,13 @@ mod tests {
             json!({"state": {"target": {"node": "w1"}, "replica_topology": {"r1": {"node": "w1", "pool": "p1"}}}});
         assert!(replica_only_node(&local).unwrap_err().contains("every replica is on w1"));
         assert!(replica_only_node(&json!({"state": {}})).unwrap_err().contains("no nexus"));
+    }
+
+    #[test]
+    fn the_initiator_addresses_the_nexus_not_the_whole_volume() {
+        let volume = json!({"spec": {"size": 67108864}, "state": {"target": {"size": 62914560}}});
+        assert_eq!(usable_size(&volume), Some(62914560));
+        assert_eq!(usable_size(&json!({"spec": {"size": 67108864}})), Some(67108864));
     }
 
     #[test]
