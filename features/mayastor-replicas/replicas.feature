@@ -33,36 +33,6 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then Mayastor reports the volume of the PVC "grow" Online with 1 healthy replica within 120 seconds
     And the data on the volume of the PVC "grow" verifies from userspace
 
-  # Writes go on while the volume is degraded; after the rebuild the data
-  # read back is what was written last.
-  @faults @serial
-  Scenario: a replica's io-engine killed under writes: degraded, rebuilt, data intact
-    When I create a 64 MiB PVC "survivor" of StorageClass "mayastor-two-replicas"
-    Then the PVC "survivor" is Bound within 120 seconds
-    And Mayastor reports the volume of the PVC "survivor" Online with 2 replicas
-    When I publish the volume of the PVC "survivor" over NVMe-oF through Mayastor's REST API
-    And I write a verifiable pattern to the volume of the PVC "survivor" from userspace
-    And I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "survivor"
-    And I write a verifiable pattern to the volume of the PVC "survivor" from userspace
-    Then Mayastor reports the volume of the PVC "survivor" Degraded with 1 healthy replica within 120 seconds
-    And the io-engine runs again on that node within 300 seconds
-    And Mayastor reports the volume of the PVC "survivor" Online with 2 healthy replicas within 300 seconds
-    And the data on the volume of the PVC "survivor" verifies from userspace
-
-  # The core agent makes a published volume's missing nexus again once its
-  # node's io-engine is back; the initiator then finds the target anew.
-  @faults @serial
-  Scenario: the io-engine of the nexus's node restarted: the target comes back and the data verifies
-    When I create a 64 MiB PVC "served" of StorageClass "mayastor-two-replicas"
-    Then the PVC "served" is Bound within 120 seconds
-    And Mayastor reports the volume of the PVC "served" Online with 2 replicas
-    When I publish the volume of the PVC "served" over NVMe-oF through Mayastor's REST API
-    And I write a verifiable pattern to the volume of the PVC "served" from userspace
-    And I restart the io-engine on the node of the nexus of the volume of the PVC "served"
-    Then the io-engine runs again on that node within 300 seconds
-    And Mayastor reports the volume of the PVC "served" Online with 2 healthy replicas within 300 seconds
-    And the data on the volume of the PVC "served" verifies from userspace
-
   # Alone: a cordon would steer the other scenarios' replicas too.
   @serial
   Scenario: a node cordoned in Mayastor gets no new replica; uncordoned, it may again
