@@ -136,8 +136,17 @@ async fn initiator_pod(world: &LabWorld, avoid: Option<&str>) -> Result<(String,
     Ok((pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default()))
 }
 
+/// What the initiator logs when it could not attach to the target: it did
+/// no I/O, so running it again is safe.
+const NOT_CONNECTED: &str = "Failed to create a BDEV";
+
+/// Attempts per block: a connect refused under load (two io-engines and the
+/// initiator polling two cores, seen in CI) is tried again, an I/O error never.
+const CONNECT_ATTEMPTS: u32 = 3;
+
 /// A shell script run in the io-engine container: the initiator once per
-/// offset, its log shown only when it fails.
+/// offset, its log shown only when it fails; a failed connect is tried again
+/// (and said on stderr).
 fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
     let offsets: Vec<String> = offsets.iter().map(u64::to_string).collect();
     let each = if write {
@@ -152,14 +161,22 @@ fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
     let first = if write { "cat > \"$d/pattern\"; " } else { "" };
     format!(
         "d=$(busybox mktemp -d /tmp/lab-initiator.XXXXXX); trap 'rm -rf \"$d\"' EXIT; {first}i=0; \
-         for o in {}; do {{ {each}; }} 2>\"$d/log\" >\"$d/out\" || {{ echo \"initiator at offset $o failed:\" >&2; \
-         busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; }}; {}i=$((i+1)); done",
+         for o in {}; do n=1; until {{ {each}; }} 2>\"$d/log\" >\"$d/out\"; do \
+         if [ $n -lt {CONNECT_ATTEMPTS} ] && busybox grep -q '{NOT_CONNECTED}' \"$d/out\"; then \
+         echo \"initiator at offset $o: attempt $n did not connect; trying again\" >&2; n=$((n+1)); sleep 2; \
+         else echo \"initiator at offset $o failed (attempt $n):\" >&2; \
+         busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; fi; done; {}i=$((i+1)); done",
         offsets.join(" "),
         if write { "" } else { "busybox grep -E '^ *[0-9]+ [0-9a-f]{64}' \"$d/out\"; " }
     )
 }
 
+/// One initiator at a time on this lab: each polls a core of its own for
+/// its whole run, and concurrent scenarios starved the targets of CPU.
+static ONE_INITIATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_initiator(world: &LabWorld, script: String, stdin: Option<&[u8]>) -> Result<String, String> {
+    let _one = ONE_INITIATOR.lock().await;
     let (namespace, name) = initiator_pod(world, None).await?;
     let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &namespace);
     let argv = vec!["sh".to_string(), "-c".to_string(), script];
@@ -167,6 +184,10 @@ async fn run_initiator(world: &LabWorld, script: String, stdin: Option<&[u8]>) -
         .await
         .map_err(|e| format!("running the initiator in io-engine pod {namespace}/{name}: {e}"))?;
     if output.success() {
+        // Connects tried again, said where the scenario's output shows it.
+        if !output.stderr.trim().is_empty() {
+            eprintln!("{}", output.stderr.trim());
+        }
         Ok(output.stdout)
     } else {
         Err(format!(
@@ -590,6 +611,56 @@ mod tests {
         assert!(is_nvmf_uri("nvmf://10.0.0.2:8420/nqn.2019-05.io.openebs:v"));
         assert!(!is_nvmf_uri("bdev:///v"));
         assert!(!is_nvmf_uri("nvmf://h:1/n'; rm -rf /"));
+    }
+
+    /// Runs an initiator script with a stand-in `initiator` that answers
+    /// each call with the next of `answers` ("connect" fails to attach,
+    /// "io" fails after attaching, "ok" writes or reads a block).
+    fn run_script(script: &str, answers: &[&str]) -> (bool, String, usize) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(dir.path().join("answers"), answers.join("\n") + "\n").unwrap();
+        let stand_in = format!(
+            "#!/bin/sh\nd={}\nn=$(cat $d/calls 2>/dev/null || echo 0); n=$((n+1)); echo $n > $d/calls\n\
+             case $(sed -n ${{n}}p $d/answers) in\n\
+             connect) echo \"ERROR initiator: {NOT_CONNECTED} '$1': ENXIO\"; exit 1;;\n\
+             io) echo 'ERROR initiator: IO error'; exit 1;;\n\
+             *) [ \"$4\" = read ] && head -c 4096 /dev/zero > \"$5\"; exit 0;;\nesac\n",
+            dir.path().display()
+        );
+        // busybox's applets, from the host's own tools.
+        for (name, body) in [("initiator", stand_in.as_str()), ("busybox", "#!/bin/sh\nexec \"$@\"\n")] {
+            std::fs::write(bin.join(name), body).unwrap();
+            std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script.replace("sleep 2", "sleep 0")])
+            .env("PATH", path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), calls.trim().parse().unwrap_or(0))
+    }
+
+    #[test]
+    fn a_block_that_did_not_connect_is_tried_again_and_an_io_error_is_not() {
+        let read = initiator_script("nvmf://h:1/n", &[0, 4096], false);
+        let (ok, said, calls) = run_script(&read, &["connect", "ok", "ok"]);
+        assert!(ok, "{said}");
+        assert_eq!(calls, 3);
+        assert!(said.contains("offset 0: attempt 1 did not connect; trying again"), "{said}");
+
+        let (ok, said, calls) = run_script(&read, &["connect", "connect", "connect", "ok"]);
+        assert!(!ok && said.contains("failed (attempt 3)"), "{said}");
+        assert_eq!(calls, CONNECT_ATTEMPTS as usize);
+
+        let (ok, said, calls) = run_script(&read, &["ok", "io", "ok"]);
+        assert!(!ok && said.contains("offset 4096 failed (attempt 1)") && said.contains("IO error"), "{said}");
+        assert_eq!(calls, 2);
     }
 
     #[test]
