@@ -1,4 +1,5 @@
-//! The main job on a real Kubernetes: `lab run scenarios/local.yaml` brings
+//! The main job on a real Kubernetes: the README's first command,
+//! `bash .ci/main-job` (which gets what is missing, then runs `lab run scenarios/local.yaml`), brings
 //! up the local provider's single-node cluster from the binaries
 //! `.ci/kube/build` makes (`LAB_KUBE_BIN`), prepares the node (hugepages,
 //! label, allocatable), builds and loads the hostpath CSI stack, deploys it,
@@ -289,7 +290,6 @@ fn scenarios_of(dir: &Path) -> Vec<String> {
 #[ignore = "needs root, Docker and the Kubernetes binaries (LAB_KUBE_BIN): bash .ci/run runs it"]
 fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let binaries = binaries();
     // Made first, so `before` holds them: they must all be there after.
     let foreign = Foreign::make();
     let before = Host::now();
@@ -299,17 +299,24 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let _results = support::Results::of("local");
     let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
 
+    // The README's first command, as a newcomer runs it (with this build of lab).
     let started = std::time::Instant::now();
-    let run = lab_in(dir.path(), &binaries)
-        .args(["run", "--junit", "junit.xml", "--artifacts"])
-        .arg(dir.path().join("artifacts"))
+    let run = std::process::Command::new("bash")
+        .arg(repo().join(".ci/main-job"))
         .arg(&scenario)
+        .args(["--junit", "junit.xml", "--artifacts"])
+        .arg(dir.path().join("artifacts"))
+        .current_dir(dir.path())
+        .env("LAB_BIN", assert_cmd::cargo::cargo_bin("lab"))
+        // The script finds (here: in .ci/run's cache) the binaries itself.
+        .env_remove("LAB_KUBE_BIN")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "lab run failed:\n{stdout}\n{stderr}");
-    eprintln!("lab run (build, up, deploy, test, down) took {:.0}s", started.elapsed().as_secs_f64());
+    assert!(run.status.success(), "the main job (.ci/main-job, lab run) failed:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("main-job [") && stderr.contains("]: set up; lab run"), "{stderr}");
+    eprintln!("the main job (set-up checked, build, up, deploy, test, down) took {:.0}s", started.elapsed().as_secs_f64());
     for step in [
         "build component csi-hostpath-plugin",
         "build component csi-provisioner",
