@@ -316,7 +316,10 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "the main job (.ci/main-job, lab run) failed:\n{stdout}\n{stderr}");
     assert!(stderr.contains("main-job [") && stderr.contains("]: set up; lab run"), "{stderr}");
-    eprintln!("the main job (set-up checked, build, up, deploy, test, down) took {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "the main job (set-up checked, build, up, deploy, test, down) took {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     for step in [
         "build component csi-hostpath-plugin",
         "build component csi-provisioner",

@@ -14,6 +14,7 @@ pub mod device;
 pub mod docker;
 pub mod doctor;
 pub mod export;
+pub mod findings;
 pub mod fio;
 pub mod load;
 pub mod plan;
@@ -158,7 +159,7 @@ impl Lab {
     /// Images are built before the cluster exists, so a broken build leaves
     /// nothing behind; they are loaded once the nodes are ready.
     pub fn up_plan(&self) -> anyhow::Result<Plan> {
-        let preparation = prepare::plan(&self.scenario, &self.provider.kubelet_restart());
+        let preparation = self.provider.preparation(&self.scenario.planned_nodes());
         let builds = build::resolve(&self.scenario, &self.state, None)?;
         let registry = Registry::of(&self.scenario);
         let mut steps = vec![self.make_state_dir()];
@@ -528,7 +529,7 @@ impl Lab {
     /// Preparation alone, on a cluster that is already up: its nodes are
     /// found first, so a lab that is not up changes nothing on the host.
     pub fn prepare_plan(&self) -> Plan {
-        let preparation = prepare::plan(&self.scenario, &self.provider.kubelet_restart());
+        let preparation = self.provider.preparation(&self.scenario.planned_nodes());
         let mut steps = vec![self.make_state_dir()];
         if !preparation.on_nodes.is_empty() {
             let names = self.scenario.planned_nodes().into_iter().map(|n| n.name).collect();

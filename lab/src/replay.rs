@@ -222,7 +222,7 @@ pub fn open(bundle: &Path, scenario: Option<&Path>, dry_run: bool) -> anyhow::Re
         }
     }
     let selection = serde_json::from_value(manifest["selection"].clone()).unwrap_or_default();
-    let consent = Consent::of(&lab.scenario, scenario_diff, foreign_code);
+    let consent = Consent::of(&lab.scenario, lab.provider.as_ref(), scenario_diff, foreign_code);
     Ok(Replay { lab, differences, sources, selection, consent, clones, _unpacked: unpacked })
 }
 
@@ -301,16 +301,15 @@ pub struct Consent {
 }
 
 impl Consent {
-    fn of(scenario: &Scenario, scenario_diff: Option<String>, foreign_code: Vec<String>) -> Consent {
+    fn of(
+        scenario: &Scenario,
+        provider: &dyn crate::provider::Provider,
+        scenario_diff: Option<String>,
+        foreign_code: Vec<String>,
+    ) -> Consent {
         use crate::scenario::component::BuildRecipe;
         let mut runs = vec![format!("provider: {}", scenario.cluster.provider)];
-        if scenario.cluster.provider == crate::scenario::ProviderKind::Existing {
-            let kubeconfig = scenario.cluster.existing.as_ref().and_then(|e| e.kubeconfig.as_deref());
-            runs.push(format!(
-                "an existing cluster, through kubeconfig {}",
-                kubeconfig.unwrap_or("$KUBECONFIG or ~/.kube/config: your current cluster")
-            ));
-        }
+        runs.extend(provider.users_own());
         for component in &scenario.components {
             runs.push(match &component.build {
                 BuildRecipe::Command(c) => {

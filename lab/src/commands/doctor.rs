@@ -6,7 +6,7 @@ use crate::doctor::{Level, examine, render, this_machine};
 
 pub async fn run(args: ScenarioArg) -> anyhow::Result<ExitCode> {
     let lab = Lab::open(args.scenario)?;
-    let findings = examine(&lab.scenario, &this_machine()).await;
+    let findings = examine(&lab.scenario, lab.provider.as_ref(), &this_machine()).await;
     println!("lab doctor: scenario {} ({})", lab.scenario.name(), lab.scenario.cluster.provider);
     print!("{}", render(&findings));
     let missing = findings.iter().filter(|f| f.level == Level::Missing).count();

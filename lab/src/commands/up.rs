@@ -44,7 +44,7 @@ pub async fn check(lab: &Lab) -> anyhow::Result<crate::plan::Plan> {
     let plan = lab.up_plan()?;
     // The provider's own tools first: a missing kind should stop `up` before
     // it writes anything, not half-way.
-    let missing: Vec<_> = doctor::provisioning(&lab.scenario, &doctor::this_machine())
+    let missing: Vec<_> = doctor::provisioning(&lab.scenario, lab.provider.as_ref(), &doctor::this_machine())
         .await
         .into_iter()
         .filter(|f| f.level == doctor::Level::Missing)

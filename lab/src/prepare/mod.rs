@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::plan::{Cluster, Context, Detail, Step, Target, View, Work};
-use crate::scenario::{PlannedNode, ProviderKind, Scenario};
+use crate::scenario::PlannedNode;
 use crate::shell::{Cmd, Shell, quote};
 use undo::Recorder;
 pub use undo::UndoLog;
@@ -152,62 +152,48 @@ fn step(title: String, task: Task) -> Step {
     Step::work(title, task)
 }
 
-/// `kubelet_restart`: how a node's kubelet restarts, in its shell (the provider says).
-pub fn plan(scenario: &Scenario, kubelet_restart: &crate::shell::Cmd) -> Preparation {
-    let provider = scenario.cluster.provider;
-    let nodes = scenario.planned_nodes();
-    match provider {
-        // One kernel for all: set it on the host, then check each node sees it.
-        ProviderKind::Kind | ProviderKind::Host => {
-            let persist = provider == ProviderKind::Host;
-            let mut before_cluster = kernel_steps(&nodes, Target::Host, "host", persist);
-            let mut on_nodes = Vec::new();
-            if provider == ProviderKind::Kind {
-                // io-engine nodes get the host's /dev and /run/udev with
-                // HostToContainer propagation, which Docker refuses unless
-                // the host's mounts are shared.
-                if nodes.iter().any(|n| n.group.runs_io_engine()) {
-                    before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
-                }
-                for node in &nodes {
-                    on_nodes.extend(kind_node_steps(node));
-                    on_nodes.extend(api_steps(node, kubelet_restart));
-                }
-            }
-            Preparation { before_cluster, on_nodes }
-        }
-        // The node is this host: its kernel first, then what the local
-        // cluster's processes need of it, recorded so `lab down` undoes it.
-        ProviderKind::Local => {
-            let mut before_cluster = kernel_steps(&nodes, Target::Host, "host", false);
-            before_cluster.push(step(
-                "set the kernel settings the local cluster needs on host".into(),
-                Task::Sysctls { on: Target::Host, settings: sysctl::local_cluster() },
-            ));
-            before_cluster.push(step("make / rshared on host".into(), Task::Rshared { on: Target::Host }));
-            let on_nodes = nodes.iter().flat_map(|node| api_steps(node, kubelet_restart)).collect();
-            Preparation { before_cluster, on_nodes }
-        }
-        ProviderKind::Vagrant | ProviderKind::Existing => {
-            let mut on_nodes = Vec::new();
-            for node in &nodes {
-                let on = Target::Node(node.name.clone());
-                on_nodes.extend(kernel_steps(std::slice::from_ref(node), on.clone(), &node.name, true));
-                // A VM lab made is lab's to set up; a node of someone else's
-                // cluster is changed only where the stack needs it: io-engine
-                // nodes, whose CSI plugin mounts with Bidirectional propagation.
-                if provider == ProviderKind::Vagrant || node.group.runs_io_engine() {
-                    on_nodes.push(step(format!("make / rshared on {}", node.name), Task::Rshared { on }));
-                }
-                on_nodes.extend(api_steps(node, kubelet_restart));
-            }
-            Preparation { before_cluster: Vec::new(), on_nodes }
-        }
-    }
+// Each provider composes its nodes' preparation from the pieces below
+// (`Provider::preparation`): where its nodes' kernel is decides where the
+// kernel's settings go.
+
+/// `/` made rshared on `on`: the stack's Bidirectional and HostToContainer
+/// mounts need it (Docker refuses them otherwise).
+pub fn rshared_step(on: Target, place: &str) -> Step {
+    step(format!("make / rshared on {place}"), Task::Rshared { on })
 }
 
-/// CPU preflight, modules and hugepages for `nodes`, all done on `on`.
-fn kernel_steps(nodes: &[PlannedNode], on: Target, place: &str, persist: bool) -> Vec<Step> {
+/// Nodes with kernels of their own (VMs, an existing cluster's): each gets
+/// its kernel settings (kept across its reboots), `/` rshared where
+/// `rshared` says, then its labels and allocatable pages.
+pub fn each_node_on_its_own_kernel(
+    nodes: &[PlannedNode],
+    rshared: impl Fn(&PlannedNode) -> bool,
+    kubelet_restart: &Cmd,
+) -> Preparation {
+    let mut on_nodes = Vec::new();
+    for node in nodes {
+        let on = Target::Node(node.name.clone());
+        on_nodes.extend(kernel_steps(std::slice::from_ref(node), on.clone(), &node.name, true));
+        if rshared(node) {
+            on_nodes.push(rshared_step(on, &node.name));
+        }
+        on_nodes.extend(api_steps(node, kubelet_restart));
+    }
+    Preparation { before_cluster: Vec::new(), on_nodes }
+}
+
+/// The kernel settings the local cluster's processes need of this host,
+/// recorded so `lab down` undoes them.
+pub fn local_cluster_sysctls_step() -> Step {
+    step(
+        "set the kernel settings the local cluster needs on host".into(),
+        Task::Sysctls { on: Target::Host, settings: sysctl::local_cluster() },
+    )
+}
+
+/// CPU preflight, modules and hugepages for `nodes`, all done on `on`
+/// (`persist`: kept across the machine's reboots too, where it outlives the lab).
+pub fn kernel_steps(nodes: &[PlannedNode], on: Target, place: &str, persist: bool) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut core_lists: Vec<String> = nodes
         .iter()
@@ -243,7 +229,7 @@ fn kernel_steps(nodes: &[PlannedNode], on: Target, place: &str, persist: bool) -
 
 /// A kind node: its /sys made writable, / rshared, and the host's kernel
 /// settings checked from inside it.
-fn kind_node_steps(node: &PlannedNode) -> Vec<Step> {
+pub fn kind_node_steps(node: &PlannedNode) -> Vec<Step> {
     let on = Target::Node(node.name.clone());
     let name = &node.name;
     // kind mounts /sys read-only; io-engine and CSI need to write there.
@@ -269,7 +255,7 @@ fn kind_node_steps(node: &PlannedNode) -> Vec<Step> {
 }
 
 /// Labels and the kubelet's allocatable hugepages, through the API.
-fn api_steps(node: &PlannedNode, restart: &Cmd) -> Vec<Step> {
+pub fn api_steps(node: &PlannedNode, restart: &Cmd) -> Vec<Step> {
     let mut steps = Vec::new();
     let name = &node.name;
     if !node.group.labels.is_empty() {

@@ -128,6 +128,40 @@ impl Provider for Existing {
         vec![]
     }
 
+    fn users_own(&self) -> Option<String> {
+        let context = self.options.context.as_deref().map(|c| format!(", context {c}")).unwrap_or_default();
+        Some(format!("an existing cluster, through kubeconfig {}{context}", self.kubeconfig_path().display()))
+    }
+
+    fn tools(&self) -> Vec<crate::findings::Tool> {
+        vec![super::kubectl_tool(false)]
+    }
+
+    async fn prerequisites(
+        &self,
+        _scenario: &Scenario,
+        _machine: &crate::findings::Machine<'_>,
+    ) -> Vec<crate::findings::Finding> {
+        use crate::findings::Finding;
+        let path = self.kubeconfig_path();
+        vec![if path.exists() {
+            Finding::ok("kubeconfig", path.display().to_string())
+        } else {
+            Finding::missing(
+                "kubeconfig",
+                format!("{} does not exist", path.display()),
+                "set cluster.existing.kubeconfig or KUBECONFIG",
+            )
+        }]
+    }
+
+    fn preparation(&self, nodes: &[crate::scenario::PlannedNode]) -> crate::prepare::Preparation {
+        // A node of someone else's cluster is changed only where the stack
+        // needs it: io-engine nodes, whose CSI plugin mounts with
+        // Bidirectional propagation.
+        crate::prepare::each_node_on_its_own_kernel(nodes, |n| n.group.runs_io_engine(), &self.kubelet_restart())
+    }
+
     fn interactive_shell(&self, node: &str) -> Cmd {
         self.kubectl()
             .args(["debug", &format!("node/{node}"), "-it", "--profile=sysadmin"])

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use super::Provider;
-use crate::plan::Step;
 use crate::plan::{Cluster, NodeStatus};
+use crate::plan::{Step, Target};
 use crate::shell::{Cmd, LocalShell, Shell};
 
 pub struct Host;
@@ -24,7 +24,12 @@ impl Cluster for Host {
 impl Provider for Host {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { nodes_outlive_lab: true, ..Capabilities::default() }
+        Capabilities {
+            nodes_outlive_lab: true,
+            shares_host_kernel: true,
+            nodes_on_this_cpu: true,
+            ..Capabilities::default()
+        }
     }
 
     fn up_steps(&self) -> Vec<Step> {
@@ -33,6 +38,13 @@ impl Provider for Host {
 
     fn down_steps(&self) -> Vec<Step> {
         vec![]
+    }
+
+    fn preparation(&self, nodes: &[crate::scenario::PlannedNode]) -> crate::prepare::Preparation {
+        // The host is the node: its settings are kept across reboots, as a
+        // host's own are, and `lab down` restores them.
+        let before_cluster = crate::prepare::kernel_steps(nodes, Target::Host, "host", true);
+        crate::prepare::Preparation { before_cluster, on_nodes: Vec::new() }
     }
 
     fn interactive_shell(&self, _node: &str) -> Cmd {

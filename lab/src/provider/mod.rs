@@ -9,8 +9,10 @@ pub mod vagrant;
 
 use async_trait::async_trait;
 
+use crate::findings::{Finding, Machine, Tool};
 use crate::plan::{Cluster, Step};
-use crate::scenario::{ProviderKind, Scenario};
+use crate::prepare::Preparation;
+use crate::scenario::{PlannedNode, ProviderKind, Scenario};
 use crate::shell::Cmd;
 use crate::state::StateDir;
 
@@ -44,12 +46,31 @@ pub struct Capabilities {
     /// Its one node is this host (the local cluster): a path on the node is
     /// this host's path, so the node's pool folder is the lab's own.
     pub node_is_this_host: bool,
+    /// Docker runs its nodes (kind's containers) or builds its images (the
+    /// local cluster's pause image), so the daemon must answer.
+    pub needs_docker: bool,
+    /// Its nodes run on this machine's kernel (kind's containers, the local
+    /// node, the host): their hugepages, modules and CPUs are this host's.
+    pub shares_host_kernel: bool,
+    /// Its nodes run on this machine's CPU (all but an existing cluster's).
+    pub nodes_on_this_cpu: bool,
     /// A node's pool file lives in the lab's state folder on this host
     /// (kind mounts it into the node container): made there, gone with it.
     pub pool_files_in_state: bool,
     /// Its nodes outlive the lab (the host, an existing cluster's, the local
     /// node): what preparation changed on them is undone by `lab down`.
     pub nodes_outlive_lab: bool,
+}
+
+/// kubectl: providers whose nodes lab waits for or opens shells on through it.
+fn kubectl_tool(required: bool) -> Tool {
+    Tool {
+        name: "kubectl",
+        version: &["version", "--client"],
+        required,
+        why: "waits for nodes and opens node shells",
+        install: "install kubectl (https://kubernetes.io/docs/tasks/tools/)",
+    }
 }
 
 /// Makes and removes a lab's cluster; as a [`Cluster`], finds its nodes and API.
@@ -61,6 +82,26 @@ pub trait Provider: Cluster {
     fn up_steps(&self) -> Vec<Step>;
     /// Steps that remove what `up_steps` created.
     fn down_steps(&self) -> Vec<Step>;
+    /// What preparing `nodes` takes here: the kernel's settings wherever the
+    /// nodes' kernel is (this host's before the cluster exists, so the
+    /// kubelet starts with the pages in place), then what each node needs.
+    fn preparation(&self, nodes: &[PlannedNode]) -> Preparation;
+    /// What of the user's own this provider works in, said before anything
+    /// runs where the user did not start it (a shared bundle's replay):
+    /// None where lab makes everything it uses.
+    fn users_own(&self) -> Option<String> {
+        None
+    }
+    /// The programs this provider runs on this machine (`lab doctor`, and
+    /// `lab up` before it changes anything).
+    fn tools(&self) -> Vec<Tool> {
+        Vec::new()
+    }
+    /// What else it needs of this machine (daemons, images, a host free of
+    /// another cluster), each a finding with its fix.
+    async fn prerequisites(&self, _scenario: &Scenario, _machine: &Machine<'_>) -> Vec<Finding> {
+        Vec::new()
+    }
     /// Whether a cluster of this lab already exists, so `up` never clobbers
     /// (or, failing, cleans up) one it did not make. Adopted clusters and the
     /// host are never "made" by lab.

@@ -16,6 +16,7 @@
 mod component;
 mod config;
 mod pki;
+mod prerequisites;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -206,6 +207,9 @@ impl Provider for Local {
             node_is_this_host: true,
             pool_files_in_state: true,
             nodes_outlive_lab: true,
+            needs_docker: true,
+            shares_host_kernel: true,
+            nodes_on_this_cpu: true,
             ..Capabilities::default()
         }
     }
@@ -349,6 +353,26 @@ impl Provider for Local {
             Cmd::sh(config::remove_kubelet_script(layout)),
         ));
         steps
+    }
+
+    async fn prerequisites(
+        &self,
+        scenario: &Scenario,
+        machine: &crate::findings::Machine<'_>,
+    ) -> Vec<crate::findings::Finding> {
+        prerequisites::local_cluster(scenario, machine).await
+    }
+
+    fn preparation(&self, nodes: &[crate::scenario::PlannedNode]) -> crate::prepare::Preparation {
+        use crate::prepare::{api_steps, kernel_steps, local_cluster_sysctls_step, rshared_step};
+        // The node is this host: its kernel first, then what the local
+        // cluster's processes need of it, recorded so `lab down` undoes it.
+        let mut before_cluster = kernel_steps(nodes, Target::Host, "host", false);
+        before_cluster.push(local_cluster_sysctls_step());
+        before_cluster.push(rshared_step(Target::Host, "host"));
+        let restart = self.kubelet_restart();
+        let on_nodes = nodes.iter().flat_map(|node| api_steps(node, &restart)).collect();
+        crate::prepare::Preparation { before_cluster, on_nodes }
     }
 
     async fn exists(&self) -> anyhow::Result<bool> {

@@ -1,5 +1,7 @@
 //! kind: nodes are Docker containers on this machine, sharing its kernel.
 
+mod prerequisites;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -172,7 +174,15 @@ impl Cluster for Kind {
 impl Provider for Kind {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { cluster: true, on_kind_network: true, pool_files_in_state: true, ..Capabilities::default() }
+        Capabilities {
+            cluster: true,
+            on_kind_network: true,
+            pool_files_in_state: true,
+            needs_docker: true,
+            shares_host_kernel: true,
+            nodes_on_this_cpu: true,
+            ..Capabilities::default()
+        }
     }
 
     fn up_steps(&self) -> Vec<Step> {
@@ -211,6 +221,34 @@ impl Provider for Kind {
             .arg("--kubeconfig")
             .arg(self.state.kubeconfig().display().to_string());
         vec![Step::run(format!("delete kind cluster {}", self.cluster), Target::Host, delete)]
+    }
+
+    fn tools(&self) -> Vec<crate::findings::Tool> {
+        prerequisites::tools()
+    }
+
+    async fn prerequisites(
+        &self,
+        scenario: &Scenario,
+        machine: &crate::findings::Machine<'_>,
+    ) -> Vec<crate::findings::Finding> {
+        prerequisites::prerequisites(scenario, machine).await
+    }
+
+    fn preparation(&self, nodes: &[PlannedNode]) -> crate::prepare::Preparation {
+        use crate::prepare::{api_steps, kernel_steps, kind_node_steps, rshared_step};
+        // One kernel for all: set it on the host, then check each node sees it.
+        let mut before_cluster = kernel_steps(nodes, Target::Host, "host", false);
+        // io-engine nodes get the host's /dev and /run/udev with
+        // HostToContainer propagation, which Docker refuses unless the
+        // host's mounts are shared.
+        if nodes.iter().any(|n| n.group.runs_io_engine()) {
+            before_cluster.push(rshared_step(Target::Host, "host"));
+        }
+        let restart = self.kubelet_restart();
+        let on_nodes =
+            nodes.iter().flat_map(|node| [kind_node_steps(node), api_steps(node, &restart)].concat()).collect();
+        crate::prepare::Preparation { before_cluster, on_nodes }
     }
 
     async fn exists(&self) -> anyhow::Result<bool> {

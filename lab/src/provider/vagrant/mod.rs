@@ -4,6 +4,8 @@
 //! pool is named after the lab's instance, recorded in the node list, and
 //! removed from that record.
 
+mod prerequisites;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -19,7 +21,7 @@ use crate::state::StateDir;
 
 /// The repository's Vagrantfile, copied into the lab's state directory so
 /// each lab has its own `.vagrant/` and `lab` works from any directory.
-pub const VAGRANTFILE: &str = include_str!("../../../Vagrantfile");
+pub const VAGRANTFILE: &str = include_str!("../../../../Vagrantfile");
 const PROVISION_SCRIPT: &str = include_str!("vagrant-provision.sh");
 const DOMAIN_PROBE_SCRIPT: &str = include_str!("libvirt-domain-probe.sh");
 /// The environment variable through which the Vagrantfile finds the node list.
@@ -298,7 +300,8 @@ impl Cluster for Vagrant {
 impl Provider for Vagrant {
     fn capabilities(&self) -> super::Capabilities {
         use super::Capabilities;
-        Capabilities { cluster: true, ..Capabilities::default() }
+        // Its VMs run with host-passthrough CPUs.
+        Capabilities { cluster: true, nodes_on_this_cpu: true, ..Capabilities::default() }
     }
 
     fn up_steps(&self) -> Vec<Step> {
@@ -432,6 +435,23 @@ impl Provider for Vagrant {
             ));
         }
         steps
+    }
+
+    fn tools(&self) -> Vec<crate::findings::Tool> {
+        prerequisites::tools()
+    }
+
+    async fn prerequisites(
+        &self,
+        scenario: &Scenario,
+        machine: &crate::findings::Machine<'_>,
+    ) -> Vec<crate::findings::Finding> {
+        prerequisites::prerequisites(scenario, machine).await
+    }
+
+    fn preparation(&self, nodes: &[PlannedNode]) -> crate::prepare::Preparation {
+        // A VM lab made is lab's to set up: every node's / is rshared.
+        crate::prepare::each_node_on_its_own_kernel(nodes, |_| true, &self.kubelet_restart())
     }
 
     async fn exists(&self) -> anyhow::Result<bool> {
