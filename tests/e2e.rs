@@ -13,6 +13,8 @@ use assert_cmd::Command;
 
 mod support;
 
+use support::run;
+
 /// The node image `scenarios/kind-csi.yaml` names.
 const NODE_IMAGE: &str = "lab.local/kind-node:v1.36.3";
 
@@ -36,21 +38,6 @@ fn require_kind() {
     );
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `lab` in `dir`, with its state in `state`.
 fn lab(dir: &Path, state: &Path) -> Command {
     let mut cmd = Command::cargo_bin("lab").unwrap();
@@ -59,16 +46,10 @@ fn lab(dir: &Path, state: &Path) -> Command {
 }
 
 /// `lab down` even when an assertion fails half-way.
-struct Down<'a> {
-    dir: &'a Path,
-    state: &'a Path,
-    scenario: &'a Path,
-}
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = lab(self.dir, self.state).arg("down").arg(self.scenario).output();
-    }
+fn down_on_drop<'a>(dir: &'a Path, state: &'a Path, scenario: &'a Path) -> support::OnDrop<'a> {
+    support::on_drop(move || {
+        let _ = lab(dir, state).arg("down").arg(scenario).output();
+    })
 }
 
 fn node_containers(cluster: &str) -> Vec<String> {
@@ -109,7 +90,7 @@ fn kind_csi_scenario_runs_whole_on_real_kind() {
         assert!(doctor.stdout.lines().any(|l| l.starts_with(check)), "{check}:\n{}", doctor.stdout);
     }
 
-    let _down = Down { dir: &root, state: state.path(), scenario: &scenario };
+    let _down = down_on_drop(&root, state.path(), &scenario);
     let up = run(lab(&root, state.path()).arg("up").arg("--artifacts").arg(artifacts.path().join("up")).arg(&scenario));
     assert!(up.ok, "lab up failed:\n{}", up.stderr);
     {
@@ -199,7 +180,7 @@ fn registry_mode_on_real_kind_pulls_the_components_through_labs_registry() {
     let scenario = dir.path().join("lab.yaml");
     std::fs::write(&scenario, format!("{text}{registry}")).unwrap();
 
-    let _down = Down { dir: dir.path(), state: state.path(), scenario: &scenario };
+    let _down = down_on_drop(dir.path(), state.path(), &scenario);
     let up =
         run(lab(dir.path(), state.path()).arg("up").arg("--artifacts").arg(dir.path().join("failed")).arg(&scenario));
     assert!(up.ok, "lab up (registry mode) failed:\n{}", up.stderr);
@@ -252,7 +233,8 @@ async fn beyond_ci_mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
         cmd
     };
     let scenario = dir.path().join("lab.yaml");
-    let _down = Down { dir: dir.path(), state: &dir.path().join(".lab"), scenario: &scenario };
+    let state = dir.path().join(".lab");
+    let _down = down_on_drop(dir.path(), &state, &scenario);
     lab().arg("up").assert().success();
 
     let client = lab::provider::kube_client(dir.path().join(".lab/e2e-stack/kubeconfig"), None).await.unwrap();

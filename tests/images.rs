@@ -9,7 +9,9 @@ use std::process::Command as Process;
 use assert_cmd::Command;
 
 mod support;
+
 use support::FakeCluster;
+use support::run;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("tests/fixtures/build")
@@ -23,18 +25,6 @@ fn lab(dir: &Path) -> Command {
     cmd.current_dir(dir).env("LAB_CACHE_DIR", dir.join("cache")).env("LAB_STATE_DIR", dir.join(".lab"));
     cmd.env_remove("RUST_LOG");
     cmd
-}
-
-struct Run {
-    ok: bool,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{cmd:?} panicked:\n{stderr}");
-    Run { ok: out.status.success(), stderr }
 }
 
 fn docker(args: &[&str]) -> String {

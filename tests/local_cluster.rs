@@ -152,17 +152,14 @@ impl Host {
     }
 }
 
-/// `lab down` even when an assertion fails half-way, then the host's pages.
-struct Down<'a> {
-    dir: &'a Path,
-    scenario: PathBuf,
-    _pages: support::HostState,
-}
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = Command::cargo_bin("lab").unwrap().current_dir(self.dir).arg("down").arg(&self.scenario).output();
-    }
+/// `lab down` even when an assertion fails half-way, then the host's pages
+/// as they were now.
+fn down_on_drop(dir: &Path, scenario: PathBuf) -> support::OnDrop<'_> {
+    let pages = support::HostState::save();
+    support::on_drop(move || {
+        let _ = Command::cargo_bin("lab").unwrap().current_dir(dir).arg("down").arg(&scenario).output();
+        drop(pages);
+    })
 }
 
 /// Host state that is not lab's, made before a lab comes up (as podman's
@@ -297,7 +294,7 @@ fn lab_run_on_the_local_provider_runs_the_features_and_leaves_the_host_as_it_was
     let dir = tempfile::tempdir().unwrap();
     let scenario = repo().join("scenarios/local.yaml");
     let _results = support::Results::of("local");
-    let down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
+    let down = down_on_drop(dir.path(), scenario.clone());
 
     // The README's first command, as a newcomer runs it (with this build of lab).
     let started = std::time::Instant::now();
@@ -472,7 +469,7 @@ fn a_stack_with_a_wrong_image_fails_the_run_naming_the_container_and_the_image()
     std::fs::write(dir.path().join("lab.yaml"), scenario).unwrap();
 
     let before = Host::now();
-    let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(dir.path(), dir.path().join("lab.yaml"));
     let run = lab_in(dir.path(), &binaries).args(["run", "--junit", "junit.xml", "lab.yaml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "lab run passed with a misspelt image:\n{stderr}");
@@ -519,7 +516,7 @@ fn a_component_that_dies_is_named_with_its_log() {
         .unwrap();
     let scenario = repo().join("scenarios/local.yaml");
     let before = Host::now();
-    let _down = Down { dir: dir.path(), scenario: scenario.clone(), _pages: support::HostState::save() };
+    let _down = down_on_drop(dir.path(), scenario.clone());
     let evidence = dir.path().join("evidence");
     let up = lab_in(dir.path(), &broken).arg("up").arg("--artifacts").arg(&evidence).arg(&scenario).output().unwrap();
     let stderr = String::from_utf8_lossy(&up.stderr);
@@ -567,7 +564,7 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
     std::fs::write(&service, text.replace("type: ClusterIP", "type: Bogus")).unwrap();
     std::fs::write(dir.path().join("broken.yaml"), scenario("broken")).unwrap();
 
-    let _down = Down { dir: dir.path(), scenario: dir.path().join("up.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(dir.path(), dir.path().join("up.yaml"));
     let lab = |args: &[&str]| lab_in(dir.path(), &binaries).args(args).output().unwrap();
     let up = lab(&["up", "up.yaml"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
@@ -620,7 +617,7 @@ fn status_shell_and_a_kubelet_restart_for_more_hugepages() {
         )
     };
     std::fs::write(dir.path().join("lab.yaml"), scenario(32)).unwrap();
-    let _down = Down { dir: dir.path(), scenario: dir.path().join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(dir.path(), dir.path().join("lab.yaml"));
     // An index of labs of this test's own, so `lab list` sees this lab alone.
     let index = dir.path().join("index");
     let lab = |args: &[&str]| {
@@ -763,7 +760,7 @@ fn on_an_existing_cluster_lab_touches_only_what_it_made_and_keeps_the_evidence()
         ),
     )
     .unwrap();
-    let _down = Down { dir: root, scenario: root.join("base.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("base.yaml"));
     let lab = |args: &[&str]| {
         let out = lab_in(root, &binaries).args(args).output().unwrap();
         (
@@ -1008,7 +1005,7 @@ fn lab_deploy_rolls_an_on_delete_daemon_set_itself() {
         "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: roll\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\nstack:\n  layers:\n    - manifests: stack\n  timeouts: {ready: 2m}\n",
     )
     .unwrap();
-    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("lab.yaml"));
     let lab = |args: &[&str]| {
         let out = lab_in(root, &binaries).args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -1091,7 +1088,7 @@ fn a_helm_chart_layer_deploys_and_is_torn_down_by_ownership() {
         ),
     )
     .unwrap();
-    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("lab.yaml"));
     let lab = |args: &[&str]| {
         let out = lab_in(root, &binaries).args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -1507,7 +1504,7 @@ fn bisect_finds_the_commit_that_breaks_a_scenario() {
         BisectFixture::new(&[ok, &format!("{ok} # 2"), broken, &format!("{broken} # 4"), &format!("{broken} # 5")], "");
     let root = fixture.root();
     let commits = &fixture.commits;
-    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("lab.yaml"));
     let lab = |args: &[&str]| fixture.lab(&binaries, args);
     let bisect = ["bisect", "--component", "app", "--good", &commits[0], "--bad", &commits[4], "--fresh"];
 
@@ -1560,7 +1557,7 @@ fn bisect_finds_the_commit_that_slows_a_profile() {
     );
     let root = fixture.root();
     let commits = &fixture.commits;
-    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("lab.yaml"));
     let lab = |args: &[&str]| fixture.lab(&binaries, args);
     let target = std::path::PathBuf::from(format!("/dev/shm/lab-test-bisect-{}.data", std::process::id()));
     let _target = RemoveOnDrop(target.clone());
@@ -1609,7 +1606,7 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
         BisectFixture::new(&["echo 'greeting: ok'", "echo 'greeting: ok' # 2", "echo 'greeting: broken'"], "");
     let root = fixture.root();
     let commits = &fixture.commits;
-    let _down = Down { dir: root, scenario: root.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down = down_on_drop(root, root.join("lab.yaml"));
     let (ok, _, said) = fixture.lab(&binaries, &["run", "-n", "greets"]);
     assert!(!ok, "the run at the broken commit passed:\n{said}");
     let bundle = said
@@ -1632,7 +1629,7 @@ fn replay_runs_a_failed_runs_bundle_at_its_commit() {
     std::fs::write(app.join("run.sh"), "echo 'greeting: ok' # mine\nexec sleep 3600\n").unwrap();
     let scenario = other.join("lab.yaml");
     let scenario = scenario.to_str().unwrap();
-    let _down_other = Down { dir: other, scenario: other.join("lab.yaml"), _pages: support::HostState::save() };
+    let _down_other = down_on_drop(other, other.join("lab.yaml"));
 
     let (ok, plan, said) = fixture.lab(&binaries, &["replay", &bundle, "--scenario", scenario, "--dry-run"]);
     assert!(ok, "{said}");

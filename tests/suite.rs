@@ -39,17 +39,8 @@ fn scenario_in(dir: &Path, features: &Path) -> PathBuf {
     path
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-}
-
-fn lab_test(dir: &Path, scenario: &Path, extra: &[&str]) -> Run {
-    let out =
-        Command::cargo_bin("lab").unwrap().current_dir(dir).arg("test").arg(scenario).args(extra).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked at"), "{}", String::from_utf8_lossy(&out.stderr));
-    Run { code: out.status.code(), stdout }
+fn lab_test(dir: &Path, scenario: &Path, extra: &[&str]) -> support::Run {
+    support::run(Command::cargo_bin("lab").unwrap().current_dir(dir).arg("test").arg(scenario).args(extra))
 }
 
 #[test]

@@ -68,18 +68,6 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `lab down` even when an assertion fails half-way.
-struct Down<'a> {
-    dir: &'a Path,
-    state: &'a Path,
-}
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = lab(self.dir, self.state).args(["down", "lab.yaml"]).output();
-    }
-}
-
 #[test]
 #[ignore = "needs root, libvirt and lab's box: bash .ci/run runs it"]
 fn vm_cluster_loads_modules_in_its_own_kernel_and_down_leaves_nothing_in_libvirt() {
@@ -112,7 +100,10 @@ features: {features}
         features = repo_root().join("features/vm/kernel.feature").display(),
     );
     std::fs::write(work.path().join("lab.yaml"), scenario).unwrap();
-    let _down = Down { dir: work.path(), state: &state };
+    // `lab down` even when an assertion fails half-way.
+    let _down = support::on_drop(|| {
+        let _ = lab(work.path(), &state).args(["down", "lab.yaml"]).output();
+    });
 
     let (ok, up) = run(lab(work.path(), &state).args(["up", "lab.yaml"]));
     assert!(ok, "lab up failed:\n{up}");

@@ -312,3 +312,40 @@ pub fn curl_as_root_and_another_user(url: &str) -> (i32, i32) {
         .expect("setpriv (util-linux)");
     (root.code().unwrap_or(-1), other.code().unwrap_or(-1))
 }
+
+/// Runs its closure when dropped: a test's clean-up (`lab down`, mostly)
+/// that happens even when an assertion fails half-way.
+pub struct OnDrop<'a>(Option<Box<dyn FnOnce() + 'a>>);
+
+pub fn on_drop<'a>(clean_up: impl FnOnce() + 'a) -> OnDrop<'a> {
+    OnDrop(Some(Box::new(clean_up)))
+}
+
+impl Drop for OnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(clean_up) = self.0.take() {
+            clean_up();
+        }
+    }
+}
+
+/// What a command said and how it ended.
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to its end; a panic of lab's fails the test whatever the exit.
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked at"), "{cmd:?} panicked:\n{stderr}");
+    Run {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
