@@ -54,3 +54,17 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     When I create an empty 64 MiB pool "lab-scratch" in memory on an io-engine node through Mayastor's REST API
     Then Mayastor reports every pool Online within 60 seconds
     And Mayastor deletes the pool "lab-scratch" within 60 seconds
+
+  # Alone: killing an io-engine would take the other scenarios' replicas
+  # and initiators with it.
+  @serial
+  Scenario: a replica's io-engine killed under I/O: the volume degrades, is rebuilt, and its data verifies
+    When I create a 64 MiB PVC "hit" of StorageClass "mayastor-two-replicas"
+    Then the PVC "hit" is Bound within 120 seconds
+    When I publish the volume of the PVC "hit" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "hit" from userspace
+    And I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "hit" while writing that pattern to it
+    Then Mayastor reports the volume of the PVC "hit" Degraded with 1 healthy replica within 60 seconds
+    And the io-engine runs again on that node within 180 seconds
+    And Mayastor reports the volume of the PVC "hit" Online with 2 healthy replicas within 300 seconds
+    And the data on the volume of the PVC "hit" verifies from userspace

@@ -148,6 +148,12 @@ const CONNECT_ATTEMPTS: u32 = 3;
 /// offset, its log shown only when it fails; a failed connect is tried again
 /// (and said on stderr).
 fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
+    initiator_passes(uri, offsets, write, 0)
+}
+
+/// The same, its passes over the offsets repeated until `seconds` have gone
+/// by (at least one): I/O that keeps going while something is faulted.
+fn initiator_passes(uri: &str, offsets: &[u64], write: bool, seconds: u64) -> String {
     let offsets: Vec<String> = offsets.iter().map(u64::to_string).collect();
     let each = if write {
         format!(
@@ -160,12 +166,14 @@ fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
     };
     let first = if write { "cat > \"$d/pattern\"; " } else { "" };
     format!(
-        "d=$(busybox mktemp -d /tmp/lab-initiator.XXXXXX); trap 'rm -rf \"$d\"' EXIT; {first}i=0; \
+        "d=$(busybox mktemp -d /tmp/lab-initiator.XXXXXX); trap 'rm -rf \"$d\"' EXIT; {first}\
+         end=$(($(busybox date +%s)+{seconds})); while :; do i=0; \
          for o in {}; do n=1; until {{ {each}; }} 2>\"$d/log\" >\"$d/out\"; do \
          if [ $n -lt {CONNECT_ATTEMPTS} ] && busybox grep -q '{NOT_CONNECTED}' \"$d/out\"; then \
          echo \"initiator at offset $o: attempt $n did not connect; trying again\" >&2; n=$((n+1)); sleep 2; \
          else echo \"initiator at offset $o failed (attempt $n):\" >&2; \
-         busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; fi; done; {}i=$((i+1)); done",
+         busybox tail -n 20 \"$d/log\" \"$d/out\" >&2; exit 1; fi; done; {}i=$((i+1)); done; \
+         [ $(busybox date +%s) -lt $end ] || break; done",
         offsets.join(" "),
         if write { "" } else { "busybox grep -E '^ *[0-9]+ [0-9a-f]{64}' \"$d/out\"; " }
     )
@@ -176,8 +184,19 @@ fn initiator_script(uri: &str, offsets: &[u64], write: bool) -> String {
 static ONE_INITIATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn run_initiator(world: &LabWorld, script: String, stdin: Option<&[u8]>) -> Result<String, String> {
+    run_initiator_avoiding(world, None, script, stdin).await
+}
+
+/// The same, in an io-engine pod off `avoid` where there is one (a node
+/// about to be faulted).
+async fn run_initiator_avoiding(
+    world: &LabWorld,
+    avoid: Option<&str>,
+    script: String,
+    stdin: Option<&[u8]>,
+) -> Result<String, String> {
     let _one = ONE_INITIATOR.lock().await;
-    let (namespace, name) = initiator_pod(world, None).await?;
+    let (namespace, name) = initiator_pod(world, avoid).await?;
     let pods: Api<Pod> = Api::namespaced(world.ctx.client()?, &namespace);
     let argv = vec!["sh".to_string(), "-c".to_string(), script];
     let output = crate::provider::exec_in_pod(&pods, &name, Some("io-engine"), argv, stdin)
@@ -369,6 +388,39 @@ async fn kill_replica_engine(world: &mut LabWorld, claim: String) -> Result<(), 
     let (_, _, volume) = volume_of(world, &claim).await?;
     let node = replica_only_node(&volume)?;
     super::faults::restart_io_engine_on(world, node, true).await
+}
+
+/// How long the pattern is written again around a fault: passes start a
+/// few seconds before it and go on well after it.
+const WRITES_AROUND_FAULT: Duration = Duration::from_secs(30);
+const FAULT_AFTER: Duration = Duration::from_secs(5);
+
+#[when(
+    regex = r#"^I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "([^"]+)" while writing that pattern to it$"#
+)]
+async fn kill_replica_engine_under_io(world: &mut LabWorld, claim: String) -> Result<(), String> {
+    let seed = written_seed(world, &claim)?;
+    let target = current_target(world, &claim).await?;
+    let (_, _, volume) = volume_of(world, &claim).await?;
+    let victim = replica_only_node(&volume)?;
+    let offsets = offsets(target.size);
+    let data: Vec<u8> = offsets.iter().flat_map(|o| block(seed, *o)).collect();
+    // The same pattern again, from the nexus's node, while the replica's
+    // io-engine dies: every write must still succeed through the nexus.
+    let script = initiator_passes(&target.uri, &offsets, true, WRITES_AROUND_FAULT.as_secs());
+    let client = world.ctx.client()?;
+    let writes = run_initiator_avoiding(world, Some(&victim), script, Some(&data));
+    let fault = async {
+        tokio::time::sleep(FAULT_AFTER).await;
+        super::faults::delete_io_engine_pod(&client, &victim, true).await
+    };
+    let (written, killed) = tokio::join!(writes, fault);
+    let killed = killed?;
+    written.map_err(|e| {
+        format!("writing to the volume of the PVC \"{claim}\" while the io-engine on {victim} was killed: {e}")
+    })?;
+    world.restarted = Some((victim, killed));
+    Ok(())
 }
 
 #[when(regex = r#"^I restart the io-engine on the node of the nexus of the volume of the PVC "([^"]+)"$"#)]
@@ -661,6 +713,17 @@ mod tests {
         let (ok, said, calls) = run_script(&read, &["ok", "io", "ok"]);
         assert!(!ok && said.contains("offset 4096 failed (attempt 1)") && said.contains("IO error"), "{said}");
         assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn writes_around_a_fault_go_on_for_their_seconds_and_stop() {
+        let once = initiator_passes("nvmf://h:1/n", &[0, 4096], true, 0);
+        let (ok, said, calls) = run_script(&once, &[]);
+        assert!(ok, "{said}");
+        assert_eq!(calls, 2, "one pass over two offsets");
+        let (ok, said, calls) = run_script(&initiator_passes("nvmf://h:1/n", &[0, 4096], true, 2), &[]);
+        assert!(ok, "{said}");
+        assert!(calls >= 4 && calls % 2 == 0, "whole passes for two seconds: {calls} calls");
     }
 
     #[test]

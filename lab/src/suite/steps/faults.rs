@@ -150,7 +150,15 @@ async fn restart_io_engine(world: &mut LabWorld, app: String) -> Result<(), Stri
 /// remember it for `the io-engine runs again on that node`; `kill`: at once
 /// (no grace period), as a crash would, not a clean shutdown.
 pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String, kill: bool) -> Result<(), String> {
-    let pods: Api<Pod> = Api::all(world.ctx.client()?);
+    let name = delete_io_engine_pod(&world.ctx.client()?, &node, kill).await?;
+    world.restarted = Some((node, name));
+    Ok(())
+}
+
+/// Deletes the io-engine pod on `node` (`kill`: with no grace period);
+/// its name.
+pub(super) async fn delete_io_engine_pod(client: &kube::Client, node: &str, kill: bool) -> Result<String, String> {
+    let pods: Api<Pod> = Api::all(client.clone());
     let found = pods
         .list(&ListParams::default().labels("app=io-engine"))
         .await
@@ -158,15 +166,14 @@ pub(super) async fn restart_io_engine_on(world: &mut LabWorld, node: String, kil
     if found.items.is_empty() {
         return Err("no io-engine pod runs (is the stack deployed? `lab deploy`)".into());
     }
-    let pod = io_engine_on(&found.items, &node)?;
+    let pod = io_engine_on(&found.items, node)?;
     let (name, namespace) =
         (pod.metadata.name.clone().unwrap_or_default(), pod.metadata.namespace.clone().unwrap_or_default());
-    Api::<Pod>::namespaced(world.ctx.client()?, &namespace)
+    Api::<Pod>::namespaced(client.clone(), &namespace)
         .delete(&name, &if kill { DeleteParams::default().grace_period(0) } else { DeleteParams::default() })
         .await
         .map_err(|e| format!("deleting io-engine pod {namespace}/{name}: {e}"))?;
-    world.restarted = Some((node, name));
-    Ok(())
+    Ok(name)
 }
 
 #[then(regex = r"^the io-engine runs again on that node within (\d+) seconds$")]
