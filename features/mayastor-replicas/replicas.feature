@@ -33,6 +33,17 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then Mayastor reports the volume of the PVC "grow" Online with 1 healthy replica within 120 seconds
     And the data on the volume of the PVC "grow" verifies from userspace
 
+  Scenario: a volume expanded while unpublished: its replicas grow, and the new space holds data
+    When I create a 64 MiB PVC "big" of StorageClass "mayastor-two-replicas"
+    Then the PVC "big" is Bound within 120 seconds
+    When I expand the volume of the PVC "big" to 128 MiB through Mayastor's REST API
+    Then every replica of the volume of the PVC "big" holds at least 128 MiB
+    When I publish the volume of the PVC "big" over NVMe-oF through Mayastor's REST API
+    Then the target of the volume of the PVC "big" offers more than 64 MiB
+    # The pattern spans the new size: its later blocks lie past the old end.
+    When I write a verifiable pattern to the volume of the PVC "big" from userspace
+    Then the data on the volume of the PVC "big" verifies from userspace
+
   # Alone: a cordon would steer the other scenarios' replicas too.
   @serial
   Scenario: a node cordoned in Mayastor gets no new replica; uncordoned, it may again

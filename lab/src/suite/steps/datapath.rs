@@ -464,6 +464,50 @@ async fn volume_state_within(
     }
 }
 
+const MIB: u64 = 1024 * 1024;
+
+#[when(regex = r#"^I expand the volume of the PVC "([^"]+)" to (\d+) MiB through Mayastor's REST API$"#)]
+async fn expand(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
+    let (rest, uuid, _) = volume_of(world, &claim).await?;
+    rest.put(&format!("volumes/{uuid}/size"), &json!({"size": mib * MIB}))
+        .await
+        .map_err(|e| format!("expanding volume {uuid} of the PVC \"{claim}\" to {mib} MiB: {e}"))?;
+    Ok(())
+}
+
+#[then(regex = r#"^every replica of the volume of the PVC "([^"]+)" holds at least (\d+) MiB$"#)]
+async fn replicas_hold(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
+    let (rest, uuid, volume) = volume_of(world, &claim).await?;
+    let (placed, _) = placement(&volume);
+    if placed.is_empty() {
+        return Err(format!("volume {uuid} of the PVC \"{claim}\" reports no replica"));
+    }
+    let mut small = Vec::new();
+    for (id, (node, _)) in &placed {
+        let replica = rest.get(&format!("replicas/{id}")).await?.ok_or_else(|| format!("replica {id} is gone"))?;
+        let size = replica.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if size < mib * MIB {
+            small.push(format!("replica {id} on {node} holds {} MiB", size / MIB));
+        }
+    }
+    if small.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("volume {uuid} of the PVC \"{claim}\", expected at least {mib} MiB: {}", small.join("; ")))
+    }
+}
+
+/// What the initiator can address through the volume's target now.
+#[then(regex = r#"^the target of the volume of the PVC "([^"]+)" offers more than (\d+) MiB$"#)]
+async fn target_offers(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
+    let target = current_target(world, &claim).await?;
+    if target.size > mib * MIB {
+        Ok(())
+    } else {
+        Err(format!("the target of the PVC \"{claim}\" offers {} bytes, not more than {mib} MiB", target.size))
+    }
+}
+
 /// The label lab cordons a Mayastor node with: its own, so a cordon someone
 /// else put there is never lifted by lab.
 pub const CORDON_LABEL: &str = "lab-scenario";
