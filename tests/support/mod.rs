@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lab::docker::{CLUSTER_LABEL, ROLE_LABEL};
 
+pub mod local;
 pub mod vm;
 
 /// The tag changes with the applets the image links, so an older import is not reused.
