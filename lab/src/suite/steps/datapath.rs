@@ -87,14 +87,16 @@ pub fn mismatches(seed: u64, offsets: &[u64], read: &str) -> Vec<String> {
             continue;
         };
         let wanted = block(seed, *offset);
-        if length == 0 || length > wanted.len() {
-            out.push(format!("offset {offset}: {length} bytes read"));
+        let wrong = if length == 0 || length > wanted.len() {
+            format!("{length} bytes read")
         } else if sum == sha256_hex(&wanted[..length]) {
+            continue;
         } else if sum == sha256_hex(&vec![0u8; length]) {
-            out.push(format!("offset {offset}: zeroes"));
+            "zeroes".to_string()
         } else {
-            out.push(format!("offset {offset}: other bytes"));
-        }
+            "other bytes".to_string()
+        };
+        out.push(format!("offset {offset}: {wrong}"));
     }
     out
 }
