@@ -83,11 +83,32 @@ fn kubectl(state: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `lab down` even when an assertion fails half-way.
-fn down_on_drop<'a>(sources: &'a Path, state: &'a Path, scenario: &'a str) -> support::OnDrop<'a> {
-    support::on_drop(move || {
-        let _ = lab(sources, state).args(["down", scenario]).output();
-    })
+/// One check's lab: the machine to itself, the tarballs laid out as
+/// checkouts in a folder of its own, its state beside them; on drop (even
+/// when an assertion fails half-way) `lab down`, then the folder goes, then
+/// the next check may start.
+struct Check {
+    scenario: &'static str,
+    work: tempfile::TempDir,
+    sources: PathBuf,
+    state: PathBuf,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Check {
+    fn start(scenario: &'static str) -> Check {
+        let one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = tempfile::tempdir().unwrap();
+        let sources = unpack_sources(work.path());
+        let state = work.path().join("state");
+        Check { scenario, work, sources, state, _one: one }
+    }
+}
+
+impl Drop for Check {
+    fn drop(&mut self) {
+        let _ = lab(&self.sources, &self.state).args(["down", self.scenario]).output();
+    }
 }
 
 /// One lab at a time: both labs load this 2-core machine, and the second
@@ -109,15 +130,11 @@ fn hugepages_total() -> String {
 #[test]
 #[ignore = "long check (Mayastor's cold build ≈ 25 min, then ≈ 10 min): bash .ci/run --long-checks, or cargo test -p lab --test mayastor_source -- --ignored --exact beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change"]
 fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contributors_change() {
-    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let work = tempfile::tempdir().unwrap();
-    let sources = unpack_sources(work.path());
-    let state = work.path().join("state");
+    let check = Check::start("scenarios/mayastor-source.yaml");
+    let (sources, state, scenario) = (&check.sources, &check.state, check.scenario);
     let mayastor_before = listing(&sources.join("mayastor"));
     let control_plane_before = listing(&sources.join("mayastor-control-plane"));
     let hugepages_before = hugepages_total();
-    let scenario = "scenarios/mayastor-source.yaml";
-    let _down = down_on_drop(&sources, &state, scenario);
 
     let up = run("lab up (build, cluster, load, deploy, pools Online)", lab(&sources, &state).args(["up", scenario]));
     let tag = up
@@ -156,7 +173,7 @@ fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contr
     let line = r#"format!("{} {}", vi.fmt_description(), vi)"#;
     assert!(text.contains(line), "version-info's fmt_package_info changed upstream:\n{text}");
     // A marker of this run: an edit an earlier run made is already built, and cached.
-    let marker = format!("lab tree override {}", work.path().file_name().unwrap().to_string_lossy());
+    let marker = format!("lab tree override {}", check.work.path().file_name().unwrap().to_string_lossy());
     let edited = format!(r#"format!("{{}} {{}} ({marker})", vi.fmt_description(), vi)"#);
     std::fs::write(&macros, text.replace(line, &edited)).unwrap();
     let dependencies_edited = listing(&sources.join("mayastor-dependencies"));
@@ -214,13 +231,9 @@ fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contr
 #[test]
 #[ignore = "long check (Mayastor's cold build ≈ 25 min, then ≈ 8 min): bash .ci/run --long-checks, or cargo test -p lab --test mayastor_source -- --ignored --exact beyond_ci_mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_through_faults"]
 fn beyond_ci_mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_workers_through_faults() {
-    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let work = tempfile::tempdir().unwrap();
-    let sources = unpack_sources(work.path());
-    let state = work.path().join("state");
+    let check = Check::start("scenarios/mayastor-replicas.yaml");
+    let (sources, state, scenario) = (&check.sources, &check.state, check.scenario);
     let hugepages_before = hugepages_total();
-    let scenario = "scenarios/mayastor-replicas.yaml";
-    let _down = down_on_drop(&sources, &state, scenario);
 
     run(
         "lab up (kind, two io-engine workers, pools Online, the control plane serving)",
@@ -269,15 +282,11 @@ fn beyond_ci_mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_w
 #[test]
 #[ignore = "long check (≈ 33 min warm, emulated VM): bash .ci/run --long-checks, or cargo test -p lab --test mayastor_source -- --ignored --exact beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp"]
 fn beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_tcp() {
-    let _one = ONE_LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     support::vm::require_vms();
-    let work = tempfile::tempdir().unwrap();
-    let sources = unpack_sources(work.path());
-    let state = work.path().join("state");
+    let check = Check::start("scenarios/mayastor-source-vm.yaml");
+    let (sources, state, scenario) = (&check.sources, &check.state, check.scenario);
     let mayastor_before = listing(&sources.join("mayastor"));
     let control_plane_before = listing(&sources.join("mayastor-control-plane"));
-    let scenario = "scenarios/mayastor-source-vm.yaml";
-    let _down = down_on_drop(&sources, &state, scenario);
 
     run(
         "lab up on a VM (builds, VM, kubeadm, modules, load, deploy, pool Online)",
