@@ -136,22 +136,22 @@ fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contr
     let control_plane_before = listing(&sources.join("mayastor-control-plane"));
     let hugepages_before = hugepages_total();
 
-    let up = run("lab up (build, cluster, load, deploy, pools Online)", lab(&sources, &state).args(["up", scenario]));
+    let up = run("lab up (build, cluster, load, deploy, pools Online)", lab(sources, state).args(["up", scenario]));
     let tag = up
         .split("lab-local/mayastor-io-engine:")
         .nth(1)
         .and_then(|rest| rest.get(..16))
         .expect("lab up names the io-engine image it built")
         .to_string();
-    let test = run("lab test (features/mayastor-source)", lab(&sources, &state).args(["test", scenario]));
+    let test = run("lab test (features/mayastor-source)", lab(sources, state).args(["test", scenario]));
     assert_all_passed(&test, 3);
 
     // Another user of the host reaches none of Mayastor's endpoints (its
     // REST API, its etcd's plain HTTP, the io-engine's gRPC on the node's
     // address); root does.
     let rest =
-        kubectl(&state, &["-n", "mayastor", "get", "svc", "mayastor-api-rest", "-o", "jsonpath={.spec.clusterIP}"]);
-    let etcd = kubectl(&state, &["-n", "mayastor", "get", "pod", "mayastor-etcd-0", "-o", "jsonpath={.status.podIP}"]);
+        kubectl(state, &["-n", "mayastor", "get", "svc", "mayastor-api-rest", "-o", "jsonpath={.spec.clusterIP}"]);
+    let etcd = kubectl(state, &["-n", "mayastor", "get", "pod", "mayastor-etcd-0", "-o", "jsonpath={.status.podIP}"]);
     for url in [
         format!("http://{rest}:8081/v0/nodes"),
         format!("http://{etcd}:2379/version"),
@@ -163,7 +163,7 @@ fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contr
     }
 
     // The running io-engine is the build lab made: it logs the image's tag as its revision.
-    let log = kubectl(&state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
+    let log = kubectl(state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
     assert!(log.contains(&format!("revision {tag}")), "io-engine does not log revision {tag}:\n{log}");
 
     // The contributor changes one line of mayastor-dependencies (their own
@@ -179,21 +179,21 @@ fn beyond_ci_mayastor_built_from_its_sources_runs_its_features_and_takes_a_contr
     let dependencies_edited = listing(&sources.join("mayastor-dependencies"));
     // Both workspaces take the dependencies through the override: both are
     // rebuilt and reloaded, nothing else.
-    let build = run("lab build after the one-line change", lab(&sources, &state).args(["build", scenario]));
+    let build = run("lab build after the one-line change", lab(sources, state).args(["build", scenario]));
     assert!(build.contains("built lab-local/mayastor-io-engine:lab-"), "{build}");
     assert!(build.contains("built lab-local/mayastor-agent-core:lab-"), "{build}");
     assert!(build.contains("cached: lab-local/etcd:lab-"), "{build}");
-    run("lab load after the one-line change", lab(&sources, &state).args(["load", scenario]));
-    run("lab deploy (the new images rolled out)", lab(&sources, &state).args(["deploy", scenario]));
-    let log = kubectl(&state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
+    run("lab load after the one-line change", lab(sources, state).args(["load", scenario]));
+    run("lab deploy (the new images rolled out)", lab(sources, state).args(["deploy", scenario]));
+    let log = kubectl(state, &["-n", "mayastor", "logs", "ds/mayastor-io-engine", "-c", "io-engine"]);
     assert!(log.contains(&format!("({marker})")), "the running io-engine does not print the override's line:\n{log}");
     let test = run(
         "lab test after the change",
-        lab(&sources, &state).args(["test", scenario, "-n", "pools are Online in Mayastor"]),
+        lab(sources, state).args(["test", scenario, "-n", "pools are Online in Mayastor"]),
     );
     assert_all_passed(&test, 1);
 
-    run("lab down", lab(&sources, &state).args(["down", scenario]));
+    run("lab down", lab(sources, state).args(["down", scenario]));
     assert!(!state.join("mayastor-source").exists(), "the state folder (pool files) is left after lab down");
     assert_eq!(hugepages_total(), hugepages_before, "hugepages were not given back");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -237,9 +237,9 @@ fn beyond_ci_mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_w
 
     run(
         "lab up (kind, two io-engine workers, pools Online, the control plane serving)",
-        lab(&sources, &state).args(["up", scenario]),
+        lab(sources, state).args(["up", scenario]),
     );
-    let test = run("lab test (features/mayastor-replicas)", lab(&sources, &state).args(["test", scenario]));
+    let test = run("lab test (features/mayastor-replicas)", lab(sources, state).args(["test", scenario]));
     assert_all_passed(&test, 6);
     for step in [
         "does not verify against another pattern",
@@ -253,7 +253,7 @@ fn beyond_ci_mayastor_built_from_its_sources_keeps_replicated_data_on_two_kind_w
         assert!(test.contains(step), "lab test did not run the step {step:?}:\n{test}");
     }
 
-    run("lab down", lab(&sources, &state).args(["down", scenario]));
+    run("lab down", lab(sources, state).args(["down", scenario]));
     assert!(!state.join("mayastor-replicas").exists(), "the state folder (pool files) is left after lab down");
     assert_eq!(hugepages_total(), hugepages_before, "hugepages were not given back");
     let nodes = Process::new("docker")
@@ -290,11 +290,11 @@ fn beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_
 
     run(
         "lab up on a VM (builds, VM, kubeadm, modules, load, deploy, pool Online)",
-        lab(&sources, &state).args(["up", scenario]),
+        lab(sources, state).args(["up", scenario]),
     );
-    let instance = support::vm::instance(&state, "mayastor-source-vm");
+    let instance = support::vm::instance(state, "mayastor-source-vm");
     support::vm::assert_domain_of(&instance);
-    let test = run("lab test on the VM", lab(&sources, &state).args(["test", scenario]));
+    let test = run("lab test on the VM", lab(sources, state).args(["test", scenario]));
     assert_all_passed(&test, 4);
     assert!(test.contains("2 passed, 0 failed, 0 not judged"), "the fio floors were not both judged passed:\n{test}");
     for scenario_name in [
@@ -305,7 +305,7 @@ fn beyond_ci_mayastor_built_from_its_sources_serves_pods_on_a_vm_node_over_nvme_
         assert!(test.contains(scenario_name), "lab test did not run {scenario_name:?}:\n{test}");
     }
 
-    run("lab down of the VM lab", lab(&sources, &state).args(["down", scenario]));
+    run("lab down of the VM lab", lab(sources, state).args(["down", scenario]));
     support::vm::assert_nothing_left_of(&instance);
     assert!(!state.join("mayastor-source-vm").exists(), "the state folder is left after lab down");
     assert_eq!(listing(&sources.join("mayastor")), mayastor_before, "the io-engine checkout changed");
