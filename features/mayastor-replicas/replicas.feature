@@ -80,3 +80,38 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then the io-engine runs again on that node within 180 seconds
     And Mayastor reports the volume of the PVC "hit" Online with 2 healthy replicas within 300 seconds
     And the data on the volume of the PVC "hit" verifies from userspace
+
+  # Alone: the volumes fill both pools' commitment, which would turn the
+  # other scenarios' claims away.
+  @serial
+  Scenario: thin volumes commit a pool beyond its capacity, up to the pool commitment, and allocate what is written
+    When I create a 1536 MiB PVC "thin-a" of StorageClass "mayastor-thin"
+    Then the PVC "thin-a" is Bound within 120 seconds
+    And the pool of the replica of the volume of the PVC "thin-a" has more committed than its capacity
+    When I publish the volume of the PVC "thin-a" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "thin-a" from userspace
+    Then the data on the volume of the PVC "thin-a" verifies from userspace
+    And every replica of the volume of the PVC "thin-a" is thin with less than 128 MiB allocated
+    # A thick volume of that size fits in no 1 GiB pool.
+    When I create a 1536 MiB PVC "thick" of StorageClass "mayastor-single-replica"
+    Then the PVC "thick" stays Pending for 20 seconds
+    # A second one would take the first pool past 250 % of its capacity: it goes to the other.
+    When I create a 1536 MiB PVC "thin-b" of StorageClass "mayastor-thin"
+    Then the PVC "thin-b" is Bound within 120 seconds
+    And the replicas of the volumes of the PVCs "thin-a" and "thin-b" are in different pools
+    # A third fits under no pool's commitment, though each has the free space it asks.
+    When I create a 1536 MiB PVC "thin-c" of StorageClass "mayastor-thin"
+    Then the PVC "thin-c" stays Pending for 20 seconds
+
+  Scenario: a StorageClass's node labels decide where replicas land
+    When I label one io-engine node "lab-zone=east" in Mayastor
+    And I create a 64 MiB PVC "east" of StorageClass "mayastor-east"
+    Then the PVC "east" is Bound within 120 seconds
+    And every replica of the volume of the PVC "east" is on a node labelled "lab-zone=east" in Mayastor
+    # Two replicas need two labelled nodes; one is.
+    When I create a 64 MiB PVC "east-two" of StorageClass "mayastor-east-two-replicas"
+    Then the PVC "east-two" stays Pending for 20 seconds
+    When I label every io-engine node "lab-zone=east" in Mayastor
+    Then the PVC "east-two" is Bound within 180 seconds
+    And every replica of the volume of the PVC "east-two" is on a node labelled "lab-zone=east" in Mayastor
+    And the 2 replicas of the volume of the PVC "east-two" are on 2 distinct nodes and pools

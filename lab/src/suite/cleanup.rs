@@ -22,10 +22,13 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
             eprintln!("artifacts of the failed scenario \"{}\": {}", world.name, dir.display());
         }
     }
-    if let Err(e) = super::steps::datapath::uncordon_all(world).await {
+    if let Err(e) = super::steps::placement::uncordon_all(world).await {
         eprintln!("uncordoning what scenario \"{}\" cordoned in Mayastor failed: {e}", world.name);
     }
-    if let Err(e) = super::steps::datapath::delete_made_pools(world).await {
+    if let Err(e) = super::steps::placement::unlabel_all(world).await {
+        eprintln!("removing the node labels scenario \"{}\" put on in Mayastor failed: {e}", world.name);
+    }
+    if let Err(e) = super::steps::placement::delete_made_pools(world).await {
         eprintln!("deleting the pools scenario \"{}\" made in Mayastor failed: {e}", world.name);
     }
     let Some(namespace) = world.namespace.clone() else { return };

@@ -120,6 +120,8 @@ pub struct LabWorld {
     pub cordoned: Vec<String>,
     /// Mayastor pools this scenario made through the REST API (node, pool), deleted after it.
     pub made_pools: Vec<(String, String)>,
+    /// Mayastor node labels this scenario put on (node, key), removed after it.
+    pub node_labels: Vec<(String, String)>,
 }
 
 impl LabWorld {
@@ -148,6 +150,7 @@ impl LabWorld {
             published: BTreeMap::new(),
             cordoned: Vec::new(),
             made_pools: Vec::new(),
+            node_labels: Vec::new(),
         })
     }
 }

@@ -221,7 +221,7 @@ async fn run_initiator_avoiding(
 }
 
 /// The Mayastor volume of a claim, by its bound PV.
-async fn volume_of(world: &mut LabWorld, claim: &str) -> Result<(Rest, String, Value), String> {
+pub(super) async fn volume_of(world: &mut LabWorld, claim: &str) -> Result<(Rest, String, Value), String> {
     let uuid = super::mayastor::volume_uuid_of_claim(world, claim).await?;
     let rest = Rest::find(&world.ctx.client()?).await?;
     let volume = rest
@@ -466,7 +466,7 @@ async fn volume_state_within(
     }
 }
 
-const MIB: u64 = 1024 * 1024;
+pub(super) const MIB: u64 = 1024 * 1024;
 
 #[when(regex = r#"^I expand the volume of the PVC "([^"]+)" to (\d+) MiB through Mayastor's REST API$"#)]
 async fn expand(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
@@ -508,130 +508,6 @@ async fn target_offers(world: &mut LabWorld, claim: String, mib: u64) -> Result<
     } else {
         Err(format!("the target of the PVC \"{claim}\" offers {} bytes, not more than {mib} MiB", target.size))
     }
-}
-
-/// The label lab cordons a Mayastor node with: its own, so a cordon someone
-/// else put there is never lifted by lab.
-pub const CORDON_LABEL: &str = "lab-scenario";
-
-#[when(regex = r"^I cordon one io-engine node in Mayastor$")]
-async fn cordon(world: &mut LabWorld) -> Result<(), String> {
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    let nodes = rest.get("nodes").await?.unwrap_or(Value::Null);
-    let node = nodes
-        .as_array()
-        .and_then(|n| n.first())
-        .and_then(|n| n.get("id"))
-        .and_then(Value::as_str)
-        .ok_or("Mayastor knows no node to cordon")?
-        .to_string();
-    // Recorded first: a cordon that half-happened is lifted after the scenario too.
-    world.cordoned.push(node.clone());
-    rest.put(&format!("nodes/{node}/cordon/{CORDON_LABEL}"), &Value::Null).await.map(|_| ())
-}
-
-#[when(regex = r"^I uncordon that node in Mayastor$")]
-async fn uncordon(world: &mut LabWorld) -> Result<(), String> {
-    let node = world.cordoned.pop().ok_or("no node was cordoned in this scenario")?;
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    rest.delete(&format!("nodes/{node}/cordon/{CORDON_LABEL}")).await
-}
-
-/// What the scenario cordoned, uncordoned: a later scenario must find every node open.
-pub async fn uncordon_all(world: &mut LabWorld) -> Result<(), String> {
-    if world.cordoned.is_empty() {
-        return Ok(());
-    }
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    while let Some(node) = world.cordoned.pop() {
-        rest.delete(&format!("nodes/{node}/cordon/{CORDON_LABEL}")).await?;
-    }
-    Ok(())
-}
-
-#[then(regex = r#"^no replica of the volume of the PVC "([^"]+)" is on the cordoned node$"#)]
-async fn avoids_cordoned(world: &mut LabWorld, claim: String) -> Result<(), String> {
-    let cordoned = world.cordoned.last().cloned().ok_or("no node is cordoned in this scenario")?;
-    let (_, uuid, volume) = volume_of(world, &claim).await?;
-    let (placed, _) = placement(&volume);
-    if placed.is_empty() {
-        return Err(format!("volume {uuid} has no replica yet"));
-    }
-    match placed.values().find(|(node, _)| *node == cordoned) {
-        Some((_, pool)) => Err(format!("volume {uuid} has a replica in pool {pool} on {cordoned}, which is cordoned")),
-        None => Ok(()),
-    }
-}
-
-#[then(regex = r#"^Mayastor refuses to delete the pool of a replica of the volume of the PVC "([^"]+)"$"#)]
-async fn pool_in_use_stays(world: &mut LabWorld, claim: String) -> Result<(), String> {
-    let (rest, uuid, volume) = volume_of(world, &claim).await?;
-    let (placed, _) = placement(&volume);
-    let (node, pool) = placed.values().next().cloned().ok_or_else(|| format!("volume {uuid} has no replica"))?;
-    match rest.delete(&format!("nodes/{node}/pools/{pool}")).await {
-        Ok(()) => {
-            Err(format!("Mayastor accepted deleting pool {pool} on {node}, which holds a replica of volume {uuid}"))
-        }
-        Err(refusal) => {
-            let still = rest.get(&format!("pools/{pool}")).await?;
-            match still.as_ref().and_then(|p| p.pointer("/state/status")).and_then(Value::as_str) {
-                Some("Online") => Ok(()),
-                other => Err(format!(
-                    "deleting pool {pool} was refused ({refusal}), but the pool is now {}",
-                    other.unwrap_or("gone")
-                )),
-            }
-        }
-    }
-}
-
-#[when(
-    regex = r#"^I create an empty (\d+) MiB pool "([^"]+)" in memory on an io-engine node through Mayastor's REST API$"#
-)]
-async fn create_memory_pool(world: &mut LabWorld, mib: u64, pool: String) -> Result<(), String> {
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    let nodes = rest.get("nodes").await?.unwrap_or(Value::Null);
-    let node = nodes
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n.pointer("/state/status").and_then(Value::as_str) == Some("Online")))
-        .and_then(|n| n.get("id"))
-        .and_then(Value::as_str)
-        .ok_or("Mayastor has no Online node for a pool")?
-        .to_string();
-    // Recorded first: a pool that half-came is removed after the scenario too.
-    world.made_pools.push((node.clone(), pool.clone()));
-    let body = json!({"disks": [format!("malloc:///{pool}?size_mb={mib}")], "labels": {"lab.dev/scenario": "true"}});
-    rest.put(&format!("nodes/{node}/pools/{pool}"), &body).await.map(|_| ())
-}
-
-#[then(regex = r#"^Mayastor deletes the pool "([^"]+)" within (\d+) seconds$"#)]
-async fn pool_deleted(world: &mut LabWorld, pool: String, seconds: u64) -> Result<(), String> {
-    let (node, _) = world
-        .made_pools
-        .iter()
-        .find(|(_, p)| *p == pool)
-        .cloned()
-        .ok_or_else(|| format!("no pool \"{pool}\" was made in this scenario"))?;
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    rest.delete(&format!("nodes/{node}/pools/{pool}")).await?;
-    let left = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
-        Ok::<_, String>(rest.get(&format!("pools/{pool}")).await?.map(|_| pool.clone()).into_iter().collect())
-    })
-    .await?;
-    world.made_pools.retain(|(_, p)| *p != pool);
-    if left.is_empty() { Ok(()) } else { Err(format!("pool {pool} on {node} is still there after {seconds}s")) }
-}
-
-/// The pools a scenario made, deleted after it.
-pub async fn delete_made_pools(world: &mut LabWorld) -> Result<(), String> {
-    if world.made_pools.is_empty() {
-        return Ok(());
-    }
-    let rest = Rest::find(&world.ctx.client()?).await?;
-    while let Some((node, pool)) = world.made_pools.pop() {
-        rest.delete(&format!("nodes/{node}/pools/{pool}")).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

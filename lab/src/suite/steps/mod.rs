@@ -7,6 +7,7 @@ pub mod faults;
 pub mod fio;
 pub mod host;
 pub mod mayastor;
+pub mod placement;
 pub mod storage;
 pub mod workloads;
 
