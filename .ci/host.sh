@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by .ci/run and .ci/main-job: what this host must have before lab
 # runs here, each got only when missing (so a warm machine only checks).
 
