@@ -6,11 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-
 mod support;
 
-use support::local::{ONE_CLUSTER, binaries, copy_manifests, down_on_drop, lab_in, repo};
+use support::local::{ONE_CLUSTER, binaries, copy_manifests, down_on_drop, lab_in};
+use support::output;
 
 /// A component in a folder (`src/app`) of a larger git repository, for
 /// `lab bisect` and `lab replay`: one commit per `run.sh` (what the app's

@@ -14,14 +14,7 @@ use assert_cmd::Command;
 mod support;
 
 use support::local::{ONE_CLUSTER, binaries, copy_manifests, down_on_drop, lab_in, repo};
-
-fn output(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
+use support::output;
 
 /// What a cluster could leave behind on the host, as text to compare.
 #[derive(Debug, PartialEq)]

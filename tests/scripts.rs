@@ -12,9 +12,14 @@ fn repo() -> PathBuf {
 
 /// The files git tracks (so build outputs and caches never count).
 fn tracked() -> Vec<PathBuf> {
-    let out = Command::new("git").arg("-C").arg(repo()).args(["ls-files", "-z"]).output().expect("running git ls-files");
+    let out =
+        Command::new("git").arg("-C").arg(repo()).args(["ls-files", "-z"]).output().expect("running git ls-files");
     assert!(out.status.success(), "git ls-files: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()).map(|p| PathBuf::from(String::from_utf8_lossy(p).as_ref())).collect()
+    out.stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).as_ref()))
+        .collect()
 }
 
 /// A shell script: named `*.sh`, or starting with a `sh` or `bash` shebang.

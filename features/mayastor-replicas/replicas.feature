@@ -115,3 +115,21 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then the PVC "east-two" is Bound within 180 seconds
     And every replica of the volume of the PVC "east-two" is on a node labelled "lab-zone=east" in Mayastor
     And the 2 replicas of the volume of the PVC "east-two" are on 2 distinct nodes and pools
+
+  # Alone, as the kill above. Kept off its node (the DaemonSet's node label
+  # removed) the io-engine stays away past the nexus's reconnect window: the
+  # nexus faults its child and the volume runs on one replica until the
+  # io-engine is back and the replica rebuilt.
+  @serial
+  Scenario: a replica's io-engine killed and kept off under I/O: the volume goes Degraded, is rebuilt when it returns, and the data verifies
+    When I create a 64 MiB PVC "down" of StorageClass "mayastor-two-replicas"
+    Then the PVC "down" is Bound within 120 seconds
+    When I publish the volume of the PVC "down" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "down" from userspace
+    And I take off the io-engine of a node with a replica but not the nexus of the volume of the PVC "down" while writing that pattern to it
+    Then Mayastor reports the volume of the PVC "down" Degraded with 1 healthy replica within 120 seconds
+    And the data on the volume of the PVC "down" verifies from userspace
+    When I put the io-engine back on that node
+    Then the io-engine runs again on that node within 180 seconds
+    And Mayastor reports the volume of the PVC "down" Online with 2 healthy replicas within 300 seconds
+    And the data on the volume of the PVC "down" verifies from userspace

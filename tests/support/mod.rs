@@ -290,6 +290,15 @@ impl Drop for Results {
 
 /// `git` in `dir` with a fixed identity and branch name, failing the test
 /// with git's own words; its output, trimmed.
+/// A command's standard output ("" when it cannot run): what the host shows.
+pub fn output(program: &str, args: &[&str]) -> String {
+    Process::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Process::new("git")
         .args(["-c", "user.name=lab", "-c", "user.email=lab@test", "-c", "init.defaultBranch=main"])

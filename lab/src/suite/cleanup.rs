@@ -22,6 +22,9 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
             eprintln!("artifacts of the failed scenario \"{}\": {}", world.name, dir.display());
         }
     }
+    if let Err(e) = super::steps::faults::put_back_io_engine(world).await {
+        eprintln!("putting back the io-engine scenario \"{}\" took off its node failed: {e}", world.name);
+    }
     if let Err(e) = super::steps::placement::uncordon_all(world).await {
         eprintln!("uncordoning what scenario \"{}\" cordoned in Mayastor failed: {e}", world.name);
     }

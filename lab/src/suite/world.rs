@@ -106,6 +106,8 @@ pub struct LabWorld {
     pub namespace: Option<String>,
     /// The io-engine restarted by a fault step: its node and old pod.
     pub restarted: Option<(String, String)>,
+    /// The node whose io-engine a fault step took off, and its node label's value, put back after the scenario.
+    pub engine_off: Option<(String, String)>,
     /// The size of the verifiable pattern a pod wrote, in MiB.
     pub pattern_mib: Option<u64>,
     /// The claim written with the pattern (`a volume written with a verifiable pattern`), and readers so far.
@@ -143,6 +145,7 @@ impl LabWorld {
             last_profile: None,
             namespace: None,
             restarted: None,
+            engine_off: None,
             pattern_mib: None,
             survivor: None,
             deleted_claims: BTreeMap::new(),

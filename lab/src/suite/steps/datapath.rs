@@ -398,23 +398,35 @@ const WRITES_AROUND_FAULT: Duration = Duration::from_secs(30);
 const FAULT_AFTER: Duration = Duration::from_secs(5);
 
 #[when(
-    regex = r#"^I kill the io-engine of a node with a replica but not the nexus of the volume of the PVC "([^"]+)" while writing that pattern to it$"#
+    regex = r#"^I (kill|take off) the io-engine of a node with a replica but not the nexus of the volume of the PVC "([^"]+)" while writing that pattern to it$"#
 )]
-async fn kill_replica_engine_under_io(world: &mut LabWorld, claim: String) -> Result<(), String> {
+async fn fault_replica_engine_under_io(world: &mut LabWorld, how: String, claim: String) -> Result<(), String> {
     let seed = written_seed(world, &claim)?;
     let target = current_target(world, &claim).await?;
     let (_, _, volume) = volume_of(world, &claim).await?;
     let victim = replica_only_node(&volume)?;
     let offsets = offsets(target.size);
     let data: Vec<u8> = offsets.iter().flat_map(|o| block(seed, *o)).collect();
+    let client = world.ctx.client()?;
+    // Taken off: killed and not made again until a step puts it back, long
+    // past the nexus's reconnect window. Recorded first, so it is put back
+    // after the scenario whatever happens.
+    let hold = how == "take off";
+    if hold {
+        let value = super::faults::io_engine_label_of(&client, &victim).await?;
+        world.engine_off = Some((victim.clone(), value));
+    }
     // The same pattern again, from the nexus's node, while the replica's
     // io-engine dies: every write must still succeed through the nexus.
     let script = initiator_passes(&target.uri, &offsets, true, WRITES_AROUND_FAULT.as_secs());
-    let client = world.ctx.client()?;
     let writes = run_initiator_avoiding(world, Some(&victim), script, Some(&data));
     let fault = async {
         tokio::time::sleep(FAULT_AFTER).await;
-        super::faults::delete_io_engine_pod(&client, &victim, true).await
+        if hold {
+            super::faults::take_io_engine_off(&client, &victim).await
+        } else {
+            super::faults::delete_io_engine_pod(&client, &victim, true).await
+        }
     };
     let (written, killed) = tokio::join!(writes, fault);
     let killed = killed?;

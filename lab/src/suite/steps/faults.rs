@@ -1,13 +1,14 @@
 //! Fault steps: delete a pod; restart the kubelet of a pod's node; restart
-//! one node's io-engine and wait for it to come back. Around a fault, a
+//! one node's io-engine and wait for it to come back, or keep it off its
+//! node (its DaemonSet's node label removed) until a step puts it back. Around a fault, a
 //! volume written with a checksummed pattern before it is verified after it
 //! from a fresh pod, so "it came back" also means "the data did".
 
 use std::time::Duration;
 
 use cucumber::{given, then, when};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use super::super::world::LabWorld;
 use super::namespace;
@@ -174,6 +175,55 @@ pub(super) async fn delete_io_engine_pod(client: &kube::Client, node: &str, kill
         .await
         .map_err(|e| format!("deleting io-engine pod {namespace}/{name}: {e}"))?;
     Ok(name)
+}
+
+/// The node label the io-engine DaemonSet selects its nodes by
+/// (`manifests/mayastor-source/20-io-engine.yaml`): without it, a node's
+/// io-engine is not made again.
+pub const IO_ENGINE_NODE_LABEL: &str = "openebs.io/engine";
+
+/// The value of the io-engine's node label on `node`, to put back later.
+pub(super) async fn io_engine_label_of(client: &kube::Client, node: &str) -> Result<String, String> {
+    let found = Api::<Node>::all(client.clone()).get(node).await.map_err(|e| format!("reading node {node}: {e}"))?;
+    found
+        .metadata
+        .labels
+        .and_then(|l| l.get(IO_ENGINE_NODE_LABEL).cloned())
+        .ok_or_else(|| format!("node {node} has no {IO_ENGINE_NODE_LABEL} label: no io-engine is meant to run there"))
+}
+
+/// Sets (or, with `None`, removes) the io-engine's node label on `node`.
+pub(super) async fn set_io_engine_label(client: &kube::Client, node: &str, value: Option<&str>) -> Result<(), String> {
+    let patch = serde_json::json!({"metadata": {"labels": {IO_ENGINE_NODE_LABEL: value}}});
+    Api::<Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("setting label {IO_ENGINE_NODE_LABEL} of node {node} to {value:?}: {e}"))
+}
+
+/// Kills the io-engine on `node` and keeps it off: its node label removed
+/// first (the caller has recorded the value), so the DaemonSet makes no new
+/// one. The killed pod's name.
+pub(super) async fn take_io_engine_off(client: &kube::Client, node: &str) -> Result<String, String> {
+    set_io_engine_label(client, node, None).await?;
+    delete_io_engine_pod(client, node, true).await
+}
+
+#[when(regex = r"^I put the io-engine back on that node$")]
+async fn put_io_engine_back(world: &mut LabWorld) -> Result<(), String> {
+    let (node, value) = world.engine_off.clone().ok_or("no io-engine was taken off a node in this scenario")?;
+    set_io_engine_label(&world.ctx.client()?, &node, Some(&value)).await?;
+    world.engine_off = None;
+    Ok(())
+}
+
+/// An io-engine a scenario took off its node, put back after it.
+pub async fn put_back_io_engine(world: &mut LabWorld) -> Result<(), String> {
+    match world.engine_off.take() {
+        Some((node, value)) => set_io_engine_label(&world.ctx.client()?, &node, Some(&value)).await,
+        None => Ok(()),
+    }
 }
 
 #[then(regex = r"^the io-engine runs again on that node within (\d+) seconds$")]
