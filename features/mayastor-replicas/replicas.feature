@@ -133,3 +133,19 @@ Feature: Replicated Mayastor volumes across io-engine nodes
     Then the io-engine runs again on that node within 180 seconds
     And Mayastor reports the volume of the PVC "down" Online with 2 healthy replicas within 300 seconds
     And the data on the volume of the PVC "down" verifies from userspace
+
+  Scenario: a snapshot restored into a new volume holds the data of its moment, not what came after
+    When I create a 64 MiB PVC "origin" of StorageClass "mayastor-thin"
+    Then the PVC "origin" is Bound within 120 seconds
+    When I publish the volume of the PVC "origin" over NVMe-oF through Mayastor's REST API
+    And I write a verifiable pattern to the volume of the PVC "origin" from userspace
+    And I take a snapshot "moment" of the PVC "origin" with VolumeSnapshotClass "mayastor-snapshots"
+    Then the snapshot "moment" is ready to use within 120 seconds
+    # Written over after the snapshot: the restored volume must not see it.
+    When I write a verifiable pattern to the volume of the PVC "origin" from userspace
+    # Mayastor restores into thin volumes of the snapshot's size.
+    And I create a 64 MiB PVC "restored" of StorageClass "mayastor-thin" from the snapshot "moment"
+    Then the PVC "restored" is Bound within 120 seconds
+    When I publish the volume of the PVC "restored" over NVMe-oF through Mayastor's REST API
+    Then the data on the volume of the PVC "restored" verifies against the pattern of the snapshot "moment"
+    And the data on the volume of the PVC "origin" verifies from userspace

@@ -63,6 +63,14 @@ impl Context {
     }
 }
 
+/// A VolumeSnapshot a scenario took: of which claim, and the pattern
+/// (seed, the target's size) the claim held then, if one was written.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub claim: String,
+    pub pattern: Option<(u64, u64)>,
+}
+
 /// A volume as the userspace steps know it: where its nexus is served, its
 /// size, and the seed of the last pattern written to it.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +130,8 @@ pub struct LabWorld {
     pub cordoned: Vec<String>,
     /// Mayastor pools this scenario made through the REST API (node, pool), deleted after it.
     pub made_pools: Vec<(String, String)>,
+    /// VolumeSnapshots this scenario took, by name.
+    pub snapshots: BTreeMap<String, Snapshot>,
     /// Mayastor node labels this scenario put on (node, key), removed after it.
     pub node_labels: Vec<(String, String)>,
 }
@@ -154,6 +164,7 @@ impl LabWorld {
             cordoned: Vec::new(),
             made_pools: Vec::new(),
             node_labels: Vec::new(),
+            snapshots: BTreeMap::new(),
         })
     }
 }

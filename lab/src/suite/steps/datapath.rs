@@ -313,6 +313,35 @@ async fn verifies(world: &mut LabWorld, claim: String) -> Result<(), String> {
     }
 }
 
+/// A restored volume against what its snapshot's claim held when the
+/// snapshot was taken (read at that volume's offsets: the sizes match).
+#[then(
+    regex = r#"^the data on the volume of the PVC "([^"]+)" verifies against the pattern of the snapshot "([^"]+)"$"#
+)]
+async fn verifies_as_snapshot(world: &mut LabWorld, claim: String, snapshot: String) -> Result<(), String> {
+    let taken = world
+        .snapshots
+        .get(&snapshot)
+        .cloned()
+        .ok_or_else(|| format!("no snapshot \"{snapshot}\" was taken in this scenario"))?;
+    let (seed, size) = taken.pattern.ok_or_else(|| {
+        format!("no pattern had been written to the PVC \"{}\" when the snapshot \"{snapshot}\" was taken", taken.claim)
+    })?;
+    let target = current_target(world, &claim).await?;
+    let offsets = offsets(size);
+    let read = run_initiator(world, initiator_script(&target.uri, &offsets, false), None).await?;
+    let wrong = mismatches(seed, &offsets, &read);
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the volume of the PVC \"{claim}\" does not hold what the PVC \"{}\" held at the snapshot \"{snapshot}\": {}",
+            taken.claim,
+            wrong.join("; ")
+        ))
+    }
+}
+
 /// The check itself checked: the blocks read back against a pattern never
 /// written must not pass.
 #[then(regex = r#"^the data on the volume of the PVC "([^"]+)" does not verify against another pattern$"#)]

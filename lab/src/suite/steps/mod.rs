@@ -8,6 +8,7 @@ pub mod fio;
 pub mod host;
 pub mod mayastor;
 pub mod placement;
+pub mod snapshots;
 pub mod storage;
 pub mod workloads;
 
