@@ -310,24 +310,6 @@ async fn thin_replicas(world: &mut LabWorld, claim: String, mib: u64) -> Result<
     }
 }
 
-#[then(regex = r#"^the replicas of the volumes of the PVCs "([^"]+)" and "([^"]+)" are in different pools$"#)]
-async fn different_pools(world: &mut LabWorld, first: String, second: String) -> Result<(), String> {
-    let pools = async |world: &mut LabWorld, claim: &str| -> Result<Vec<String>, String> {
-        let (_, uuid, volume) = volume_of(world, claim).await?;
-        let (placed, _) = placement(&volume);
-        if placed.is_empty() {
-            return Err(format!("volume {uuid} of the PVC \"{claim}\" has no replica"));
-        }
-        Ok(placed.into_values().map(|(_, pool)| pool).collect())
-    };
-    let a = pools(world, &first).await?;
-    let b = pools(world, &second).await?;
-    match a.iter().find(|p| b.contains(p)) {
-        Some(shared) => Err(format!("the PVCs \"{first}\" and \"{second}\" both have a replica in pool {shared}")),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
