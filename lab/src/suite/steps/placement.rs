@@ -276,6 +276,45 @@ async fn pool_overcommitted(world: &mut LabWorld, claim: String) -> Result<(), S
     }
 }
 
+/// The core agent learns a pool's commitment from its io-engine at its next
+/// poll (its cache period): a claim made before that is placed against the
+/// old figure (seen here: three 900 MiB thin volumes on one 1 GiB pool).
+/// Waits until every pool (`every`) or the pools together report `mib` committed.
+#[then(
+    regex = r"^Mayastor reports (every pool with|the pools together with) at least (\d+) MiB committed within (\d+) seconds$"
+)]
+async fn pools_committed(world: &mut LabWorld, scope: String, mib: u64, seconds: u64) -> Result<(), String> {
+    let every = scope == "every pool with";
+    let rest = Rest::find(&world.ctx.client()?).await?;
+    let mut seen = String::new();
+    let short = crate::wait::until_none_pending(Duration::from_secs(seconds), Duration::from_secs(2), async || {
+        let pools = rest.get("pools").await?.unwrap_or(Value::Null);
+        let items = pools.as_array().ok_or("Mayastor's REST API returned no list of pools")?;
+        let figures: Vec<(String, Option<(u64, u64)>)> = items
+            .iter()
+            .map(|p| (p.get("id").and_then(Value::as_str).unwrap_or("?").to_string(), capacity_and_committed(p)))
+            .collect();
+        seen = figures
+            .iter()
+            .map(|(id, f)| match f {
+                Some((capacity, committed)) => {
+                    format!("pool {id}: {} MiB committed of {} MiB", committed / MIB, capacity / MIB)
+                }
+                None => format!("pool {id} reports no commitment"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let enough = if every {
+            figures.iter().all(|(_, f)| f.is_some_and(|(_, c)| c >= mib * MIB))
+        } else {
+            figures.iter().filter_map(|(_, f)| f.map(|(_, c)| c)).sum::<u64>() >= mib * MIB
+        };
+        Ok::<_, String>(if enough { vec![] } else { vec![()] })
+    })
+    .await?;
+    if short.is_empty() { Ok(()) } else { Err(format!("after {seconds}s, not {scope} {mib} MiB committed: {seen}")) }
+}
+
 #[then(regex = r#"^every replica of the volume of the PVC "([^"]+)" is thin with less than (\d+) MiB allocated$"#)]
 async fn thin_replicas(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
     let (rest, uuid, volume) = volume_of(world, &claim).await?;
