@@ -518,21 +518,35 @@ async fn expand(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), Str
     Ok(())
 }
 
-#[then(regex = r#"^every replica of the volume of the PVC "([^"]+)" holds at least (\d+) MiB$"#)]
-async fn replicas_hold(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
-    let (rest, uuid, volume) = volume_of(world, &claim).await?;
+/// Each replica of a claim's volume as the REST API reports it (its id,
+/// node and object), with the volume's id; an error when it has none.
+pub(super) async fn replicas_of(
+    world: &mut LabWorld,
+    claim: &str,
+) -> Result<(String, Vec<(String, String, Value)>), String> {
+    let (rest, uuid, volume) = volume_of(world, claim).await?;
     let (placed, _) = placement(&volume);
     if placed.is_empty() {
-        return Err(format!("volume {uuid} of the PVC \"{claim}\" reports no replica"));
+        return Err(format!("volume {uuid} of the PVC \"{claim}\" has no replica"));
     }
-    let mut small = Vec::new();
-    for (id, (node, _)) in &placed {
+    let mut out = Vec::new();
+    for (id, (node, _)) in placed {
         let replica = rest.get(&format!("replicas/{id}")).await?.ok_or_else(|| format!("replica {id} is gone"))?;
-        let size = replica.get("size").and_then(Value::as_u64).unwrap_or(0);
-        if size < mib * MIB {
-            small.push(format!("replica {id} on {node} holds {} MiB", size / MIB));
-        }
+        out.push((id, node, replica));
     }
+    Ok((uuid, out))
+}
+
+#[then(regex = r#"^every replica of the volume of the PVC "([^"]+)" holds at least (\d+) MiB$"#)]
+async fn replicas_hold(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
+    let (uuid, replicas) = replicas_of(world, &claim).await?;
+    let small: Vec<String> = replicas
+        .iter()
+        .filter_map(|(id, node, replica)| {
+            let size = replica.get("size").and_then(Value::as_u64).unwrap_or(0);
+            (size < mib * MIB).then(|| format!("replica {id} on {node} holds {} MiB", size / MIB))
+        })
+        .collect();
     if small.is_empty() {
         Ok(())
     } else {

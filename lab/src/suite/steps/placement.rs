@@ -10,7 +10,7 @@ use cucumber::{then, when};
 use serde_json::{Value, json};
 
 use super::super::world::LabWorld;
-use super::datapath::{MIB, placement, volume_of};
+use super::datapath::{MIB, placement, replicas_of, volume_of};
 use crate::stack::mayastor::Rest;
 
 /// The label lab cordons a Mayastor node with: its own, so a cordon someone
@@ -317,14 +317,9 @@ async fn pools_committed(world: &mut LabWorld, scope: String, mib: u64, seconds:
 
 #[then(regex = r#"^every replica of the volume of the PVC "([^"]+)" is thin with less than (\d+) MiB allocated$"#)]
 async fn thin_replicas(world: &mut LabWorld, claim: String, mib: u64) -> Result<(), String> {
-    let (rest, uuid, volume) = volume_of(world, &claim).await?;
-    let (placed, _) = placement(&volume);
-    if placed.is_empty() {
-        return Err(format!("volume {uuid} of the PVC \"{claim}\" has no replica"));
-    }
+    let (uuid, replicas) = replicas_of(world, &claim).await?;
     let mut wrong = Vec::new();
-    for (id, (node, _)) in &placed {
-        let replica = rest.get(&format!("replicas/{id}")).await?.ok_or_else(|| format!("replica {id} is gone"))?;
+    for (id, node, replica) in &replicas {
         let thin = replica.get("thin").and_then(Value::as_bool);
         let allocated = replica.pointer("/space/allocated_bytes").and_then(Value::as_u64);
         let size = replica.get("size").and_then(Value::as_u64).unwrap_or(0);
