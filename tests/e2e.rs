@@ -222,7 +222,8 @@ async fn beyond_ci_mayastor_stack_deploys_pools_online_and_a_pvc_binds() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = repo_root().join("manifests/mayastor");
     let scenario = format!(
-        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: e2e-stack\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n      ioEngineCoreList: \"1\"\n      pool: {{size: 1GiB}}\nstack:\n  layers:\n    - manifests: {}\nfeatures: {}\nfio:\n  profiles:\n    - {{name: pvc-randread-4k, rw: randread, bs: 4k, iodepth: 16, size: 256M, runtime: 10, ramp_time: 2}}\n  results: results\n",
+        "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: e2e-stack\ncluster:\n  provider: kind\n  nodes:\n    - role: control-plane\n    - role: worker\n      labels: {{openebs.io/engine: mayastor}}\n      hugepages2Mi: 1024\n      ioEngineCoreList: \"1\"\n      pool: {{size: 1GiB}}\nstack:\n  layers:\n    - manifests: {}\n    - manifests: {}\nfeatures: {}\nfio:\n  profiles:\n    - {{name: pvc-randread-4k, rw: randread, bs: 4k, iodepth: 16, size: 256M, runtime: 10, ramp_time: 2}}\n  results: results\n",
+        repo_root().join("manifests/mayastor-base").display(),
         manifests.display(),
         repo_root().join("features/mayastor").display()
     );

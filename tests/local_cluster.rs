@@ -502,9 +502,13 @@ fn the_mayastor_manifests_pass_a_real_api_servers_dry_run_and_a_broken_one_does_
     let dir = tempfile::tempdir().unwrap();
     // Same lab name, so both files reach the same cluster: `lab up` of the
     // first (no stack: Mayastor's images cannot run here), checks with the others.
+    let base = repo().join("manifests/mayastor-base");
     let scenario = |stack: &str| {
-        let stack =
-            if stack.is_empty() { String::new() } else { format!("stack:\n  layers:\n    - manifests: {stack}\n") };
+        let stack = if stack.is_empty() {
+            String::new()
+        } else {
+            format!("stack:\n  layers:\n    - manifests: {}\n    - manifests: {stack}\n", base.display())
+        };
         format!(
             "apiVersion: lab/v1alpha1\nkind: Scenario\nmetadata:\n  name: mayastor-check\ncluster:\n  provider: local\n  nodes:\n    - role: control-plane\n{stack}"
         )

@@ -33,6 +33,14 @@ impl Cmd {
         Cmd::new("sh").arg("-c").arg(script)
     }
 
+    /// One of lab's script files, compiled in: `sh -c TEXT NAME`, its
+    /// parameters added as arguments (`$1`…), never spliced into its text.
+    /// The file's leading comment block stays in the file.
+    pub fn script(name: &str, text: &str) -> Self {
+        let body: Vec<&str> = text.lines().skip_while(|l| l.starts_with('#')).collect();
+        Cmd::sh(body.join("\n").trim_start().to_string()).arg(name)
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self

@@ -4,7 +4,7 @@
 use super::deploy::registry_hosting_object;
 use crate::load::registry::Registry;
 use crate::plan::{self, Action, Plan, Step};
-use crate::{Lab, prepare, shell, stack, suite};
+use crate::{Lab, prepare, stack, suite};
 
 impl Lab {
     /// Recorded host changes are undone after the cluster is gone (its pods no
@@ -32,7 +32,7 @@ impl Lab {
         steps.push(Step::run(
             format!("detach the test loop devices recorded in {}", self.state.dir().join("test-devices").display()),
             plan::Target::Host,
-            shell::Cmd::sh(suite::loop_device::detach_recorded_script(&test_devices)),
+            suite::loop_device::detach_recorded(&test_devices),
         ));
         if let Some(registry) = Registry::of(&self.scenario)
             && self.provider.capabilities().cluster

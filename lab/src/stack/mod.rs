@@ -105,7 +105,7 @@ pub fn rewrite_path_root(objects: &mut [Object], usual: &str, root: &str) {
 pub fn load(scenario: &Scenario) -> anyhow::Result<Vec<Object>> {
     let Some(stack) = &scenario.stack else {
         bail!(
-            "{} has no `stack:` to deploy; add e.g. `stack: {{layers: [{{manifests: ../manifests/mayastor}}]}}`",
+            "{} has no `stack:` to deploy; add e.g. `stack: {{layers: [{{manifests: ../manifests/mayastor-base}}, {{manifests: ../manifests/mayastor}}]}}`",
             scenario.source.display()
         );
     };
@@ -279,8 +279,12 @@ mod kubelet_root_tests {
 mod tests {
     use super::*;
 
-    fn repo_manifests() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests/mayastor")
+    /// The shipped Mayastor stack: its common base, then its own layer.
+    fn shipped_mayastor() -> Vec<Object> {
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("manifests");
+        let mut objects = manifest::load_dir(&manifests.join("mayastor-base")).unwrap();
+        objects.extend(manifest::load_dir(&manifests.join("mayastor")).unwrap());
+        objects
     }
 
     #[test]
@@ -297,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_shipped_mayastor_manifests_are_valid_kubernetes_objects() {
-        let objects = manifest::load_dir(&repo_manifests()).unwrap();
+        let objects = shipped_mayastor();
         let problems = validate::check_all(&objects);
         assert!(problems.is_empty(), "{}", Problems(problems));
         let kinds: Vec<&str> = objects.iter().map(|o| o.kind()).collect();
@@ -332,7 +336,7 @@ mod tests {
 
     #[test]
     fn disk_pools_are_checked_against_the_crds_own_schema() {
-        let mut objects = manifest::load_dir(&repo_manifests()).unwrap();
+        let mut objects = shipped_mayastor();
         let pool = |spec: &str| {
             let text = format!(
                 "apiVersion: openebs.io/v1beta2\nkind: DiskPool\nmetadata: {{name: p, namespace: mayastor}}\n{spec}"

@@ -2,7 +2,7 @@
 //! it (even when it fails), so a run leaves nothing behind. Each lives in a
 //! folder of its own under the lab's state (`test-devices/`), which names
 //! its device: a run stopped before it could clean up (Ctrl-C, a crash) is
-//! finished by `lab down` from that record ([`detach_recorded_script`]).
+//! finished by `lab down` from that record ([`detach_recorded`]).
 
 use std::process::Command as Process;
 
@@ -111,16 +111,9 @@ impl LoopDevice {
     }
 }
 
-/// Shell: each recorded test device still backed by its own folder's file is
-/// unmounted (from its folder) and detached; a device now backed by anything
-/// else is left alone. Then the folders go.
-pub fn detach_recorded_script(dir: &std::path::Path) -> String {
-    format!(
-        "for d in {dir}/*/; do [ -f \"$d/device\" ] || continue; dev=$(cat \"$d/device\"); \
-         back=$(losetup -nO BACK-FILE \"$dev\" 2>/dev/null | sed 's/ *$//; s/ (deleted)$//'); \
-         if [ \"$back\" = \"${{d}}backing.img\" ]; then \
-         grep -qs \" ${{d}}mnt \" /proc/self/mounts && umount \"${{d}}mnt\"; losetup -d \"$dev\" && echo \"detached $dev\"; fi; \
-         done; rm -rf {dir}",
-        dir = crate::shell::quote(&dir.display().to_string())
-    )
+/// Detaches the test devices recorded in `dir` that are still backed by
+/// their own folder's file, then removes the folders.
+pub fn detach_recorded(dir: &std::path::Path) -> crate::shell::Cmd {
+    crate::shell::Cmd::script("detach-test-devices.sh", include_str!("scripts/detach-test-devices.sh"))
+        .arg(dir.display().to_string())
 }

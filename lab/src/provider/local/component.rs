@@ -13,7 +13,7 @@ use anyhow::bail;
 
 use super::{Layout, config};
 use crate::plan::{Context, Target, View, Work};
-use crate::shell::{Cmd, Shell as _, quote};
+use crate::shell::{Cmd, Shell as _};
 
 /// How a started component shows it is up.
 #[derive(Clone, Debug)]
@@ -34,8 +34,8 @@ pub struct Component {
     pub ready: Ready,
     log: String,
     pid: String,
-    /// Shell that moves the starting shell into lab's processes cgroup.
-    join_cgroup: String,
+    /// lab's cgroup for its processes, which it joins before it starts.
+    processes_cgroup: String,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -59,7 +59,7 @@ impl Component {
             ready,
             log: layout.text(&format!("logs/{name}.log")),
             pid: layout.text(&format!("run/{name}.pid")),
-            join_cgroup: config::join_cgroup_script(layout),
+            processes_cgroup: layout.processes_cgroup(),
         }
     }
 
@@ -123,20 +123,10 @@ impl Component {
 
     /// Starts it in its own session inside lab's cgroup, its output
     /// appended to its log; the pid file gets its pid and start time at once.
-    pub fn start_script(&self) -> String {
-        let command: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|word| quote(word)).collect();
-        let inner = format!(
-            "{} >> {} 2>&1 < /dev/null & p=$!; echo \"$p $({START_TIME_OF_P})\" > {}; wait",
-            command.join(" "),
-            quote(&self.log),
-            quote(&self.pid)
-        );
-        format!(
-            "{}; rm -f {}; setsid sh -c {} > /dev/null 2>&1 < /dev/null &",
-            self.join_cgroup,
-            quote(&self.pid),
-            quote(&inner)
-        )
+    pub fn start(&self) -> Cmd {
+        config::script!("start-component.sh")
+            .args([self.processes_cgroup.as_str(), &self.pid, &self.log, &self.program])
+            .args(&self.args)
     }
 
     /// The program's file name: `lab down` may see the binaries elsewhere than `lab up` did.
@@ -147,18 +137,8 @@ impl Component {
     /// TERM, up to 10 s to go, then KILL; nothing when it is not running.
     /// Only the recorded process: pid, start time and executable must all
     /// match (an old pid file with no start time matches nothing).
-    pub fn stop_script(&self) -> String {
-        format!(
-            "(read -r p s e < {pid} 2>/dev/null || exit 0; \
-             x=$(readlink /proc/$p/exe 2>/dev/null); x=${{x% (deleted)}}; \
-             if [ -n \"$p\" ] && [ -n \"$s\" ] && [ \"$({START_TIME_OF_P})\" = \"$s\" ] \
-             && {{ [ \"$x\" = \"$e\" ] || {{ [ -z \"$e\" ] && [ \"${{x##*/}}\" = {program} ]; }}; }}; then \
-             kill -TERM $p 2>/dev/null; i=0; \
-             while [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-             kill -KILL $p 2>/dev/null; fi; rm -f {pid})",
-            pid = quote(&self.pid),
-            program = quote(self.program_name()),
-        )
+    pub fn stop(&self) -> Cmd {
+        config::script!("stop-component.sh").arg(&self.pid).arg(self.program_name())
     }
 
     /// Its pid while it runs: not a zombie, and the recorded process (pid,
@@ -223,8 +203,8 @@ impl Work for Component {
             Ready::Socket(path) => format!("{path} exists"),
         };
         format!(
-            "$ sh -c {}\n     waits until {until} (at most {}s); pid in {}, log in {}",
-            quote(&self.start_script()),
+            "$ {}\n     waits until {until} (at most {}s); pid in {}, log in {}",
+            self.start(),
             START_TIMEOUT.as_secs(),
             self.pid,
             self.log
@@ -235,7 +215,7 @@ impl Work for Component {
         if let Some(pid) = self.running_pid() {
             bail!("{} already runs as pid {pid}: `lab down` stops a lab's leftover processes", self.name);
         }
-        ctx.shell(&Target::Host).run(&Cmd::sh(self.start_script())).await?;
+        ctx.shell(&Target::Host).run(&self.start()).await?;
         let started = std::time::Instant::now();
         // The pid file appears once the session's shell has started it.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -263,8 +243,6 @@ impl Work for Component {
 /// Shell: the start time (`/proc/PID/stat` field 22) of `$p`; the fields
 /// are counted after the command name's closing parenthesis, as the name may
 /// hold spaces.
-const START_TIME_OF_P: &str = "sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20";
-
 /// A pid file's record of the process lab started.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProcessRecord {

@@ -1,12 +1,20 @@
 //! What the local cluster's processes are told: flags, config files,
 //! kubeconfigs and certificates, all derived from the [`Layout`]; and the
-//! teardown scripts, each removing only what lab made.
+//! teardown scripts (files in `scripts/`), each removing only what lab made.
 
 use std::path::PathBuf;
 
 use super::pki::Leaf;
 use super::{API_SERVICE_IP, Layout, NODE_IP, POD_CIDR, POD_SUBNET, SERVICE_CIDR};
-use crate::shell::quote;
+use crate::shell::{Cmd, quote};
+
+/// One of the scripts beside this file (`scripts/`), shellchecked in CI.
+macro_rules! script {
+    ($name:literal) => {
+        Cmd::script($name, include_str!(concat!("scripts/", $name)))
+    };
+}
+pub(super) use script;
 
 /// The certificates the components present.
 pub fn certificates(layout: &Layout) -> Vec<Leaf> {
@@ -370,27 +378,14 @@ pub fn root_only_rules(layout: &Layout) -> Vec<String> {
         .collect()
 }
 
-/// Kills and removes every task and container in lab's containerd (its
-/// socket only; the system's containerd is not touched).
-pub fn remove_containers_script(layout: &Layout) -> String {
-    let socket = quote(&layout.containerd_socket());
-    format!(
-        "[ -S {socket} ] || exit 0; c=\"ctr --address {socket} -n k8s.io\"; \
-         for t in $($c tasks ls -q 2>/dev/null); do $c tasks kill -a -s SIGKILL $t >/dev/null 2>&1; done; sleep 1; \
-         for t in $($c tasks ls -q 2>/dev/null); do $c tasks delete -f $t >/dev/null 2>&1; done; \
-         for k in $($c containers ls -q 2>/dev/null); do $c containers delete $k >/dev/null 2>&1; done; true"
-    )
+/// Kills and removes every task and container in lab's containerd.
+pub fn remove_containers(layout: &Layout) -> Cmd {
+    script!("remove-containers.sh").arg(layout.containerd_socket())
 }
 
-/// Unmounts, deepest first, every mount under lab's own folders (the kubelet's
-/// root is in the run folder): nothing outside them.
-pub fn unmount_script(layout: &Layout) -> String {
-    let roots = [layout.dir.display().to_string(), layout.run.display().to_string()];
-    let pattern: Vec<String> = roots.iter().map(|r| format!("^{}(/|$)", regex::escape(r))).collect();
-    format!(
-        "awk '{{print $2}}' /proc/self/mounts | grep -E {} | sort -r | while read -r m; do umount \"$m\" 2>/dev/null || umount -l \"$m\"; done; true",
-        quote(&pattern.join("|"))
-    )
+/// Unmounts, deepest first, every mount under lab's own folders.
+pub fn unmount(layout: &Layout) -> Cmd {
+    script!("unmount.sh").arg(layout.dir.display().to_string()).arg(layout.run.display().to_string())
 }
 
 /// The chains only kube-proxy makes, by table: one already there means
@@ -417,105 +412,29 @@ fn iptables_succeeds(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-const CHAIN_TABLES: &str =
-    "for ipt in iptables ip6tables; do command -v $ipt >/dev/null || continue; for t in filter nat mangle raw; do";
-
-/// Every chain the host has now, `iptables|ip6tables table chain` a line.
-pub fn record_chains_script(layout: &Layout) -> String {
-    format!(
-        "{{ {CHAIN_TABLES} $ipt -w -t $t -S 2>/dev/null | awk -v i=$ipt -v t=$t '/^-N / {{print i, t, $2}}'; done; done; }} > {}",
-        quote(&layout.chains_before().display().to_string())
-    )
+/// Every chain the host has now, recorded before the kubelet starts.
+pub fn record_chains(layout: &Layout) -> Cmd {
+    script!("record-chains.sh").arg(layout.chains_before().display().to_string())
 }
 
-/// The chains lab's kubelet and kube-proxy made (named `KUBE-…`, absent
-/// from the record taken before the kubelet started): the rules jumping to
-/// them first, then the chains. A chain the host had before is never touched, nor one of
-/// another name (Docker's, CNI's, the user's). No record: nothing is removed.
-pub fn remove_new_chains_script(layout: &Layout) -> String {
-    format!(
-        "before={before}; [ -f \"$before\" ] || {{ echo \"no record of the host's chains ($before): none removed\"; exit 0; }}; \
-         {CHAIN_TABLES} \
-         new=$($ipt -w -t $t -S 2>/dev/null | awk '/^-N KUBE-/ {{print $2}}' | while read -r c; do grep -qxF \"$ipt $t $c\" \"$before\" || echo \"$c\"; done); \
-         [ -n \"$new\" ] || continue; \
-         $ipt -w -t $t -S 2>/dev/null | grep '^-A ' | while read -r rule; do \
-           set -- $rule; from=$2; to=$(echo \"$rule\" | sed -n 's/.* -j \\([^ ]*\\).*/\\1/p'); \
-           echo \"$new\" | grep -qxF -- \"$from\" && continue; echo \"$new\" | grep -qxF -- \"$to\" || continue; \
-           eval $ipt -w -t $t $(echo \"$rule\" | sed 's/^-A/-D/'); \
-         done; \
-         for c in $new; do $ipt -w -t $t -F $c; done; for c in $new; do $ipt -w -t $t -X $c; done; \
-         done; done; true",
-        before = quote(&layout.chains_before().display().to_string())
-    )
+/// The chains lab's kubelet and kube-proxy made, and the rules jumping to them.
+pub fn remove_new_chains(layout: &Layout) -> Cmd {
+    script!("remove-new-chains.sh").arg(layout.chains_before().display().to_string())
 }
 
-/// Shell: every mounted cgroup hierarchy (v1 controllers, or the v2 root).
-const CGROUP_HIERARCHIES: &str = "awk '$3 == \"cgroup\" || $3 == \"cgroup2\" {print $2}' /proc/self/mounts | sort -u";
-
-/// The kubelet's root, lab's cgroup in every mounted hierarchy and, in it,
-/// the cgroup of lab's processes, made fresh (`mkdir` without `-p`: one
-/// already there is not lab's to take). A new cpuset cgroup gets its
-/// parent's CPUs and memory nodes, as processes in it need them.
-pub fn make_cgroups_script(layout: &Layout) -> String {
-    format!(
-        "mkdir -p {root} && for h in $({CGROUP_HIERARCHIES}); do \
-         for c in {cgroup} {processes}; do \
-         mkdir \"$h$c\" || exit 1; \
-         if [ -f \"$h$c/cpuset.cpus\" ]; then cat \"${{h}}$(dirname $c)/cpuset.cpus\" > \"$h$c/cpuset.cpus\" && cat \"${{h}}$(dirname $c)/cpuset.mems\" > \"$h$c/cpuset.mems\" || exit 1; fi; \
-         done; done",
-        root = quote(&layout.kubelet_root()),
-        cgroup = quote(&layout.cgroup_root()),
-        processes = quote(&layout.processes_cgroup()),
-    )
+/// The kubelet's root and lab's cgroups, made fresh.
+pub fn make_cgroups(layout: &Layout) -> Cmd {
+    script!("make-cgroups.sh").args([layout.kubelet_root(), layout.cgroup_root(), layout.processes_cgroup()])
 }
 
-/// Moves the shell that runs it into lab's processes cgroup in every
-/// hierarchy, so what it starts (and what that starts: containerd's shims,
-/// the pods) stays in lab's tree whatever becomes of pid files.
-pub fn join_cgroup_script(layout: &Layout) -> String {
-    format!(
-        "for h in $({CGROUP_HIERARCHIES}); do echo $$ > \"$h\"{processes}/cgroup.procs || exit 1; done",
-        processes = quote(&layout.processes_cgroup()),
-    )
+/// Kills every process still in lab's cgroup tree.
+pub fn stop_cgroup_processes(layout: &Layout) -> Cmd {
+    script!("stop-cgroup-processes.sh").arg(layout.cgroup_root())
 }
 
-/// Shell defining `lab_pids`: every process in lab's cgroup tree, in any hierarchy.
-fn pids_in_tree_function(layout: &Layout) -> String {
-    format!(
-        "lab_pids() {{ for h in $({CGROUP_HIERARCHIES}); do [ -d \"$h\"{cgroup} ] && find \"$h\"{cgroup} -name cgroup.procs -exec cat {{}} + 2>/dev/null; done | sort -un; }}",
-        cgroup = quote(&layout.cgroup_root()),
-    )
-}
-
-/// Kills every process still in lab's cgroup tree (a pod's, a shim of
-/// lab's containerd, a component whose pid file is gone) until none is
-/// left; fails naming each one that outlives 10 s. The tree is lab's own
-/// record of what it started, so nothing outside it is signalled.
-pub fn stop_cgroup_processes_script(layout: &Layout) -> String {
-    format!(
-        "{function}; n=$(lab_pids | wc -l); i=0; \
-         while p=$(lab_pids); [ -n \"$p\" ] && [ $i -lt 50 ]; do kill -KILL $p 2>/dev/null; sleep 0.2; i=$((i+1)); done; \
-         p=$(lab_pids); if [ -n \"$p\" ]; then \
-         for x in $p; do echo \"process $x ($(cat /proc/$x/comm 2>/dev/null)) still runs in lab's cgroup {cgroup}\" >&2; done; exit 1; fi; \
-         echo \"$n process(es) stopped\"",
-        function = pids_in_tree_function(layout),
-        cgroup = layout.cgroup_root(),
-    )
-}
-
-/// lab's run folder (with the kubelet's root in it, unmounted before) and
-/// lab's cgroup in every hierarchy, deepest first; nothing else. Fails
-/// naming a cgroup that cannot be removed (a process still in it).
-pub fn remove_kubelet_script(layout: &Layout) -> String {
-    format!(
-        "rm -rf --one-file-system {run}; rmdir /run/lab 2>/dev/null; left=; \
-         for h in $({CGROUP_HIERARCHIES}); do \
-         [ -d \"$h\"{cgroup} ] || continue; find \"$h\"{cgroup} -depth -type d -exec rmdir {{}} \\; 2>/dev/null; \
-         [ -d \"$h\"{cgroup} ] && left=\"$left $h\"{cgroup}; \
-         done; [ -z \"$left\" ] || {{ echo \"cannot remove lab's cgroup:$left\" >&2; exit 1; }}",
-        run = quote(&layout.run.display().to_string()),
-        cgroup = quote(&layout.cgroup_root()),
-    )
+/// lab's run folder and its cgroup in every hierarchy.
+pub fn remove_kubelet(layout: &Layout) -> Cmd {
+    script!("remove-kubelet.sh").arg(layout.run.display().to_string()).arg(layout.cgroup_root())
 }
 
 /// Every process in lab's cgroup tree now, in any mounted hierarchy.

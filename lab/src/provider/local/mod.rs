@@ -270,7 +270,7 @@ impl Provider for Local {
                 layout.kubelet_root()
             ),
             Target::Host,
-            Cmd::sh(config::make_cgroups_script(layout)),
+            config::make_cgroups(layout),
         ));
         for component in Component::all(layout) {
             if component.name == "kubelet" {
@@ -278,7 +278,7 @@ impl Provider for Local {
                 steps.push(Step::run(
                     format!("record the host's iptables chains in {}", layout.chains_before().display()),
                     Target::Host,
-                    Cmd::sh(config::record_chains_script(layout)),
+                    config::record_chains(layout),
                 ));
             }
             let containerd = component.name == "containerd";
@@ -304,25 +304,21 @@ impl Provider for Local {
         let components = Component::all(layout);
         let mut steps = vec![Step::work("remove every pod, so the kubelet unmounts and unplugs them", RemovePods)];
         for component in components.iter().rev() {
-            steps.push(Step::run(format!("stop {}", component.name), Target::Host, Cmd::sh(component.stop_script())));
+            steps.push(Step::run(format!("stop {}", component.name), Target::Host, component.stop()));
             if component.name == "kubelet" {
                 steps.push(Step::run(
                     "kill the containers left in lab's containerd",
                     Target::Host,
-                    Cmd::sh(config::remove_containers_script(layout)),
+                    config::remove_containers(layout),
                 ));
             }
         }
         steps.push(Step::run(
             format!("stop every process left in lab's cgroup {} (pods, containerd's shims)", layout.cgroup_root()),
             Target::Host,
-            Cmd::sh(config::stop_cgroup_processes_script(layout)),
+            config::stop_cgroup_processes(layout),
         ));
-        steps.push(Step::run(
-            "unmount what the kubelet and containerd mounted",
-            Target::Host,
-            Cmd::sh(config::unmount_script(layout)),
-        ));
+        steps.push(Step::run("unmount what the kubelet and containerd mounted", Target::Host, config::unmount(layout)));
         steps.push(Step::run(
             format!("remove lab's FORWARD rule for {}", layout.bridge),
             Target::Host,
@@ -345,12 +341,12 @@ impl Provider for Local {
         steps.push(Step::run(
             format!("remove the iptables chains that appeared after {}", layout.chains_before().display()),
             Target::Host,
-            Cmd::sh(config::remove_new_chains_script(layout)),
+            config::remove_new_chains(layout),
         ));
         steps.push(Step::run(
             format!("remove the kubelet's folder {} and cgroup {}", layout.kubelet_root(), layout.cgroup_root()),
             Target::Host,
-            Cmd::sh(config::remove_kubelet_script(layout)),
+            config::remove_kubelet(layout),
         ));
         steps
     }
@@ -386,7 +382,7 @@ impl Provider for Local {
     /// lab's kubelet is a process of this host: stopped and started again.
     fn kubelet_restart(&self) -> Cmd {
         let kubelet = Component::named(&self.layout, "kubelet");
-        Cmd::sh(format!("{} && {}", kubelet.stop_script(), kubelet.start_script()))
+        Cmd::sh(format!("{} && {}", kubelet.stop(), kubelet.start()))
     }
 
     /// The node is this host's processes: each one's own log (kubelet,
