@@ -183,6 +183,15 @@ impl Lab {
         let pools =
             stack::pools(&self.scenario, &self.provider.capabilities(), &self.state, &objects).unwrap_or_default();
         if !pools.is_empty() {
+            if stack::mayastor::serves_rest(&objects) {
+                steps.push(Step::work(
+                    "wait until Mayastor keeps nothing on lab's pools",
+                    stack::mayastor::ReleasePools {
+                        pools: pools.iter().map(|p| p.name().to_string()).collect(),
+                        timeout,
+                    },
+                ));
+            }
             steps.push(Step::work(
                 format!("remove {} DiskPool(s)", pools.len()),
                 stack::teardown::Delete { objects: pools, timeout, ownership: ownership.clone() },

@@ -112,6 +112,111 @@ pub fn not_online(list: &Value, expected: &[String], what: &str) -> Vec<String> 
     left
 }
 
+/// Each replica Mayastor still keeps on one of `pools`, named with its
+/// kind (a volume's, a snapshot's, a clone's) and the volume whose topology
+/// lists it: what keeps a DiskPool's `openebs.io/diskpool-protection`
+/// finalizer on.
+pub async fn replicas_on(rest: &Rest, pools: &[String]) -> Result<Vec<String>, String> {
+    let replicas = rest.get("replicas").await?.unwrap_or(Value::Null);
+    let volumes = rest.get("volumes?max_entries=0").await?.unwrap_or(Value::Null);
+    let states = rest.get("pools").await?.unwrap_or(Value::Null);
+    let mut left = holders(&replicas, &volumes, pools);
+    left.extend(space_without_replicas(&states, &replicas, pools));
+    Ok(left)
+}
+
+/// A pool of `pools` with space in use and no replica on it: what a
+/// snapshot no volume owns any more keeps.
+fn space_without_replicas(states: &Value, replicas: &Value, pools: &[String]) -> Vec<String> {
+    let has_replica = |pool: &str| {
+        replicas.as_array().into_iter().flatten().any(|r| r.get("pool").and_then(Value::as_str) == Some(pool))
+    };
+    states
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let id = p.get("id").and_then(Value::as_str)?;
+            let used = p.pointer("/state/used").and_then(Value::as_u64).unwrap_or(0);
+            (pools.iter().any(|x| x == id) && used > 0 && !has_replica(id))
+                .then(|| format!("pool {id} has {} MiB in use and no replica (a snapshot no volume owns?)", used >> 20))
+        })
+        .collect()
+}
+
+fn holders(replicas: &Value, volumes: &Value, pools: &[String]) -> Vec<String> {
+    let owner = |replica: &str| {
+        volumes.get("entries").and_then(Value::as_array).into_iter().flatten().find_map(|v| {
+            v.pointer("/state/replica_topology")
+                .and_then(|t| t.get(replica))
+                .and(v.pointer("/spec/uuid").and_then(Value::as_str))
+        })
+    };
+    replicas
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("pool").and_then(Value::as_str).is_some_and(|p| pools.iter().any(|x| x == p)))
+        .map(|r| {
+            let uuid = r.get("uuid").and_then(Value::as_str).unwrap_or("?");
+            let pool = r.get("pool").and_then(Value::as_str).unwrap_or("?");
+            let kind = r.get("kind").and_then(Value::as_str).unwrap_or("Regular");
+            match owner(uuid) {
+                Some(volume) => format!("replica {uuid} ({kind}) of volume {volume} on pool {pool}"),
+                None => format!("replica {uuid} ({kind}, no volume lists it) on pool {pool}"),
+            }
+        })
+        .collect()
+}
+
+/// Before lab's DiskPools are deleted: Mayastor lets go of them. A pool
+/// with a replica (or a snapshot's space) on it keeps its finalizer, so the
+/// deletion would only wait; this waits instead until the pools hold
+/// nothing (the CSI driver and the snapshot controller finishing what the
+/// scenarios' claims and snapshots left), and when they still do, names
+/// each replica with its volume, and each pool's space no replica owns. It
+/// removes nothing itself.
+#[derive(Debug)]
+pub struct ReleasePools {
+    pub pools: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Work for ReleasePools {
+    fn describe(&self, _view: &View<'_>) -> String {
+        format!(
+            "rest: wait until Mayastor keeps no replica and no space on {} (at most {}s); what still holds one is named (a replica with its volume, space no replica owns)",
+            self.pools.join(", "),
+            self.timeout.as_secs()
+        )
+    }
+
+    async fn run(&self, ctx: &Context<'_>) -> anyhow::Result<Option<String>> {
+        let client = match ctx.teardown_client().await {
+            Ok(client) => client,
+            Err(why) => return Ok(Some(format!("{why}; skipped"))),
+        };
+        let rest = match Rest::find(&client).await {
+            Ok(rest) => rest,
+            Err(why) => return Ok(Some(format!("{why}; skipped"))),
+        };
+        let left = crate::wait::until_none_pending(self.timeout, Duration::from_secs(3), async || {
+            replicas_on(&rest, &self.pools).await.map_err(|e| anyhow::anyhow!(e))
+        })
+        .await?;
+        if !left.is_empty() {
+            bail!(
+                "after {}s Mayastor still holds lab's pools, so their DiskPools cannot go: {}; \
+                 `kubectl get volumesnapshots,pvc -A` shows what may still use them",
+                self.timeout.as_secs(),
+                left.join("; ")
+            );
+        }
+        Ok(Some("nothing left on them".into()))
+    }
+}
+
 /// A random volume id (RFC 4122 version 4), from the kernel's randomness.
 pub fn random_uuid() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
@@ -246,6 +351,39 @@ async fn canary(client: &Client, timeout: Duration, poll: Duration) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replicas_on_lab_pools_are_named_with_their_volume() {
+        let replicas = json!([
+            {"uuid": "r1", "pool": "pool-a", "kind": "Regular"},
+            {"uuid": "r2", "pool": "pool-b", "kind": "SnapshotClone"},
+            {"uuid": "r3", "pool": "theirs", "kind": "Regular"},
+        ]);
+        let volumes = json!({"entries": [
+            {"spec": {"uuid": "v1"}, "state": {"replica_topology": {"r1": {"pool": "pool-a"}}}},
+        ]});
+        let pools = ["pool-a".to_string(), "pool-b".to_string()];
+        assert_eq!(
+            holders(&replicas, &volumes, &pools),
+            [
+                "replica r1 (Regular) of volume v1 on pool pool-a",
+                "replica r2 (SnapshotClone, no volume lists it) on pool pool-b"
+            ]
+        );
+        assert!(holders(&json!([]), &volumes, &pools).is_empty());
+        let states = json!([
+            {"id": "pool-a", "state": {"used": 37748736}},
+            {"id": "pool-b", "state": {"used": 37748736}},
+            {"id": "pool-c", "state": {"used": 0}},
+            {"id": "theirs", "state": {"used": 1048576}},
+        ]);
+        let with_one = json!([{"uuid": "r1", "pool": "pool-a"}]);
+        let pools = ["pool-a".to_string(), "pool-b".to_string(), "pool-c".to_string()];
+        assert_eq!(
+            space_without_replicas(&states, &with_one, &pools),
+            ["pool pool-b has 36 MiB in use and no replica (a snapshot no volume owns?)"]
+        );
+    }
 
     #[test]
     fn a_node_or_pool_counts_only_when_reported_online() {

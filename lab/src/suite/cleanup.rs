@@ -35,6 +35,14 @@ pub async fn after_scenario(world: &mut LabWorld, failed: bool) {
         eprintln!("deleting the pools scenario \"{}\" made in Mayastor failed: {e}", world.name);
     }
     let Some(namespace) = world.namespace.clone() else { return };
+    if !(failed && world.ctx.keep_on_failure)
+        && let Err(e) = super::steps::snapshots::remove_restored_then_snapshots(world).await
+    {
+        eprintln!(
+            "removing the snapshots scenario \"{}\" took, after the claims restored from them, failed: {e}",
+            world.name
+        );
+    }
     if failed && world.ctx.keep_on_failure {
         eprintln!(
             "keeping namespace {namespace} (--keep-on-failure); `kubectl delete namespace {namespace}` removes it"

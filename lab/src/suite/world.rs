@@ -69,6 +69,8 @@ impl Context {
 pub struct Snapshot {
     pub claim: String,
     pub pattern: Option<(u64, u64)>,
+    /// The claims restored from it, which go before it does.
+    pub restored: Vec<String>,
 }
 
 /// A volume as the userspace steps know it: where its nexus is served, its

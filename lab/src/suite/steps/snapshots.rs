@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cucumber::{then, when};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, TypedLocalObjectReference};
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -44,7 +44,7 @@ async fn take_snapshot(world: &mut LabWorld, name: String, claim: String, class:
         .create(&PostParams::default(), &snapshot_object(&name, &claim, &class))
         .await
         .map_err(|e| format!("creating VolumeSnapshot {ns}/{name} of the PVC \"{claim}\": {e}"))?;
-    world.snapshots.insert(name, Snapshot { claim, pattern });
+    world.snapshots.insert(name, Snapshot { claim, pattern, restored: Vec::new() });
     Ok(())
 }
 
@@ -97,6 +97,68 @@ async fn restore(world: &mut LabWorld, size: u64, name: String, class: String, s
         .create(&PostParams::default(), &claim)
         .await
         .map_err(|e| format!("creating PVC {ns}/{name} from the snapshot \"{snapshot}\": {e}"))?;
+    if let Some(taken) = world.snapshots.get_mut(&snapshot) {
+        taken.restored.push(name);
+    }
+    Ok(())
+}
+
+/// After a scenario, before its namespace goes: the claims restored from
+/// its snapshots first, until their volumes are gone, then the snapshots,
+/// until they are gone. The namespace's own deletion takes them in no
+/// order; after it, a pool was seen keeping 36 MiB in use with no replica
+/// on it (twice, each after a series of runs of the replica catalogue), so
+/// its DiskPool could not be deleted. Restored volume, then snapshot, then
+/// origin is the order Mayastor's own tests delete them in.
+pub async fn remove_restored_then_snapshots(world: &mut LabWorld) -> Result<(), String> {
+    if world.snapshots.is_empty() {
+        return Ok(());
+    }
+    let Some(ns) = world.namespace.clone() else { return Ok(()) };
+    let client = world.ctx.client()?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(client, &ns, &volume_snapshots());
+    let restored: Vec<String> = world.snapshots.values().flat_map(|s| s.restored.clone()).collect();
+    let mut bound = Vec::new();
+    for name in &restored {
+        if let Some(claim) = claims.get_opt(name).await.map_err(|e| format!("reading PVC {ns}/{name}: {e}"))? {
+            bound.extend(claim.spec.and_then(|s| s.volume_name));
+            let _ = claims.delete(name, &DeleteParams::default()).await;
+        }
+    }
+    let timeout = Duration::from_secs(120);
+    let left = crate::wait::until_none_pending(timeout, Duration::from_secs(2), async || {
+        let mut left = Vec::new();
+        for volume in &bound {
+            if volumes.get_opt(volume).await.map_err(|e| format!("reading PV {volume}: {e}"))?.is_some() {
+                left.push(format!("PersistentVolume {volume}"));
+            }
+        }
+        Ok::<_, String>(left)
+    })
+    .await?;
+    if !left.is_empty() {
+        return Err(format!("the restored claims' volumes are still there after 120s: {}", left.join(", ")));
+    }
+    let taken: Vec<String> = world.snapshots.keys().cloned().collect();
+    for name in &taken {
+        let _ = snapshots.delete(name, &DeleteParams::default()).await;
+    }
+    let left = crate::wait::until_none_pending(timeout, Duration::from_secs(2), async || {
+        let mut left = Vec::new();
+        for name in &taken {
+            if snapshots.get_opt(name).await.map_err(|e| format!("reading VolumeSnapshot {ns}/{name}: {e}"))?.is_some()
+            {
+                left.push(format!("VolumeSnapshot {ns}/{name}"));
+            }
+        }
+        Ok::<_, String>(left)
+    })
+    .await?;
+    if !left.is_empty() {
+        return Err(format!("still there after 120s: {}", left.join(", ")));
+    }
     Ok(())
 }
 
