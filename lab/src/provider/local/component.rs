@@ -240,9 +240,6 @@ impl Work for Component {
     }
 }
 
-/// Shell: the start time (`/proc/PID/stat` field 22) of `$p`; the fields
-/// are counted after the command name's closing parenthesis, as the name may
-/// hold spaces.
 /// A pid file's record of the process lab started.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProcessRecord {

@@ -2,7 +2,9 @@
 # Stops the process a pid file records: TERM, up to 10 s to go, then KILL.
 # Only that process: pid, start time and executable must all match (an old
 # pid file without a start time matches nothing). Nothing when it is not
-# running; the pid file goes either way.
+# running; the pid file goes either way. A start time is /proc/PID/stat's
+# field 22, counted after the command name's closing parenthesis (a name may
+# hold spaces): the 20th field after it.
 # Usage: stop-component.sh PID_FILE PROGRAM_NAME
 pid_file=$1 program=$2
 read -r p s e < "$pid_file" 2>/dev/null || exit 0
