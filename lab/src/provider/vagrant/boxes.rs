@@ -16,10 +16,12 @@ impl Vagrant {
             self.options.provider.as_str()
         );
         let add = self.vagrant().args(["box", "add", "--force", "--name", name]).arg(file.display().to_string());
-        let mut script =
-            super::script!("add-box.sh").args([file.display().to_string(), Self::vagrant_home(), added, name.clone()]);
-        // The `vagrant box add` command's words follow, its environment first.
-        script = script.arg("env").args(add.env.iter().map(|(k, v)| format!("{k}={v}"))).args(add.argv());
+        // The `vagrant box add` command's words follow the parameters, its environment first.
+        let script = super::script!("add-box.sh")
+            .args([file.display().to_string(), Self::vagrant_home(), added, name.clone()])
+            .arg("env")
+            .args(add.env.iter().map(|(k, v)| format!("{k}={v}")))
+            .args(add.argv());
         Step::run(
             format!("add box {name} from {} (when missing or older)", self.box_file_shown()),
             Target::Host,
